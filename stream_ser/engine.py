@@ -1,0 +1,198 @@
+"""The engine: every hop of new samples, score the latest window.
+
+Position in the pipeline: a source hands the engine chunks of 16 kHz mono float32 samples of
+any size; the engine writes them into its ring buffer and, each time the stream clock crosses a
+hop boundary (every ``hop_s`` of *new samples*), takes the latest ``window_s`` window, runs the
+feature recipe and the model, and returns a :class:`~stream_ser.types.Prediction`. The same code
+serves file analysis (chunks as fast as they decode) and live capture (chunks as the microphone
+delivers them), so a file replayed in any chunk size gives identical predictions.
+
+Thread: an engine is used by one thread (the inference worker); it never touches devices or UI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+
+from .features import window_features
+from .model import EmotionModel
+from .ring_buffer import RingBuffer
+from .types import ClipResult, Prediction
+
+
+class Engine:
+    """Sliding-window scorer on the stream clock.
+
+    Args:
+        model: The loaded model; its metadata gives the sample rate and window length.
+        hop_s: Seconds of new audio between predictions; None for the model's default
+            (``feature_config.hop_s``, 0.5 s). Must be > 0 and <= the window length.
+        source: Source name written into each prediction.
+        channel: Channel index written into each prediction.
+
+    Raises:
+        ValueError: If ``hop_s`` is not in (0, window_s] or is shorter than one sample.
+    """
+
+    def __init__(self, model: EmotionModel, hop_s: float | None = None, source: str = "", channel: int = 0) -> None:
+        cfg = model.feature_config
+        self.model = model
+        self.config = cfg
+        self.hop_s = cfg.hop_s if hop_s is None else float(hop_s)
+        self.hop_samples = int(round(self.hop_s * cfg.sample_rate_hz))
+        if self.hop_samples < 1 or self.hop_samples > cfg.window_samples:
+            raise ValueError(f"hop must be between 1 sample and the window ({cfg.window_s} s), got {hop_s} s")
+        self.source = source
+        self.channel = channel
+        self._ring = RingBuffer(cfg.window_samples + self.hop_samples)
+        self._next_boundary = self.hop_samples
+        self._last_scored = 0
+
+    @property
+    def samples_seen(self) -> int:
+        """Samples pushed so far (the stream clock, at ``sample_rate_hz``)."""
+        return self._ring.written
+
+    def push(self, chunk: np.ndarray) -> list[Prediction]:
+        """Add samples and score every hop boundary they cross.
+
+        Args:
+            chunk: float32 mono samples at the model's sample rate (16 kHz), shape ``(n,)``, any
+                ``n >= 0``.
+
+        Returns:
+            The predictions for the boundaries crossed, oldest first (possibly empty).
+
+        Raises:
+            ValueError: If ``chunk`` is not 1-D.
+        """
+        x = np.asarray(chunk, dtype=np.float32)
+        if x.ndim != 1:
+            raise ValueError(f"expected mono samples of shape (n,), got {x.shape}")
+        out: list[Prediction] = []
+        pos = 0
+        while pos < x.size:
+            take = min(x.size - pos, self._next_boundary - self._ring.written)
+            self._ring.write(x[pos : pos + take])
+            pos += take
+            if self._ring.written == self._next_boundary:
+                out.append(self._score(self._next_boundary))
+                self._next_boundary += self.hop_samples
+        return out
+
+    def flush(self) -> list[Prediction]:
+        """Score the final partial hop at the end of a stream (file end, capture stopped).
+
+        Returns:
+            One prediction for the window ending at the last sample if samples arrived after the
+            last hop boundary, else an empty list.
+        """
+        end = self._ring.written
+        if end > self._last_scored:
+            return [self._score(end)]
+        return []
+
+    def _score(self, end: int) -> Prediction:
+        cfg = self.config
+        window = self._ring.read(end, cfg.window_samples)[:, 0]
+        self._last_scored = end
+        feats = window_features(window, cfg)
+        start_s = max(0, end - cfg.window_samples) / cfg.sample_rate_hz
+        end_s = end / cfg.sample_rate_hz
+        if feats is None:
+            return Prediction(self.source, self.channel, start_s, end_s, False, None, None, None, self.model.labels)
+        probs = self.model.predict(feats)
+        best = int(np.argmax(probs))
+        return Prediction(
+            self.source,
+            self.channel,
+            start_s,
+            end_s,
+            True,
+            self.model.labels[best],
+            float(probs[best]),
+            tuple(float(p) for p in probs),
+            self.model.labels,
+        )
+
+    def run(self, chunks: Iterable[np.ndarray]) -> Iterator[Prediction]:
+        """Push every chunk of a stream, then flush; yields predictions as they are made.
+
+        Args:
+            chunks: float32 mono chunks at the model's sample rate.
+        """
+        for chunk in chunks:
+            yield from self.push(chunk)
+        yield from self.flush()
+
+
+def window_ends(n_samples: int, hop_samples: int) -> list[int]:
+    """Absolute end samples of the windows an :class:`Engine` scores for a stream of ``n_samples``.
+
+    Every multiple of ``hop_samples`` up to ``n_samples``, plus ``n_samples`` itself when the
+    stream ends between boundaries (the :meth:`Engine.flush` window). Training cuts its windows
+    at exactly these ends (``training.windows``), so training and runtime see the same windows.
+
+    Args:
+        n_samples: Stream length in samples (>= 0).
+        hop_samples: Hop in samples (> 0).
+
+    Returns:
+        Sorted list of end indices (empty for an empty stream).
+    """
+    ends = list(range(hop_samples, n_samples + 1, hop_samples))
+    if n_samples > 0 and (not ends or ends[-1] != n_samples):
+        ends.append(n_samples)
+    return ends
+
+
+def cut_window(samples: np.ndarray, end: int, window_samples: int) -> np.ndarray:
+    """The window of ``window_samples`` ending at ``end``, left-padded with zeros before sample 0.
+
+    Identical to what the engine reads from its ring buffer at that boundary.
+
+    Args:
+        samples: float32 mono stream, shape ``(n,)``.
+        end: End index (exclusive), ``0 < end <= n``.
+        window_samples: Window length in samples.
+
+    Returns:
+        float32 array of shape ``(window_samples,)``.
+    """
+    out = np.zeros(window_samples, dtype=np.float32)
+    start = end - window_samples
+    seg = samples[max(start, 0) : end]
+    out[window_samples - seg.size :] = seg
+    return out
+
+
+def summarize(predictions: Iterable[Prediction], source: str, duration_s: float, labels: tuple[str, ...]) -> ClipResult:
+    """Clip-level result: argmax of the mean probabilities over speech windows.
+
+    Args:
+        predictions: The stream's predictions.
+        source: Source name for the result.
+        duration_s: Audio duration in seconds.
+        labels: The model's labels.
+
+    Returns:
+        A :class:`~stream_ser.types.ClipResult`; ``label`` is None if no window was speech.
+    """
+    preds = list(predictions)
+    speech = [p.probabilities for p in preds if p.is_speech and p.probabilities is not None]
+    if not speech:
+        return ClipResult(source, duration_s, len(preds), 0, None, None, None, labels)
+    mean = np.mean(np.asarray(speech, dtype=np.float64), axis=0)
+    best = int(np.argmax(mean))
+    return ClipResult(
+        source,
+        duration_s,
+        len(preds),
+        len(speech),
+        labels[best],
+        float(mean[best]),
+        tuple(float(p) for p in mean),
+        labels,
+    )

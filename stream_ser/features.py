@@ -1,0 +1,300 @@
+"""The feature recipe: one window of audio -> log-mel spectrogram.
+
+This module is the only place stream-ser computes model input, for training
+(``training.windows``) and for live scoring (``stream_ser.engine``) alike, so the two can never
+drift apart. Every parameter lives in the frozen :class:`FeatureConfig`, which the exporter
+writes into the ONNX model's metadata and the runtime reads back from it.
+
+The recipe for one mono float32 window at 16 kHz (3.0 s = 48 000 samples by default):
+
+1. **Speech gate** on an absolute level: frame RMS in dBFS (25 ms frames, 10 ms hop); the window
+   is speech only if at least ``gate_min_speech_s`` of frames reach ``gate_dbfs``. Silent or
+   near-silent windows get no label at all, instead of the model guessing on room noise.
+2. **Peak normalisation** to ``peak_dbfs`` (0 dBFS: the largest absolute sample becomes 1.0).
+3. **Silence trim** of leading and trailing frames whose RMS is below ``trim_dbfs`` *of full
+   scale* (``librosa.effects.trim`` with ``ref=1.0``, an absolute reference, not ``ref=np.max``).
+4. **Pad/crop** to the window length (zeros appended at the end; crop keeps the start).
+5. **Log-mel**: power STFT (``librosa.stft``), Slaney mel filterbank (``librosa.filters.mel``,
+   built once per config) and ``librosa.power_to_db`` with ``ref=1.0`` (dB re full scale).
+
+The 3 s window, peak normalisation, silence trimming and log-mel input follow the published SER
+recipes the project builds on (see ``models/README.md``); the level thresholds were chosen from
+the level statistics of RAVDESS and TESS (speech frame RMS peaks between -42 and -13 dBFS,
+recording noise floors below -48 dBFS).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+#: Bumped whenever the recipe below changes meaning; a model trained on another version is
+#: refused by :mod:`stream_ser.model`.
+FEATURE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Every parameter of the feature recipe (see the module docstring).
+
+    Attributes:
+        version: Feature recipe version (:data:`FEATURE_VERSION`).
+        sample_rate_hz: Sample rate of the audio the recipe expects (Hz).
+        window_s: Length of the scored window (s); 3.0 s as in the published SER recipes.
+        hop_s: Default hop between scored windows (s); also the hop used to cut training windows.
+        gate_dbfs: Frame RMS level (dBFS) a frame must reach to count as speech.
+        gate_min_speech_s: Total duration (s) of frames at or above ``gate_dbfs`` needed for the
+            window to count as speech.
+        level_frame_length: Frame length (samples) of the RMS used by gate and trim (25 ms).
+        level_hop_length: Hop (samples) of the RMS used by gate and trim (10 ms).
+        peak_dbfs: Peak level after normalisation (dBFS); 0.0 means the peak sample is 1.0.
+        trim_dbfs: Leading/trailing frames with RMS below this level (dBFS, after peak
+            normalisation) are trimmed.
+        n_fft: FFT size (samples).
+        win_length: STFT window length (samples, 25 ms).
+        hop_length: STFT hop (samples, 20 ms).
+        window: STFT window function name (scipy/librosa name).
+        center: Whether frames are centred (``librosa.stft(center=...)``); False keeps every frame
+            inside the window.
+        n_mels: Number of mel bands.
+        fmin_hz: Lowest mel band edge (Hz).
+        fmax_hz: Highest mel band edge (Hz).
+        mel_htk: HTK mel scale (True) or Slaney (False).
+        mel_norm: Mel filter normalisation (``"slaney"`` or None).
+        power: Exponent of the magnitude spectrogram (2.0 = power).
+        amin: Floor of the power before the log (``librosa.power_to_db(amin=...)``); 1e-10 gives a
+            floor of -100 dB.
+    """
+
+    version: int = FEATURE_VERSION
+    sample_rate_hz: int = 16000
+    window_s: float = 3.0
+    hop_s: float = 0.5
+    gate_dbfs: float = -50.0
+    gate_min_speech_s: float = 0.25
+    level_frame_length: int = 400
+    level_hop_length: int = 160
+    peak_dbfs: float = 0.0
+    trim_dbfs: float = -35.0
+    n_fft: int = 512
+    win_length: int = 400
+    hop_length: int = 320
+    window: str = "hann"
+    center: bool = False
+    n_mels: int = 40
+    fmin_hz: float = 50.0
+    fmax_hz: float = 8000.0
+    mel_htk: bool = False
+    mel_norm: str | None = "slaney"
+    power: float = 2.0
+    amin: float = 1e-10
+
+    def __post_init__(self) -> None:
+        if self.sample_rate_hz <= 0 or self.window_s <= 0 or self.hop_s <= 0:
+            raise ValueError("sample_rate_hz, window_s and hop_s must be positive")
+        if self.window_samples < self.n_fft:
+            raise ValueError(f"window of {self.window_samples} samples is shorter than n_fft={self.n_fft}")
+        if not 0 < self.win_length <= self.n_fft:
+            raise ValueError("win_length must be in (0, n_fft]")
+        if self.fmax_hz > self.sample_rate_hz / 2:
+            raise ValueError(f"fmax_hz={self.fmax_hz} is above the Nyquist frequency")
+
+    @property
+    def window_samples(self) -> int:
+        """Window length in samples (48 000 for 3.0 s at 16 kHz)."""
+        return int(round(self.window_s * self.sample_rate_hz))
+
+    @property
+    def hop_samples(self) -> int:
+        """Default hop in samples (8 000 for 0.5 s at 16 kHz)."""
+        return int(round(self.hop_s * self.sample_rate_hz))
+
+    @property
+    def n_frames(self) -> int:
+        """Number of STFT frames in one window (149 with the defaults)."""
+        if self.center:
+            return 1 + self.window_samples // self.hop_length
+        return 1 + (self.window_samples - self.n_fft) // self.hop_length
+
+    @property
+    def input_shape(self) -> tuple[int, int]:
+        """Shape of one log-mel window: ``(n_mels, n_frames)``."""
+        return (self.n_mels, self.n_frames)
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields as a JSON-serialisable dict (used in the model metadata)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "FeatureConfig":
+        """Rebuild a config from :meth:`to_dict` output.
+
+        Raises:
+            ValueError: If a field is missing or unknown (the model was made by another
+                version of the recipe).
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        missing, unknown = names - set(data), set(data) - names
+        if missing or unknown:
+            raise ValueError(
+                f"feature config does not match this version of stream-ser "
+                f"(missing: {sorted(missing)}, unknown: {sorted(unknown)})"
+            )
+        return cls(**data)
+
+
+def _as_mono_float32(audio: np.ndarray) -> np.ndarray:
+    x = np.asarray(audio)
+    if x.ndim != 1:
+        raise ValueError(f"expected mono audio of shape (n_samples,), got shape {x.shape}")
+    x = x.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(x)):
+        x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)
+    return x
+
+
+def frame_levels_dbfs(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """Frame RMS levels in dBFS (full scale = 1.0).
+
+    Args:
+        audio: Mono samples, shape ``(n_samples,)``, float, nominally in [-1, 1].
+        config: Gives ``level_frame_length`` and ``level_hop_length``.
+
+    Returns:
+        float32 array of shape ``(n_level_frames,)`` (empty if the audio is shorter than one
+        frame); -200 dBFS for digital silence.
+
+    Raises:
+        ValueError: If ``audio`` is not 1-D.
+    """
+    import librosa
+
+    x = _as_mono_float32(audio)
+    if x.size < config.level_frame_length:
+        return np.zeros(0, dtype=np.float32)
+    rms = librosa.feature.rms(
+        y=x, frame_length=config.level_frame_length, hop_length=config.level_hop_length, center=False
+    )[0]
+    return (20.0 * np.log10(np.maximum(rms, 1e-10))).astype(np.float32)
+
+
+def is_speech(audio: np.ndarray, config: FeatureConfig) -> bool:
+    """The speech gate: does the window hold enough frames at an absolute speech level?
+
+    Args:
+        audio: Mono samples, shape ``(n_samples,)``, float in [-1, 1] (not yet normalised).
+        config: Gives ``gate_dbfs`` and ``gate_min_speech_s``.
+
+    Returns:
+        True if frames totalling at least ``gate_min_speech_s`` reach ``gate_dbfs``.
+    """
+    levels = frame_levels_dbfs(audio, config)
+    loud_s = np.count_nonzero(levels >= config.gate_dbfs) * config.level_hop_length / config.sample_rate_hz
+    return bool(loud_s >= config.gate_min_speech_s)
+
+
+def preprocess(audio: np.ndarray, config: FeatureConfig) -> np.ndarray | None:
+    """Gate, peak-normalise, trim and pad/crop one window.
+
+    Args:
+        audio: Mono samples at ``config.sample_rate_hz``, shape ``(n_samples,)``, any float
+            dtype, nominally in [-1, 1]. Non-finite samples are replaced (NaN -> 0, +-Inf ->
+            +-1). Any length is accepted; the runtime passes exactly ``window_samples``.
+        config: The feature recipe.
+
+    Returns:
+        float32 array of shape ``(config.window_samples,)`` with peak ``10**(peak_dbfs/20)``,
+        or None when the speech gate finds no speech.
+
+    Raises:
+        ValueError: If ``audio`` is not 1-D.
+    """
+    import librosa
+
+    x = _as_mono_float32(audio)
+    if not is_speech(x, config):
+        return None
+    peak = float(np.max(np.abs(x)))
+    x = x * np.float32(10.0 ** (config.peak_dbfs / 20.0) / peak)
+    trimmed, _ = librosa.effects.trim(
+        x,
+        top_db=-config.trim_dbfs,
+        ref=1.0,
+        frame_length=config.level_frame_length,
+        hop_length=config.level_hop_length,
+        aggregate=np.max,
+    )
+    out = np.zeros(config.window_samples, dtype=np.float32)
+    n = min(trimmed.size, config.window_samples)
+    out[:n] = trimmed[:n]
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _mel_basis(config: FeatureConfig) -> np.ndarray:
+    import librosa
+
+    return librosa.filters.mel(
+        sr=config.sample_rate_hz,
+        n_fft=config.n_fft,
+        n_mels=config.n_mels,
+        fmin=config.fmin_hz,
+        fmax=config.fmax_hz,
+        htk=config.mel_htk,
+        norm=config.mel_norm,
+        dtype=np.float32,
+    )
+
+
+def log_mel(window: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """Log-mel spectrogram of one preprocessed window.
+
+    Args:
+        window: float32 samples, shape ``(config.window_samples,)`` (output of
+            :func:`preprocess`).
+        config: The feature recipe.
+
+    Returns:
+        float32 array of shape ``(n_mels, n_frames)`` = ``config.input_shape``, in dB re full
+        scale, floored at ``10*log10(amin)`` (-100 dB by default).
+
+    Raises:
+        ValueError: If ``window`` does not have ``window_samples`` samples.
+    """
+    import librosa
+
+    x = _as_mono_float32(window)
+    if x.size != config.window_samples:
+        raise ValueError(f"expected {config.window_samples} samples, got {x.size}")
+    spec = librosa.stft(
+        x,
+        n_fft=config.n_fft,
+        hop_length=config.hop_length,
+        win_length=config.win_length,
+        window=config.window,
+        center=config.center,
+        pad_mode="constant",
+    )
+    power = np.abs(spec) ** config.power
+    mel = _mel_basis(config) @ power
+    db = librosa.power_to_db(mel, ref=1.0, amin=config.amin, top_db=None)
+    return db.astype(np.float32)
+
+
+def window_features(audio: np.ndarray, config: FeatureConfig) -> np.ndarray | None:
+    """The whole recipe: :func:`preprocess` then :func:`log_mel`.
+
+    Args:
+        audio: Mono samples, shape ``(n_samples,)``, float in [-1, 1] at
+            ``config.sample_rate_hz``.
+        config: The feature recipe.
+
+    Returns:
+        float32 log-mel of shape ``config.input_shape``, or None if the window is not speech.
+    """
+    y = preprocess(audio, config)
+    return None if y is None else log_mel(y, config)

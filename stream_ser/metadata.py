@@ -1,0 +1,108 @@
+"""Model metadata: what an ONNX model must carry for the runtime to use it.
+
+The exporter (``training.export``) writes one JSON entry, key :data:`METADATA_KEY`, into the ONNX
+file's ``metadata_props``; the runtime reads it with
+``InferenceSession.get_modelmeta().custom_metadata_map`` and builds its whole configuration from
+it: no labels in code, no side files. A model without it, or made for another feature recipe, is
+refused before any audio is processed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .features import FEATURE_VERSION, FeatureConfig
+
+#: Key of the JSON entry in the ONNX ``metadata_props``.
+METADATA_KEY = "stream_ser"
+#: Version of the metadata layout itself.
+METADATA_FORMAT = 1
+
+
+class ModelMetadataError(ValueError):
+    """The model's metadata is missing, malformed, or made for another feature recipe."""
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """Everything the runtime needs to know about a model.
+
+    Attributes:
+        labels: Class names in the order of the model's output.
+        feature_config: The feature recipe the model was trained on.
+        input_name: Name of the graph input; shape ``(batch, n_mels, n_frames, 1)``, float32 log-mel.
+        output_name: Name of the graph output; shape ``(batch, len(labels))``, float32
+            probabilities (softmax inside the graph).
+        provenance: Free-form facts about how the model was made (data, split, commit, date,
+            library versions); shown by ``stream-ser info``, not interpreted.
+    """
+
+    labels: tuple[str, ...]
+    feature_config: FeatureConfig
+    input_name: str = "log_mel"
+    output_name: str = "probabilities"
+    provenance: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def to_json(self) -> str:
+        """Serialise to the JSON string stored under :data:`METADATA_KEY`."""
+        return json.dumps(
+            {
+                "format": METADATA_FORMAT,
+                "labels": list(self.labels),
+                "feature_config": self.feature_config.to_dict(),
+                "input_name": self.input_name,
+                "output_name": self.output_name,
+                "provenance": self.provenance,
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelMetadata":
+        """Parse and validate the JSON entry.
+
+        Raises:
+            ModelMetadataError: If the text is not JSON, a field is missing or has the wrong
+                type, the labels are empty or repeated, or the feature recipe version differs
+                from this runtime's :data:`~stream_ser.features.FEATURE_VERSION`.
+        """
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ModelMetadataError(f"metadata is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ModelMetadataError("metadata must be a JSON object")
+        if data.get("format") != METADATA_FORMAT:
+            raise ModelMetadataError(f"metadata format {data.get('format')!r} is not {METADATA_FORMAT}")
+        labels = data.get("labels")
+        if not isinstance(labels, list) or not labels or not all(isinstance(s, str) and s for s in labels):
+            raise ModelMetadataError("metadata 'labels' must be a non-empty list of names")
+        if len(set(labels)) != len(labels):
+            raise ModelMetadataError(f"metadata 'labels' has repeated names: {labels}")
+        cfg = data.get("feature_config")
+        if not isinstance(cfg, dict):
+            raise ModelMetadataError("metadata 'feature_config' is missing")
+        if cfg.get("version") != FEATURE_VERSION:
+            raise ModelMetadataError(
+                f"model was trained on feature recipe version {cfg.get('version')!r}, "
+                f"this stream-ser computes version {FEATURE_VERSION}; re-export or upgrade"
+            )
+        try:
+            feature_config = FeatureConfig.from_dict(cfg)
+        except (TypeError, ValueError) as exc:
+            raise ModelMetadataError(str(exc)) from None
+        for key in ("input_name", "output_name"):
+            if not isinstance(data.get(key), str):
+                raise ModelMetadataError(f"metadata '{key}' is missing")
+        provenance = data.get("provenance", {})
+        if not isinstance(provenance, dict):
+            raise ModelMetadataError("metadata 'provenance' must be an object")
+        return cls(
+            labels=tuple(labels),
+            feature_config=feature_config,
+            input_name=data["input_name"],
+            output_name=data["output_name"],
+            provenance=provenance,
+        )

@@ -1,0 +1,150 @@
+"""ONNX model loading and validation (onnxruntime; never TensorFlow).
+
+Sits between the feature recipe and the engine: :class:`EmotionModel` takes log-mel windows
+and returns class probabilities. Its labels and feature recipe come only from the model file's
+metadata (:mod:`stream_ser.metadata`).
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from .metadata import METADATA_KEY, ModelMetadata, ModelMetadataError
+
+#: File name of the shipped model (``models/`` in the repository, ``stream_ser/models/`` once
+#: installed).
+DEFAULT_MODEL_NAME = "stream-ser.onnx"
+
+
+class ModelError(RuntimeError):
+    """The model file cannot be used (missing, not ONNX, bad metadata, wrong shapes)."""
+
+
+def default_model_path() -> Path:
+    """Locate the shipped model.
+
+    Looks in the installed package (``stream_ser/models/``), then in the source checkout's
+    ``models/`` folder (editable installs and running from the repository).
+
+    Raises:
+        ModelError: If neither holds the model.
+    """
+    candidates = [
+        Path(str(resources.files("stream_ser") / "models" / DEFAULT_MODEL_NAME)),
+        Path(__file__).resolve().parent.parent / "models" / DEFAULT_MODEL_NAME,
+    ]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise ModelError(
+        "the shipped model was not found (looked in: " + ", ".join(str(p) for p in candidates) + "); "
+        "pass --model PATH or reinstall stream-ser"
+    )
+
+
+class EmotionModel:
+    """An emotion classifier in ONNX format, run with onnxruntime.
+
+    Args:
+        path: The ``.onnx`` file; None for the shipped model (:func:`default_model_path`).
+        num_threads: onnxruntime intra-op threads; 1 keeps live scoring off the other cores.
+
+    Attributes:
+        path: The model file.
+        metadata: Parsed :class:`~stream_ser.metadata.ModelMetadata`.
+        labels: Class names in output order.
+        feature_config: The feature recipe the model expects.
+
+    Raises:
+        ModelError: If the file is missing or not a loadable ONNX model, its metadata is missing
+            or invalid, or its input/output shapes do not match the metadata.
+
+    Thread safety: :meth:`predict` may be called from one thread at a time per instance
+    (onnxruntime sessions are thread-safe, but the engine keeps one caller per model).
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, num_threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path) if path is not None else default_model_path()
+        if not self.path.is_file():
+            raise ModelError(f"{self.path}: model file not found")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = num_threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(
+                str(self.path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises several private exception types
+            raise ModelError(f"{self.path}: not a loadable ONNX model ({exc})") from None
+        meta_map = self._session.get_modelmeta().custom_metadata_map
+        if METADATA_KEY not in meta_map:
+            raise ModelError(
+                f"{self.path}: no '{METADATA_KEY}' metadata; export models with "
+                "`python -m training.export` so labels and the feature recipe travel with them"
+            )
+        try:
+            self.metadata = ModelMetadata.from_json(meta_map[METADATA_KEY])
+        except ModelMetadataError as exc:
+            raise ModelError(f"{self.path}: {exc}") from None
+        self.labels = self.metadata.labels
+        self.feature_config = self.metadata.feature_config
+        self._check_io()
+
+    def _check_io(self) -> None:
+        inputs = {i.name: i for i in self._session.get_inputs()}
+        outputs = {o.name: o for o in self._session.get_outputs()}
+        meta = self.metadata
+        if meta.input_name not in inputs:
+            raise ModelError(f"{self.path}: input '{meta.input_name}' not in graph inputs {list(inputs)}")
+        if meta.output_name not in outputs:
+            raise ModelError(f"{self.path}: output '{meta.output_name}' not in graph outputs {list(outputs)}")
+        want_in = (*self.feature_config.input_shape, 1)
+        shape = inputs[meta.input_name].shape
+        if len(shape) != 4 or tuple(shape[1:]) != want_in:
+            raise ModelError(
+                f"{self.path}: input shape {shape} does not match the feature config "
+                f"(batch, {want_in[0]}, {want_in[1]}, 1)"
+            )
+        out_shape = outputs[meta.output_name].shape
+        if len(out_shape) != 2 or out_shape[1] != len(self.labels):
+            raise ModelError(
+                f"{self.path}: output shape {out_shape} does not match {len(self.labels)} labels"
+            )
+
+    @property
+    def name(self) -> str:
+        """Short model name (file stem)."""
+        return self.path.stem
+
+    def predict(self, log_mels: np.ndarray) -> np.ndarray:
+        """Class probabilities for a batch of log-mel windows.
+
+        Args:
+            log_mels: float32 array of shape ``(batch, n_mels, n_frames)`` (or one window of shape
+                ``(n_mels, n_frames)``), as made by :func:`stream_ser.features.window_features`.
+
+        Returns:
+            float32 array of shape ``(batch, n_labels)`` (or ``(n_labels,)`` for one window);
+            rows sum to 1.
+
+        Raises:
+            ValueError: If the shape does not match ``feature_config.input_shape``.
+        """
+        x = np.asarray(log_mels, dtype=np.float32)
+        single = x.ndim == 2
+        if single:
+            x = x[None]
+        if x.ndim != 3 or x.shape[1:] != self.feature_config.input_shape:
+            raise ValueError(
+                f"expected log-mels of shape (batch, {self.feature_config.input_shape[0]}, "
+                f"{self.feature_config.input_shape[1]}), got {np.asarray(log_mels).shape}"
+            )
+        (probs,) = self._session.run([self.metadata.output_name], {self.metadata.input_name: x[..., None]})
+        return probs[0] if single else probs

@@ -1,0 +1,69 @@
+"""Frozen dataclasses passed between pipeline stages.
+
+``Prediction`` is what the engine hands to every sink (CSV, printed lines, later the terminal
+UI). Its times are on the *stream clock*: derived from sample counts, never from the wall
+clock, so replaying a file gives the same timeline however it is chunked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One scored window.
+
+    Attributes:
+        source: Name of the audio source (file path, or ``mic:<device name>``).
+        channel: Channel index in the source; 0 for mono or down-mixed input.
+        start_s: Start of the scored window on the stream clock, in seconds (>= 0; the first
+            windows of a stream are shorter than the model window and start at 0).
+        end_s: End of the window (the hop boundary) on the stream clock, in seconds.
+        is_speech: False when the speech gate found no speech in the window; then ``label``,
+            ``confidence`` and ``probabilities`` are None and no model was run.
+        label: The most probable emotion, one of ``labels``; None when not speech.
+        confidence: Probability of ``label`` in [0, 1]; None when not speech.
+        probabilities: One probability per entry of ``labels`` (model order, sums to 1);
+            None when not speech.
+        labels: The model's class names in output order.
+    """
+
+    source: str
+    channel: int
+    start_s: float
+    end_s: float
+    is_speech: bool
+    label: str | None
+    confidence: float | None
+    probabilities: tuple[float, ...] | None
+    labels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ClipResult:
+    """Clip-level summary of a stream, as ``stream-ser analyse`` prints it.
+
+    The clip label is the argmax of the mean class probabilities over the speech windows; the
+    confidence is that mean probability. This is the clip-level rule used by the evaluation
+    (``training.evaluate``) too.
+
+    Attributes:
+        source: Name of the source.
+        duration_s: Audio duration in seconds (samples at 16 kHz / 16000).
+        n_windows: Number of scored windows (speech or not).
+        n_speech_windows: Windows that passed the speech gate.
+        label: Clip label, or None when no window contained speech.
+        confidence: Mean probability of ``label`` over speech windows, or None.
+        mean_probabilities: Mean probability per class over speech windows, or None.
+        labels: Class names in model order.
+    """
+
+    source: str
+    duration_s: float
+    n_windows: int
+    n_speech_windows: int
+    label: str | None
+    confidence: float | None
+    mean_probabilities: tuple[float, ...] | None
+    labels: tuple[str, ...]

@@ -1,0 +1,132 @@
+"""Shared pytest fixtures for stream-ser.
+
+``data_dir`` locates the real corpora (``shared/data``, see its README.md):
+
+- ``STREAM_SER_DATA``: path of the data folder; default ``../shared/data``
+  beside the repository, i.e. ``Path(__file__).resolve().parents[2] / "shared" / "data"``.
+- ``STREAM_SER_REQUIRE_DATA``: when set (to anything but ``""``, ``0``,
+  ``false`` or ``no``; CI sets ``1``), a missing data folder fails the tests
+  that need it instead of skipping them.
+
+Tests that use ``data_dir`` are marked ``data`` automatically, so
+``pytest -m "not data"`` runs only the synthetic tests.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+DATA_ENV = "STREAM_SER_DATA"
+REQUIRE_DATA_ENV = "STREAM_SER_REQUIRE_DATA"
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _data_required() -> bool:
+    return os.environ.get(REQUIRE_DATA_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """Path of the real-corpus folder (holding ``ravdess/``, ``tess/``, …).
+
+    Skips the requesting test when the folder is absent, or fails it when
+    ``STREAM_SER_REQUIRE_DATA`` is set.
+    """
+    override = os.environ.get(DATA_ENV, "").strip()
+    path = Path(override).expanduser() if override else DEFAULT_DATA_DIR
+    if not path.is_dir():
+        reason = f"real corpus data not found at {path} (set {DATA_ENV} to the shared/data folder)"
+        if _data_required():
+            pytest.fail(f"{reason}; {REQUIRE_DATA_ENV} is set, so missing data is an error", pytrace=False)
+        pytest.skip(reason)
+    return path
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks every test that uses ``data_dir`` with ``@pytest.mark.data``."""
+    for item in items:
+        if "data_dir" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.data)
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+ANGRY_CLIP = FIXTURES / "03-01-05-02-01-01-21.flac"  # RAVDESS actor 21, angry (4.37 s)
+HAPPY_CLIP = FIXTURES / "03-01-03-02-02-01-22.flac"  # RAVDESS actor 22, happy (3.67 s)
+TESS_CLIP = FIXTURES / "YAF_back_happy.flac"  # TESS YAF, happy (1.91 s)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Import librosa and run the recipe once, saying why the first run after installing is slow
+    (librosa compiles numba code: 30-60 s), so the first test does not look hung."""
+    import sys
+    import time
+
+    t0 = time.monotonic()
+    print("\nstream-ser tests: warming up librosa (the first run after installing compiles numba code, 30-60 s)...",
+          file=sys.stderr, flush=True)
+    import numpy as np
+
+    from stream_ser.features import FeatureConfig, window_features
+
+    cfg = FeatureConfig()
+    t = np.arange(cfg.window_samples, dtype=np.float32) / cfg.sample_rate_hz
+    window_features((0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), cfg)
+    print(f"stream-ser tests: ready after {time.monotonic() - t0:.1f} s", file=sys.stderr, flush=True)
+
+
+@pytest.fixture(scope="session")
+def shipped_model():
+    """The shipped model (``models/stream-ser.onnx``), loaded through the runtime."""
+    from stream_ser.model import EmotionModel
+
+    return EmotionModel()
+
+
+def make_tiny_onnx(path: Path, labels: tuple[str, ...] = ("neutral", "happy", "sad"), metadata: str | None = "auto",
+                   n_mels: int | None = None, n_frames: int | None = None, seed: int = 0) -> Path:
+    """A tiny ONNX classifier built with ``onnx.helper`` (no TensorFlow).
+
+    log_mel (batch, n_mels, n_frames, 1) -> mean over time -> linear -> softmax; ``metadata``:
+    "auto" writes valid stream-ser metadata, None writes none, any other string is stored as is.
+    """
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from stream_ser.features import FeatureConfig
+    from stream_ser.metadata import METADATA_KEY, ModelMetadata
+
+    cfg = FeatureConfig()
+    m = n_mels or cfg.n_mels
+    f = n_frames or cfg.n_frames
+    rng = np.random.default_rng(seed)
+    w = numpy_helper.from_array((rng.standard_normal((m, len(labels))) * 0.05).astype(np.float32), "W")
+    axes = numpy_helper.from_array(np.array([2, 3], dtype=np.int64), "axes")
+    graph = helper.make_graph(
+        [
+            helper.make_node("ReduceMean", ["log_mel", "axes"], ["pooled"], keepdims=0),
+            helper.make_node("MatMul", ["pooled", "W"], ["logits"]),
+            helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1),
+        ],
+        "tiny",
+        [helper.make_tensor_value_info("log_mel", TensorProto.FLOAT, ["batch", m, f, 1])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", len(labels)])],
+        initializer=[w, axes],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    if metadata is not None:
+        entry = model.metadata_props.add()
+        entry.key = METADATA_KEY
+        entry.value = ModelMetadata(labels, cfg, provenance={"made_by": "tests"}).to_json() if metadata == "auto" else metadata
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture
+def tiny_model_path(tmp_path: Path) -> Path:
+    """Path of a valid tiny ONNX model with stream-ser metadata (3 labels)."""
+    return make_tiny_onnx(tmp_path / "tiny.onnx")

@@ -1,0 +1,1 @@
+"""Training, evaluation and export for stream-ser (needs the `train` extra)."""

@@ -1,0 +1,204 @@
+"""Train an emotion model on RAVDESS + TESS with the committed speaker-independent split.
+
+Usage::
+
+    python -m training.train --data ../shared/data --out models/
+
+Steps: read the corpora (:mod:`training.corpora`), partition them by speaker with the committed
+split (:mod:`training.split`; RAVDESS actors 21-24 and TESS YAF are test speakers and are never
+seen here, not even for model selection), cut and featurise the engine's windows
+(:mod:`training.windows`, cached), train the Keras model with class weights, SpecAugment masks and
+early stopping on the validation speakers, then export it to ONNX with its metadata
+(:mod:`training.export`). Evaluation on the test speakers is a separate command
+(``python -m training.evaluate``) that scores the exported ONNX file through the runtime.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from stream_ser.features import FeatureConfig
+
+from .architectures import ARCHITECTURES, count_params
+from .corpora import discover
+from .labels import EMOTIONS
+from .split import load_split
+from .windows import FeatureSet, build_features
+
+log = logging.getLogger("training.train")
+
+
+def window_labels(fs: FeatureSet, labels: tuple[str, ...] = EMOTIONS) -> np.ndarray:
+    """Class index of each window (the label of its clip), int32 ``(n_windows,)``."""
+    clip_y = np.array([labels.index(u.label) for u in fs.utterances], dtype=np.int32)
+    return clip_y[fs.clip_index]
+
+
+def balanced_class_weights(y: np.ndarray, n_classes: int) -> dict[int, float]:
+    """``n / (n_classes * count_c)`` per class (scikit-learn's "balanced" rule)."""
+    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+    return {c: float(len(y) / (n_classes * counts[c])) if counts[c] else 0.0 for c in range(n_classes)}
+
+
+def spec_augment(x, max_freq_mask: int = 6, max_time_mask: int = 20):
+    """One frequency mask and one time mask per example (Park et al. 2019, SpecAugment).
+
+    Args:
+        x: float32 tensor ``(n_mels, n_frames, 1)`` in dB; masked cells are set to the
+            example's minimum (silence).
+    """
+    import tensorflow as tf
+
+    n_mels, n_frames = x.shape[0], x.shape[1]
+    floor = tf.reduce_min(x)
+    f = tf.random.uniform([], 0, max_freq_mask + 1, dtype=tf.int32)
+    f0 = tf.random.uniform([], 0, n_mels - f + 1, dtype=tf.int32)
+    t = tf.random.uniform([], 0, max_time_mask + 1, dtype=tf.int32)
+    t0 = tf.random.uniform([], 0, n_frames - t + 1, dtype=tf.int32)
+    fm = tf.logical_and(tf.range(n_mels) >= f0, tf.range(n_mels) < f0 + f)[:, None, None]
+    tm = tf.logical_and(tf.range(n_frames) >= t0, tf.range(n_frames) < t0 + t)[None, :, None]
+    return tf.where(tf.logical_or(fm, tm), floor, x)
+
+
+class EpochProgress:
+    """Keras callback logging one line per epoch with metrics, wall time and ETA."""
+
+    def __new__(cls, epochs: int):
+        import keras
+
+        class _Progress(keras.callbacks.Callback):
+            def on_train_begin(self, logs=None):
+                self.t0 = time.monotonic()
+
+            def on_epoch_end(self, epoch, logs=None):
+                logs = logs or {}
+                done = epoch + 1
+                per = (time.monotonic() - self.t0) / done
+                log.info(
+                    "epoch %d/%d  loss %.3f  acc %.3f  val_loss %.3f  val_acc %.3f  (%.0f s/epoch, ETA <= %.0f s)",
+                    done, epochs, logs.get("loss", np.nan), logs.get("accuracy", np.nan),
+                    logs.get("val_loss", np.nan), logs.get("val_accuracy", np.nan), per, per * (epochs - done),
+                )
+
+        return _Progress()
+
+
+def train(args: argparse.Namespace) -> Path:
+    """Run the whole training; returns the path of the exported ONNX model."""
+    import keras
+    import tensorflow as tf
+
+    from .export import export_onnx
+
+    keras.utils.set_random_seed(args.seed)
+    config = FeatureConfig()
+    split = load_split(Path(args.split) if args.split else None)
+    utts = [u for u in discover(Path(args.data), corpora=args.corpora) if u.label is not None]
+    parts = split.partition(utts)
+    for name, items in parts.items():
+        log.info("%s: %d clips, %d speakers", name, len(items), len({u.speaker for u in items}))
+    fs = build_features(parts["train"] + parts["validation"], config, Path(args.cache))
+    train_fs, val_fs = fs.select(split.train), fs.select(split.validation)
+    x_train = train_fs.log_mels.astype(np.float32)[..., None]
+    y_train = window_labels(train_fs)
+    x_val = val_fs.log_mels.astype(np.float32)[..., None]
+    y_val = window_labels(val_fs)
+    log.info("windows: train %d, validation %d", len(y_train), len(y_val))
+    weights = balanced_class_weights(y_train, len(EMOTIONS))
+    log.info("class weights: %s", {EMOTIONS[c]: round(w, 2) for c, w in weights.items()})
+
+    model = ARCHITECTURES[args.arch](
+        config.input_shape, len(EMOTIONS), norm_mean=float(x_train.mean()), norm_var=float(x_train.var())
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(args.lr),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    log.info("%s: %d parameters", model.name, count_params(model))
+    sample_w = np.array([weights[c] for c in y_train], dtype=np.float32)
+    ds = (
+        tf.data.Dataset.from_tensor_slices((x_train, y_train, sample_w))
+        .shuffle(len(y_train), seed=args.seed, reshuffle_each_iteration=True)
+        .map(lambda x, y, w: (spec_augment(x), y, w), num_parallel_calls=tf.data.AUTOTUNE)
+        .batch(args.batch_size)
+        .prefetch(2)
+    )
+    val_ds = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(256)
+    callbacks = [
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience, restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=1e-5),
+        EpochProgress(args.epochs),
+    ]
+    t0 = time.monotonic()
+    hist = model.fit(ds, validation_data=val_ds, epochs=args.epochs, callbacks=callbacks, verbose=0)
+    wall_s = time.monotonic() - t0
+    best_epoch = int(np.argmin(hist.history["val_loss"])) + 1
+    log.info("trained %d epochs in %.0f s (best epoch %d)", len(hist.history["loss"]), wall_s, best_epoch)
+
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    model.save(work / f"{args.name}.keras")
+    (work / f"{args.name}-history.json").write_text(json.dumps(hist.history, default=float, indent=1))
+
+    provenance = {
+        "architecture": args.arch,
+        "parameters": count_params(model),
+        "data": sorted({u.corpus for u in parts["train"]}),
+        "split": split.name,
+        "train_speakers": sorted(split.train),
+        "validation_speakers": sorted(split.validation),
+        "test_speakers": sorted(split.test),
+        "train_windows": int(len(y_train)),
+        "epochs_run": len(hist.history["loss"]),
+        "best_epoch": best_epoch,
+        "train_wall_s": round(wall_s, 1),
+        "seed": args.seed,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": "python -m training.train " + " ".join(args.argv),
+    }
+    out = Path(args.out)
+    onnx_path = out / f"{args.name}.onnx" if out.suffix != ".onnx" else out
+    export_onnx(model, onnx_path, EMOTIONS, config, provenance, parity_windows=x_val[: args.parity_windows, ..., 0])
+    return onnx_path
+
+
+def main(argv: list[str] | None = None) -> None:
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="python -m training.train",
+        description="Train a speech emotion model on RAVDESS + TESS (speaker-independent split) and export it to ONNX.",
+        epilog="Example: python -m training.train --data ../shared/data --out models/",
+    )
+    parser.add_argument("--data", required=True, help="folder with ravdess/ and tess/ (e.g. ../shared/data)")
+    parser.add_argument("--out", default="models/", help="output folder (or .onnx path) for the exported model")
+    parser.add_argument("--name", default="stream-ser", help="model file stem (default: stream-ser)")
+    parser.add_argument("--arch", default="crnn_attention", choices=sorted(ARCHITECTURES))
+    parser.add_argument("--corpora", nargs="*", default=["ravdess", "tess"], help="corpora to train on")
+    parser.add_argument("--split", default=None, help="split JSON (default: training/splits/si_v1.json)")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--patience", type=int, default=5, help="early-stopping patience (epochs)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache", default=".cache", help="feature cache folder")
+    parser.add_argument("--work", default="runs", help="folder for the Keras model and history")
+    parser.add_argument("--parity-windows", type=int, default=64, help="validation windows for the ONNX parity check")
+    args = parser.parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    path = train(args)
+    log.info("exported %s", path)
+
+
+if __name__ == "__main__":
+    main()

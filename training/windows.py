@@ -1,0 +1,147 @@
+"""Training windows and the feature cache.
+
+Each clip is cut into exactly the windows the runtime engine would score when the file is
+streamed through ``stream-ser analyse`` (:func:`stream_ser.engine.window_ends` and
+:func:`stream_ser.engine.cut_window`: every hop of 0.5 s, plus the final partial hop), and each
+window goes through the one feature recipe, :func:`stream_ser.features.window_features`. Windows
+the speech gate rejects are kept out of training (the runtime gives them no label) but counted.
+
+Features are cached on disk (``.cache/features-<key>.npz``, float16 log-mels) keyed by the
+feature config and the list of files, because computing them takes a few minutes on 2 cores
+while training runs many times.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from stream_ser.engine import cut_window, window_ends
+from stream_ser.features import FeatureConfig, window_features
+from stream_ser.sources import load_audio
+
+from .corpora import Utterance
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """Log-mel windows of a list of clips.
+
+    Attributes:
+        utterances: The clips, in order.
+        log_mels: float16 array ``(n_windows, n_mels, n_frames)``: speech windows only.
+        clip_index: int32 array ``(n_windows,)``: index into ``utterances`` of each window.
+        end_s: float32 array ``(n_windows,)``: window end on the clip's clock (s).
+        windows_per_clip: int32 array ``(n_clips,)``: all windows the engine scores per clip,
+            speech or not.
+    """
+
+    utterances: tuple[Utterance, ...]
+    log_mels: np.ndarray
+    clip_index: np.ndarray
+    end_s: np.ndarray
+    windows_per_clip: np.ndarray
+
+    def select(self, speakers: frozenset[str]) -> "FeatureSet":
+        """The subset of clips (and their windows) whose speaker is in ``speakers``."""
+        keep_clip = np.array([u.speaker in speakers for u in self.utterances], dtype=bool)
+        new_index = np.cumsum(keep_clip) - 1
+        keep_win = keep_clip[self.clip_index]
+        return FeatureSet(
+            tuple(u for u, k in zip(self.utterances, keep_clip) if k),
+            self.log_mels[keep_win],
+            new_index[self.clip_index[keep_win]].astype(np.int32),
+            self.end_s[keep_win],
+            self.windows_per_clip[keep_clip],
+        )
+
+
+def clip_features(samples: np.ndarray, config: FeatureConfig) -> tuple[list[np.ndarray], list[float], int]:
+    """The engine's windows of one clip, through the feature recipe.
+
+    Args:
+        samples: float32 mono audio at ``config.sample_rate_hz``, shape ``(n,)``.
+        config: Feature recipe.
+
+    Returns:
+        (log-mels of the speech windows, their end times in s, number of windows scored).
+    """
+    ends = window_ends(samples.size, config.hop_samples)
+    mels, end_s = [], []
+    for end in ends:
+        feats = window_features(cut_window(samples, end, config.window_samples), config)
+        if feats is not None:
+            mels.append(feats)
+            end_s.append(end / config.sample_rate_hz)
+    return mels, end_s, len(ends)
+
+
+def _one(args: tuple[str, FeatureConfig]) -> tuple[np.ndarray, list[float], int]:
+    path, config = args
+    mels, end_s, n = clip_features(load_audio(path, config.sample_rate_hz), config)
+    arr = np.stack(mels).astype(np.float16) if mels else np.zeros((0, *config.input_shape), np.float16)
+    return arr, end_s, n
+
+
+def _cache_key(utts: list[Utterance], config: FeatureConfig) -> str:
+    h = hashlib.sha1(json.dumps(config.to_dict(), sort_keys=True).encode())
+    for u in utts:
+        h.update(f"{u.corpus}/{u.path.name}/{u.path.stat().st_size}".encode())
+    return h.hexdigest()[:16]
+
+
+def build_features(
+    utts: list[Utterance], config: FeatureConfig, cache_dir: Path | None = Path(".cache"), workers: int | None = None
+) -> FeatureSet:
+    """Compute (or load from the cache) the speech-window log-mels of every clip.
+
+    Args:
+        utts: Clips to featurise.
+        config: Feature recipe (part of the cache key).
+        cache_dir: Folder of the cache; None disables caching.
+        workers: Processes; default: all cores.
+
+    Returns:
+        A :class:`FeatureSet` over ``utts`` in order.
+    """
+    key = _cache_key(utts, config)
+    path = cache_dir / f"features-{key}.npz" if cache_dir is not None else None
+    if path is not None and path.is_file():
+        data = np.load(path)
+        log.info("features: loaded %d windows from %s", data["log_mels"].shape[0], path)
+        return FeatureSet(tuple(utts), data["log_mels"], data["clip_index"], data["end_s"], data["windows_per_clip"])
+    t0 = time.monotonic()
+    mels, idx, ends, counts = [], [], [], []
+    workers = workers or os.cpu_count() or 1
+    with ProcessPoolExecutor(workers) as pool:
+        jobs = [(str(u.path), config) for u in utts]
+        for i, (arr, end_s, n) in enumerate(pool.map(_one, jobs, chunksize=16)):
+            mels.append(arr)
+            idx.extend([i] * arr.shape[0])
+            ends.extend(end_s)
+            counts.append(n)
+            if (i + 1) % 500 == 0 or i + 1 == len(utts):
+                rate = (i + 1) / (time.monotonic() - t0)
+                log.info("features: %d/%d clips (%.0f clips/s, ETA %.0f s)", i + 1, len(utts), rate, (len(utts) - i - 1) / rate)
+    fs = FeatureSet(
+        tuple(utts),
+        np.concatenate(mels),
+        np.asarray(idx, np.int32),
+        np.asarray(ends, np.float32),
+        np.asarray(counts, np.int32),
+    )
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, log_mels=fs.log_mels, clip_index=fs.clip_index, end_s=fs.end_s, windows_per_clip=fs.windows_per_clip)
+        log.info("features: cached %d windows in %s (%.0f s)", fs.log_mels.shape[0], path, time.monotonic() - t0)
+    return fs
