@@ -130,15 +130,23 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_analyse(args: argparse.Namespace) -> int:
     from .engine import Engine, summarize
-    from .sinks import format_clip, format_prediction
+    from .sinks import LinePrinter, format_clip
     from .sources import AudioSourceError, FileSource
 
     model = _load_model(args)
     csv_sink = _open_csv(args, model.labels)
+    sinks: list = ([csv_sink] if csv_sink else []) + ([LinePrinter()] if args.timeline else [])
     _warm_up(model.feature_config)
     failed: list[str] = []
     sr = model.feature_config.sample_rate_hz
     with _Stop() as stop:
+
+        def until_stopped(chunks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+            for chunk in chunks:
+                yield chunk
+                if stop.event.is_set():
+                    return
+
         try:
             for path in args.files:
                 if stop.event.is_set():
@@ -147,29 +155,18 @@ def cmd_analyse(args: argparse.Namespace) -> int:
                     source = FileSource(path, sr)
                     engine = Engine(model, hop_s=args.hop, source=source.name)
                     preds = []
-                    for chunk in source.chunks():
-                        for p in engine.push(chunk):
-                            preds.append(p)
-                            if csv_sink:
-                                csv_sink.write(p)
-                            if args.timeline:
-                                print(format_prediction(p), flush=True)
-                        if stop.event.is_set():
-                            break
-                    for p in engine.flush():
+                    for p in engine.run(until_stopped(source.chunks())):
                         preds.append(p)
-                        if csv_sink:
-                            csv_sink.write(p)
-                        if args.timeline:
-                            print(format_prediction(p), flush=True)
+                        for sink in sinks:
+                            sink.write(p)
                     result = summarize(preds, source.name, engine.samples_seen / sr, model.labels)
                     print(format_clip(result), flush=True)
                 except AudioSourceError as exc:
                     print(f"stream-ser: error: {exc}", file=sys.stderr, flush=True)
                     failed.append(str(path))
         finally:
-            if csv_sink:
-                csv_sink.close()
+            for sink in sinks:
+                sink.close()
     if failed:
         print(f"stream-ser: {len(failed)} of {len(args.files)} file(s) failed: {', '.join(failed)}", file=sys.stderr)
     if stop.event.is_set():
@@ -196,7 +193,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
             csv_sink.close()
         raise
     engine = Engine(model, hop_s=args.hop, source=source.name)
-    printer = LinePrinter()
+    sinks: list = [LinePrinter()] + ([csv_sink] if csv_sink else [])
     n = 0
     max_samples = int(args.duration * cfg.sample_rate_hz) if args.duration else None
     print(
@@ -210,9 +207,8 @@ def cmd_listen(args: argparse.Namespace) -> int:
     def emit(p) -> None:
         nonlocal n
         n += 1
-        printer.write(p)
-        if csv_sink:
-            csv_sink.write(p)
+        for sink in sinks:
+            sink.write(p)
 
     with _Stop(on_stop=source.stop):
         try:
@@ -228,8 +224,8 @@ def cmd_listen(args: argparse.Namespace) -> int:
                 emit(p)
         finally:
             source.close()
-            if csv_sink:
-                csv_sink.close()
+            for sink in sinks:
+                sink.close()
     extra = f", CSV {args.csv} ({csv_sink.rows_written} rows)" if csv_sink else ""
     print(
         f"stream-ser: stopped after {engine.samples_seen / cfg.sample_rate_hz:.1f} s of audio: {n} predictions, "
