@@ -94,6 +94,15 @@ def audio_info(path: str | Path) -> AudioInfo:
     if p.is_dir():
         raise AudioSourceError(f"{p}: is a directory, not an audio file")
     try:
+        with open(p, "rb") as f:
+            head = f.read(1)
+    except PermissionError:
+        raise AudioSourceError(f"{p}: permission denied") from None
+    except OSError as exc:
+        raise AudioSourceError(f"{p}: cannot open ({exc.strerror or exc})") from None
+    if not head:
+        raise AudioSourceError(f"{p}: empty file (0 bytes)")
+    try:
         info = sf.info(str(p))
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         raise AudioSourceError(f"{p}: cannot read audio ({exc})") from None
@@ -126,10 +135,12 @@ def iter_file_chunks(
 
     info = audio_info(path)
     resample = _resampler(info.sample_rate_hz, sample_rate_hz)
+    done = 0
     try:
         with sf.SoundFile(str(info.path)) as f:
             while True:
                 block = f.read(block_frames, dtype="float32", always_2d=True)
+                done += block.shape[0]
                 last = block.shape[0] < block_frames
                 out = resample(_downmix(block), last)
                 if out.size:
@@ -137,7 +148,8 @@ def iter_file_chunks(
                 if last:
                     break
     except (sf.LibsndfileError, RuntimeError) as exc:
-        raise AudioSourceError(f"{info.path}: decoding failed ({exc})") from None
+        at_s = done / info.sample_rate_hz
+        raise AudioSourceError(f"{info.path}: decoding failed after {at_s:.2f} s of audio ({exc})") from None
 
 
 def load_audio(path: str | Path, sample_rate_hz: int = 16000) -> np.ndarray:
