@@ -380,12 +380,18 @@ class MicrophoneSource:
         replay: Play this file through the same path at real-time pace instead of opening a
             device (``listen --input``).
         realtime: With ``replay``, pace the blocks (True) or deliver them at once (tests).
+        stall_timeout_s: A device that delivers nothing for this long is treated as failed.
+        stream_factory: Makes the input stream (default ``sounddevice.InputStream``); called with
+            the keyword arguments ``device, samplerate, channels, dtype, blocksize, callback,
+            finished_callback``. Tests inject fake streams here to simulate device faults.
 
     Attributes:
         name: ``mic:<device name>`` or the replayed file path.
         device_sample_rate_hz: The native rate captured.
         overflows: Callbacks flagged with input overflow by PortAudio.
+        status_flags: Callbacks with any status flag set (overflow, underflow, priming).
         dropped_frames: Native frames lost because the consumer fell behind.
+        failure: Why capture ended on its own (device vanished or stalled), or None.
 
     Raises:
         AudioSourceError: If PortAudio is missing, the device is not found, or the stream
@@ -400,13 +406,18 @@ class MicrophoneSource:
         capacity_s: float = 10.0,
         replay: str | Path | None = None,
         realtime: bool = True,
+        stall_timeout_s: float = 5.0,
+        stream_factory: Callable[..., Any] | None = None,
     ) -> None:
         self.sample_rate_hz = sample_rate_hz
         self.overflows = 0
+        self.status_flags = 0
         self.dropped_frames = 0
+        self.failure: str | None = None
+        self.stall_timeout_s = stall_timeout_s
         self._ended = threading.Event()
         self._data = threading.Event()
-        self._error: str | None = None
+        self._is_device = replay is None
         if replay is not None:
             info = audio_info(replay)
             self.name = str(replay)
@@ -416,15 +427,18 @@ class MicrophoneSource:
             self._ring = RingBuffer(int(capacity_s * info.sample_rate_hz), channels)
             self._stream: Any = FileInputStream(replay, blocksize, self._callback, self._on_finished, realtime)
         else:
-            sd = _sounddevice()
-            dev = find_input_device(device)
+            if stream_factory is None:
+                stream_factory = _sounddevice().InputStream
+                dev = find_input_device(device)
+            else:  # an injected stream: describe the device as asked
+                dev = InputDevice(device if isinstance(device, int) else -1, str(device or "fake"), "test", 1, 48000.0, True)
             self.name = f"mic:{dev.name}"
             self.device_sample_rate_hz = int(dev.default_sample_rate_hz)
             channels = 1
             blocksize = max(1, int(round(block_s * self.device_sample_rate_hz)))
             self._ring = RingBuffer(int(capacity_s * self.device_sample_rate_hz), channels)
             try:
-                self._stream = sd.InputStream(
+                self._stream = stream_factory(
                     device=dev.index,
                     samplerate=self.device_sample_rate_hz,
                     channels=channels,
@@ -444,8 +458,10 @@ class MicrophoneSource:
 
     # PortAudio thread: copy and count, nothing else.
     def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
-        if status and getattr(status, "input_overflow", False):
-            self.overflows += 1
+        if status:
+            self.status_flags += 1
+            if getattr(status, "input_overflow", False):
+                self.overflows += 1
         self._ring.write(indata)
         self._data.set()
 
@@ -454,8 +470,15 @@ class MicrophoneSource:
         self._data.set()
 
     def start(self) -> None:
-        """Start capturing."""
-        self._stream.start()
+        """Start capturing.
+
+        Raises:
+            AudioSourceError: If the stream cannot be started (device busy or gone).
+        """
+        try:
+            self._stream.start()
+        except Exception as exc:  # sounddevice.PortAudioError
+            raise AudioSourceError(f"cannot start capture from {self.name}: {exc}") from None
 
     def stop(self) -> None:
         """Ask capture to stop; :meth:`chunks` then closes the stream, drains what was captured
@@ -488,16 +511,27 @@ class MicrophoneSource:
 
         Args:
             poll_s: Longest wait (s) for new frames before checking for the end again.
+
+        Raises:
+            AudioSourceError: After the last captured chunk, if the device stopped on its own
+                (vanished) or delivered nothing for ``stall_timeout_s``; :attr:`failure` says
+                which. Everything captured before the fault is yielded first.
         """
         resample = _resampler(self.device_sample_rate_hz, self.sample_rate_hz)
         ring = self._ring
+        last_data = time.monotonic()
         while True:
             if self._stop_requested.is_set():
+                self.close()
+            elif self._is_device and not self._ended.is_set() and time.monotonic() - last_data > self.stall_timeout_s:
+                self.failure = f"{self.name}: no audio for {self.stall_timeout_s:g} s (device stalled or disconnected)"
                 self.close()
             ended = self._ended.is_set()
             self._data.wait(poll_s)
             self._data.clear()
             written = ring.written
+            if written > self._read:
+                last_data = time.monotonic()
             if written - self._read > ring.capacity:
                 lost = written - self._read - ring.capacity
                 self.dropped_frames += lost
@@ -516,4 +550,8 @@ class MicrophoneSource:
                 tail = resample(np.zeros(0, dtype=np.float32), True)
                 if tail.size:
                     yield tail
+                if self._is_device and self.failure is None and not self._stop_requested.is_set():
+                    self.failure = f"{self.name}: the input stream ended unexpectedly (device disconnected?)"
+                if self.failure is not None:
+                    raise AudioSourceError(self.failure)
                 return

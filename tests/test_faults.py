@@ -1,0 +1,144 @@
+"""Device faults injected through a fake input stream (same callback contract as PortAudio)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import soxr
+from conftest import ANGRY_CLIP
+
+from stream_ser.engine import Engine
+from stream_ser.sources import AudioSourceError, MicrophoneSource, load_audio
+
+RATE = 48000
+
+
+class FakeInputStream:
+    """Calls ``callback(indata, frames, time, status)`` from a thread like PortAudio would.
+
+    Args:
+        audio: float32 (n,) at 48 kHz to deliver in blocks.
+        then: What happens after the audio: "finish" (the device vanishes: finished_callback
+            without stop), "stall" (silence from the driver: no more callbacks), "stop" (wait
+            for stop()).
+        status: Status object passed with every block (e.g. input_overflow=True).
+        pace_s: Sleep between blocks.
+    """
+
+    def __init__(self, audio, then="stop", status=None, pace_s=0.0, **kw):
+        self.audio, self.then, self.status, self.pace_s = audio, then, status, pace_s
+        self.callback, self.finished = kw["callback"], kw["finished_callback"]
+        self.blocksize = kw["blocksize"]
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        for i in range(0, self.audio.size, self.blocksize):
+            if self.stopped.is_set():
+                break
+            block = self.audio[i : i + self.blocksize, None]
+            self.callback(block, block.shape[0], None, self.status)
+            if self.pace_s:
+                time.sleep(self.pace_s)
+        if self.then == "finish":
+            self.finished()
+
+    def start(self):
+        self.thread.start()
+
+    def stop(self):
+        self.stopped.set()
+        self.thread.join(5)
+
+    def close(self):
+        pass
+
+
+def clip_48k() -> np.ndarray:
+    return soxr.resample(load_audio(ANGRY_CLIP), 16000, RATE).astype(np.float32)
+
+
+def factory(**fake_kw):
+    return lambda **kw: FakeInputStream(**fake_kw, **kw)
+
+
+def consume(source: MicrophoneSource, shipped_model, timeout_s: float = 20.0):
+    """Run the engine on the source; returns (predictions, error or None)."""
+    engine = Engine(shipped_model, source=source.name)
+    preds, error = [], None
+    watchdog = threading.Timer(timeout_s, source.stop)
+    watchdog.start()
+    try:
+        source.start()
+        for chunk in source.chunks():
+            preds += engine.push(chunk)
+    except AudioSourceError as exc:
+        error = exc
+    finally:
+        watchdog.cancel()
+        source.close()
+    return preds, error
+
+
+def test_device_vanishing_mid_stream_is_a_clear_error(shipped_model) -> None:
+    audio = clip_48k()
+    source = MicrophoneSource(stream_factory=factory(audio=audio, then="finish"))
+    preds, error = consume(source, shipped_model)
+    assert error is not None and "ended unexpectedly" in str(error)
+    assert source.failure == str(error)
+    # everything captured before the fault was scored
+    assert len(preds) == int(audio.size / RATE / 0.5)
+
+
+def test_stalled_device_is_detected(shipped_model) -> None:
+    source = MicrophoneSource(stream_factory=factory(audio=clip_48k()[: RATE], then="stall"), stall_timeout_s=0.5)
+    t0 = time.monotonic()
+    preds, error = consume(source, shipped_model)
+    assert error is not None and "no audio for 0.5 s" in str(error)
+    assert time.monotonic() - t0 < 5
+    assert len(preds) == 2  # 1 s of audio, hop 0.5 s
+
+
+def test_overflow_storm_is_counted_not_fatal(shipped_model) -> None:
+    flagged = type("Flags", (), {"input_overflow": True, "__bool__": lambda self: True})()
+    audio = clip_48k()
+    source = MicrophoneSource(stream_factory=factory(audio=audio, then="finish", status=flagged))
+    preds, error = consume(source, shipped_model)
+    n_blocks = -(-audio.size // int(0.02 * RATE))
+    assert source.overflows == n_blocks and source.status_flags == n_blocks
+    assert len(preds) == int(audio.size / RATE / 0.5)
+
+
+def test_unsupported_rate_at_open_is_a_clear_error() -> None:
+    def refuse(**kw):
+        raise ValueError("Invalid sample rate [PaErrorCode -9997]")
+
+    with pytest.raises(AudioSourceError, match="cannot open input device .* 48000 Hz, 1 channel.*Invalid sample rate"):
+        MicrophoneSource(device="USB mic", stream_factory=refuse)
+
+
+def test_failure_to_start_is_a_clear_error() -> None:
+    class Busy(FakeInputStream):
+        def start(self):
+            raise RuntimeError("Device unavailable [PaErrorCode -9985]")
+
+    source = MicrophoneSource(stream_factory=lambda **kw: Busy(np.zeros(10, np.float32), **kw))
+    with pytest.raises(AudioSourceError, match="cannot start capture.*Device unavailable"):
+        source.start()
+
+
+def test_slow_consumer_loses_frames_and_counts_them() -> None:
+    audio = np.zeros(RATE * 3, np.float32)
+    source = MicrophoneSource(stream_factory=factory(audio=audio, then="finish"), capacity_s=0.5)
+    source.start()
+    source._stream.thread.join(5)  # the device delivered 3 s while nobody read, then vanished
+    got = 0
+    with pytest.raises(AudioSourceError, match="ended unexpectedly"):
+        for chunk in source.chunks():
+            got += chunk.size
+    source.close()
+    assert source.dropped_frames == audio.size - int(0.5 * RATE)
+    assert got == pytest.approx(0.5 * 16000, abs=64)
