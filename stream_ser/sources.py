@@ -302,6 +302,8 @@ class FileInputStream:
         callback: ``callback(indata: float32 (frames, channels), frames, time_info, status)``.
         finished_callback: Called once after the last block (or after :meth:`stop`).
         realtime: Pace blocks at the sample rate (True) or deliver them as fast as possible.
+        ready: Without pacing, called before each block; the stream waits while it returns
+            False (back-pressure, so an unpaced replay never outruns its consumer).
 
     Raises:
         AudioSourceError: If the file cannot be opened.
@@ -314,6 +316,7 @@ class FileInputStream:
         callback: Callable[..., None],
         finished_callback: Callable[[], None] | None = None,
         realtime: bool = True,
+        ready: Callable[[], bool] | None = None,
     ) -> None:
         self.info = audio_info(path)
         self.samplerate = float(self.info.sample_rate_hz)
@@ -322,6 +325,7 @@ class FileInputStream:
         self._callback = callback
         self._finished = finished_callback
         self._realtime = realtime
+        self._ready = ready
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.active = False
@@ -341,6 +345,9 @@ class FileInputStream:
                         delay = t0 + (done + block.shape[0]) / self.samplerate - time.monotonic()
                         if delay > 0:
                             self._stop.wait(delay)
+                    elif self._ready is not None:
+                        while not self._ready() and not self._stop.is_set():
+                            self._stop.wait(0.001)
                     self._callback(block, block.shape[0], None, None)
                     done += block.shape[0]
         finally:
@@ -379,7 +386,8 @@ class MicrophoneSource:
             within this time are dropped and counted.
         replay: Play this file through the same path at real-time pace instead of opening a
             device (``listen --input``).
-        realtime: With ``replay``, pace the blocks (True) or deliver them at once (tests).
+        realtime: With ``replay``, pace the blocks (True) or deliver them as fast as the consumer
+            takes them (False; nothing is dropped).
         stall_timeout_s: A device that delivers nothing for this long is treated as failed.
         stream_factory: Makes the input stream (default ``sounddevice.InputStream``); called with
             the keyword arguments ``device, samplerate, channels, dtype, blocksize, callback,
@@ -425,7 +433,10 @@ class MicrophoneSource:
             channels = info.channels
             blocksize = max(1, int(round(block_s * info.sample_rate_hz)))
             self._ring = RingBuffer(int(capacity_s * info.sample_rate_hz), channels)
-            self._stream: Any = FileInputStream(replay, blocksize, self._callback, self._on_finished, realtime)
+            self._stream: Any = FileInputStream(
+                replay, blocksize, self._callback, self._on_finished, realtime,
+                ready=lambda: self._ring.written - self._read < self._ring.capacity // 2,
+            )
         else:
             if stream_factory is None:
                 stream_factory = _sounddevice().InputStream

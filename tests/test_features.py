@@ -155,3 +155,34 @@ def test_golden_log_mel() -> None:
     feats = window_features(window, cfg)
     assert feats is not None and feats.shape == golden.shape
     np.testing.assert_allclose(feats, golden, atol=0.02, rtol=0)
+
+
+# --- fuzzing (hypothesis) --------------------------------------------------------------------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra.numpy import arrays  # noqa: E402
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    x=arrays(
+        np.float32,
+        st.integers(0, CFG.window_samples + 4000),
+        elements=st.one_of(
+            st.floats(-1.0, 1.0, width=32),
+            st.sampled_from([np.nan, np.inf, -np.inf, 0.0, 1e-6, -1e-6, 1.0, -1.0]),
+        ),
+    ),
+    gain=st.sampled_from([0.0, 1e-4, 0.01, 0.5, 1.0, 30.0]),
+)
+def test_fuzz_recipe_never_raises_and_stays_finite(x: np.ndarray, gain: float) -> None:
+    y = (x * np.float32(gain)) if gain else x
+    with np.errstate(all="ignore"):
+        pre = preprocess(y, CFG)
+        feats = window_features(y, CFG)
+    assert (pre is None) == (feats is None) == (not is_speech(y, CFG))
+    if feats is not None:
+        assert pre.shape == (CFG.window_samples,) and np.all(np.isfinite(pre))
+        assert np.isclose(np.abs(pre).max(), 1.0, atol=1e-5)
+        assert feats.shape == CFG.input_shape and feats.dtype == np.float32
+        assert np.all(np.isfinite(feats))
