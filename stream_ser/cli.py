@@ -1,7 +1,8 @@
-"""The ``stream-ser`` command line: ``listen``, ``analyse``, ``devices``, ``info``.
+"""The ``stream-ser`` command line: ``listen``, ``analyse``, ``plot``, ``devices``, ``info``.
 
 Exit status: 0 success; 1 a file or device failed (analyse goes on with the other files and
-exits 1 at the end); 2 bad arguments, unusable model or unwritable output (nothing was
+exits 1 at the end; plot: the timeline CSV cannot be read), or an unexpected error; 2 bad
+arguments, unusable model, unwritable output or a missing optional extra (nothing was
 processed). Ctrl-C and SIGTERM stop cleanly: the current row is finished, the last partial hop is
 scored, the CSV is closed complete, and the exit status is 0 for ``listen`` (stopping is how a
 listening session normally ends) and 130/143 for ``analyse`` (interrupted work).
@@ -31,6 +32,8 @@ examples:
   stream-ser listen --csv session.csv        ... and log the timeline to a CSV file
   stream-ser listen --input clip.wav         replay a file at real-time pace through the live path
   stream-ser analyse calls/*.wav --csv t.csv score recordings faster than real time
+  stream-ser analyse a.wav --format jsonl    one JSON object per prediction, for jq and other programs
+  stream-ser plot t.csv -o t.png             draw the timeline: probabilities over time, one panel per source
   stream-ser devices                         list input devices (index, name, channels, rate)
   stream-ser info                            show the model's labels, feature recipe and provenance
 """
@@ -102,6 +105,123 @@ def _open_csv(args: argparse.Namespace, labels: tuple[str, ...]):
     return CsvSink(args.csv, labels, force=args.force, append=args.append)
 
 
+def _jsonl_file(args: argparse.Namespace):
+    """The ``--jsonl OUT`` sink, opened once: :func:`main` opens it before the command runs (so an
+    unwritable path fails before any audio) and closes it at the end; commands reuse it."""
+    if not getattr(args, "jsonl", None):
+        return None
+    sink = getattr(args, "jsonl_sink", None)
+    if sink is None:
+        from .sinks import JsonLinesSink
+
+        sink = JsonLinesSink(args.jsonl, force=args.force, append=args.append)
+        args.jsonl_sink = sink
+    return sink
+
+
+def _stdout_sink(args: argparse.Namespace):
+    """The standard-output sink chosen by ``--format``: printed lines or JSON lines."""
+    from .sinks import JsonLinesSink, LinePrinter
+
+    return JsonLinesSink() if getattr(args, "format", "lines") == "jsonl" else LinePrinter()
+
+
+def _listen_sinks(args: argparse.Namespace, csv_sink) -> list:
+    """The prediction sinks of ``listen``: standard output (``--format``), the CSV (``--csv``)
+    and the JSON-lines file (``--jsonl``)."""
+    jsonl = _jsonl_file(args)
+    return [_stdout_sink(args)] + ([csv_sink] if csv_sink else []) + ([jsonl] if jsonl else [])
+
+
+def _progress_console():
+    """A rich console on stderr for progress bars, or None when stderr is not a terminal (piped,
+    redirected, CI) or rich is unavailable."""
+    try:
+        from rich.console import Console
+    except ImportError:  # rich comes with textual; be safe anyway
+        return None
+    console = Console(stderr=True, soft_wrap=True)
+    return console if console.is_terminal else None
+
+
+class _AnalyseProgress:
+    """The ``analyse`` progress bar on stderr (rich): current file, files done, seconds of audio
+    done of the total, speed as a multiple of real time and time left. Inert when ``console`` is
+    None (stderr not a terminal, or ``--quiet``)."""
+
+    def __init__(self, console, n_files: int, total_s: float) -> None:
+        self.console = console
+        self.n_files = n_files
+        self.total_s = total_s
+        self.t0 = time.monotonic()
+        self._progress = None
+        self._task = None
+        self._base_s = 0.0
+        self._file_s = 0.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.console is not None
+
+    def __enter__(self) -> "_AnalyseProgress":
+        if self.console is None:
+            return self
+        from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+        from rich.text import Text
+
+        n_files = self.n_files
+
+        class Files(ProgressColumn):
+            def render(self, task) -> Text:
+                return Text(f"{task.fields['files']}/{n_files} files", style="progress.download")
+
+        class Audio(ProgressColumn):
+            def render(self, task) -> Text:
+                return Text(f"{task.completed:.1f}/{task.total or 0:.1f} s audio", style="progress.filesize")
+
+        class Speed(ProgressColumn):
+            def render(self, task) -> Text:
+                elapsed = task.elapsed or 0.0
+                rate = f"{task.completed / elapsed:.0f}x real time" if elapsed > 0.2 and task.completed else "-x real time"
+                return Text(rate, style="progress.data.speed")
+
+        self._progress = Progress(
+            TextColumn("{task.description}", markup=False),
+            BarColumn(),
+            Files(),
+            Audio(),
+            Speed(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+            redirect_stdout=sys.stdout.isatty(),  # lines on the same terminal print above the bar
+            redirect_stderr=True,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task("analysing", total=max(self.total_s, 1e-9), files=0)
+        return self
+
+    def start_file(self, name: str, duration_s: float) -> None:
+        self._file_s = duration_s
+        if self._progress is not None:
+            short = name if len(name) <= 32 else "..." + name[-29:]
+            self._progress.update(self._task, description=short)
+
+    def at(self, file_position_s: float) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, completed=self._base_s + min(file_position_s, self._file_s))
+
+    def file_done(self, files_done: int) -> None:
+        self._base_s += self._file_s
+        self._file_s = 0.0
+        if self._progress is not None:
+            self._progress.update(self._task, completed=self._base_s, files=files_done)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
 def cmd_devices(args: argparse.Namespace) -> int:
     from .sources import list_input_devices
 
@@ -130,16 +250,35 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_analyse(args: argparse.Namespace) -> int:
     from .engine import Engine, summarize
-    from .sinks import LinePrinter, format_clip
-    from .sources import AudioSourceError, FileSource
+    from .sources import AudioSourceError, FileSource, audio_info
 
     model = _load_model(args)
-    csv_sink = _open_csv(args, model.labels)
-    sinks: list = ([csv_sink] if csv_sink else []) + ([LinePrinter()] if args.timeline else [])
-    _warm_up(model.feature_config)
-    failed: list[str] = []
     sr = model.feature_config.sample_rate_hz
-    with _Stop() as stop:
+    try:
+        Engine(model, hop_s=args.hop)
+    except ValueError as exc:
+        print(f"stream-ser: error: --hop: {exc}", file=sys.stderr)
+        return 2
+    csv_sink = _open_csv(args, model.labels)
+    jsonl_file = _jsonl_file(args)
+    stdout = _stdout_sink(args)
+    files = [s for s in (csv_sink, jsonl_file) if s is not None]
+    # predictions: files always; stdout with --format jsonl (every prediction) or --timeline
+    pred_sinks: list = files + ([stdout] if args.format == "jsonl" or args.timeline else [])
+    # per-file records (clip summaries, errors): stdout and the JSON-lines file
+    record_sinks: list = [stdout] + ([jsonl_file] if jsonl_file else [])
+    _warm_up(model.feature_config)
+    durations: list[float] = []
+    for path in args.files:
+        try:
+            durations.append(audio_info(path).duration_s)
+        except AudioSourceError:
+            durations.append(0.0)  # reported when its turn comes
+    console = None if args.quiet else _progress_console()
+    failed: list[str] = []
+    audio_s = 0.0
+    t0 = time.monotonic()
+    with _Stop() as stop, _AnalyseProgress(console, len(args.files), sum(durations)) as progress:
 
         def until_stopped(chunks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
             for chunk in chunks:
@@ -148,31 +287,64 @@ def cmd_analyse(args: argparse.Namespace) -> int:
                     return
 
         try:
-            for path in args.files:
+            for i, path in enumerate(args.files):
                 if stop.event.is_set():
                     break
+                progress.start_file(str(path), durations[i])
                 try:
                     source = FileSource(path, sr)
                     engine = Engine(model, hop_s=args.hop, source=source.name)
                     preds = []
                     for p in engine.run(until_stopped(source.chunks())):
                         preds.append(p)
-                        for sink in sinks:
+                        for sink in pred_sinks:
                             sink.write(p)
+                        progress.at(p.end_s)
                     result = summarize(preds, source.name, engine.samples_seen / sr, model.labels)
-                    print(format_clip(result), flush=True)
+                    audio_s += result.duration_s
+                    for sink in record_sinks:
+                        sink.write_clip(result)
                 except AudioSourceError as exc:
                     print(f"stream-ser: error: {exc}", file=sys.stderr, flush=True)
                     failed.append(str(path))
+                    for sink in record_sinks:
+                        if hasattr(sink, "write_error"):
+                            sink.write_error(str(path), str(exc))
+                progress.file_done(i + 1)
+                if getattr(stdout, "broken", False) and not files:
+                    log.info("standard output was closed; stopping")
+                    break
         finally:
-            for sink in sinks:
+            for sink in {id(s): s for s in pred_sinks + record_sinks}.values():
                 sink.close()
+    wall_s = time.monotonic() - t0
+    speed = f", {audio_s / wall_s:.0f}x real time" if wall_s > 0 else ""
+    summary = f"analysed {len(args.files) - len(failed)} of {len(args.files)} file(s), {audio_s:.1f} s of audio in {wall_s:.1f} s{speed}"
+    if progress.enabled:
+        print(f"stream-ser: {summary}", file=sys.stderr)
+    else:
+        log.info("%s", summary)
     if failed:
         print(f"stream-ser: {len(failed)} of {len(args.files)} file(s) failed: {', '.join(failed)}", file=sys.stderr)
     if stop.event.is_set():
         print("stream-ser: interrupted; the CSV holds every row written so far", file=sys.stderr)
         return 128 + stop.signum
     return 1 if failed else 0
+
+
+def _listen_wants_tui(args: argparse.Namespace) -> bool:
+    """Whether ``listen`` opens the terminal UI: stdin and stdout are terminals, TERM is not
+    ``dumb``, and neither ``--no-tui`` nor ``--format jsonl`` (JSON lines to stdout) was given."""
+    import os
+
+    if getattr(args, "no_tui", False) or getattr(args, "format", "lines") != "lines":
+        return False
+    if os.environ.get("TERM", "") == "dumb":
+        return False
+    try:
+        return sys.stdin.isatty() and sys.stdout.isatty()
+    except (AttributeError, ValueError):  # closed or replaced streams
+        return False
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
@@ -183,6 +355,26 @@ def cmd_listen(args: argparse.Namespace) -> int:
     model = _load_model(args)
     cfg = model.feature_config
     csv_sink = _open_csv(args, model.labels)
+    if _listen_wants_tui(args):
+        # The terminal UI (stream_ser.tui): the session's worker thread opens the source (so a
+        # device error is shown in the app), scores, writes the sinks and closes them.
+        from .tui import ListenSession, SessionOptions, run_listen_app
+
+        try:
+            _warm_up(cfg)
+            session = ListenSession(
+                model,
+                lambda: MicrophoneSource(
+                    device=args.device, sample_rate_hz=cfg.sample_rate_hz, replay=args.input, realtime=not args.fast
+                ),
+                [s for s in _listen_sinks(args, csv_sink) if not isinstance(s, LinePrinter)],
+                SessionOptions(hop_s=args.hop, duration_s=args.duration),
+            )
+        except BaseException:
+            if csv_sink:
+                csv_sink.close()
+            raise
+        return run_listen_app(session)
     try:
         _warm_up(cfg)
         source = MicrophoneSource(
@@ -193,7 +385,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
             csv_sink.close()
         raise
     engine = Engine(model, hop_s=args.hop, source=source.name)
-    sinks: list = [LinePrinter()] + ([csv_sink] if csv_sink else [])
+    sinks: list = _listen_sinks(args, csv_sink)
     n = 0
     max_samples = int(args.duration * cfg.sample_rate_hz) if args.duration else None
     print(
@@ -235,6 +427,35 @@ def cmd_listen(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+    from .plot import plot_timelines, read_timeline_csv
+    from .sinks import OutputError
+
+    timelines = read_timeline_csv(args.timeline)
+    if args.source:
+        timelines = [t for t in timelines if args.source in t.source]
+        if not timelines:
+            print(f"stream-ser: error: {args.timeline}: no source matches {args.source!r}", file=sys.stderr)
+            return 1
+    out = Path(args.output) if args.output else Path(args.timeline).with_suffix(".png")
+    if out.exists() and not args.force:
+        raise OutputError(f"{out}: already exists (use --force to replace it)")
+    if len(timelines) > args.max_panels:
+        print(
+            f"stream-ser: {len(timelines)} panels in {args.timeline}; drawing the first {args.max_panels} "
+            "(choose with --source, or raise --max-panels)",
+            file=sys.stderr,
+        )
+    try:
+        plot_timelines(timelines, out, title=args.title, max_panels=args.max_panels)
+    except (OSError, ValueError) as exc:
+        raise OutputError(f"{out}: cannot write the image ({exc})") from None
+    log.info("wrote %s (%d panel(s))", out, min(len(timelines), args.max_panels))
+    if not args.quiet:
+        print(f"stream-ser: wrote {out}", file=sys.stderr)
+    return 0
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
@@ -252,10 +473,21 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"stream-ser {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log details (and show tracebacks)")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="log details and show tracebacks of errors (-vv: debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", default=False,
+                        help="no progress bar and no log messages below errors (results still go to stdout)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    common = argparse.ArgumentParser(add_help=False)
+    # -v/-q also after the command (stream-ser analyse -q ...); SUPPRESS keeps a value given
+    # before the command from being reset by the sub-parser's default.
+    verbosity = argparse.ArgumentParser(add_help=False)
+    verbosity.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                           help="log details and show tracebacks of errors (-vv: debug)")
+    verbosity.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                           help="no progress bar and no log messages below errors")
+
+    common = argparse.ArgumentParser(add_help=False, parents=[verbosity])
     common.add_argument("--model", default=None, help="ONNX model file (default: the shipped model)")
     common.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default: 1)")
 
@@ -263,40 +495,85 @@ def build_parser() -> argparse.ArgumentParser:
     scoring.add_argument("--hop", type=_positive_float, default=None, metavar="S",
                          help="seconds of new audio between predictions (default: the model's, 0.5)")
     scoring.add_argument("--csv", default=None, metavar="OUT", help="write the timeline CSV here (flushed per row)")
-    scoring.add_argument("--force", action="store_true", help="replace an existing CSV")
-    scoring.add_argument("--append", action="store_true", help="append to an existing CSV with the same columns")
+    scoring.add_argument("--format", choices=("lines", "jsonl"), default="lines",
+                         help="standard output: human-readable lines (default) or JSON lines, one object per "
+                         "prediction (schema in the README)")
+    scoring.add_argument("--jsonl", default=None, metavar="OUT", help="also write JSON lines to this file (flushed per line)")
+    scoring.add_argument("--force", action="store_true", help="replace existing output files (CSV, JSON lines)")
+    scoring.add_argument("--append", action="store_true",
+                         help="append to existing output files (a CSV must have the same columns)")
 
     p = sub.add_parser(
-        "listen", parents=[common, scoring], help="score the microphone live, one line per hop",
+        "listen", parents=[common, scoring], help="score the microphone live (terminal UI, or one line per hop)",
         description="Score live audio: every hop, the latest 3 s window of the input device (or of a file replayed "
-        "at real-time pace with --input) is scored and printed. Ctrl-C stops; the CSV is closed complete.",
+        "at real-time pace with --input) is scored. On a terminal a full-screen UI shows the input level, the current "
+        "emotion, smoothed probabilities and the emotion timeline (keys: q quit, space pause, m marker, c clear, "
+        "? help); piped, or with --no-tui, one line per hop is printed. Ctrl-C (or q) stops; the CSV is closed "
+        "complete.",
         epilog="examples:\n  stream-ser listen\n  stream-ser listen --device 'USB' --csv today.csv\n"
-        "  stream-ser listen --input clip.flac --duration 10",
+        "  stream-ser listen --input clip.flac --duration 10\n"
+        "  stream-ser listen --no-tui --csv today.csv   lines instead of the terminal UI",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--device", default=None, help="input device index or name substring (see `stream-ser devices`)")
     p.add_argument("--input", default=None, metavar="FILE", help="replay FILE through the live path instead of a device")
     p.add_argument("--duration", type=_positive_float, default=None, metavar="S", help="stop after S seconds of audio")
     p.add_argument("--fast", action="store_true", help="with --input: do not pace the replay in real time")
+    p.add_argument("--no-tui", action="store_true",
+                   help="print one line per hop instead of the terminal UI (the default when stdout is not a terminal)")
     p.set_defaults(func=cmd_listen)
 
     p = sub.add_parser(
         "analyse", aliases=["analyze"], parents=[common, scoring], help="score recorded files faster than real time",
         description="Stream each file through the same engine as `listen`, as fast as it decodes. Prints one summary "
         "line per file: the clip label is the argmax of the mean probabilities over speech windows, with that mean "
-        "as confidence. A file that cannot be read is reported and skipped; the exit status is then 1.",
-        epilog="examples:\n  stream-ser analyse clip.wav\n  stream-ser analyse recordings/*.flac --csv timeline.csv",
+        "as confidence. A file that cannot be read is reported and skipped; the exit status is then 1. On a terminal "
+        "a progress bar (files, seconds of audio, speed as a multiple of real time) is shown on stderr.",
+        epilog="examples:\n  stream-ser analyse clip.wav\n  stream-ser analyse recordings/*.flac --csv timeline.csv\n"
+        "  stream-ser analyse clip.wav --timeline          also one line per hop\n"
+        "  stream-ser analyse *.wav --format jsonl | jq -c 'select(.type == \"clip\") | {source, label}'\n"
+        "  stream-ser analyse *.wav --jsonl out.jsonl --csv out.csv -q",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="audio files (WAV, FLAC, OGG, MP3, any rate/channels)")
-    p.add_argument("--timeline", action="store_true", help="also print one line per hop")
+    p.add_argument("--timeline", action="store_true", help="also print one line per hop (implied by --format jsonl)")
     p.set_defaults(func=cmd_analyse)
 
-    p = sub.add_parser("devices", help="list input devices", description="List input devices: index, channels, "
-                       "default sample rate, host API and name; * marks the default.")
+    p = sub.add_parser(
+        "plot", parents=[verbosity], help="draw a timeline CSV: probabilities over time (needs matplotlib)",
+        description="Draw a timeline CSV (from `listen --csv` or `analyse --csv`): for each source and channel a "
+        "strip of the most probable emotion per hop (grey where there was no speech) above the stacked class "
+        "probabilities, with a m:ss time axis. Needs the optional extra: pip install \"stream-ser[plot]\".",
+        epilog="examples:\n  stream-ser analyse clip.wav --csv t.csv && stream-ser plot t.csv -o t.png\n"
+        "  stream-ser plot session.csv                      writes session.png\n"
+        "  stream-ser plot t.csv -o t.svg --source clip.wav --title 'Call 12'",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("timeline", metavar="TIMELINE.csv", help="a timeline CSV written by stream-ser")
+    p.add_argument("-o", "--output", default=None, metavar="OUT",
+                   help="image file; the format follows the suffix (.png, .svg, .pdf). Default: TIMELINE.png")
+    p.add_argument("--source", default=None, metavar="TEXT", help="only sources whose name contains TEXT")
+    p.add_argument("--title", default=None, help="figure title")
+    p.add_argument("--max-panels", type=int, default=12, metavar="N", help="draw at most N panels (default: 12)")
+    p.add_argument("--force", action="store_true", help="replace an existing image")
+    p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser(
+        "devices", parents=[verbosity], help="list input devices",
+        description="List input devices: index, channels, default sample rate, host API and name; * marks the "
+        "default. Choose one for `listen` with --device INDEX or --device 'name substring'.",
+        epilog="examples:\n  stream-ser devices\n  stream-ser listen --device 3",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.set_defaults(func=cmd_devices)
 
-    p = sub.add_parser("info", parents=[common], help="show the model's labels, feature recipe and provenance")
+    p = sub.add_parser(
+        "info", parents=[common], help="show the model's labels, feature recipe and provenance",
+        description="Show a model's labels, its feature recipe and its provenance (data, split, training "
+        "command), all read from the ONNX file's metadata.",
+        epilog="examples:\n  stream-ser info\n  stream-ser info --model models/my-model.onnx",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.set_defaults(func=cmd_info)
     return parser
 
@@ -307,25 +584,48 @@ def main(argv: list[str] | None = None) -> int:
     from .sinks import OutputError
     from .sources import AudioSourceError
 
+    from .plot import MissingDependencyError, TimelineError
+
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="stream-ser: %(levelname)s: %(message)s"
-    )
+    if args.verbose and args.quiet:
+        parser.error("--verbose and --quiet exclude each other")
     if getattr(args, "force", False) and getattr(args, "append", False):
         parser.error("--force and --append exclude each other")
+    level = logging.ERROR if args.quiet else {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="stream-ser: %(levelname)s: %(message)s")
+    logging.getLogger("stream_ser").setLevel(level)
+
+    def fail(exc: BaseException, status: int, what: str = "error") -> int:
+        if args.verbose:
+            raise exc
+        print(f"stream-ser: {what}: {exc}", file=sys.stderr)
+        return status
+
     try:
+        _jsonl_file(args)  # open --jsonl OUT before any model or audio, so a bad path fails first
         return int(args.func(args))
-    except (ModelError, OutputError) as exc:
+    except (ModelError, OutputError, MissingDependencyError) as exc:
+        return fail(exc, 2)
+    except (AudioSourceError, TimelineError) as exc:
+        return fail(exc, 1)
+    except KeyboardInterrupt:  # Ctrl-C outside a command's own handling (e.g. while loading)
         if args.verbose:
             raise
-        print(f"stream-ser: error: {exc}", file=sys.stderr)
-        return 2
-    except AudioSourceError as exc:
+        print("stream-ser: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # no traceback for users; -v shows it
         if args.verbose:
             raise
-        print(f"stream-ser: error: {exc}", file=sys.stderr)
+        print(
+            f"stream-ser: unexpected error: {type(exc).__name__}: {exc} (run with --verbose for the traceback)",
+            file=sys.stderr,
+        )
         return 1
+    finally:
+        sink = getattr(args, "jsonl_sink", None)
+        if sink is not None:
+            sink.close()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Sinks: where predictions go (timeline CSV, printed lines).
+"""Sinks: where predictions go (timeline CSV, JSON lines, printed lines).
 
 Position in the pipeline: the last stage; every sink receives the engine's
 :class:`~stream_ser.types.Prediction` objects in order.
@@ -11,16 +11,34 @@ one ``p_`` column per model label in model order; ``speech`` is 1 or 0; ``label`
 ``confidence`` and the ``p_`` columns are empty when ``speech`` is 0; times are seconds with
 millisecond precision, probabilities have 4 decimals; ``channel`` is 0 for mono input. Each row
 is flushed to the OS as soon as it is written, so a crash loses at most the row being written.
+
+JSON lines (``--format jsonl`` / ``--jsonl OUT``) are a stable interface too: one JSON object per
+line, UTF-8, flushed per line, keys in the order below, with a ``type`` field saying what the
+object is::
+
+    {"type":"prediction","source":"a.flac","channel":0,"start_s":0.0,"end_s":1.5,"speech":true,
+     "label":"angry","confidence":0.7012,"probabilities":{"neutral":0.021,...}}
+    {"type":"clip","source":"a.flac","duration_s":4.37,"n_windows":9,"n_speech_windows":7,
+     "label":"angry","confidence":0.62,"probabilities":{"neutral":0.05,...}}
+    {"type":"error","source":"b.wav","message":"b.wav: no such file"}
+
+``prediction`` objects carry the CSV's fields (``speech`` is a JSON boolean; ``label``,
+``confidence`` and ``probabilities`` are null when ``speech`` is false; ``probabilities`` maps
+every model label, in model order, to its probability). ``clip`` objects (``analyse`` only, one
+per file after its predictions) carry the clip-level result; ``error`` objects (``analyse``
+only) name a file that could not be scored. Rounding matches the CSV (times 3 decimals,
+probabilities 4).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from .types import ClipResult, Prediction
 
@@ -142,17 +160,193 @@ def format_clip(r: ClipResult) -> str:
 
 
 class LinePrinter:
-    """Prints :func:`format_prediction` lines to a stream (stdout by default), flushed per line."""
+    """Prints :func:`format_prediction` lines to a stream (stdout by default), flushed per line.
+
+    With no ``stream``, ``sys.stdout`` is looked up at every write, so a progress display that
+    redirects stdout (rich) still gets the lines.
+    """
 
     def __init__(self, stream: TextIO | None = None) -> None:
-        self.stream = stream or sys.stdout
+        self._stream = stream
+
+    @property
+    def stream(self) -> TextIO:
+        """The stream written to (the current ``sys.stdout`` by default)."""
+        return self._stream if self._stream is not None else sys.stdout
+
+    def _line(self, text: str) -> None:
+        try:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+        except BrokenPipeError:
+            _silence_broken_stdout()
+        except io.UnsupportedOperation:
+            pass
 
     def write(self, p: Prediction) -> None:
-        try:
-            self.stream.write(format_prediction(p) + "\n")
-            self.stream.flush()
-        except (BrokenPipeError, io.UnsupportedOperation):
-            pass
+        """Print one :func:`format_prediction` line."""
+        self._line(format_prediction(p))
+
+    def write_clip(self, r: ClipResult) -> None:
+        """Print one :func:`format_clip` line (the per-file summary of ``analyse``)."""
+        self._line(format_clip(r))
 
     def close(self) -> None:
         pass
+
+
+def _silence_broken_stdout() -> None:
+    """After a closed pipe on stdout (``... | head``), point the stdout file descriptor at
+    /dev/null so the interpreter's final flush does not print a BrokenPipeError (the recipe of
+    the Python documentation, "Note on SIGPIPE")."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass
+
+
+# --------------------------------------------------------------------------------------------
+# JSON lines
+
+#: Value of the ``type`` field of each JSON-lines object.
+RECORD_TYPES = ("prediction", "clip", "error")
+
+
+def _probs(labels: tuple[str, ...], probs: tuple[float, ...] | None) -> dict[str, float] | None:
+    return None if probs is None else {label: round(float(x), 4) for label, x in zip(labels, probs)}
+
+
+def prediction_record(p: Prediction) -> dict[str, Any]:
+    """The JSON-lines object of one prediction (``"type": "prediction"``; see the module doc)."""
+    speech = bool(p.is_speech and p.probabilities is not None)
+    return {
+        "type": "prediction",
+        "source": p.source,
+        "channel": p.channel,
+        "start_s": round(p.start_s, 3),
+        "end_s": round(p.end_s, 3),
+        "speech": speech,
+        "label": p.label if speech else None,
+        "confidence": round(float(p.confidence), 4) if speech and p.confidence is not None else None,
+        "probabilities": _probs(p.labels, p.probabilities) if speech else None,
+    }
+
+
+def clip_record(r: ClipResult) -> dict[str, Any]:
+    """The JSON-lines object of a clip-level result (``"type": "clip"``; see the module doc)."""
+    return {
+        "type": "clip",
+        "source": r.source,
+        "duration_s": round(r.duration_s, 3),
+        "n_windows": r.n_windows,
+        "n_speech_windows": r.n_speech_windows,
+        "label": r.label,
+        "confidence": None if r.confidence is None else round(float(r.confidence), 4),
+        "probabilities": _probs(r.labels, r.mean_probabilities),
+    }
+
+
+def error_record(source: str, message: str) -> dict[str, Any]:
+    """The JSON-lines object of a source that could not be scored (``"type": "error"``)."""
+    return {"type": "error", "source": source, "message": message}
+
+
+def json_line(record: dict[str, Any]) -> str:
+    """One compact JSON line (no trailing newline; non-ASCII kept as UTF-8)."""
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+
+class JsonLinesSink:
+    """Writes JSON lines (see the module docstring), one flushed line per object.
+
+    Args:
+        path: Output file; None for standard output (looked up at every write, never closed).
+        force: Replace an existing file.
+        append: Add lines to an existing file.
+
+    Attributes:
+        lines_written: Lines written by this sink.
+
+    Raises:
+        OutputError: If the file exists and neither ``force`` nor ``append`` is set, or it
+            cannot be opened for writing (checked at construction, before any audio).
+
+    A closed pipe on standard output (``stream-ser analyse --format jsonl ... | head``) is not
+    an error: later lines are dropped.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, force: bool = False, append: bool = False) -> None:
+        self.path = None if path is None else Path(path)
+        self.lines_written = 0
+        self._broken = False
+        self._file: TextIO | None = None
+        if self.path is not None:
+            exists = self.path.exists() and self.path.stat().st_size > 0
+            if exists and not (force or append):
+                raise OutputError(f"{self.path}: already exists (use --force to replace it or --append to add to it)")
+            try:
+                self._file = open(self.path, "a" if append else "w", encoding="utf-8", newline="\n")
+            except OSError as exc:
+                raise OutputError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
+
+    @property
+    def stream(self) -> TextIO:
+        """The stream written to."""
+        return self._file if self._file is not None else sys.stdout
+
+    def write_record(self, record: dict[str, Any]) -> None:
+        """Write and flush one object as a line."""
+        if self._broken:
+            return
+        try:
+            self.stream.write(json_line(record) + "\n")
+            self.stream.flush()
+        except (BrokenPipeError, io.UnsupportedOperation):
+            if self._file is not None:
+                raise
+            self._broken = True
+            _silence_broken_stdout()
+            return
+        self.lines_written += 1
+
+    @property
+    def broken(self) -> bool:
+        """True once standard output was found closed (its reader went away)."""
+        return self._broken
+
+    def write(self, p: Prediction) -> None:
+        """Write one ``prediction`` line."""
+        self.write_record(prediction_record(p))
+
+    def write_clip(self, r: ClipResult) -> None:
+        """Write one ``clip`` line."""
+        self.write_record(clip_record(r))
+
+    def write_error(self, source: str, message: str) -> None:
+        """Write one ``error`` line."""
+        self.write_record(error_record(source, message))
+
+    def close(self) -> None:
+        """Flush, fsync and close a file (idempotent); standard output is only flushed."""
+        if self._file is None:
+            try:
+                if not self._broken:
+                    sys.stdout.flush()
+            except (BrokenPipeError, OSError, ValueError):
+                self._broken = True
+            return
+        if not self._file.closed:
+            self._file.flush()
+            try:
+                os.fsync(self._file.fileno())
+            except OSError:
+                pass
+            self._file.close()
+
+    def __enter__(self) -> "JsonLinesSink":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

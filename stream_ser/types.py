@@ -39,6 +39,12 @@ class Prediction:
     probabilities: tuple[float, ...] | None
     labels: tuple[str, ...]
 
+    def probabilities_by_label(self) -> dict[str, float] | None:
+        """The probabilities as ``{label: p}`` in model order, or None when not speech."""
+        if self.probabilities is None:
+            return None
+        return dict(zip(self.labels, self.probabilities))
+
 
 @dataclass(frozen=True)
 class ClipResult:
@@ -67,3 +73,36 @@ class ClipResult:
     confidence: float | None
     mean_probabilities: tuple[float, ...] | None
     labels: tuple[str, ...]
+
+    def probabilities_by_label(self) -> dict[str, float] | None:
+        """The mean probabilities as ``{label: p}`` in model order, or None without speech."""
+        if self.mean_probabilities is None:
+            return None
+        return dict(zip(self.labels, self.mean_probabilities))
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """A scored recording: the clip-level result and the window timeline it summarises.
+
+    Returned by :func:`stream_ser.analyse`.
+
+    Attributes:
+        clip: The clip-level summary (label, confidence, mean probabilities, duration).
+        timeline: Every scored window in stream order, one per hop (``hop_s``, 0.5 s by
+            default) plus the final partial hop; windows without speech are included with
+            ``is_speech=False``.
+    """
+
+    clip: ClipResult
+    timeline: tuple[Prediction, ...]
+
+    @property
+    def label(self) -> str | None:
+        """Shortcut for ``clip.label`` (None when no window held speech)."""
+        return self.clip.label
+
+    @property
+    def confidence(self) -> float | None:
+        """Shortcut for ``clip.confidence``, in [0, 1] (None when no window held speech)."""
+        return self.clip.confidence

@@ -1,0 +1,388 @@
+"""The Python API: load a model, score a recording, stream predictions.
+
+Position in the pipeline: a thin layer over the same stages the command line uses
+(:mod:`~stream_ser.sources` -> :class:`~stream_ser.engine.Engine` -> predictions), so a file
+scored here gives exactly the rows ``stream-ser analyse --csv`` writes. Everything is
+re-exported from the package (``import stream_ser``; the heavy imports happen on first use)::
+
+    import stream_ser
+
+    model = stream_ser.load_model()                      # the shipped model (or a path)
+    result = stream_ser.analyse("clip.flac", model=model)
+    print(result.clip.label, result.clip.confidence)     # clip-level result
+    for p in result.timeline:                            # one Prediction per 0.5 s hop
+        print(p.end_s, p.label, p.confidence)
+
+    for p in stream_ser.stream(my_chunks, sample_rate_hz=44100, model=model):
+        ...                                              # your own audio, resampled for you
+
+The shapes follow silero-vad and faster-whisper: a model object you load once, functions that
+take audio (a path or an array) and return frozen dataclasses, and an incremental scorer
+(:class:`StreamScorer`, like silero-vad's ``VADIterator``) for audio that arrives in callbacks.
+
+Audio conventions: arrays are float (values nominally in [-1, 1]) or integer PCM (scaled by the
+dtype's full scale, e.g. int16 / 32768), shape ``(n_samples,)`` or ``(n_samples, n_channels)``
+(channels are averaged, as the command line does); any sample rate, resampled to the model's
+(16 kHz) with soxr's streaming resampler. Times in results are seconds on the *stream clock*
+(from sample counts at the model's rate), so results do not depend on how audio is chunked.
+
+Threads: a model may be shared by several scorers used from one thread at a time each; a
+:class:`StreamScorer` (and the iterators of :func:`stream`) belong to one thread.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+
+from .engine import Engine, summarize
+from .model import EmotionModel, ModelError
+from .sources import AudioSourceError, FileSource, MicrophoneSource, _downmix, _resampler
+from .types import Analysis, ClipResult, Prediction
+
+__all__ = [
+    "Analysis",
+    "AudioSourceError",
+    "ClipResult",
+    "EmotionModel",
+    "ModelError",
+    "Prediction",
+    "StreamScorer",
+    "analyse",
+    "analyze",
+    "load_model",
+    "stream",
+    "stream_file",
+    "stream_microphone",
+]
+
+AudioPath = str | os.PathLike[str]
+
+
+def load_model(path: AudioPath | None = None, *, num_threads: int = 1) -> EmotionModel:
+    """Load an emotion model (the shipped one by default).
+
+    The labels and the feature recipe come from the model file's metadata, so a model you
+    trained yourself (``python -m training.train``) works the same way.
+
+    Args:
+        path: An ``.onnx`` file exported by ``training.export``; None for the shipped model.
+        num_threads: onnxruntime intra-op threads (1 keeps scoring off the other cores).
+
+    Returns:
+        The loaded :class:`~stream_ser.model.EmotionModel`; ``model.labels`` are its classes in
+        output order and ``model.feature_config.sample_rate_hz`` its rate (16000).
+
+    Raises:
+        ModelError: If the file is missing, not ONNX, or has missing or mismatched metadata.
+    """
+    return EmotionModel(path, num_threads=num_threads)
+
+
+def _model(model: EmotionModel | AudioPath | None) -> EmotionModel:
+    if isinstance(model, EmotionModel):
+        return model
+    return load_model(model)
+
+
+def _as_float_frames(chunk: np.ndarray) -> np.ndarray:
+    """Validate one chunk and return float32 mono samples, shape ``(n,)``.
+
+    Raises:
+        ValueError: If the chunk is not 1-D or 2-D, or not a real numeric dtype.
+    """
+    x = np.asarray(chunk)
+    if x.ndim not in (1, 2):
+        raise ValueError(f"expected audio of shape (n_samples,) or (n_samples, n_channels), got shape {x.shape}")
+    if x.dtype.kind in "iu":
+        info = np.iinfo(x.dtype)
+        full_scale = float(-int(info.min)) if info.min < 0 else float(info.max + 1) / 2.0
+        offset = 0.0 if info.min < 0 else full_scale
+        x = ((x.astype(np.float64) - offset) / full_scale).astype(np.float32)
+    elif x.dtype.kind == "f":
+        x = x.astype(np.float32, copy=False)
+    else:
+        raise ValueError(f"expected float or integer PCM samples, got dtype {x.dtype}")
+    return _downmix(x)
+
+
+class StreamScorer:
+    """Incremental scorer for audio that arrives in pieces (callbacks, sockets, generators).
+
+    Push chunks of any size at ``sample_rate_hz``; every time ``hop_s`` of new audio has
+    arrived, the latest window (3 s) is scored. The result is identical to scoring the whole
+    stream at once, however it is chunked. This is the engine the command line uses, with
+    down-mixing, integer-PCM scaling and streaming resampling in front of it.
+
+    Args:
+        model: A loaded model, a model path, or None for the shipped model.
+        sample_rate_hz: Sample rate of the chunks you push (Hz); resampled to the model's.
+        hop_s: Seconds of new audio between predictions; None for the model's default (0.5 s).
+            Must be in (0, window_s].
+        source: Name written into every prediction's ``source``.
+        channel: Channel index written into every prediction's ``channel``.
+
+    Attributes:
+        model: The model in use.
+        labels: The model's class names in output order.
+        sample_rate_hz: Rate of the input chunks (Hz).
+
+    Raises:
+        ModelError: If ``model`` is a path that cannot be loaded.
+        ValueError: If ``sample_rate_hz`` is not positive or ``hop_s`` is out of range.
+
+    Example::
+
+        scorer = StreamScorer(sample_rate_hz=48000)
+        for chunk in chunks:                 # float32 (n,) or (n, channels), any n
+            for p in scorer.push(chunk):
+                print(p.end_s, p.label)
+        for p in scorer.flush():             # the final partial hop
+            ...
+    """
+
+    def __init__(
+        self,
+        model: EmotionModel | AudioPath | None = None,
+        sample_rate_hz: int = 16000,
+        *,
+        hop_s: float | None = None,
+        source: str = "stream",
+        channel: int = 0,
+    ) -> None:
+        if int(sample_rate_hz) != sample_rate_hz or sample_rate_hz <= 0:
+            raise ValueError(f"sample_rate_hz must be a positive integer, got {sample_rate_hz!r}")
+        self.model = _model(model)
+        self.labels = self.model.labels
+        self.sample_rate_hz = int(sample_rate_hz)
+        self._engine = Engine(self.model, hop_s=hop_s, source=source, channel=channel)
+        self._resample = _resampler(self.sample_rate_hz, self.model.feature_config.sample_rate_hz)
+        self._flushed = False
+
+    @property
+    def hop_s(self) -> float:
+        """Seconds of new audio between predictions."""
+        return self._engine.hop_s
+
+    @property
+    def elapsed_s(self) -> float:
+        """Audio pushed so far, in seconds on the stream clock (model-rate samples / rate)."""
+        return self._engine.samples_seen / self.model.feature_config.sample_rate_hz
+
+    def push(self, chunk: np.ndarray) -> list[Prediction]:
+        """Add audio and score every hop boundary it completes.
+
+        Args:
+            chunk: Samples at ``sample_rate_hz``: float (nominally [-1, 1]) or integer PCM,
+                shape ``(n,)`` or ``(n, n_channels)``, any ``n >= 0``.
+
+        Returns:
+            The new predictions, oldest first (often empty for small chunks).
+
+        Raises:
+            ValueError: If the chunk has the wrong shape or dtype.
+            RuntimeError: If called after :meth:`flush`.
+        """
+        if self._flushed:
+            raise RuntimeError("this StreamScorer was flushed; make a new one for a new stream")
+        x = self._resample(_as_float_frames(chunk), False)
+        return self._engine.push(x) if x.size else []
+
+    def flush(self) -> list[Prediction]:
+        """End the stream: score the audio left in the resampler and the final partial hop.
+
+        Returns:
+            The remaining predictions (empty if the stream ended on a hop boundary). Later
+            calls return an empty list.
+        """
+        if self._flushed:
+            return []
+        self._flushed = True
+        out: list[Prediction] = []
+        tail = self._resample(np.zeros(0, dtype=np.float32), True)
+        if tail.size:
+            out += self._engine.push(tail)
+        return out + self._engine.flush()
+
+
+def stream(
+    chunks: Iterable[np.ndarray],
+    sample_rate_hz: int,
+    *,
+    model: EmotionModel | AudioPath | None = None,
+    hop_s: float | None = None,
+    source: str = "stream",
+    channel: int = 0,
+) -> Iterator[Prediction]:
+    """Score your own audio chunks as they come (a generator, a queue, a network stream).
+
+    Args:
+        chunks: Any iterable of sample arrays at ``sample_rate_hz`` (see
+            :meth:`StreamScorer.push` for accepted shapes and dtypes).
+        sample_rate_hz: Sample rate of the chunks (Hz); resampled to the model's 16 kHz.
+        model: A loaded model, a model path, or None for the shipped model.
+        hop_s: Seconds of new audio between predictions (default: the model's, 0.5 s).
+        source: Name written into each prediction.
+        channel: Channel index written into each prediction.
+
+    Yields:
+        One :class:`~stream_ser.types.Prediction` per hop as soon as its audio has arrived,
+        then the final partial hop when ``chunks`` is exhausted.
+
+    Raises:
+        ModelError: If ``model`` is a path that cannot be loaded.
+        ValueError: On a bad ``sample_rate_hz``, ``hop_s`` or chunk shape/dtype.
+    """
+    scorer = StreamScorer(model, sample_rate_hz, hop_s=hop_s, source=source, channel=channel)
+    for chunk in chunks:
+        yield from scorer.push(chunk)
+    yield from scorer.flush()
+
+
+def stream_file(
+    path: AudioPath,
+    *,
+    model: EmotionModel | AudioPath | None = None,
+    hop_s: float | None = None,
+    realtime: bool = False,
+) -> Iterator[Prediction]:
+    """Score a file hop by hop, decoding it block by block (memory stays flat).
+
+    Args:
+        path: Any file libsndfile reads (WAV, FLAC, OGG/Opus, MP3), any rate and channel count
+            (channels are averaged).
+        model: A loaded model, a model path, or None for the shipped model.
+        hop_s: Seconds of new audio between predictions (default: the model's, 0.5 s).
+        realtime: Pace the file at real time through the live capture path (as
+            ``stream-ser listen --input``) instead of decoding as fast as possible.
+
+    Yields:
+        One :class:`~stream_ser.types.Prediction` per hop (``source`` is ``str(path)``).
+
+    Raises:
+        AudioSourceError: If the file is missing or cannot be decoded (raised on the first
+            ``next()``, as the generator starts).
+        ModelError: If ``model`` is a path that cannot be loaded.
+    """
+    m = _model(model)
+    sr = m.feature_config.sample_rate_hz
+    if realtime:
+        mic = MicrophoneSource(sample_rate_hz=sr, replay=path, realtime=True)
+        engine = Engine(m, hop_s=hop_s, source=mic.name)
+        try:
+            mic.start()
+            yield from engine.run(mic.chunks())
+        finally:
+            mic.close()
+        return
+    src = FileSource(path, sr)
+    yield from Engine(m, hop_s=hop_s, source=src.name).run(src.chunks())
+
+
+def stream_microphone(
+    device: str | int | None = None,
+    *,
+    model: EmotionModel | AudioPath | None = None,
+    hop_s: float | None = None,
+    duration_s: float | None = None,
+) -> Iterator[Prediction]:
+    """Score an input device live; stop by breaking out of the loop (or with ``duration_s``).
+
+    The device is opened when iteration starts and closed when the generator ends, is closed
+    (``break``) or is garbage-collected. Capture runs on PortAudio's thread into a ring buffer;
+    scoring runs on the thread iterating this generator, which must keep up (one 3 s window
+    per hop takes a few milliseconds on a laptop).
+
+    Args:
+        device: Device index, name or case-insensitive name substring (see
+            ``stream-ser devices``); None for the default input.
+        model: A loaded model, a model path, or None for the shipped model.
+        hop_s: Seconds of new audio between predictions (default: the model's, 0.5 s).
+        duration_s: Stop after this many seconds of audio; None to run until you break.
+
+    Yields:
+        One :class:`~stream_ser.types.Prediction` per hop, ``source`` ``"mic:<device name>"``.
+
+    Raises:
+        AudioSourceError: If PortAudio is missing, no device matches, or the device cannot be
+            opened at its default rate.
+        ModelError: If ``model`` is a path that cannot be loaded.
+    """
+    m = _model(model)
+    sr = m.feature_config.sample_rate_hz
+    mic = MicrophoneSource(device=device, sample_rate_hz=sr)
+    engine = Engine(m, hop_s=hop_s, source=mic.name)
+    limit = None if duration_s is None else int(round(duration_s * sr))
+    try:
+        mic.start()
+        for chunk in mic.chunks():
+            if limit is not None:
+                chunk = chunk[: max(0, limit - engine.samples_seen)]
+            yield from engine.push(chunk)
+            if limit is not None and engine.samples_seen >= limit:
+                break
+        yield from engine.flush()
+    finally:
+        mic.close()
+
+
+def analyse(
+    audio: AudioPath | np.ndarray,
+    sample_rate_hz: int | None = None,
+    *,
+    model: EmotionModel | AudioPath | None = None,
+    hop_s: float | None = None,
+    source: str | None = None,
+) -> Analysis:
+    """Score a whole recording: the clip-level result and the window timeline.
+
+    The clip label is the argmax of the mean class probabilities over the speech windows, with
+    that mean as its confidence (the rule ``stream-ser analyse`` and the evaluation use).
+
+    Args:
+        audio: A file path (any format libsndfile reads), or an array of samples: float
+            (nominally [-1, 1]) or integer PCM, shape ``(n_samples,)`` or
+            ``(n_samples, n_channels)``.
+        sample_rate_hz: The array's sample rate (Hz); required for arrays, must be None for
+            paths (the file header gives the rate).
+        model: A loaded model, a model path, or None for the shipped model. Load it once with
+            :func:`load_model` when scoring many recordings.
+        hop_s: Seconds of new audio between predictions (default: the model's, 0.5 s).
+        source: Name for the results' ``source``; default ``str(path)`` or ``"array"``.
+
+    Returns:
+        An :class:`~stream_ser.types.Analysis`: ``clip`` (a
+        :class:`~stream_ser.types.ClipResult`, ``duration_s`` in seconds at the model's rate)
+        and ``timeline`` (a tuple of :class:`~stream_ser.types.Prediction`, one per hop).
+
+    Raises:
+        AudioSourceError: If the file is missing or cannot be decoded.
+        ModelError: If ``model`` is a path that cannot be loaded.
+        TypeError: If ``sample_rate_hz`` is missing for an array or given for a path.
+        ValueError: If the array has the wrong shape or dtype, or ``hop_s`` is out of range.
+    """
+    m = _model(model)
+    model_sr = m.feature_config.sample_rate_hz
+    if isinstance(audio, (str, os.PathLike)):
+        if sample_rate_hz is not None:
+            raise TypeError("sample_rate_hz is only for arrays; a file's rate comes from its header")
+        src = FileSource(audio, model_sr)
+        name = source if source is not None else src.name
+        engine = Engine(m, hop_s=hop_s, source=name)
+        timeline = tuple(engine.run(src.chunks()))
+        elapsed_s = engine.samples_seen / model_sr
+    else:
+        if sample_rate_hz is None:
+            raise TypeError("sample_rate_hz is required when scoring an array (e.g. analyse(samples, 16000))")
+        name = source if source is not None else "array"
+        scorer = StreamScorer(m, sample_rate_hz, hop_s=hop_s, source=name)
+        timeline = tuple(scorer.push(audio)) + tuple(scorer.flush())
+        elapsed_s = scorer.elapsed_s
+    clip: ClipResult = summarize(timeline, name, elapsed_s, m.labels)
+    return Analysis(clip, timeline)
+
+
+#: American spelling of :func:`analyse`.
+analyze = analyse

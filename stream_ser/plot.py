@@ -1,0 +1,384 @@
+"""Timeline plots: emotion probabilities over time, from a timeline CSV or from predictions.
+
+Position in the pipeline: after the sinks. ``stream-ser plot TIMELINE.csv -o timeline.png`` reads
+the CSV that ``listen --csv`` / ``analyse --csv`` wrote (see :mod:`stream_ser.sinks`) and draws,
+for each source and channel, one panel:
+
+* a **label strip** on top: the most probable emotion of every hop as a coloured bar, light grey
+  where the window held no speech;
+* **stacked areas** of the class probabilities below it (they sum to 1, so the whole height is
+  always filled while someone speaks); windows without speech leave a shaded gap;
+* a time axis in ``m:ss`` (``h:mm:ss`` past an hour) on the stream clock.
+
+Each hop is drawn over the new audio it covers, from the previous prediction's ``end_s`` to its
+own ``end_s`` (the value a live display shows at that moment); the window scored is the 3 s
+ending there. Rows whose ``end_s`` goes backwards (a CSV appended by a second session of the
+same source) start a new panel.
+
+matplotlib is an optional extra (``pip install "stream-ser[plot]"``); it is imported only when a
+figure is made and never through pyplot, so plotting works headless and leaves no global state.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .sinks import BASE_COLUMNS
+from .types import Prediction
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
+#: Colours of the usual labels (unknown labels take matplotlib's tab10 colours in order).
+LABEL_COLORS: dict[str, str] = {
+    "neutral": "#a0a0a0",
+    "calm": "#7fc7c0",
+    "happy": "#f2c12e",
+    "sad": "#3b6fb6",
+    "angry": "#d62728",
+    "fear": "#8e44ad",
+    "disgust": "#2e8b57",
+    "surprise": "#ff8c1a",
+    "boredom": "#8c6d46",
+}
+#: Colour of hops without speech in the label strip.
+NO_SPEECH_COLOR = "#e4e4e4"
+#: Default most panels drawn in one figure.
+DEFAULT_MAX_PANELS = 12
+
+_PANEL_HEIGHT_IN = 2.1
+_STRIP_HEIGHT_IN = 0.28
+_FIG_WIDTH_IN = 10.0
+_DPI = 110
+_TIME_STEPS_S = (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400)
+
+
+class TimelineError(ValueError):
+    """A timeline CSV cannot be read (missing, not a stream-ser timeline, malformed row)."""
+
+
+class MissingDependencyError(RuntimeError):
+    """matplotlib, an optional extra, is not installed."""
+
+
+@dataclass(frozen=True, eq=False)
+class Timeline:
+    """The hops of one source and channel, as arrays (one row per prediction, stream order).
+
+    Attributes:
+        source: Source name (file path or ``mic:<device>``).
+        channel: Channel index.
+        labels: Class names in model order.
+        start_s: float64 ``(n,)``, window starts on the stream clock (s).
+        end_s: float64 ``(n,)``, window ends (s), non-decreasing.
+        speech: bool ``(n,)``, True where the window passed the speech gate.
+        probabilities: float64 ``(n, len(labels))`` in [0, 1]; rows sum to 1 where ``speech``,
+            NaN where not.
+        run: 1 for the first session of this source/channel in a file, 2, 3, ... for sessions
+            appended after it.
+    """
+
+    source: str
+    channel: int
+    labels: tuple[str, ...]
+    start_s: np.ndarray
+    end_s: np.ndarray
+    speech: np.ndarray
+    probabilities: np.ndarray
+    run: int = 1
+
+    @property
+    def title(self) -> str:
+        """Panel title: source, channel, and run number when there are several runs."""
+        text = f"{self.source}  (channel {self.channel})"
+        return text + (f", run {self.run}" if self.run > 1 else "")
+
+    @property
+    def top_labels(self) -> list[str | None]:
+        """The most probable label of each hop, None where not speech."""
+        return [self.labels[int(np.argmax(row))] if ok else None for row, ok in zip(self.probabilities, self.speech)]
+
+
+def _split_runs(rows: list[tuple[float, float, bool, list[float]]]) -> list[list[tuple[float, float, bool, list[float]]]]:
+    runs: list[list[tuple[float, float, bool, list[float]]]] = [[]]
+    for row in rows:
+        if runs[-1] and row[1] < runs[-1][-1][1]:
+            runs.append([])
+        runs[-1].append(row)
+    return runs
+
+
+def _make_timelines(
+    groups: dict[tuple[str, int], list[tuple[float, float, bool, list[float]]]], labels: tuple[str, ...]
+) -> list[Timeline]:
+    out = []
+    for (source, channel), rows in groups.items():
+        for run, part in enumerate(_split_runs(rows), start=1):
+            out.append(
+                Timeline(
+                    source,
+                    channel,
+                    labels,
+                    np.array([r[0] for r in part], dtype=np.float64),
+                    np.array([r[1] for r in part], dtype=np.float64),
+                    np.array([r[2] for r in part], dtype=bool),
+                    np.array([r[3] for r in part], dtype=np.float64).reshape(len(part), len(labels)),
+                    run,
+                )
+            )
+    return out
+
+
+def read_timeline_csv(path: str | os.PathLike[str]) -> list[Timeline]:
+    """Read a timeline CSV written by ``stream-ser listen/analyse --csv``.
+
+    Args:
+        path: The CSV file (header ``source,channel,start_s,end_s,speech,label,confidence,p_...``).
+
+    Returns:
+        One :class:`Timeline` per source, channel and run, in order of first appearance.
+
+    Raises:
+        TimelineError: If the file is missing or unreadable, its header is not a stream-ser
+            timeline header, a row is malformed (the message gives the line number), or it has
+            no rows.
+    """
+    p = Path(path)
+    try:
+        f = open(p, newline="", encoding="utf-8")
+    except OSError as exc:
+        raise TimelineError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    with f:
+        reader = csv.reader(f)
+        try:
+            header = next(reader, None)
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise TimelineError(f"{p}: not a CSV file ({exc})") from None
+        if (
+            header is None
+            or tuple(header[: len(BASE_COLUMNS)]) != BASE_COLUMNS
+            or len(header) == len(BASE_COLUMNS)
+            or not all(h.startswith("p_") for h in header[len(BASE_COLUMNS) :])
+        ):
+            raise TimelineError(
+                f"{p}: not a stream-ser timeline CSV (expected the header "
+                f"{','.join(BASE_COLUMNS)},p_<label>,...; write one with `stream-ser analyse FILE --csv OUT`)"
+            )
+        labels = tuple(h[2:] for h in header[len(BASE_COLUMNS) :])
+        groups: dict[tuple[str, int], list[tuple[float, float, bool, list[float]]]] = {}
+        try:
+            for row in reader:
+                if not row:
+                    continue
+                line = reader.line_num
+                if len(row) != len(header):
+                    raise TimelineError(f"{p}, line {line}: {len(row)} fields, expected {len(header)}")
+                try:
+                    channel = int(row[1])
+                    start_s, end_s = float(row[2]), float(row[3])
+                    speech = row[4] == "1"
+                    if row[4] not in ("0", "1"):
+                        raise ValueError(f"speech must be 0 or 1, got {row[4]!r}")
+                    probs = [float(x) for x in row[len(BASE_COLUMNS) :]] if speech else [math.nan] * len(labels)
+                except ValueError as exc:
+                    raise TimelineError(f"{p}, line {line}: {exc}") from None
+                groups.setdefault((row[0], channel), []).append((start_s, end_s, speech, probs))
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise TimelineError(f"{p}: malformed CSV ({exc})") from None
+    if not groups:
+        raise TimelineError(f"{p}: no rows (the header is there but nothing was scored)")
+    return _make_timelines(groups, labels)
+
+
+def timelines_from_predictions(predictions: Iterable[Prediction]) -> list[Timeline]:
+    """Group predictions (e.g. ``stream_ser.analyse(...).timeline``) into :class:`Timeline` s.
+
+    Raises:
+        ValueError: If there are no predictions or they mix models with different labels.
+    """
+    groups: dict[tuple[str, int], list[tuple[float, float, bool, list[float]]]] = {}
+    labels: tuple[str, ...] | None = None
+    for p in predictions:
+        if labels is None:
+            labels = p.labels
+        elif p.labels != labels:
+            raise ValueError("predictions from models with different labels cannot share a plot")
+        speech = bool(p.is_speech and p.probabilities is not None)
+        probs = list(p.probabilities) if speech and p.probabilities is not None else [math.nan] * len(p.labels)
+        groups.setdefault((p.source, p.channel), []).append((p.start_s, p.end_s, speech, probs))
+    if labels is None:
+        raise ValueError("no predictions to plot")
+    return _make_timelines(groups, labels)
+
+
+def format_clock(seconds: float, _pos: object = None) -> str:
+    """Tick label ``m:ss`` (``h:mm:ss`` past an hour; tenths when not a whole second)."""
+    if seconds < 0:
+        return ""
+    tenths = int(round(seconds * 10))
+    whole, frac = divmod(tenths, 10)
+    h, rest = divmod(whole, 3600)
+    m, s = divmod(rest, 60)
+    text = f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+    return text + (f".{frac}" if frac else "")
+
+
+def _time_step(span_s: float, max_ticks: int = 10) -> float:
+    for step in _TIME_STEPS_S:
+        if span_s / step <= max_ticks:
+            return float(step)
+    return float(_TIME_STEPS_S[-1])
+
+
+def _segments(tl: Timeline) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (s) of the new audio each hop covers."""
+    ends = tl.end_s
+    if ends.size == 0:
+        return ends.copy(), ends.copy()
+    diffs = np.diff(ends)
+    hop = float(np.median(diffs[diffs > 0])) if np.any(diffs > 0) else max(float(ends[0]), 0.5)
+    starts = np.empty_like(ends)
+    starts[0] = max(0.0, ends[0] - hop)
+    starts[1:] = ends[:-1]
+    # a missing stretch (rows lost, capture gap) is left empty instead of smeared
+    long = np.r_[False, diffs > 1.5 * hop]
+    starts[long] = ends[long] - hop
+    return starts, ends
+
+
+def _colors(labels: Sequence[str]) -> dict[str, str]:
+    from matplotlib import colormaps, colors
+
+    spare = iter(colors.to_hex(c) for c in colormaps["tab10"].colors)  # type: ignore[attr-defined]
+    used = set(LABEL_COLORS.values())
+    out = {}
+    for label in labels:
+        if label in LABEL_COLORS:
+            out[label] = LABEL_COLORS[label]
+        else:
+            c = next(spare)
+            while c in used:
+                c = next(spare)
+            out[label] = c
+            used.add(c)
+    return out
+
+
+def _import_matplotlib() -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise MissingDependencyError(
+            "plotting needs matplotlib, an optional extra: pip install \"stream-ser[plot]\" "
+            "(or pip install matplotlib)"
+        ) from None
+
+
+def plot_timelines(
+    timelines: Sequence[Timeline] | Iterable[Prediction],
+    out: str | os.PathLike[str] | None = None,
+    *,
+    title: str | None = None,
+    max_panels: int = DEFAULT_MAX_PANELS,
+    dpi: int = _DPI,
+) -> Figure:
+    """Draw one panel per source/channel (label strip + stacked probabilities over time).
+
+    Args:
+        timelines: :class:`Timeline` objects (from :func:`read_timeline_csv`) or predictions
+            (e.g. ``stream_ser.analyse("clip.flac").timeline``).
+        out: Image file to write (format from the suffix: ``.png``, ``.svg``, ``.pdf``); None
+            to only return the figure.
+        title: Figure title; default none.
+        max_panels: Draw at most this many panels (the first ones).
+        dpi: Resolution of raster output (dots per inch); the figure is 10 inches wide.
+
+    Returns:
+        The ``matplotlib.figure.Figure`` (made without pyplot; nothing to close).
+
+    Raises:
+        MissingDependencyError: If matplotlib is not installed.
+        ValueError: If there is nothing to plot.
+        OSError: If ``out`` cannot be written.
+    """
+    _import_matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import FuncFormatter, MultipleLocator
+
+    items = list(timelines)
+    tls: list[Timeline] = (
+        items if items and all(isinstance(t, Timeline) for t in items) else timelines_from_predictions(items)  # type: ignore[arg-type]
+    )
+    if not tls:
+        raise ValueError("no timelines to plot")
+    tls = tls[:max_panels]
+    labels = tls[0].labels
+    colors = _colors(labels)
+    n = len(tls)
+    legend_in = 0.45 + (0.3 if title else 0.0)
+    height_in = legend_in + n * (_PANEL_HEIGHT_IN + _STRIP_HEIGHT_IN + 0.55)
+    fig = Figure(figsize=(_FIG_WIDTH_IN, height_in), dpi=dpi, layout="constrained")
+    FigureCanvasAgg(fig)
+    ratios = []
+    for _ in range(n):
+        ratios += [_STRIP_HEIGHT_IN, _PANEL_HEIGHT_IN]
+    grid = fig.add_gridspec(2 * n, 1, height_ratios=ratios, hspace=0.02)
+    for i, tl in enumerate(tls):
+        strip = fig.add_subplot(grid[2 * i, 0])
+        ax = fig.add_subplot(grid[2 * i + 1, 0], sharex=strip)
+        starts, ends = _segments(tl)
+        span = float(ends[-1]) if ends.size else 1.0
+        # label strip
+        top = tl.top_labels
+        for label in [*labels, None]:
+            bars = [(s, e - s) for s, e, t in zip(starts, ends, top) if t == label and e > s]
+            if bars:
+                strip.broken_barh(bars, (0, 1), facecolors=colors[label] if label else NO_SPEECH_COLOR, linewidth=0)
+        strip.set_ylim(0, 1)
+        strip.set_yticks([])
+        strip.tick_params(axis="x", labelbottom=False, length=0)
+        for side in ("top", "right", "left", "bottom"):
+            strip.spines[side].set_visible(False)
+        strip.set_title(tl.title, loc="left", fontsize=9)
+        # stacked probabilities, step-drawn over each hop's new audio
+        xs = np.column_stack([starts, ends]).ravel()
+        speech = np.repeat(tl.speech, 2)
+        probs = np.where(tl.speech[:, None], tl.probabilities, 0.0)
+        lower = np.zeros(len(tl.end_s))
+        for k, label in enumerate(labels):
+            upper = lower + probs[:, k]
+            ax.fill_between(
+                xs, np.repeat(lower, 2), np.repeat(upper, 2), where=speech, facecolor=colors[label],
+                linewidth=0, interpolate=False,
+            )
+            lower = upper
+        for s, e, ok in zip(starts, ends, tl.speech):
+            if not ok and e > s:
+                ax.axvspan(s, e, facecolor=NO_SPEECH_COLOR, alpha=0.6, linewidth=0, hatch="///", edgecolor="#c8c8c8")
+        ax.set_ylim(0, 1)
+        ax.set_xlim(0, max(span, 0.5))
+        ax.set_ylabel("probability", fontsize=8)
+        ax.tick_params(labelsize=8)
+        ax.xaxis.set_major_locator(MultipleLocator(_time_step(max(span, 0.5))))
+        ax.xaxis.set_major_formatter(FuncFormatter(format_clock))
+        ax.margins(x=0)
+        if i == n - 1:
+            ax.set_xlabel("time (m:ss, stream clock)", fontsize=8)
+    handles = [Patch(facecolor=colors[label], label=label) for label in labels]
+    handles.append(Patch(facecolor=NO_SPEECH_COLOR, hatch="///", edgecolor="#c8c8c8", label="no speech"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    if out is not None:
+        fig.savefig(os.fspath(out), dpi=dpi)
+    return fig
