@@ -135,3 +135,43 @@ def test_permission_denied(tmp_path: Path) -> None:
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert res.returncode == 1
     assert f"{path}: permission denied" in res.stderr and "Traceback" not in res.stderr
+
+
+def _long_recording(path: Path, hours: float) -> float:
+    """8 kHz 8-bit WAV: silence with a real clip every 5 minutes, written block by block."""
+    rate = 8000
+    clip = resampled(rate)
+    minute = np.zeros(60 * rate, np.float32)
+    with sf.SoundFile(path, "w", samplerate=rate, channels=1, subtype="PCM_U8") as f:
+        for m in range(int(hours * 60)):
+            block = minute.copy()
+            if m % 5 == 0:
+                block[rate : rate + clip.size] = clip
+            f.write(block)
+    return hours * 3600
+
+
+def _peak_rss_mb(args: list[str]) -> tuple[float, str]:
+    code = (
+        "import resource, sys\n"
+        "from stream_ser.cli import main\n"
+        "rc = main(sys.argv[1:])\n"
+        "print('RSS_MB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+        "sys.exit(rc)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    rss = float(res.stdout.split("RSS_MB")[1].split()[0])
+    return rss, res.stdout
+
+
+def test_two_hour_file_is_streamed_with_flat_memory(tmp_path: Path) -> None:
+    short, long = tmp_path / "ten_minutes.wav", tmp_path / "two_hours.wav"
+    _long_recording(short, 10 / 60)
+    _long_recording(long, 2.0)
+    rss_short, _ = _peak_rss_mb(["analyse", str(short), "--csv", str(tmp_path / "short.csv")])
+    rss_long, out = _peak_rss_mb(["analyse", str(long), "--csv", str(tmp_path / "long.csv")])
+    assert f"{long}: " in out and "7200.00 s" in out
+    rows = (tmp_path / "long.csv").read_text().count("\n") - 1
+    assert rows == 7200 * 2  # one row per 0.5 s hop, nothing skipped
+    assert rss_long - rss_short < 20, f"peak RSS {rss_short:.0f} MB for 10 min, {rss_long:.0f} MB for 2 h"
