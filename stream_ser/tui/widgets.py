@@ -1,0 +1,762 @@
+"""Widgets of the ``stream-ser listen`` terminal UI.
+
+Position in the pipeline: the last consumer of a listening session. Every widget here only
+*displays* values computed on the inference thread and delivered as session events
+(:mod:`stream_ser.tui.session`); none does DSP. All methods run on the UI thread (Textual's event
+loop); the app calls them from its message handlers.
+
+* :class:`SourceHeader` - source, sample rates, model and labels.
+* :class:`LevelMeter` - input level in dBFS against the speech gate, clipping and speech state.
+* :class:`NowPanel` - the latest window's emotion, large, with its confidence.
+* :class:`ProbabilityBars` - smoothed probability of every class.
+* :class:`Timeline` - one cell per hop, coloured and lettered by emotion, scrolling, mm:ss axis.
+* :class:`StatusBar` - session state, counters, latency, overflows, CSV.
+* :class:`KeysScreen` - the key help; :class:`MessageScreen` - a device error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.segment import Segment
+from rich.style import Style
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.geometry import Size
+from textual.screen import ModalScreen
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+from textual.widget import Widget
+from textual.widgets import Digits, Static
+
+from ..sinks import format_time
+from ..types import Prediction
+from .palette import MARKER_GLYPH, PAUSE_GLYPH, SILENCE_GLYPH, EmotionPalette
+from .session import SessionStats
+
+#: Lowest level the meter shows (dBFS); quieter input pins the meter at its left end.
+METER_FLOOR_DBFS = -60.0
+#: Meter zones (dBFS): green below -18 (speech typically peaks between -42 and -13 dBFS on the
+#: training corpora, see stream_ser.features), yellow up to -6, red above (close to clipping).
+METER_YELLOW_DBFS = -18.0
+METER_RED_DBFS = -6.0
+#: How long (s of stream time) the clipping warning stays lit after the last clipped interval.
+CLIP_HOLD_S = 2.0
+#: A window's label is shown in lowercase on the timeline below this confidence.
+LOW_CONFIDENCE = 0.5
+
+DIM = Style(color="#808080")
+PARTIAL_BLOCKS = " ▏▎▍▌▋▊▉█"
+
+
+def mmss(seconds: float) -> str:
+    """``mm:ss`` (minutes may exceed 59: ``75:03``), truncating to whole seconds."""
+    total = int(max(seconds, 0.0) + 1e-6)
+    return f"{total // 60:02d}:{total % 60:02d}"
+
+
+def hbar(fraction: float, width: int) -> str:
+    """A horizontal bar of ``width`` cells filled to ``fraction`` (0-1), with 1/8-cell precision."""
+    fraction = min(max(fraction, 0.0), 1.0)
+    eighths = int(round(fraction * width * 8))
+    full, rest = divmod(eighths, 8)
+    text = "█" * full + (PARTIAL_BLOCKS[rest] if rest and full < width else "")
+    return text.ljust(width)
+
+
+class SourceHeader(Widget):
+    """Two header lines: the source and its sample rates; the model, window and labels.
+
+    A long source path is shortened from the left so the rates stay visible.
+
+    Thread: UI thread.
+    """
+
+    DEFAULT_CSS = "SourceHeader { height: 2; }"
+
+    def __init__(self, *, id: str | None = None) -> None:  # noqa: A002 - Textual's name
+        super().__init__(id=id)
+        self.source: str | None = None
+        self.kind = ""
+        self.rates = ""
+        self.model = ""
+
+    def show_opening(self, model_name: str, labels: Sequence[str], window_s: float) -> None:
+        """Before the source is open: say so, and show the model."""
+        self.model = f" model {model_name} · {window_s:g} s window · {' '.join(labels)}"
+        self.refresh()
+
+    def show_source(self, source_name: str, is_device: bool, device_rate_hz: int, rate_hz: int) -> None:
+        """The opened source.
+
+        Args:
+            source_name: ``mic:<device>`` or a file path.
+            is_device: Live device (True) or replayed file (False).
+            device_rate_hz: Native rate of the input (Hz).
+            rate_hz: Model rate (Hz).
+        """
+        self.source = source_name[4:] if is_device else source_name
+        self.kind = "device" if is_device else "replay"
+        self.rates = f"{device_rate_hz} Hz" if device_rate_hz == rate_hz else f"{device_rate_hz} Hz → {rate_hz} Hz"
+        self.refresh()
+
+    def render(self) -> Text:
+        badge = Text(" stream-ser ", style="bold reverse")
+        if self.source is None:
+            line1 = Text.assemble(badge, "  opening the input…")
+        else:
+            rates = f" · {self.rates}"
+            room = self.size.width - badge.cell_len - len(self.kind) - 3 - len(rates)
+            source = self.source
+            if len(source) > room:
+                source = "…" + source[-max(room - 1, 8):]
+            line1 = Text.assemble(badge, f"  {self.kind} ", (source, "bold"), rates)
+        text = Text("\n").join([line1, Text(self.model)])
+        text.no_wrap = True
+        text.overflow = "ellipsis"
+        return text
+
+
+class LevelMeter(Widget):
+    """One-line input level meter in dBFS with the speech gate, speech state and clipping.
+
+    The level is the loudest 25 ms frame RMS of the last 100 ms (computed on the inference
+    thread with the speech gate's own framing), so the gate mark on the meter is exactly the
+    threshold the gate applies: frames left of it never count as speech.
+
+    Thread: UI thread.
+    """
+
+    DEFAULT_CSS = "LevelMeter { height: 1; }"
+
+    def __init__(self, *, id: str | None = None) -> None:  # noqa: A002 - Textual's name
+        super().__init__(id=id)
+        self.level_dbfs: float | None = None
+        self.peak_dbfs: float | None = None
+        self.gate_dbfs = -50.0
+        self.speech: bool | None = None
+        self.state = "waiting"  # waiting, live, paused, ended, stalled
+        self._stream_s = 0.0
+        self._clip_until_s = -1.0
+        self.clip_count = 0
+
+    def set_gate(self, gate_dbfs: float) -> None:
+        """The speech gate's frame level (dBFS), drawn as a mark on the meter."""
+        self.gate_dbfs = gate_dbfs
+        self.refresh()
+
+    def set_level(self, end_s: float, level_dbfs: float, peak_dbfs: float, clipped: bool) -> None:
+        """A new measurement (from a ``LevelMeasured`` event).
+
+        Args:
+            end_s: End of the measured interval on the stream clock (s).
+            level_dbfs: Loudest frame RMS (dBFS).
+            peak_dbfs: Peak sample (dBFS).
+            clipped: Whether the interval clipped; the warning is held for ``CLIP_HOLD_S``.
+        """
+        self.level_dbfs, self.peak_dbfs, self._stream_s = level_dbfs, peak_dbfs, end_s
+        if clipped:
+            self.clip_count += 1
+            self._clip_until_s = end_s + CLIP_HOLD_S
+        self.refresh()
+
+    def set_speech(self, speech: bool | None) -> None:
+        """Speech state of the latest window (None: unknown)."""
+        self.speech = speech
+        self.refresh()
+
+    def set_state(self, state: str) -> None:
+        """``waiting``, ``live``, ``paused``, ``ended`` or ``stalled`` (no audio arriving)."""
+        self.state = state
+        self.refresh()
+
+    @property
+    def clipping(self) -> bool:
+        """Whether the clipping warning is lit."""
+        return self._stream_s <= self._clip_until_s
+
+    def _position(self, dbfs: float, width: int) -> float:
+        return (min(max(dbfs, METER_FLOOR_DBFS), 0.0) - METER_FLOOR_DBFS) / -METER_FLOOR_DBFS * width
+
+    def render(self) -> Text:
+        """``input ▕███▌   │   ▏ -23.4 dBFS  ● speech  CLIP``."""
+        width = self.size.width
+        level = self.level_dbfs
+        value = "   -- dBFS" if level is None else ("  <-60 dBFS" if level < METER_FLOOR_DBFS else f"{level:6.1f} dBFS")
+        if self.state == "stalled":
+            indicator = Text(" ⚠ no audio ", style="bold black on #f2c12e")
+        elif self.state == "paused":
+            indicator = Text(f" {PAUSE_GLYPH} paused ", style="bold")
+        elif self.speech is None:
+            indicator = Text(" … waiting ", style=DIM)
+        elif self.speech:
+            indicator = Text(" ● speech  ", style="bold #5c9e3a")
+        else:
+            indicator = Text(" ○ silence ", style=DIM)
+        clip = Text(" CLIP ", style="bold white on #d32f2f") if self.clipping else Text("      ")
+        bar_width = max(10, width - 6 - 2 - len(value) - 1 - indicator.cell_len - clip.cell_len - 1)
+        filled = 0.0 if level is None else self._position(level, bar_width)
+        gate_cell = min(int(self._position(self.gate_dbfs, bar_width)), bar_width - 1)
+        bar = Text()
+        for i in range(bar_width):
+            cell_db = METER_FLOOR_DBFS + (i + 0.5) / bar_width * -METER_FLOOR_DBFS
+            colour = "#5c9e3a" if cell_db < METER_YELLOW_DBFS else ("#f2c12e" if cell_db < METER_RED_DBFS else "#e5484d")
+            part = filled - i
+            if i == gate_cell:
+                bar.append("│", Style(color="#000000", bgcolor=colour) if part >= 1 else Style(color="#c0c0c0"))
+            elif part >= 1:
+                bar.append("█", Style(color=colour))
+            elif part > 0:
+                bar.append(PARTIAL_BLOCKS[max(1, int(part * 8))], Style(color=colour))
+            else:
+                bar.append("·", Style(color="#4a4a4a"))
+        out = Text.assemble(("input ", "bold"), ("▕", DIM), bar, ("▏", DIM), value, " ", indicator, clip)
+        out.no_wrap = True
+        out.overflow = "crop"
+        return out
+
+
+class NowPanel(Vertical):
+    """The latest window: the emotion large on its colour, the confidence in big digits.
+
+    Thread: UI thread.
+    """
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="now-band")
+        yield Digits("--", id="now-digits")
+        yield Static("", id="now-caption")
+
+    band_text = ""
+    """The text of the band (the label in spaced capitals, or a state)."""
+    digits_text = "--"
+    """The big digits (confidence in %, or ``--``)."""
+
+    def _set(self, band: str, background: str, foreground: str, digits: str, caption: str) -> None:
+        self.band_text, self.digits_text = band, digits
+        band_widget = self.query_one("#now-band", Static)
+        band_widget.styles.background = background
+        band_widget.styles.color = foreground
+        band_widget.update(Text(band, style="bold"))
+        self.query_one("#now-digits", Digits).update(digits)
+        self.query_one("#now-caption", Static).update(caption)
+
+    def show_prediction(self, p: Prediction, palette: EmotionPalette) -> None:
+        """Show a prediction: its label (spaced capitals on the label's colour) and confidence (%)."""
+        when = format_time(p.end_s)
+        if p.is_speech and p.label is not None and p.confidence is not None:
+            self._set(
+                " ".join(p.label.upper()),
+                palette.colours[p.label],
+                palette.contrast(p.label),
+                f"{round(p.confidence * 100):d}%",
+                f"confidence · {when}",
+            )
+        else:
+            self._set("no speech", "#3a3a3a", "#b0b0b0", "--", f"below the gate · {when}")
+
+    def show_state(self, text: str, caption: str = "") -> None:
+        """Show a state instead of a label (waiting, paused, cleared, error)."""
+        self._set(text, "#2a2a2a", "#d0d0d0", "--", caption)
+
+
+class ProbabilityBars(Widget):
+    """One bar per class: the smoothed probability, in the class colour, with its letter.
+
+    The largest smoothed value is bold; the latest window's label (the one the "now" panel
+    shows) is underlined.
+
+    Thread: UI thread.
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:  # noqa: A002 - Textual's name
+        super().__init__(id=id)
+        self.palette: EmotionPalette | None = None
+        self.values: tuple[float, ...] | None = None
+        self.current: str | None = None
+
+    def configure(self, palette: EmotionPalette) -> None:
+        """Set the labels and colours (once the model is known)."""
+        self.palette = palette
+        self.refresh()
+
+    def set_values(self, smoothed: tuple[float, ...] | None, current: str | None) -> None:
+        """New smoothed probabilities (model order; None: no speech yet) and the latest label."""
+        if smoothed is not None:
+            self.values = smoothed
+        self.current = current
+        self.refresh()
+
+    def clear(self) -> None:
+        """Empty the bars."""
+        self.values = None
+        self.current = None
+        self.refresh()
+
+    def render(self) -> Text:
+        """``A angry    ██████▌      0.71`` per class."""
+        if self.palette is None:
+            return Text("")
+        palette = self.palette
+        width = self.size.width
+        name_width = max(len(label) for label in palette.labels)
+        bar_width = max(4, width - (2 + name_width + 1) - 5)
+        best = None if self.values is None else max(range(len(self.values)), key=self.values.__getitem__)
+        lines = []
+        for i, label in enumerate(palette.labels):
+            line = Text(no_wrap=True, overflow="crop")
+            line.append(palette.letters[label], palette.block(label))
+            name_style = palette.fg(label, bold=(i == best)) + Style(underline=(label == self.current))
+            line.append(" ")
+            line.append(f"{label:<{name_width}}", name_style)
+            line.append(" ")
+            if self.values is None:
+                line.append("·" * bar_width, Style(color="#4a4a4a"))
+                line.append("   --")
+            else:
+                line.append(hbar(self.values[i], bar_width), palette.fg(label))
+                line.append(f" {self.values[i]:4.2f}", Style(bold=(i == best)))
+            lines.append(line)
+        return Text("\n").join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Timeline
+
+#: Row lengths (s) the timeline chooses from: the longest that fits the width, so rows start at
+#: round times.
+NICE_ROW_S = (5, 10, 15, 20, 30, 60, 120, 300, 600, 900, 1800, 3600)
+#: Axis tick spacings (s) the timeline chooses from.
+NICE_TICK_S = (1, 2, 5, 10, 15, 20, 30, 60, 120, 300, 600, 900)
+#: Width of the row label column: ``mm:ss`` right-aligned in 6 cells, then a space.
+ROW_LABEL_CELLS = 7
+#: Minimum cells between axis ticks (room for a label such as ``25s`` and a gap).
+MIN_TICK_CELLS = 6
+#: Hops kept on the timeline (older ones scroll out of memory; the CSV keeps everything):
+#: 6 hours at 0.5 s.
+MAX_TIMELINE_HOPS = 43200
+
+
+def _whole(x: float) -> int | None:
+    n = round(x)
+    return int(n) if n >= 1 and abs(x - n) < 1e-6 else None
+
+
+def timeline_geometry(cells_available: int, hop_s: float) -> tuple[int, int]:
+    """Cells per row and cells per axis tick for a width.
+
+    Rows last the longest :data:`NICE_ROW_S` whose hop count fits; with a hop that divides none
+    of them, the row is simply as wide as the space.
+
+    Args:
+        cells_available: Cells available for hops on a line (>= 1).
+        hop_s: Seconds per cell.
+
+    Returns:
+        ``(cells_per_row, cells_per_tick)``.
+    """
+    cells_available = max(1, cells_available)
+    per_row = None
+    for row_s in NICE_ROW_S:
+        cells = _whole(row_s / hop_s)
+        if cells is not None and cells <= cells_available:
+            per_row = cells
+    if per_row is None:
+        per_row = cells_available
+    per_tick = per_row
+    for tick_s in NICE_TICK_S:
+        cells = _whole(tick_s / hop_s)
+        if cells is not None and cells >= MIN_TICK_CELLS and per_row % cells == 0:
+            per_tick = cells
+            break
+    return per_row, per_tick
+
+
+class TimelineAxis(Widget):
+    """The time axis above the timeline rows: seconds from the start of each row.
+
+    Thread: UI thread.
+    """
+
+    DEFAULT_CSS = "TimelineAxis { height: 1; }"
+
+    def __init__(self, *, id: str | None = None) -> None:  # noqa: A002 - Textual's name
+        super().__init__(id=id)
+        self.hop_s = 0.5
+        self.per_row = 60
+        self.per_tick = 10
+
+    def set_geometry(self, hop_s: float, per_row: int, per_tick: int) -> None:
+        """Match the rows' geometry."""
+        if (hop_s, per_row, per_tick) != (self.hop_s, self.per_row, self.per_tick):
+            self.hop_s, self.per_row, self.per_tick = hop_s, per_row, per_tick
+            self.refresh()
+
+    def render(self) -> Text:
+        chars = list(" mm:ss ".rjust(ROW_LABEL_CELLS)[:ROW_LABEL_CELLS] + " " * (self.per_row + 8))
+        for cell in range(0, self.per_row, self.per_tick):
+            label = f"{cell * self.hop_s:g}s"
+            start = ROW_LABEL_CELLS + cell
+            chars[start : start + len(label)] = list(label)
+        return Text("".join(chars).rstrip(), style=DIM, no_wrap=True, overflow="crop")
+
+
+class TimelineRows(ScrollView, can_focus=True):
+    """The timeline's rows: one cell per hop, ``per_row`` hops per line, newest line at the bottom.
+
+    A cell shows the window's label letter on the label's colour (lowercase when the confidence
+    is below 0.5), ``·`` for a window without speech, ``‖`` for a hop while scoring was paused,
+    and nothing for hops not yet captured or cleared. A hop with a marker is underlined and the
+    row ends with ``◆n`` for marker number ``n``. The view follows the newest row unless the
+    user scrolled up (arrow keys, PgUp/PgDn, the mouse wheel).
+
+    Thread: UI thread.
+    """
+
+    DEFAULT_CSS = """
+    TimelineRows { overflow-x: hidden; overflow-y: auto; scrollbar-size-vertical: 1; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:  # noqa: A002 - Textual's name
+        super().__init__(id=id)
+        self.palette: EmotionPalette | None = None
+        self.hop_s = 0.5
+        self.per_row, self.per_tick = 60, 10
+        self.cells: dict[int, tuple[str, str | None, float | None]] = {}
+        self.markers: dict[int, list[int]] = {}
+        self.origin_hop = 0
+        self.latest_hop: int | None = None
+        #: Whether the view scrolls to the newest row as rows are added (False once the user
+        #: scrolls up, True again at the bottom).
+        self.following = True
+
+    def configure(self, palette: EmotionPalette, hop_s: float) -> None:
+        """Set labels, colours and the hop (s per cell)."""
+        self.palette, self.hop_s = palette, hop_s
+        self._relayout()
+
+    # ---- model -----------------------------------------------------------------------------
+
+    def _put(self, hop: int, cell: tuple[str, str | None, float | None]) -> None:
+        if hop < self.origin_hop:
+            return
+        self.cells[hop] = cell
+        if self.latest_hop is None or hop > self.latest_hop:
+            self.latest_hop = hop
+            if hop - self.origin_hop >= MAX_TIMELINE_HOPS:
+                self._forget_before(hop - MAX_TIMELINE_HOPS + self.per_row)
+        self._content_changed()
+
+    def _forget_before(self, hop: int) -> None:
+        new_origin = hop - hop % self.per_row
+        for key in [k for k in self.cells if k < new_origin]:
+            del self.cells[key]
+        for key in [k for k in self.markers if k < new_origin]:
+            del self.markers[key]
+        self.origin_hop = new_origin
+
+    def add_prediction(self, hop: int, p: Prediction) -> None:
+        """Fill hop ``hop`` with a prediction (speech letter or silence dot)."""
+        if p.is_speech and p.label is not None:
+            self._put(hop, ("speech", p.label, p.confidence))
+        else:
+            self._put(hop, ("silence", None, None))
+
+    def add_paused(self, hop: int) -> None:
+        """Mark hop ``hop`` as paused."""
+        self._put(hop, ("paused", None, None))
+
+    def add_marker(self, hop: int, number: int) -> None:
+        """Put marker ``number`` on hop ``hop``."""
+        if hop < self.origin_hop:
+            return
+        self.markers.setdefault(hop, []).append(number)
+        if self.latest_hop is None or hop > self.latest_hop:
+            self.latest_hop = hop
+        self._content_changed()
+
+    def clear(self) -> None:
+        """Forget every cell; the timeline restarts at the next hop."""
+        self.origin_hop = (self.latest_hop + 1) if self.latest_hop is not None else self.origin_hop
+        self.latest_hop = None
+        self.cells.clear()
+        self.markers.clear()
+        self._content_changed()
+
+    @property
+    def first_row(self) -> int:
+        """Index of the first row shown (row ``r`` starts at ``r * per_row * hop_s`` s)."""
+        return self.origin_hop // self.per_row
+
+    @property
+    def row_count(self) -> int:
+        """Rows in the scrollable area (at least one)."""
+        last = self.first_row if self.latest_hop is None else self.latest_hop // self.per_row
+        return max(last, self.first_row) - self.first_row + 1
+
+    # ---- layout and rendering --------------------------------------------------------------
+
+    def _relayout(self) -> None:
+        width = self.scrollable_content_region.width or self.size.width
+        per_row, per_tick = timeline_geometry(width - ROW_LABEL_CELLS - 1, self.hop_s)
+        if (per_row, per_tick) != (self.per_row, self.per_tick):
+            self.per_row, self.per_tick = per_row, per_tick
+        parent = self.parent
+        if parent is not None:
+            for axis in parent.query(TimelineAxis):
+                axis.set_geometry(self.hop_s, self.per_row, self.per_tick)
+        self._content_changed(force=True)
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        """Follow the newest row again once the user is back at the bottom (End, PgDn)."""
+        super().watch_scroll_y(old_value, new_value)
+        self.following = new_value >= self.max_scroll_y - 0.5
+
+    def _content_changed(self, force: bool = False) -> None:
+        size = Size(self.size.width, self.row_count)
+        if size != self.virtual_size or force:
+            self.virtual_size = size
+        self.refresh()
+        if self.following:
+            self.call_after_refresh(self.scroll_end, animate=False, x_axis=False)
+
+    def on_resize(self) -> None:
+        self._relayout()
+
+    def _cell(self, hop: int) -> Segment:
+        cell = self.cells.get(hop)
+        palette = self.palette
+        marked = hop in self.markers
+        if cell is None:
+            seg = Segment("│" if marked else " ", Style(color="#ffffff", bold=True) if marked else None)
+            return seg
+        kind, label, confidence = cell
+        if kind == "speech" and palette is not None and label is not None:
+            letter = palette.letters[label]
+            confident = confidence is None or confidence >= LOW_CONFIDENCE
+            style = palette.block(label, bold=confident)
+            text = letter if confident else letter.lower()
+        elif kind == "paused":
+            style, text = Style(color="#a0a0a0", bgcolor="#303030"), PAUSE_GLYPH
+        else:
+            style, text = Style(color="#707070"), SILENCE_GLYPH
+        if marked:
+            style = style + Style(underline=True, reverse=kind != "speech")
+        return Segment(text, style)
+
+    def render_line(self, y: int) -> Strip:
+        """Line ``y`` of the visible area."""
+        width = self.scrollable_content_region.width or self.size.width
+        row = self.first_row + int(self.scroll_offset.y) + y
+        if row >= self.first_row + self.row_count:
+            return Strip.blank(width, self.rich_style)
+        start_hop = row * self.per_row
+        segments = [Segment(f"{mmss(start_hop * self.hop_s):>6} ", DIM)]
+        segments += [self._cell(start_hop + i) for i in range(self.per_row)]
+        numbers = [n for hop in range(start_hop, start_hop + self.per_row) for n in self.markers.get(hop, ())]
+        if numbers:
+            segments.append(Segment(" " + " ".join(f"{MARKER_GLYPH}{n}" for n in numbers), Style(bold=True)))
+        return Strip(segments).apply_style(self.rich_style).adjust_cell_length(width, self.rich_style)
+
+    def row_text(self, row: int) -> str:
+        """Plain text of row ``row`` (absolute index) without its time label (for tests)."""
+        start = row * self.per_row
+        return "".join(self._cell(start + i).text for i in range(self.per_row))
+
+
+class Timeline(Vertical):
+    """The timeline panel: axis and scrolling rows.
+
+    Thread: UI thread.
+    """
+
+    def compose(self) -> ComposeResult:
+        yield TimelineAxis(id="timeline-axis")
+        yield TimelineRows(id="timeline-rows")
+
+    @property
+    def rows(self) -> TimelineRows:
+        """The rows widget (the timeline's data)."""
+        return self.query_one(TimelineRows)
+
+    def configure(self, palette: EmotionPalette, hop_s: float) -> None:
+        """Set labels, colours and the hop; titles say what a cell is."""
+        self.rows.configure(palette, hop_s)
+        self.border_title = f"timeline · 1 cell = {hop_s:g} s"
+        self.border_subtitle = (
+            f"letter = emotion (lowercase < {LOW_CONFIDENCE:g})  {SILENCE_GLYPH} no speech  "
+            f"{PAUSE_GLYPH} paused  {MARKER_GLYPH} marker"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Status bar and help
+
+
+class StatusBar(Widget):
+    """One line: state, stream time, predictions, latency, overflows, dropped audio, CSV.
+
+    Latency is from the arrival of the audio completing a hop to the display of its
+    prediction; overflows are input blocks PortAudio dropped; "dropped" (shown only when not
+    zero) is audio the capture ring buffer lost because scoring fell behind.
+
+    Thread: UI thread.
+    """
+
+    DEFAULT_CSS = "StatusBar { height: 1; }"
+
+    STATES = {
+        "waiting": ("OPENING", "black on #9aa0a6"),
+        "live": ("LIVE", "black on #5c9e3a"),
+        "paused": ("PAUSED", "black on #f2c12e"),
+        "stopping": ("STOPPING", "black on #9aa0a6"),
+        "ended": ("ENDED", "black on #9aa0a6"),
+        "error": ("ERROR", "bold white on #d32f2f"),
+    }
+
+    def __init__(self, *, id: str | None = None) -> None:  # noqa: A002 - Textual's name
+        super().__init__(id=id)
+        self.state = "waiting"
+        self.stats = SessionStats()
+        self.latency_ms: float | None = None
+        self.csv_path: str | None = None
+
+    def set(
+        self,
+        state: str | None = None,
+        stats: SessionStats | None = None,
+        latency_ms: float | None = None,
+        csv_path: str | None = None,
+    ) -> None:
+        """Update any of the shown values (None keeps the current one)."""
+        if state is not None:
+            self.state = state
+        if stats is not None:
+            self.stats = stats
+        if latency_ms is not None:
+            self.latency_ms = latency_ms
+        if csv_path is not None:
+            self.csv_path = csv_path
+        self.refresh()
+
+    def render(self) -> Text:
+        """The full wording if it fits the width, else a compact one; the CSV path is shortened
+        from the left last."""
+        s = self.stats
+        badge, style = self.STATES.get(self.state, (self.state.upper(), "reverse"))
+        # fixed width, so the layout does not jump with the value
+        latency = "  -- ms" if self.latency_ms is None else f"{min(self.latency_ms, 9999):4.0f} ms"
+        long = [mmss(s.stream_s), f"{s.predictions} predictions", f"latency {latency}", f"overflows {s.overflows}"]
+        short = [mmss(s.stream_s), f"{s.predictions} pred", f"lat {latency}", f"ovf {s.overflows}"]
+        if s.dropped_s > 0:  # audio lost because scoring fell behind capture: rare, so only then
+            long.append(f"dropped {s.dropped_s:.1f} s")
+            short.append(f"lost {s.dropped_s:.1f} s")
+        width = self.size.width
+        if self.csv_path is None:
+            candidates = [(long, "no CSV"), (short, "no CSV")]
+        else:
+            rows = f" · {s.rows_written} rows"
+            base = self.csv_path.replace("\\", "/").rsplit("/", 1)[-1]
+            candidates = [(long, f"CSV {self.csv_path}{rows}"), (short, f"CSV {self.csv_path}{rows}"),
+                          (short, f"CSV {base}{rows}"), (short, f"{s.rows_written} rows")]
+        for pieces, tail in candidates:
+            head = Text.assemble((f" {badge} ", style), " ", " │ ".join(pieces), " │ ")
+            if head.cell_len + len(tail) <= width:
+                break
+        out = Text.assemble(head, tail)
+        out.no_wrap = True
+        out.overflow = "ellipsis"
+        return out
+
+
+#: The keys, as shown by ``?`` and documented in the README.
+KEYS: tuple[tuple[str, str], ...] = (
+    ("q", "quit: stop capture, score the last partial hop, close the CSV"),
+    ("space", "pause / resume scoring (capture continues; ‖ on the timeline)"),
+    ("m", "marker: a CSV row with label 'marker'; ◆ on the timeline"),
+    ("c", "clear the view (timeline, bars); the CSV is untouched"),
+    ("?", "show / hide this help"),
+    ("↑ ↓ PgUp PgDn", "scroll the timeline back (End follows again)"),
+)
+
+
+class KeysScreen(ModalScreen[None]):
+    """The key help, over the live screen (scoring goes on underneath).
+
+    Thread: UI thread.
+    """
+
+    BINDINGS = [
+        Binding("escape", "dismiss", "Close", show=False),
+        Binding("question_mark", "dismiss", "Close", show=False),
+        Binding("enter", "dismiss", "Close", show=False),
+        Binding("q", "app.quit_session", "Quit", show=False),
+        Binding("ctrl+c", "app.quit_session", "Quit", show=False, priority=True),
+    ]
+
+    DEFAULT_CSS = """
+    KeysScreen { align: center middle; }
+    KeysScreen > Vertical {
+        width: auto; max-width: 76; height: auto;
+        border: round $accent; background: $surface; padding: 0 1;
+    }
+    """
+
+    def __init__(self, palette: EmotionPalette | None = None) -> None:
+        super().__init__()
+        self.palette = palette
+
+    def compose(self) -> ComposeResult:
+        text = Text()
+        for key, what in KEYS:
+            text.append(f"{key:>13}  ", "bold")
+            text.append(what + "\n")
+        if self.palette is not None:
+            text.append("\n")
+            for label in self.palette.labels:
+                text.append(f" {self.palette.letters[label]} ", self.palette.block(label))
+                text.append(f" {label}  ")
+            text.append("\n")
+        text.append("\nEsc or ? closes this help.", DIM)
+        with Vertical() as box:
+            box.border_title = "keys"
+            yield Static(text)
+
+    async def action_dismiss(self, result: None = None) -> None:
+        self.dismiss(result)
+
+
+class MessageScreen(ModalScreen[None]):
+    """A message over the screen (a device error); Esc closes it, ``q`` quits the app.
+
+    Thread: UI thread.
+    """
+
+    BINDINGS = [
+        Binding("escape", "dismiss", "Close", show=False),
+        Binding("q", "app.quit_session", "Quit", show=False),
+        Binding("ctrl+c", "app.quit_session", "Quit", show=False, priority=True),
+    ]
+
+    DEFAULT_CSS = """
+    MessageScreen { align: center middle; }
+    MessageScreen > Vertical {
+        width: 70; height: auto; border: heavy $error; background: $surface; padding: 0 1;
+    }
+    """
+
+    def __init__(self, title: str, body: str) -> None:
+        super().__init__()
+        self.title_text = title
+        self.body = body
+
+    def compose(self) -> ComposeResult:
+        with Vertical() as box:
+            box.border_title = self.title_text
+            yield Static(Text(self.body))
+            yield Static(Text("q quits (exit status 1) · Esc shows the session", style=DIM))
+
+    async def action_dismiss(self, result: None = None) -> None:
+        self.dismiss(result)
