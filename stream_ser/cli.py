@@ -348,83 +348,62 @@ def _listen_wants_tui(args: argparse.Namespace) -> bool:
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
-    from .engine import Engine
+    from .session import ListenSession, SessionOptions, SessionStarted
     from .sinks import LinePrinter
     from .sources import MicrophoneSource
 
     model = _load_model(args)
     cfg = model.feature_config
     csv_sink = _open_csv(args, model.labels)
-    if _listen_wants_tui(args):
-        # The terminal UI (stream_ser.tui): the session's worker thread opens the source (so a
-        # device error is shown in the app), scores, writes the sinks and closes them.
-        from .tui import ListenSession, SessionOptions, run_listen_app
-
-        try:
-            _warm_up(cfg)
-            session = ListenSession(
-                model,
-                lambda: MicrophoneSource(
-                    device=args.device, sample_rate_hz=cfg.sample_rate_hz, replay=args.input, realtime=not args.fast
-                ),
-                [s for s in _listen_sinks(args, csv_sink) if not isinstance(s, LinePrinter)],
-                SessionOptions(hop_s=args.hop, duration_s=args.duration),
-            )
-        except BaseException:
-            if csv_sink:
-                csv_sink.close()
-            raise
-        return run_listen_app(session)
+    tui = _listen_wants_tui(args)
     try:
+        sinks = _listen_sinks(args, csv_sink)
+        if tui:  # the UI shows predictions; printed lines would garble the screen
+            sinks = [s for s in sinks if not isinstance(s, LinePrinter)]
         _warm_up(cfg)
-        source = MicrophoneSource(
-            device=args.device, sample_rate_hz=cfg.sample_rate_hz, replay=args.input, realtime=not args.fast
+        # The session's worker opens the source (a device error becomes a clean session end),
+        # scores every hop, writes the sinks and closes them; the same code runs with and
+        # without the terminal UI.
+        session = ListenSession(
+            model,
+            lambda: MicrophoneSource(
+                device=args.device, sample_rate_hz=cfg.sample_rate_hz, replay=args.input, realtime=not args.fast
+            ),
+            sinks,
+            SessionOptions(hop_s=args.hop, duration_s=args.duration),
         )
     except BaseException:
         if csv_sink:
             csv_sink.close()
         raise
-    engine = Engine(model, hop_s=args.hop, source=source.name)
-    sinks: list = _listen_sinks(args, csv_sink)
-    n = 0
-    max_samples = int(args.duration * cfg.sample_rate_hz) if args.duration else None
-    print(
-        f"stream-ser: listening to {source.name} ({source.device_sample_rate_hz} Hz -> {cfg.sample_rate_hz} Hz), "
-        f"model {model.name} [{', '.join(model.labels)}], hop {engine.hop_s:g} s, window {cfg.window_s:g} s. "
-        "Ctrl-C to stop.",
-        file=sys.stderr,
-        flush=True,
-    )
+    if tui:
+        from .tui import run_listen_app
 
-    def emit(p) -> None:
-        nonlocal n
-        n += 1
-        for sink in sinks:
-            sink.write(p)
+        return run_listen_app(session)
 
-    with _Stop(on_stop=source.stop):
-        try:
-            source.start()
-            for chunk in source.chunks():
-                if max_samples is not None:
-                    chunk = chunk[: max(0, max_samples - engine.samples_seen)]
-                for p in engine.push(chunk):
-                    emit(p)
-                if max_samples is not None and engine.samples_seen >= max_samples:
-                    source.stop()
-            for p in engine.flush():
-                emit(p)
-        finally:
-            source.close()
-            for sink in sinks:
-                sink.close()
-    extra = f", CSV {args.csv} ({csv_sink.rows_written} rows)" if csv_sink else ""
-    print(
-        f"stream-ser: stopped after {engine.samples_seen / cfg.sample_rate_hz:.1f} s of audio: {n} predictions, "
-        f"{source.overflows} input overflows, {source.dropped_frames} dropped frames{extra}",
-        file=sys.stderr,
-    )
-    return 0
+    def on_event(event) -> None:
+        if isinstance(event, SessionStarted) and not args.quiet:
+            print(
+                f"stream-ser: listening to {event.source_name} ({event.device_sample_rate_hz} Hz -> "
+                f"{event.sample_rate_hz} Hz), model {event.model_name} [{', '.join(event.labels)}], "
+                f"hop {event.hop_s:g} s, window {event.window_s:g} s. Ctrl-C to stop.",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    with _Stop(on_stop=session.request_stop):
+        ended = session.run(on_event)
+    stats = ended.stats
+    if ended.error:
+        print(f"stream-ser: error: {ended.error}", file=sys.stderr)
+    if not args.quiet or ended.error:
+        extra = f", CSV {args.csv} ({stats.rows_written} rows)" if csv_sink else ""
+        print(
+            f"stream-ser: stopped after {stats.stream_s:.1f} s of audio ({ended.reason}): {stats.predictions} "
+            f"predictions, {stats.overflows} input overflows, {stats.dropped_s:.2f} s of audio dropped{extra}",
+            file=sys.stderr,
+        )
+    return ended.exit_status
 
 
 def cmd_plot(args: argparse.Namespace) -> int:

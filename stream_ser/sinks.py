@@ -40,7 +40,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from .types import ClipResult, Prediction
+from .types import ClipResult, Marker, Prediction
 
 #: Columns before the per-label probability columns.
 BASE_COLUMNS = ("source", "channel", "start_s", "end_s", "speech", "label", "confidence")
@@ -54,6 +54,21 @@ class OutputError(RuntimeError):
 def csv_header(labels: tuple[str, ...]) -> list[str]:
     """The timeline CSV header for a model's labels."""
     return [*BASE_COLUMNS, *(f"p_{label}" for label in labels)]
+
+
+#: ``label`` of a marker row in the timeline CSV (a user's mark on the timeline, ``m`` in the UI).
+MARKER_LABEL = "marker"
+
+
+def marker_csv_row(marker: Marker, labels: tuple[str, ...]) -> list[str]:
+    """The timeline CSV row of a marker.
+
+    ``start_s`` = ``end_s`` = the marker's time (a zero-length window, which no prediction has),
+    ``speech`` 0, ``label`` :data:`MARKER_LABEL`, ``confidence`` and every ``p_`` column empty.
+    Readers that keep ``speech == 1`` rows see exactly the scored speech windows.
+    """
+    t = f"{marker.time_s:.3f}"
+    return [marker.source, str(marker.channel), t, t, "0", MARKER_LABEL, "", *([""] * len(labels))]
 
 
 def csv_row(p: Prediction) -> list[str]:
@@ -112,6 +127,12 @@ class CsvSink:
     def write(self, p: Prediction) -> None:
         """Write and flush one row."""
         self._writer.writerow(csv_row(p))
+        self._file.flush()
+        self.rows_written += 1
+
+    def write_marker(self, marker: Marker) -> None:
+        """Write and flush one marker row (:func:`marker_csv_row`); counted in ``rows_written``."""
+        self._writer.writerow(marker_csv_row(marker, self.labels))
         self._file.flush()
         self.rows_written += 1
 
@@ -327,6 +348,13 @@ class JsonLinesSink:
     def write_error(self, source: str, message: str) -> None:
         """Write one ``error`` line."""
         self.write_record(error_record(source, message))
+
+    def write_marker(self, marker: Marker) -> None:
+        """Write one ``marker`` line: ``type``, ``source``, ``channel``, ``time_s``, ``number``."""
+        self.write_record(
+            {"type": "marker", "source": marker.source, "channel": marker.channel,
+             "time_s": round(marker.time_s, 3), "number": marker.number}
+        )
 
     def close(self) -> None:
         """Flush, fsync and close a file (idempotent); standard output is only flushed."""

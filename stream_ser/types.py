@@ -106,3 +106,22 @@ class Analysis:
     def confidence(self) -> float | None:
         """Shortcut for ``clip.confidence``, in [0, 1] (None when no window held speech)."""
         return self.clip.confidence
+
+
+@dataclass(frozen=True)
+class Marker:
+    """A user's mark on the timeline.
+
+    Attributes:
+        source: Source name (as in the CSV's ``source`` column).
+        channel: Channel index (0 for mono input).
+        time_s: Stream-clock time of the request (s): the end of the audio the worker had received
+            when it took the request, minus the time the request waited (so a worker busy
+            scoring does not push the marker late); accurate to about one capture block.
+        number: 1 for the session's first marker, then 2, 3, ...
+    """
+
+    source: str
+    channel: int
+    time_s: float
+    number: int

@@ -34,7 +34,7 @@ from stream_ser.smoothing import ProbabilitySmoother, smoothing_weight
 from stream_ser.sources import AudioSourceError, FileSource, MicrophoneSource, audio_info, load_audio
 from stream_ser.tui import ListenApp, ListenSession, SessionOptions
 from stream_ser.tui.palette import PAUSE_GLYPH, SILENCE_GLYPH, EmotionPalette, assign_letters
-from stream_ser.tui.session import (
+from stream_ser.session import (
     MARKER_LABEL,
     HopPaused,
     LevelMeasured,
@@ -368,18 +368,17 @@ def test_two_minutes_of_timeline_fit_80x24(tiny_model) -> None:
             assert visible_s >= 120
             for hop in range(600):  # five minutes: the view follows the newest row
                 rows.add_paused(hop)
-            await pilot.pause(0.1)
-            assert rows.row_count == 600 // rows.per_row and rows.scroll_y == rows.max_scroll_y > 0
+            # (wait for the layout rather than a fixed pause: a busy machine refreshes later)
+            await wait_for(pilot, lambda: rows.max_scroll_y > 0 and rows.scroll_y == rows.max_scroll_y)
+            assert rows.row_count == 600 // rows.per_row
             await pilot.press("up", "up")  # scrolling back stops following the newest row
-            await pilot.pause(0.1)
-            assert not rows.following and rows.scroll_y == rows.max_scroll_y - 2
+            await wait_for(pilot, lambda: rows.scroll_y == rows.max_scroll_y - 2)
+            assert not rows.following
             for hop in range(600, 720):
                 rows.add_paused(hop)
-            await pilot.pause(0.1)
-            assert rows.scroll_y == rows.max_scroll_y - 4
+            await wait_for(pilot, lambda: rows.scroll_y == rows.max_scroll_y - 4)
             await pilot.press("end")  # End follows again
-            await pilot.pause(0.1)
-            assert rows.following and rows.scroll_y == rows.max_scroll_y
+            await wait_for(pilot, lambda: rows.following and rows.scroll_y == rows.max_scroll_y)
             await pilot.press("q")
 
     asyncio.run(run())

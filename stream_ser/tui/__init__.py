@@ -1,13 +1,13 @@
 """The terminal UI of ``stream-ser listen`` (Textual).
 
 Position in the pipeline: a consumer of a listening session, beside the CSV. The session
-(:mod:`stream_ser.tui.session`, no Textual) runs capture, scoring and CSV writes on its own worker
+(:mod:`stream_ser.session`, no Textual) runs capture, scoring and CSV writes on its own worker
 thread and reports events; the app (:mod:`stream_ser.tui.app`) shows them: source header, input
 level meter, current emotion, smoothed probabilities, the emotion timeline and a status bar.
 Importing this package imports Textual; the headless paths of the CLI never do.
 """
 
 from .app import ListenApp, run_listen_app
-from .session import ListenSession, SessionOptions
+from ..session import ListenSession, SessionOptions
 
 __all__ = ["ListenApp", "ListenSession", "SessionOptions", "run_listen_app"]

@@ -34,7 +34,7 @@ from textual.widgets import Footer
 
 from ..sinks import format_time
 from .palette import EmotionPalette
-from .session import (
+from ..session import (
     EXIT_ERROR,
     HopPaused,
     LevelMeasured,
@@ -68,7 +68,7 @@ class SessionMessage(Message):
     """Carries one session event from the worker thread to the UI thread.
 
     Attributes:
-        event: A :mod:`stream_ser.tui.session` event (``PredictionMade``, ``LevelMeasured``, ...).
+        event: A :mod:`stream_ser.session` event (``PredictionMade``, ``LevelMeasured``, ...).
     """
 
     def __init__(self, event: Any) -> None:

@@ -2,7 +2,7 @@
 
 Position in the pipeline: the last consumer of a listening session. Every widget here only
 *displays* values computed on the inference thread and delivered as session events
-(:mod:`stream_ser.tui.session`); none does DSP. All methods run on the UI thread (Textual's event
+(:mod:`stream_ser.session`); none does DSP. All methods run on the UI thread (Textual's event
 loop); the app calls them from its message handlers.
 
 * :class:`SourceHeader` - source, sample rates, model and labels.
@@ -34,7 +34,7 @@ from textual.widgets import Digits, Static
 from ..sinks import format_time
 from ..types import Prediction
 from .palette import MARKER_GLYPH, PAUSE_GLYPH, SILENCE_GLYPH, EmotionPalette
-from .session import SessionStats
+from ..session import SessionStats
 
 #: Lowest level the meter shows (dBFS); quieter input pins the meter at its left end.
 METER_FLOOR_DBFS = -60.0

@@ -25,8 +25,9 @@ drained); on resume, at a hop boundary, a fresh engine starts whose windows hold
 captured after the resume, and its times are shifted onto the session's stream clock. Hops that
 end while paused produce no prediction and no CSV row, only a :class:`HopPaused` event.
 
-Markers (``m`` in the UI) are written into the timeline CSV as rows with ``label`` =
-:data:`MARKER_LABEL` (see :func:`marker_csv_row` and the README section "The terminal UI").
+Markers (``m`` in the UI) are written by the sinks that hold them: the timeline CSV as a row with
+``label`` = ``marker`` (:func:`stream_ser.sinks.marker_csv_row`), JSON lines as a ``marker``
+object.
 """
 
 from __future__ import annotations
@@ -43,18 +44,16 @@ from typing import Any
 
 import numpy as np
 
-from ..engine import Engine
-from ..features import frame_levels_dbfs
-from ..model import EmotionModel
-from ..sinks import CsvSink
-from ..smoothing import DEFAULT_HALF_LIFE_S, ProbabilitySmoother
-from ..sources import AudioSourceError, MicrophoneSource
-from ..types import Prediction
+from .engine import Engine
+from .features import frame_levels_dbfs
+from .model import EmotionModel
+from .sinks import MARKER_LABEL, CsvSink  # noqa: F401  (MARKER_LABEL re-exported)
+from .smoothing import DEFAULT_HALF_LIFE_S, ProbabilitySmoother
+from .sources import AudioSourceError, MicrophoneSource
+from .types import Marker, Prediction
 
 log = logging.getLogger(__name__)
 
-#: ``label`` of a marker row in the timeline CSV.
-MARKER_LABEL = "marker"
 
 #: Exit status of a session that ended because of a device or output error (see the CLI).
 EXIT_ERROR = 1
@@ -215,25 +214,6 @@ class PauseApplied:
 
 
 @dataclass(frozen=True)
-class Marker:
-    """A user's mark on the timeline.
-
-    Attributes:
-        source: Source name (as in the CSV's ``source`` column).
-        channel: Channel index (0 for mono input).
-        time_s: Stream-clock time of the request (s): the end of the audio the worker had received
-            when it took the request, minus the time the request waited (so a worker busy
-            scoring does not push the marker late); accurate to about one capture block.
-        number: 1 for the session's first marker, then 2, 3, ...
-    """
-
-    source: str
-    channel: int
-    time_s: float
-    number: int
-
-
-@dataclass(frozen=True)
 class MarkerWritten:
     """A marker was recorded.
 
@@ -278,52 +258,19 @@ SessionEvent = (
 # Markers in the CSV
 
 
-def marker_csv_row(marker: Marker, labels: Sequence[str]) -> list[str]:
-    """The timeline CSV row of a marker.
-
-    ``start_s`` = ``end_s`` = the marker's time (a zero-length window, which no prediction has),
-    ``speech`` 0, ``label`` :data:`MARKER_LABEL`, ``confidence`` and every ``p_`` column empty.
-    Readers that keep ``speech == 1`` rows see exactly the scored speech windows, as before.
-
-    Args:
-        marker: The marker.
-        labels: The model's labels (one empty ``p_`` column each).
-
-    Returns:
-        The row as strings, in :func:`~stream_ser.sinks.csv_header` order.
-    """
-    t = f"{marker.time_s:.3f}"
-    return [marker.source, str(marker.channel), t, t, "0", MARKER_LABEL, "", *([""] * len(labels))]
-
-
 def write_marker(sink: Any, marker: Marker) -> bool:
-    """Record a marker in a sink that can hold one.
-
-    A sink with a ``write_marker(marker)`` method gets that call. A
-    :class:`~stream_ser.sinks.CsvSink` gets :func:`marker_csv_row`, written and flushed like a
-    prediction row and counted in its ``rows_written``. Other sinks (printed lines) are skipped.
-
-    Args:
-        sink: A sink.
-        marker: The marker.
+    """Record a marker in a sink that can hold one (CSV, JSON lines: ``write_marker``).
 
     Returns:
-        True if the sink recorded the marker.
+        True if the sink recorded the marker; printed lines skip markers.
 
     Thread: the thread that writes the sink's predictions (the worker).
     """
     method = getattr(sink, "write_marker", None)
-    if callable(method):
-        method(marker)
-        return True
-    if isinstance(sink, CsvSink):
-        # CsvSink has no marker method (sinks.py is shared); write through its csv writer so the
-        # row is flushed and counted exactly like a prediction row.
-        sink._writer.writerow(marker_csv_row(marker, sink.labels))  # noqa: SLF001
-        sink._file.flush()  # noqa: SLF001
-        sink.rows_written += 1
-        return True
-    return False
+    if not callable(method):
+        return False
+    method(marker)
+    return True
 
 
 # --------------------------------------------------------------------------------------------
