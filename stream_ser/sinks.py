@@ -8,9 +8,11 @@ The timeline CSV is a stable interface. Header::
     source,channel,start_s,end_s,speech,label,confidence,p_<label1>,p_<label2>,...
 
 one ``p_`` column per model label in model order; ``speech`` is 1 or 0; ``label``,
-``confidence`` and the ``p_`` columns are empty when ``speech`` is 0; times are seconds with
-millisecond precision, probabilities have 4 decimals; ``channel`` is 0 for mono input. Each row
-is flushed to the OS as soon as it is written, so a crash loses at most the row being written.
+``confidence`` and the ``p_`` columns are empty when ``speech`` is 0 (a *marker* row, written when
+the user presses ``m`` in the terminal UI, has ``speech`` 0, ``label`` ``marker`` and
+``start_s`` = ``end_s``); times are seconds with millisecond precision, probabilities have 4
+decimals; ``channel`` is 0 for mono input. Each row is flushed to the OS as soon as it is
+written, so a crash loses at most the row being written.
 
 JSON lines (``--format jsonl`` / ``--jsonl OUT``) are a stable interface too: one JSON object per
 line, UTF-8, flushed per line, keys in the order below, with a ``type`` field saying what the
@@ -21,6 +23,7 @@ object is::
     {"type":"clip","source":"a.flac","duration_s":4.37,"n_windows":9,"n_speech_windows":7,
      "label":"angry","confidence":0.62,"probabilities":{"neutral":0.05,...}}
     {"type":"error","source":"b.wav","message":"b.wav: no such file"}
+    {"type":"marker","source":"mic:default","channel":0,"time_s":12.48,"number":1}
 
 ``prediction`` objects carry the CSV's fields (``speech`` is a JSON boolean; ``label``,
 ``confidence`` and ``probabilities`` are null when ``speech`` is false; ``probabilities`` maps

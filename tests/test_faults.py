@@ -142,3 +142,40 @@ def test_slow_consumer_loses_frames_and_counts_them() -> None:
     source.close()
     assert source.dropped_frames == audio.size - int(0.5 * RATE)
     assert got == pytest.approx(0.5 * 16000, abs=64)
+
+
+@pytest.mark.parametrize("fault", ["vanish", "stall"])
+def test_listen_cli_device_fault_keeps_the_csv(monkeypatch, tmp_path, capsys, fault) -> None:
+    """listen on a device that vanishes (or stalls) mid-stream after an overflow storm: a clear
+    message, exit status 1, overflows reported, and the CSV complete up to the fault."""
+    import csv
+    from types import SimpleNamespace
+
+    from stream_ser import sources
+    from stream_ser.cli import main
+
+    flagged = type("Flags", (), {"input_overflow": True, "__bool__": lambda self: True})()
+    audio = clip_48k()
+    fake = factory(audio=audio, then="finish" if fault == "vanish" else "stall", status=flagged)
+    device = sources.InputDevice(3, "USB headset", "ALSA", 1, float(RATE), True)
+    monkeypatch.setattr(sources, "find_input_device", lambda spec: device)
+    monkeypatch.setattr(sources, "_sounddevice", lambda: SimpleNamespace(InputStream=fake))
+    if fault == "stall":
+        real_init = sources.MicrophoneSource.__init__
+        monkeypatch.setattr(
+            sources.MicrophoneSource, "__init__", lambda self, *a, **kw: real_init(self, *a, **{**kw, "stall_timeout_s": 0.5})
+        )
+    out = tmp_path / "t.csv"
+    code = main(["listen", "--no-tui", "--device", "USB", "--csv", str(out)])
+    captured = capsys.readouterr()
+    assert code == 1
+    want = "ended unexpectedly" if fault == "vanish" else "no audio for 0.5 s"
+    assert f"stream-ser: error: mic:USB headset: " in captured.err and want in captured.err
+    n_blocks = -(-audio.size // int(0.02 * RATE))
+    assert f"{n_blocks} input overflows" in captured.err
+    assert "Traceback" not in captured.err
+    text = out.read_text()
+    assert text.endswith("\n")
+    rows = list(csv.reader(text.splitlines()))
+    n_hops = -(-audio.size * 16000 // RATE // 8000)  # every hop, the last partial one included
+    assert len(rows) - 1 == len(captured.out.strip().splitlines()) == n_hops

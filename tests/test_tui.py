@@ -539,9 +539,9 @@ def test_listen_without_a_terminal_prints_lines(tmp_path, capsys) -> None:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
-@pytest.mark.parametrize("how", ["q", "SIGTERM"])
+@pytest.mark.parametrize("how", ["q", "SIGTERM", "SIGINT"])
 def test_listen_opens_the_ui_on_a_terminal(tmp_path, how) -> None:
-    """``stream-ser listen`` in a pseudo-terminal: the UI runs, q or SIGTERM ends it with status
+    """``stream-ser listen`` in a pseudo-terminal: the UI runs, q, SIGTERM or SIGINT ends it with status
     0, the CSV is complete and a summary line follows on the terminal."""
     import pty
 
@@ -575,7 +575,7 @@ def test_listen_opens_the_ui_on_a_terminal(tmp_path, how) -> None:
                 if how == "q":
                     os.write(fd, b"q")
                 else:
-                    os.kill(pid, signal.SIGTERM)
+                    os.kill(pid, getattr(signal, how))
                 sent = True
             assert time.monotonic() - t0 < 120, output[-2000:]
     finally:
