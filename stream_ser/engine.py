@@ -96,7 +96,9 @@ class Engine:
 
     def _score(self, end: int) -> Prediction:
         cfg = self.config
-        window = self._ring.read(end, cfg.window_samples)[:, 0]
+        # only audio of the stream: the first windows are shorter than window_s (the recipe pads
+        # them), so nothing before the stream start (such as a zero step under a DC offset) is scored
+        window = self._ring.read(end, min(end, cfg.window_samples))[:, 0]
         self._last_scored = end
         feats = window_features(window, cfg)
         start_s = max(0, end - cfg.window_samples) / cfg.sample_rate_hz
@@ -149,9 +151,10 @@ def window_ends(n_samples: int, hop_samples: int) -> list[int]:
 
 
 def cut_window(samples: np.ndarray, end: int, window_samples: int) -> np.ndarray:
-    """The window of ``window_samples`` ending at ``end``, left-padded with zeros before sample 0.
+    """The window of at most ``window_samples`` ending at ``end`` (shorter near the stream start).
 
-    Identical to what the engine reads from its ring buffer at that boundary.
+    Identical to what the engine reads from its ring buffer at that boundary: the audio from
+    ``max(0, end - window_samples)`` to ``end``; the feature recipe pads it to the window length.
 
     Args:
         samples: float32 mono stream, shape ``(n,)``.
@@ -159,13 +162,9 @@ def cut_window(samples: np.ndarray, end: int, window_samples: int) -> np.ndarray
         window_samples: Window length in samples.
 
     Returns:
-        float32 array of shape ``(window_samples,)``.
+        float32 array of shape ``(min(end, window_samples),)`` (a copy).
     """
-    out = np.zeros(window_samples, dtype=np.float32)
-    start = end - window_samples
-    seg = samples[max(start, 0) : end]
-    out[window_samples - seg.size :] = seg
-    return out
+    return np.array(samples[max(end - window_samples, 0) : end], dtype=np.float32)
 
 
 def summarize(predictions: Iterable[Prediction], source: str, duration_s: float, labels: tuple[str, ...]) -> ClipResult:

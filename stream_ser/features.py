@@ -7,13 +7,17 @@ writes into the ONNX model's metadata and the runtime reads back from it.
 
 The recipe for one mono float32 window at 16 kHz (3.0 s = 48 000 samples by default):
 
+0. **DC removal**: the window's mean is subtracted (``remove_dc``), so a microphone's DC offset
+   neither passes the speech gate on silence nor skews peak normalisation.
 1. **Speech gate** on an absolute level: frame RMS in dBFS (25 ms frames, 10 ms hop); the window
    is speech only if at least ``gate_min_speech_s`` of frames reach ``gate_dbfs``. Silent or
    near-silent windows get no label at all, instead of the model guessing on room noise.
 2. **Peak normalisation** to ``peak_dbfs`` (0 dBFS: the largest absolute sample becomes 1.0).
 3. **Silence trim** of leading and trailing frames whose RMS is below ``trim_dbfs`` *of full
    scale* (``librosa.effects.trim`` with ``ref=1.0``, an absolute reference, not ``ref=np.max``).
-4. **Pad/crop** to the window length (zeros appended at the end; crop keeps the start).
+4. **Pad/crop** to the window length (zeros appended at the end; crop keeps the start). The
+   first windows of a stream are shorter than the window (only audio since the stream start)
+   and are padded here.
 5. **Log-mel**: power STFT (``librosa.stft``), Slaney mel filterbank (``librosa.filters.mel``,
    built once per config) and ``librosa.power_to_db`` with ``ref=1.0`` (dB re full scale).
 
@@ -34,7 +38,7 @@ import numpy as np
 
 #: Bumped whenever the recipe below changes meaning; a model trained on another version is
 #: refused by :mod:`stream_ser.model`.
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class FeatureConfig:
 
     Attributes:
         version: Feature recipe version (:data:`FEATURE_VERSION`).
+        remove_dc: Subtract the window mean before everything else (version 2).
         sample_rate_hz: Sample rate of the audio the recipe expects (Hz).
         window_s: Length of the scored window (s); 3.0 s as in the published SER recipes.
         hop_s: Default hop between scored windows (s); also the hop used to cut training windows.
@@ -71,6 +76,7 @@ class FeatureConfig:
     """
 
     version: int = FEATURE_VERSION
+    remove_dc: bool = True
     sample_rate_hz: int = 16000
     window_s: float = 3.0
     hop_s: float = 0.5
@@ -186,13 +192,26 @@ def is_speech(audio: np.ndarray, config: FeatureConfig) -> bool:
     """The speech gate: does the window hold enough frames at an absolute speech level?
 
     Args:
-        audio: Mono samples, shape ``(n_samples,)``, float in [-1, 1] (not yet normalised).
+        audio: Mono samples, shape ``(n_samples,)``, float in [-1, 1] (not yet normalised);
+            its DC is removed first when ``config.remove_dc``.
         config: Gives ``gate_dbfs`` and ``gate_min_speech_s``.
 
     Returns:
         True if frames totalling at least ``gate_min_speech_s`` reach ``gate_dbfs``.
     """
-    levels = frame_levels_dbfs(audio, config)
+    return _gate(_conditioned(audio, config), config)
+
+
+def _conditioned(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """float32 mono, non-finite samples replaced, DC removed (``config.remove_dc``)."""
+    x = _as_mono_float32(audio)
+    if config.remove_dc and x.size:
+        x = x - np.float32(x.mean(dtype=np.float64))
+    return x
+
+
+def _gate(x: np.ndarray, config: FeatureConfig) -> bool:
+    levels = frame_levels_dbfs(x, config)
     loud_s = np.count_nonzero(levels >= config.gate_dbfs) * config.level_hop_length / config.sample_rate_hz
     return bool(loud_s >= config.gate_min_speech_s)
 
@@ -203,7 +222,8 @@ def preprocess(audio: np.ndarray, config: FeatureConfig) -> np.ndarray | None:
     Args:
         audio: Mono samples at ``config.sample_rate_hz``, shape ``(n_samples,)``, any float
             dtype, nominally in [-1, 1]. Non-finite samples are replaced (NaN -> 0, +-Inf ->
-            +-1). Any length is accepted; the runtime passes exactly ``window_samples``.
+            +-1). Any length is accepted; the engine passes ``window_samples`` (fewer in the
+            first windows of a stream, which hold only the audio captured so far).
         config: The feature recipe.
 
     Returns:
@@ -215,8 +235,8 @@ def preprocess(audio: np.ndarray, config: FeatureConfig) -> np.ndarray | None:
     """
     import librosa
 
-    x = _as_mono_float32(audio)
-    if not is_speech(x, config):
+    x = _conditioned(audio, config)
+    if not _gate(x, config):
         return None
     peak = float(np.max(np.abs(x)))
     x = x * np.float32(10.0 ** (config.peak_dbfs / 20.0) / peak)

@@ -61,6 +61,7 @@ CASES: dict[str, tuple[Callable[[Path], None], str]] = {
     "nan_inf.wav": (lambda p: write(p, np.where(np.arange(speech().size) % 97 == 0, np.nan, speech()).astype(np.float32), subtype="FLOAT"), "ok"),
     "inf_samples.wav": (lambda p: write(p, np.where(np.arange(speech().size) % 89 == 0, np.inf, speech()).astype(np.float32), subtype="FLOAT"), "ok"),
     "dc_offset.wav": (lambda p: write(p, speech() * 0.5 + 0.3), "ok"),
+    "dc_offset_silence.wav": (lambda p: write(p, np.full(4 * SR, 0.05, np.float32)), "no speech"),
     "clipped.wav": (lambda p: write(p, np.clip(speech() * 40, -1, 1)), "ok"),
     "digital_silence.wav": (lambda p: write(p, np.zeros(5 * SR, np.float32)), "no speech"),
     "pcm_u8.wav": (lambda p: write(p, speech(), subtype="PCM_U8"), "ok"),
@@ -118,7 +119,8 @@ def test_odd_formats_give_the_same_label_as_the_original(corpus: Path, shipped_m
     """Format, rate, bit depth, channels and DC do not change what the clip is recognised as."""
     assert main(["analyse", str(ANGRY_CLIP)]) == 0
     reference = capsys.readouterr().out.split(": ")[1].split()[0]
-    same = ["pcm_24.wav", "float32.wav", "clip.flac", "rate_22050.wav", "rate_96k.wav", "six_channels.wav", "stereo_44k.wav"]
+    same = ["pcm_24.wav", "float32.wav", "clip.flac", "rate_22050.wav", "rate_96k.wav", "six_channels.wav",
+            "stereo_44k.wav", "dc_offset.wav"]
     assert main(["analyse", *(str(corpus / n) for n in same)]) == 0
     labels = [line.split(": ")[1].split()[0] for line in capsys.readouterr().out.strip().splitlines()]
     assert labels == [reference] * len(same)
