@@ -179,3 +179,24 @@ def test_listen_cli_device_fault_keeps_the_csv(monkeypatch, tmp_path, capsys, fa
     rows = list(csv.reader(text.splitlines()))
     n_hops = -(-audio.size * 16000 // RATE // 8000)  # every hop, the last partial one included
     assert len(rows) - 1 == len(captured.out.strip().splitlines()) == n_hops
+
+
+def test_listen_cli_unsupported_rate_fails_before_any_row(monkeypatch, tmp_path, capsys) -> None:
+    """A device that refuses the sample rate at open: one clear line, exit 1, an empty CSV."""
+    from types import SimpleNamespace
+
+    from stream_ser import sources
+    from stream_ser.cli import main
+
+    def refuse(**kw):
+        raise ValueError("Invalid sample rate [PaErrorCode -9997]")
+
+    device = sources.InputDevice(3, "USB headset", "ALSA", 1, 44100.0, True)
+    monkeypatch.setattr(sources, "find_input_device", lambda spec: device)
+    monkeypatch.setattr(sources, "_sounddevice", lambda: SimpleNamespace(InputStream=refuse))
+    out = tmp_path / "t.csv"
+    assert main(["listen", "--no-tui", "--device", "USB", "--csv", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "stream-ser: error: cannot open input device 3 (USB headset) at 44100 Hz" in err and "Invalid sample rate" in err
+    assert "Traceback" not in err
+    assert out.read_text().count("\n") == 1  # the header only
