@@ -26,17 +26,20 @@ __version__ = "0.1.0"
 _API_NAMES = (
     "Analysis",
     "AudioSourceError",
+    "CallSummary",
     "ClipResult",
     "EmotionModel",
     "ModelError",
     "Prediction",
     "StreamScorer",
     "analyse",
+    "analyse_channels",
     "analyze",
     "load_model",
     "stream",
     "stream_file",
     "stream_microphone",
+    "summarize_call",
 )
 
 __all__ = ["__version__", *_API_NAMES]
@@ -45,17 +48,20 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
     from .api import (
         Analysis,
         AudioSourceError,
+        CallSummary,
         ClipResult,
         EmotionModel,
         ModelError,
         Prediction,
         StreamScorer,
         analyse,
+        analyse_channels,
         analyze,
         load_model,
         stream,
         stream_file,
         stream_microphone,
+        summarize_call,
     )
 
 

@@ -37,25 +37,38 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from .engine import Engine, summarize
+from .engine import ChannelEngines, Engine, summarize
 from .model import EmotionModel, ModelError
-from .sources import AudioSourceError, FileSource, MicrophoneSource, _downmix, _resampler
+from .sources import (
+    AudioSourceError,
+    ChannelSelection,
+    FileSource,
+    MicrophoneSource,
+    _downmix,
+    _resampler,
+    resolve_channels,
+    select_channels,
+)
+from .summary import CallSummary, summarize_call
 from .types import Analysis, ClipResult, Prediction
 
 __all__ = [
     "Analysis",
     "AudioSourceError",
+    "CallSummary",
     "ClipResult",
     "EmotionModel",
     "ModelError",
     "Prediction",
     "StreamScorer",
     "analyse",
+    "analyse_channels",
     "analyze",
     "load_model",
     "stream",
     "stream_file",
     "stream_microphone",
+    "summarize_call",
 ]
 
 AudioPath = str | os.PathLike[str]
@@ -87,8 +100,8 @@ def _model(model: EmotionModel | AudioPath | None) -> EmotionModel:
     return load_model(model)
 
 
-def _as_float_frames(chunk: np.ndarray) -> np.ndarray:
-    """Validate one chunk and return float32 mono samples, shape ``(n,)``.
+def _as_float_pcm(chunk: np.ndarray) -> np.ndarray:
+    """Validate one chunk and return it as float32, shape ``(n,)`` or ``(n, channels)``.
 
     Raises:
         ValueError: If the chunk is not 1-D or 2-D, or not a real numeric dtype.
@@ -105,7 +118,16 @@ def _as_float_frames(chunk: np.ndarray) -> np.ndarray:
         x = x.astype(np.float32, copy=False)
     else:
         raise ValueError(f"expected float or integer PCM samples, got dtype {x.dtype}")
-    return _downmix(x)
+    return x
+
+
+def _as_float_frames(chunk: np.ndarray) -> np.ndarray:
+    """Validate one chunk and return float32 mono samples, shape ``(n,)`` (channels averaged).
+
+    Raises:
+        ValueError: If the chunk is not 1-D or 2-D, or not a real numeric dtype.
+    """
+    return _downmix(_as_float_pcm(chunk))
 
 
 class StreamScorer:
@@ -382,6 +404,74 @@ def analyse(
         elapsed_s = scorer.elapsed_s
     clip: ClipResult = summarize(timeline, name, elapsed_s, m.labels)
     return Analysis(clip, timeline)
+
+
+def analyse_channels(
+    audio: AudioPath | np.ndarray,
+    sample_rate_hz: int | None = None,
+    *,
+    channels: ChannelSelection = "all",
+    channel_names: list[str] | tuple[str, ...] | None = None,
+    model: EmotionModel | AudioPath | None = None,
+    hop_s: float | None = None,
+    source: str | None = None,
+) -> tuple[Analysis, ...]:
+    """Score each channel of a recording on its own (a stereo call: agent left, customer right).
+
+    Every channel gets its own engine (own window, own speech gate, the one model), so a channel's
+    result is what :func:`analyse` gives for that channel alone, and a silent channel has no
+    label. ``stream-ser analyse --channels`` does the same.
+
+    Args:
+        audio: A file path, or samples ``(n_samples, n_channels)`` (float, nominally [-1, 1], or
+            integer PCM) at ``sample_rate_hz``.
+        sample_rate_hz: The array's rate (Hz); None for paths.
+        channels: ``"all"`` (default), or 1-based channel numbers, e.g. ``(1, 2)``.
+        channel_names: A name per selected channel (written as the predictions' channel), or None.
+        model: A loaded model, a model path, or None for the shipped model.
+        hop_s: Seconds of new audio between predictions (default: the model's, 0.5 s).
+        source: Name for the results' ``source``; default ``str(path)`` or ``"array"``.
+
+    Returns:
+        One :class:`~stream_ser.types.Analysis` per channel, in channel order; their clips and
+        predictions carry ``channel`` (the number) and ``channel_name``. Pass all timelines to
+        :func:`~stream_ser.summary.summarize_call` for the call summary.
+
+    Raises:
+        AudioSourceError: If the file is missing or cannot be decoded, or a channel does not exist.
+        ModelError: If ``model`` is a path that cannot be loaded.
+        TypeError: If ``sample_rate_hz`` is missing for an array or given for a path.
+        ValueError: Wrong array shape or dtype, names not matching the channels, bad ``hop_s``.
+    """
+    m = _model(model)
+    model_sr = m.feature_config.sample_rate_hz
+    if isinstance(audio, (str, os.PathLike)):
+        if sample_rate_hz is not None:
+            raise TypeError("sample_rate_hz is only for arrays; a file's rate comes from its header")
+        src = FileSource(audio, model_sr, channels=channels)
+        name = source if source is not None else src.name
+        numbers = src.channel_numbers
+        frames = src.frames()
+    else:
+        if sample_rate_hz is None:
+            raise TypeError("sample_rate_hz is required when scoring an array (e.g. analyse_channels(samples, 16000))")
+        x = _as_float_pcm(audio)
+        if x.ndim == 1:
+            x = x[:, None]
+        name = source if source is not None else "array"
+        numbers = resolve_channels(channels, x.shape[1], name)
+        resample = _resampler(int(sample_rate_hz), model_sr, len(numbers))
+        frames = iter([resample(select_channels(x, numbers), True)])
+    if channel_names is not None and len(channel_names) != len(numbers):
+        raise ValueError(f"{len(channel_names)} channel name(s) for {len(numbers)} channel(s)")
+    engines = ChannelEngines(m, hop_s=hop_s, source=name, channels=numbers, channel_names=channel_names)
+    timeline = list(engines.run(frames))
+    elapsed_s = engines.samples_seen / model_sr
+    out = []
+    for number, cname in zip(engines.channels, engines.channel_names):
+        mine = tuple(p for p in timeline if p.channel == number and p.channel_name == cname)
+        out.append(Analysis(summarize(mine, name, elapsed_s, m.labels, number, cname), mine))
+    return tuple(out)
 
 
 #: American spelling of :func:`analyse`.

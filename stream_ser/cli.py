@@ -31,6 +31,10 @@ examples:
   stream-ser listen                          score the default microphone, one line per hop
   stream-ser listen --csv session.csv        ... and log the timeline to a CSV file
   stream-ser listen --input clip.wav         replay a file at real-time pace through the live path
+  stream-ser listen --device Mic --device "Monitor of" --channel-names me,them
+                                             both sides of a call: microphone and what the computer plays
+  stream-ser analyse call.wav --channels all --channel-names agent,customer --summary-json s.json
+                                             score each channel of a stereo call on its own
   stream-ser analyse calls/*.wav --csv t.csv score recordings faster than real time
   stream-ser analyse a.wav --format jsonl    one JSON object per prediction, for jq and other programs
   stream-ser plot t.csv -o t.png             draw the timeline: probabilities over time, one panel per source
@@ -66,9 +70,9 @@ class _Stop:
             signal.signal(sig, old)  # type: ignore[arg-type]
 
 
-def _warm_up(config) -> None:
+def _warm_up(config, quiet: bool = False) -> None:
     """Run the feature recipe once so the first hop is not slow; say why if it takes a while
-    (librosa compiles numba code on the first run after installation: 30-60 s)."""
+    (librosa compiles numba code on the first run after installation: 30-60 s), unless ``quiet``."""
     from .features import window_features
 
     timer = threading.Timer(
@@ -81,7 +85,8 @@ def _warm_up(config) -> None:
         ),
     )
     timer.daemon = True
-    timer.start()
+    if not quiet:
+        timer.start()
     try:
         t = np.arange(config.window_samples, dtype=np.float32) / config.sample_rate_hz
         window_features((0.3 * np.sin(2 * np.pi * 220.0 * t)).astype(np.float32), config)
@@ -124,6 +129,38 @@ def _stdout_sink(args: argparse.Namespace):
     from .sinks import JsonLinesSink, LinePrinter
 
     return JsonLinesSink() if getattr(args, "format", "lines") == "jsonl" else LinePrinter()
+
+
+def _channel_names(args: argparse.Namespace) -> tuple[str, ...] | None:
+    """``--channel-names`` as a tuple (validated by the parser), or None."""
+    return getattr(args, "channel_names", None)
+
+
+def _summary_file(args: argparse.Namespace):
+    """The ``--summary-json FILE`` output, opened once (before any audio, so a bad path fails
+    first); None without the option."""
+    if not getattr(args, "summary_json", None):
+        return None
+    out = getattr(args, "summary_sink", None)
+    if out is None:
+        from .summary import SummaryJsonFile
+
+        out = SummaryJsonFile(args.summary_json, force=args.force)
+        args.summary_sink = out
+    return out
+
+
+def _print_summary(args: argparse.Namespace, summary) -> None:
+    """Print a call summary on stderr (not with -q) and keep it for ``--summary-json``."""
+    from .summary import format_summary
+
+    if summary is None:
+        return
+    out = _summary_file(args)
+    if out is not None:
+        out.add(summary)
+    if not args.quiet:
+        print(format_summary(summary), file=sys.stderr, flush=True)
 
 
 def _listen_sinks(args: argparse.Namespace, csv_sink) -> list:
@@ -229,11 +266,19 @@ def cmd_devices(args: argparse.Namespace) -> int:
     if not devices:
         print("no input devices found", file=sys.stderr)
         return 1
-    print(f"{'':2}{'index':>5}  {'channels':>8}  {'rate_hz':>8}  {'host API':12}  name")
+    print(f"{'':2}{'index':>5}  {'channels':>8}  {'rate_hz':>8}  {'host API':12}  {'kind':8}  name")
     for d in devices:
         mark = "*" if d.is_default else " "
-        print(f"{mark:2}{d.index:>5}  {d.max_input_channels:>8}  {d.default_sample_rate_hz:>8.0f}  {d.hostapi[:12]:12}  {d.name}")
-    print("(* = default input; choose one with --device INDEX or --device 'name substring')")
+        kind = "monitor" if d.is_monitor else "input"
+        name = d.name if d.pulse_source is None or d.pulse_source == d.name else f"{d.name}  [{d.pulse_source}]"
+        print(f"{mark:2}{d.display_index:>5}  {d.max_input_channels:>8}  {d.default_sample_rate_hz:>8.0f}  "
+              f"{d.hostapi[:12]:12}  {kind:8}  {name}")
+    print("(* = default input; monitor = what the computer plays, e.g. the other side of a call, from a "
+          "monitor or loopback source; rate_hz = native (default) rate, resampled to 16 kHz)")
+    print("choose with --device INDEX or --device 'name substring'; two devices at once: "
+          "--device A --device B")
+    if any(d.pulse_source for d in devices):
+        print("(PulseAudio sources, index '-', are chosen by name and opened through ALSA's 'pulse' device)")
     return 0
 
 
@@ -249,9 +294,18 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_analyse(args: argparse.Namespace) -> int:
-    from .engine import Engine, summarize
+    from .engine import ChannelEngines, Engine, summarize
     from .sources import AudioSourceError, FileSource, audio_info
+    from .summary import CallSummaryBuilder
 
+    names = _channel_names(args)
+    if names is not None and isinstance(args.channels, tuple) and len(names) != len(args.channels):
+        print(f"stream-ser: error: --channel-names gives {len(names)} name(s) for {len(args.channels)} channel(s)",
+              file=sys.stderr)
+        return 2
+    if names is not None and args.channels is None and len(names) != 1:
+        print("stream-ser: error: --channel-names names the channels chosen with --channels", file=sys.stderr)
+        return 2
     model = _load_model(args)
     sr = model.feature_config.sample_rate_hz
     try:
@@ -267,7 +321,8 @@ def cmd_analyse(args: argparse.Namespace) -> int:
     pred_sinks: list = files + ([stdout] if args.format == "jsonl" or args.timeline else [])
     # per-file records (clip summaries, errors): stdout and the JSON-lines file
     record_sinks: list = [stdout] + ([jsonl_file] if jsonl_file else [])
-    _warm_up(model.feature_config)
+    _warm_up(model.feature_config, args.quiet)
+    want_summary = bool(args.channels is not None or args.summary or args.summary_json)
     durations: list[float] = []
     for path in args.files:
         try:
@@ -292,18 +347,38 @@ def cmd_analyse(args: argparse.Namespace) -> int:
                     break
                 progress.start_file(str(path), durations[i])
                 try:
-                    source = FileSource(path, sr)
-                    engine = Engine(model, hop_s=args.hop, source=source.name)
+                    source = FileSource(path, sr, channels=args.channels)
+                    numbers = source.channel_numbers
+                    if names is not None and len(names) != len(numbers):
+                        raise AudioSourceError(
+                            f"{source.name}: {len(names)} channel name(s) given ({','.join(names)}) for "
+                            f"{len(numbers)} channel(s)"
+                        )
+                    engine = ChannelEngines(model, hop_s=args.hop, source=source.name, channels=numbers,
+                                            channel_names=names)
+                    builder = CallSummaryBuilder(source.name, model.labels, engine.hop_s, numbers, names,
+                                                 [source.name if n == 0 else f"channel {n}" for n in numbers])
                     preds = []
-                    for p in engine.run(until_stopped(source.chunks())):
+                    for p in engine.run(until_stopped(source.frames())):
                         preds.append(p)
+                        builder.add(p)
                         for sink in pred_sinks:
                             sink.write(p)
                         progress.at(p.end_s)
-                    result = summarize(preds, source.name, engine.samples_seen / sr, model.labels)
-                    audio_s += result.duration_s
-                    for sink in record_sinks:
-                        sink.write_clip(result)
+                    name_of = engine.channel_names
+                    for number, name in zip(numbers, name_of):
+                        mine = [p for p in preds if p.channel == number and p.channel_name == name]
+                        result = summarize(mine, source.name, engine.samples_seen / sr, model.labels, number, name)
+                        for sink in record_sinks:
+                            sink.write_clip(result)
+                    audio_s += engine.samples_seen / sr
+                    if want_summary:
+                        if args.channels is not None or args.summary:
+                            _print_summary(args, builder.result())
+                        else:
+                            summary_file = _summary_file(args)
+                            if summary_file is not None:
+                                summary_file.add(builder.result())
                 except AudioSourceError as exc:
                     print(f"stream-ser: error: {exc}", file=sys.stderr, flush=True)
                     failed.append(str(path))
@@ -347,30 +422,71 @@ def _listen_wants_tui(args: argparse.Namespace) -> bool:
         return False
 
 
+def _listen_source(args: argparse.Namespace, sample_rate_hz: int):
+    """``open_source`` for the listening session: one device (or a replayed file), or several
+    devices as the channels of one stream (:class:`~stream_ser.sources.MultiDeviceSource`)."""
+    from .sources import MicrophoneSource, MultiDeviceSource
+
+    devices = args.device or []
+    if len(devices) > 1:
+        return lambda: MultiDeviceSource(devices, sample_rate_hz=sample_rate_hz)
+    device = devices[0] if devices else None
+    return lambda: MicrophoneSource(
+        device=device, sample_rate_hz=sample_rate_hz, replay=args.input, realtime=not args.fast, channels=args.channels
+    )
+
+
+def _check_listen_args(args: argparse.Namespace) -> str | None:
+    """Combinations of ``listen`` options that cannot work (the message), or None."""
+    devices = args.device or []
+    names = _channel_names(args)
+    if len(devices) > 1:
+        if args.input:
+            return "--input replays one file; it cannot be combined with several --device"
+        if args.channels is not None:
+            return ("--channels selects channels of one device or file; with several --device each device is "
+                    "one channel (its own channels averaged)")
+        if names is not None and len(names) != len(devices):
+            return f"--channel-names gives {len(names)} name(s) for {len(devices)} devices"
+    from .sources import MAX_CHANNELS
+
+    if len(devices) > MAX_CHANNELS:
+        return f"at most {MAX_CHANNELS} devices at once"
+    if args.input and devices:
+        return "--input replays a file instead of a device; give one or the other"
+    if names is not None and isinstance(args.channels, tuple) and len(names) != len(args.channels):
+        return f"--channel-names gives {len(names)} name(s) for {len(args.channels)} channel(s)"
+    if names is not None and args.channels is None and len(devices) <= 1 and len(names) != 1:
+        return "--channel-names names the channels chosen with --channels (or the devices of several --device)"
+    return None
+
+
 def cmd_listen(args: argparse.Namespace) -> int:
     from .session import ListenSession, SessionOptions, SessionStarted
     from .sinks import LinePrinter
-    from .sources import MicrophoneSource
 
+    problem = _check_listen_args(args)
+    if problem:
+        print(f"stream-ser: error: {problem}", file=sys.stderr)
+        return 2
     model = _load_model(args)
     cfg = model.feature_config
+    _summary_file(args)  # fails on an unwritable path before any audio
     csv_sink = _open_csv(args, model.labels)
     tui = _listen_wants_tui(args)
     try:
         sinks = _listen_sinks(args, csv_sink)
         if tui:  # the UI shows predictions; printed lines would garble the screen
             sinks = [s for s in sinks if not isinstance(s, LinePrinter)]
-        _warm_up(cfg)
+        _warm_up(cfg, args.quiet)
         # The session's worker opens the source (a device error becomes a clean session end),
         # scores every hop, writes the sinks and closes them; the same code runs with and
         # without the terminal UI.
         session = ListenSession(
             model,
-            lambda: MicrophoneSource(
-                device=args.device, sample_rate_hz=cfg.sample_rate_hz, replay=args.input, realtime=not args.fast
-            ),
+            _listen_source(args, cfg.sample_rate_hz),
             sinks,
-            SessionOptions(hop_s=args.hop, duration_s=args.duration),
+            SessionOptions(hop_s=args.hop, duration_s=args.duration, channel_names=_channel_names(args)),
         )
     except BaseException:
         if csv_sink:
@@ -379,13 +495,24 @@ def cmd_listen(args: argparse.Namespace) -> int:
     if tui:
         from .tui import run_listen_app
 
-        return run_listen_app(session)
+        code = run_listen_app(session)
+        _print_summary(args, session.summary)
+        return code
 
     def on_event(event) -> None:
         if isinstance(event, SessionStarted) and not args.quiet:
+            rates = event.device_sample_rates_hz or (event.device_sample_rate_hz,)
+            rate_text = "/".join(f"{r}" for r in dict.fromkeys(rates))
+            channels = ""
+            if event.channel_ids != (0,):
+                described = [
+                    f"{cid}" if desc in (str(cid), f"channel {cid}") else f"{cid} = {desc}"
+                    for cid, desc in zip(event.channel_ids, event.channel_descriptions or event.channel_ids)
+                ]
+                channels = f", channels {', '.join(described)} scored separately"
             print(
-                f"stream-ser: listening to {event.source_name} ({event.device_sample_rate_hz} Hz -> "
-                f"{event.sample_rate_hz} Hz), model {event.model_name} [{', '.join(event.labels)}], "
+                f"stream-ser: listening to {event.source_name} ({rate_text} Hz -> "
+                f"{event.sample_rate_hz} Hz{channels}), model {event.model_name} [{', '.join(event.labels)}], "
                 f"hop {event.hop_s:g} s, window {event.window_s:g} s. Ctrl-C to stop.",
                 file=sys.stderr,
                 flush=True,
@@ -403,6 +530,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
             f"predictions, {stats.overflows} input overflows, {stats.dropped_s:.2f} s of audio dropped{extra}",
             file=sys.stderr,
         )
+    _print_summary(args, session.summary)
     return ended.exit_status
 
 
@@ -440,6 +568,26 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return value
+
+
+def _channel_selection(text: str):
+    from .sources import parse_channel_selection
+
+    try:
+        return parse_channel_selection(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _name_list(text: str) -> tuple[str, ...]:
+    names = tuple(x.strip() for x in text.split(","))
+    if any(not n for n in names):
+        raise argparse.ArgumentTypeError(f"empty name in {text!r} (names are separated by commas)")
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"a name is given twice in {text!r}")
+    if any(n.lstrip("-").isdigit() for n in names):
+        raise argparse.ArgumentTypeError(f"names must not be numbers (numbers are what unnamed channels get): {text!r}")
+    return names
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -481,6 +629,16 @@ def build_parser() -> argparse.ArgumentParser:
     scoring.add_argument("--force", action="store_true", help="replace existing output files (CSV, JSON lines)")
     scoring.add_argument("--append", action="store_true",
                          help="append to existing output files (a CSV must have the same columns)")
+    scoring.add_argument("--channels", type=_channel_selection, default=None, metavar="LIST",
+                         help="score these channels each on its own instead of averaging them: numbers counted "
+                         "from 1 ('1,2') or 'all' (at most 8). The CSV's channel column then holds the channel's "
+                         "number (or name); without this option it is 0, the average")
+    scoring.add_argument("--channel-names", type=_name_list, default=None, metavar="NAMES",
+                         help="names for the channels, comma-separated in channel order (e.g. agent,customer); "
+                         "written in the CSV's channel column instead of the numbers")
+    scoring.add_argument("--summary-json", default=None, metavar="FILE",
+                         help="write the call summary (per channel: speech time, time in each emotion, longest "
+                         "span of each emotion, emotion changes) to FILE as JSON")
 
     p = sub.add_parser(
         "listen", parents=[common, scoring], help="score the microphone live (terminal UI, or one line per hop)",
@@ -491,10 +649,18 @@ def build_parser() -> argparse.ArgumentParser:
         "complete.",
         epilog="examples:\n  stream-ser listen\n  stream-ser listen --device 'USB' --csv today.csv\n"
         "  stream-ser listen --input clip.flac --duration 10\n"
-        "  stream-ser listen --no-tui --csv today.csv   lines instead of the terminal UI",
+        "  stream-ser listen --no-tui --csv today.csv   lines instead of the terminal UI\n"
+        "  stream-ser listen --device Microphone --device 'Monitor of' --channel-names me,them --csv call.csv\n"
+        "                                             both sides of a call, one channel per device\n"
+        "  stream-ser listen --device 'USB' --channels 1,2 --channel-names agent,customer\n"
+        "                                             two channels of one device, each scored on its own\n"
+        "At the end a call summary is printed on stderr (per channel: speech time, time in each emotion, "
+        "longest span of each emotion, emotion changes; with several devices the measured clock drift).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--device", default=None, help="input device index or name substring (see `stream-ser devices`)")
+    p.add_argument("--device", default=None, action="append",
+                   help="input device index or name substring (see `stream-ser devices`); give it twice or more to "
+                   "capture several devices at once as the channels of one session, aligned on the first one's clock")
     p.add_argument("--input", default=None, metavar="FILE", help="replay FILE through the live path instead of a device")
     p.add_argument("--duration", type=_positive_float, default=None, metavar="S", help="stop after S seconds of audio")
     p.add_argument("--fast", action="store_true", help="with --input: do not pace the replay in real time")
@@ -511,11 +677,15 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  stream-ser analyse clip.wav\n  stream-ser analyse recordings/*.flac --csv timeline.csv\n"
         "  stream-ser analyse clip.wav --timeline          also one line per hop\n"
         "  stream-ser analyse *.wav --format jsonl | jq -c 'select(.type == \"clip\") | {source, label}'\n"
-        "  stream-ser analyse *.wav --jsonl out.jsonl --csv out.csv -q",
+        "  stream-ser analyse *.wav --jsonl out.jsonl --csv out.csv -q\n"
+        "  stream-ser analyse call.wav --channels all --channel-names agent,customer --csv call.csv\n"
+        "                                             each side of a stereo call on its own, with a call summary",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="audio files (WAV, FLAC, OGG, MP3, any rate/channels)")
     p.add_argument("--timeline", action="store_true", help="also print one line per hop (implied by --format jsonl)")
+    p.add_argument("--summary", action="store_true",
+                   help="print the call summary of each file on stderr (always with --channels)")
     p.set_defaults(func=cmd_analyse)
 
     p = sub.add_parser(
@@ -583,6 +753,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         _jsonl_file(args)  # open --jsonl OUT before any model or audio, so a bad path fails first
+        _summary_file(args)  # the same for --summary-json FILE
         return int(args.func(args))
     except (ModelError, OutputError, MissingDependencyError) as exc:
         return fail(exc, 2)
@@ -605,6 +776,9 @@ def main(argv: list[str] | None = None) -> int:
         sink = getattr(args, "jsonl_sink", None)
         if sink is not None:
             sink.close()
+        summary_out = getattr(args, "summary_sink", None)
+        if summary_out is not None:
+            summary_out.close()
 
 
 if __name__ == "__main__":

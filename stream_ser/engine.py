@@ -7,12 +7,16 @@ feature recipe and the model, and returns a :class:`~stream_ser.types.Prediction
 serves file analysis (chunks as fast as they decode) and live capture (chunks as the microphone
 delivers them), so a file replayed in any chunk size gives identical predictions.
 
+Several channels (a stereo call, several devices) are scored by :class:`ChannelEngines`: one
+:class:`Engine` per channel, each with its own ring buffer and speech gate, sharing one model (one
+onnxruntime session), so a channel is scored exactly as the same audio alone would be.
+
 Thread: an engine is used by one thread (the inference worker); it never touches devices or UI.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -30,13 +34,21 @@ class Engine:
         hop_s: Seconds of new audio between predictions; None for the model's default
             (``feature_config.hop_s``, 0.5 s). Must be > 0 and <= the window length.
         source: Source name written into each prediction.
-        channel: Channel index written into each prediction.
+        channel: Channel number written into each prediction (0: down-mixed input).
+        channel_name: Channel name written into each prediction, or None.
 
     Raises:
         ValueError: If ``hop_s`` is not in (0, window_s] or is shorter than one sample.
     """
 
-    def __init__(self, model: EmotionModel, hop_s: float | None = None, source: str = "", channel: int = 0) -> None:
+    def __init__(
+        self,
+        model: EmotionModel,
+        hop_s: float | None = None,
+        source: str = "",
+        channel: int = 0,
+        channel_name: str | None = None,
+    ) -> None:
         cfg = model.feature_config
         self.model = model
         self.config = cfg
@@ -46,6 +58,7 @@ class Engine:
             raise ValueError(f"hop must be between 1 sample and the window ({cfg.window_s} s), got {hop_s} s")
         self.source = source
         self.channel = channel
+        self.channel_name = channel_name
         self._ring = RingBuffer(cfg.window_samples + self.hop_samples)
         self._next_boundary = self.hop_samples
         self._last_scored = 0
@@ -104,7 +117,8 @@ class Engine:
         start_s = max(0, end - cfg.window_samples) / cfg.sample_rate_hz
         end_s = end / cfg.sample_rate_hz
         if feats is None:
-            return Prediction(self.source, self.channel, start_s, end_s, False, None, None, None, self.model.labels)
+            return Prediction(self.source, self.channel, start_s, end_s, False, None, None, None, self.model.labels,
+                              self.channel_name)
         probs = self.model.predict(feats)
         best = int(np.argmax(probs))
         return Prediction(
@@ -117,6 +131,7 @@ class Engine:
             float(probs[best]),
             tuple(float(p) for p in probs),
             self.model.labels,
+            self.channel_name,
         )
 
     def run(self, chunks: Iterable[np.ndarray]) -> Iterator[Prediction]:
@@ -127,6 +142,88 @@ class Engine:
         """
         for chunk in chunks:
             yield from self.push(chunk)
+        yield from self.flush()
+
+
+class ChannelEngines:
+    """One :class:`Engine` per channel, fed together: scores each channel on its own.
+
+    Each channel has its own ring buffer, hop boundaries and speech gate, so a silent channel
+    yields ``is_speech=False`` predictions (no label) whatever the other channels hold, and a
+    channel's predictions equal those of the same audio scored alone. The engines share the one
+    model (one onnxruntime session).
+
+    Args:
+        model: The loaded model.
+        hop_s: Seconds of new audio between predictions (None: the model's default).
+        source: Source name written into each prediction.
+        channels: Channel numbers, one per column of the frames pushed (``(0,)``: down-mixed
+            mono input, exactly as :class:`Engine`).
+        channel_names: A name per channel, or None (unnamed channels are written as numbers).
+
+    Raises:
+        ValueError: A bad hop, no channel, or names not matching the channels in number.
+
+    Thread: one thread (the inference worker).
+    """
+
+    def __init__(
+        self,
+        model: EmotionModel,
+        hop_s: float | None = None,
+        source: str = "",
+        channels: Sequence[int] = (0,),
+        channel_names: Sequence[str | None] | None = None,
+    ) -> None:
+        channels = tuple(channels)
+        if not channels:
+            raise ValueError("no channel to score")
+        names = tuple(channel_names) if channel_names is not None else (None,) * len(channels)
+        if len(names) != len(channels):
+            raise ValueError(f"{len(names)} channel name(s) for {len(channels)} channel(s)")
+        self.channels = channels
+        self.channel_names = names
+        self.engines = [Engine(model, hop_s, source, c, n) for c, n in zip(channels, names)]
+        self.hop_s = self.engines[0].hop_s
+        self.hop_samples = self.engines[0].hop_samples
+
+    @property
+    def samples_seen(self) -> int:
+        """Samples pushed per channel so far (the stream clock)."""
+        return self.engines[0].samples_seen
+
+    def push(self, frames: np.ndarray) -> list[Prediction]:
+        """Add frames and score every hop boundary they cross, in every channel.
+
+        Args:
+            frames: float32 at the model's rate, shape ``(n, n_channels)`` (or ``(n,)`` for one
+                channel), any ``n >= 0``.
+
+        Returns:
+            The predictions in stream order: per hop boundary, one per channel in channel order.
+
+        Raises:
+            ValueError: If the number of columns does not match the channels.
+        """
+        x = np.asarray(frames, dtype=np.float32)
+        if x.ndim == 1:
+            x = x[:, None]
+        if x.ndim != 2 or x.shape[1] != len(self.engines):
+            raise ValueError(f"expected frames of shape (n, {len(self.engines)}), got {x.shape}")
+        if len(self.engines) == 1:
+            return self.engines[0].push(x[:, 0])
+        per_channel = [engine.push(x[:, i]) for i, engine in enumerate(self.engines)]
+        return [p for hop in zip(*per_channel) for p in hop]
+
+    def flush(self) -> list[Prediction]:
+        """Score every channel's final partial hop (see :meth:`Engine.flush`)."""
+        per_channel = [engine.flush() for engine in self.engines]
+        return [p for hop in zip(*per_channel) for p in hop]
+
+    def run(self, frames: Iterable[np.ndarray]) -> Iterator[Prediction]:
+        """Push every block of a stream, then flush; yields predictions as they are made."""
+        for block in frames:
+            yield from self.push(block)
         yield from self.flush()
 
 
@@ -167,14 +264,23 @@ def cut_window(samples: np.ndarray, end: int, window_samples: int) -> np.ndarray
     return np.array(samples[max(end - window_samples, 0) : end], dtype=np.float32)
 
 
-def summarize(predictions: Iterable[Prediction], source: str, duration_s: float, labels: tuple[str, ...]) -> ClipResult:
+def summarize(
+    predictions: Iterable[Prediction],
+    source: str,
+    duration_s: float,
+    labels: tuple[str, ...],
+    channel: int = 0,
+    channel_name: str | None = None,
+) -> ClipResult:
     """Clip-level result: argmax of the mean probabilities over speech windows.
 
     Args:
-        predictions: The stream's predictions.
+        predictions: The stream's predictions (of one channel).
         source: Source name for the result.
         duration_s: Audio duration in seconds.
         labels: The model's labels.
+        channel: Channel number of the result (0: down-mixed input).
+        channel_name: Channel name of the result, or None.
 
     Returns:
         A :class:`~stream_ser.types.ClipResult`; ``label`` is None if no window was speech.
@@ -182,7 +288,7 @@ def summarize(predictions: Iterable[Prediction], source: str, duration_s: float,
     preds = list(predictions)
     speech = [p.probabilities for p in preds if p.is_speech and p.probabilities is not None]
     if not speech:
-        return ClipResult(source, duration_s, len(preds), 0, None, None, None, labels)
+        return ClipResult(source, duration_s, len(preds), 0, None, None, None, labels, channel, channel_name)
     mean = np.mean(np.asarray(speech, dtype=np.float64), axis=0)
     best = int(np.argmax(mean))
     return ClipResult(
@@ -194,4 +300,6 @@ def summarize(predictions: Iterable[Prediction], source: str, duration_s: float,
         float(mean[best]),
         tuple(float(p) for p in mean),
         labels,
+        channel,
+        channel_name,
     )

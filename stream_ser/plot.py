@@ -75,7 +75,8 @@ class Timeline:
 
     Attributes:
         source: Source name (file path or ``mic:<device>``).
-        channel: Channel index.
+        channel: The CSV's channel: 0 for mono input, a channel number counted from 1, or the
+            channel's name (``--channel-names``).
         labels: Class names in model order.
         start_s: float64 ``(n,)``, window starts on the stream clock (s).
         end_s: float64 ``(n,)``, window ends (s), non-decreasing.
@@ -87,7 +88,7 @@ class Timeline:
     """
 
     source: str
-    channel: int
+    channel: int | str
     labels: tuple[str, ...]
     start_s: np.ndarray
     end_s: np.ndarray
@@ -117,7 +118,7 @@ def _split_runs(rows: list[tuple[float, float, bool, list[float]]]) -> list[list
 
 
 def _make_timelines(
-    groups: dict[tuple[str, int], list[tuple[float, float, bool, list[float]]]], labels: tuple[str, ...]
+    groups: dict[tuple[str, int | str], list[tuple[float, float, bool, list[float]]]], labels: tuple[str, ...]
 ) -> list[Timeline]:
     out = []
     for (source, channel), rows in groups.items():
@@ -173,7 +174,7 @@ def read_timeline_csv(path: str | os.PathLike[str]) -> list[Timeline]:
                 f"{','.join(BASE_COLUMNS)},p_<label>,...; write one with `stream-ser analyse FILE --csv OUT`)"
             )
         labels = tuple(h[2:] for h in header[len(BASE_COLUMNS) :])
-        groups: dict[tuple[str, int], list[tuple[float, float, bool, list[float]]]] = {}
+        groups: dict[tuple[str, int | str], list[tuple[float, float, bool, list[float]]]] = {}
         try:
             for row in reader:
                 if not row:
@@ -182,7 +183,7 @@ def read_timeline_csv(path: str | os.PathLike[str]) -> list[Timeline]:
                 if len(row) != len(header):
                     raise TimelineError(f"{p}, line {line}: {len(row)} fields, expected {len(header)}")
                 try:
-                    channel = int(row[1])
+                    channel: int | str = int(row[1]) if row[1].strip().lstrip("-").isdigit() else row[1]
                     start_s, end_s = float(row[2]), float(row[3])
                     speech = row[4] == "1"
                     if row[4] not in ("0", "1"):
@@ -204,7 +205,7 @@ def timelines_from_predictions(predictions: Iterable[Prediction]) -> list[Timeli
     Raises:
         ValueError: If there are no predictions or they mix models with different labels.
     """
-    groups: dict[tuple[str, int], list[tuple[float, float, bool, list[float]]]] = {}
+    groups: dict[tuple[str, int | str], list[tuple[float, float, bool, list[float]]]] = {}
     labels: tuple[str, ...] | None = None
     for p in predictions:
         if labels is None:
@@ -213,7 +214,7 @@ def timelines_from_predictions(predictions: Iterable[Prediction]) -> list[Timeli
             raise ValueError("predictions from models with different labels cannot share a plot")
         speech = bool(p.is_speech and p.probabilities is not None)
         probs = list(p.probabilities) if speech and p.probabilities is not None else [math.nan] * len(p.labels)
-        groups.setdefault((p.source, p.channel), []).append((p.start_s, p.end_s, speech, probs))
+        groups.setdefault((p.source, p.channel_id), []).append((p.start_s, p.end_s, speech, probs))
     if labels is None:
         raise ValueError("no predictions to plot")
     return _make_timelines(groups, labels)

@@ -28,6 +28,12 @@ end while paused produce no prediction and no CSV row, only a :class:`HopPaused`
 Markers (``m`` in the UI) are written by the sinks that hold them: the timeline CSV as a row with
 ``label`` = ``marker`` (:func:`stream_ser.sinks.marker_csv_row`), JSON lines as a ``marker``
 object.
+
+Channels: a source may deliver several channels (``listen --channels 1,2``, or several devices
+through a :class:`~stream_ser.sources.MultiDeviceSource`). Each channel gets its own engine
+(:class:`~stream_ser.engine.ChannelEngines`: own ring buffer, own speech gate, one shared model),
+its own smoothing and its own level; every prediction is reported with its channel's index, and
+the session keeps a running :class:`~stream_ser.summary.CallSummary` (:attr:`ListenSession.summary`).
 """
 
 from __future__ import annotations
@@ -44,12 +50,13 @@ from typing import Any
 
 import numpy as np
 
-from .engine import Engine
+from .engine import ChannelEngines, Engine
 from .features import frame_levels_dbfs
 from .model import EmotionModel
 from .sinks import MARKER_LABEL, CsvSink  # noqa: F401  (MARKER_LABEL re-exported)
 from .smoothing import DEFAULT_HALF_LIFE_S, ProbabilitySmoother
-from .sources import AudioSourceError, MicrophoneSource
+from .sources import AudioSourceError
+from .summary import CallSummary, CallSummaryBuilder
 from .types import Marker, Prediction
 
 log = logging.getLogger(__name__)
@@ -77,6 +84,9 @@ class SessionOptions:
             (:class:`~stream_ser.smoothing.ProbabilitySmoother`); 0 disables it.
         clip_dbfs: Peak sample level (dBFS) at or above which an interval counts as clipped;
             -0.1 dBFS is a peak of 0.989 of full scale, the usual "over" mark of level meters.
+        channel_names: A name per channel the source delivers (``--channel-names``), or None
+            to write channels by number; a count that does not match the source's channels ends
+            the session with an error.
     """
 
     hop_s: float | None = None
@@ -84,6 +94,7 @@ class SessionOptions:
     level_interval_s: float = 0.1
     smoothing_half_life_s: float = DEFAULT_HALF_LIFE_S
     clip_dbfs: float = -0.1
+    channel_names: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +134,10 @@ class SessionStarted:
         smoothing_half_life_s: Half-life of the displayed smoothing (s).
         csv_path: Path of the timeline CSV, or None.
         stats: Counters at this moment.
+        channel_ids: Each scored channel as the CSV writes it (name, else number); ``(0,)`` for
+            mono input.
+        channel_descriptions: What each channel is (device name, ``channel 2``, or the source).
+        device_sample_rates_hz: Native rate of each device (several devices), else of the source.
     """
 
     source_name: str
@@ -137,6 +152,9 @@ class SessionStarted:
     smoothing_half_life_s: float
     csv_path: str | None
     stats: SessionStats
+    channel_ids: tuple[int | str, ...] = (0,)
+    channel_descriptions: tuple[str, ...] = ()
+    device_sample_rates_hz: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -151,6 +169,8 @@ class LevelMeasured:
         peak_dbfs: Largest absolute sample in the interval, in dBFS.
         clipped: ``peak_dbfs >= clip_dbfs``.
         stats: Counters at this moment.
+        channel_levels_dbfs: The level of each channel (same measure), in channel order;
+            ``level_dbfs`` is the loudest of them and ``peak_dbfs``/``clipped`` cover all channels.
     """
 
     end_s: float
@@ -158,6 +178,7 @@ class LevelMeasured:
     peak_dbfs: float
     clipped: bool
     stats: SessionStats
+    channel_levels_dbfs: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -168,12 +189,15 @@ class PredictionMade:
         prediction: The prediction, times on the session's stream clock.
         hop_index: Index of the hop the window ends in: hop ``k`` covers
             ``(k * hop_s, (k + 1) * hop_s]`` of the stream clock.
-        smoothed: Smoothed probabilities (model order) after this window, or None before the
-            first speech window (since the start or the last reset).
+        smoothed: Smoothed probabilities (model order) of the prediction's channel after this
+            window, or None before that channel's first speech window (since the start or the
+            last reset).
         boundary_monotonic_s: ``time.monotonic()`` (or the session's clock) when the worker
             received the audio that completed the hop; the UI subtracts it from the time of
             display to show the latency.
         stats: Counters after this prediction.
+        channel_index: Position of the prediction's channel among the session's channels (0 for
+            mono input); the channels of one hop arrive one after the other in this order.
     """
 
     prediction: Prediction
@@ -181,6 +205,7 @@ class PredictionMade:
     smoothed: tuple[float, ...] | None
     boundary_monotonic_s: float
     stats: SessionStats
+    channel_index: int = 0
 
 
 @dataclass(frozen=True)
@@ -215,10 +240,11 @@ class PauseApplied:
 
 @dataclass(frozen=True)
 class MarkerWritten:
-    """A marker was recorded.
+    """A marker was recorded (once per session, whatever the number of channels).
 
     Attributes:
-        marker: The marker.
+        marker: The marker (of the first channel; every channel gets a row with the same time
+            and number).
         hop_index: The hop it falls in (see :class:`PredictionMade`).
         in_csv: True if a CSV row was written for it (False without ``--csv``).
         stats: Counters after writing it.
@@ -278,30 +304,34 @@ def write_marker(sink: Any, marker: Marker) -> bool:
 
 
 class _LevelAccumulator:
-    """Collects stream samples into fixed intervals and measures each (worker thread)."""
+    """Collects stream frames into fixed intervals and measures each channel (worker thread)."""
 
-    def __init__(self, interval_samples: int, config: Any, clip_dbfs: float) -> None:
-        self._buf = np.zeros(interval_samples, dtype=np.float32)
+    def __init__(self, interval_samples: int, config: Any, clip_dbfs: float, channels: int = 1) -> None:
+        self._buf = np.zeros((interval_samples, channels), dtype=np.float32)
         self._n = 0
         self._config = config
         self._clip_dbfs = clip_dbfs
 
-    def add(self, x: np.ndarray) -> list[tuple[float, float, bool]]:
-        """Add samples; returns ``(level_dbfs, peak_dbfs, clipped)`` per completed interval."""
+    def add(self, x: np.ndarray) -> list[tuple[float, float, bool, tuple[float, ...]]]:
+        """Add frames ``(n, channels)``; returns ``(level_dbfs, peak_dbfs, clipped, per-channel
+        levels)`` per completed interval (level: the loudest channel's)."""
         out = []
         pos = 0
-        size = self._buf.size
-        while pos < x.size:
-            take = min(x.size - pos, size - self._n)
+        size = self._buf.shape[0]
+        n = x.shape[0]
+        while pos < n:
+            take = min(n - pos, size - self._n)
             self._buf[self._n : self._n + take] = x[pos : pos + take]
             self._n += take
             pos += take
             if self._n == size:
-                levels = frame_levels_dbfs(self._buf, self._config)
-                level = float(levels.max()) if levels.size else -200.0
+                per_channel = []
+                for c in range(self._buf.shape[1]):
+                    levels = frame_levels_dbfs(self._buf[:, c], self._config)
+                    per_channel.append(float(levels.max()) if levels.size else -200.0)
                 peak = float(np.max(np.abs(self._buf)))
                 peak_dbfs = 20.0 * math.log10(max(peak, 1e-10))
-                out.append((level, peak_dbfs, peak_dbfs >= self._clip_dbfs))
+                out.append((max(per_channel), peak_dbfs, peak_dbfs >= self._clip_dbfs, tuple(per_channel)))
                 self._n = 0
         return out
 
@@ -313,7 +343,9 @@ class ListenSession:
         model: The loaded model (labels, feature recipe).
         open_source: Opens the audio source; called on the worker thread so that device errors
             are reported as a :class:`SessionEnded` event (with the message) rather than raised
-            into the UI. Typically ``lambda: MicrophoneSource(device=..., replay=...)``.
+            into the UI. Typically ``lambda: MicrophoneSource(device=..., replay=...)``, or a
+            :class:`~stream_ser.sources.MultiDeviceSource` for several devices; any source with
+            ``name``, ``channel_numbers``, ``start``/``stop``/``close`` and ``frames()``.
         sinks: Where predictions are written (CSV, ...), each with ``write(prediction)`` and
             ``close()``. The worker closes them when the session ends.
         options: See :class:`SessionOptions`.
@@ -329,7 +361,7 @@ class ListenSession:
     def __init__(
         self,
         model: EmotionModel,
-        open_source: Callable[[], MicrophoneSource],
+        open_source: Callable[[], Any],
         sinks: Sequence[Any] = (),
         options: SessionOptions = SessionOptions(),
         clock: Callable[[], float] = time.monotonic,
@@ -348,7 +380,9 @@ class ListenSession:
         self._pause = threading.Event()
         self._reset = threading.Event()
         self._markers: queue.SimpleQueue[float] = queue.SimpleQueue()
-        self._source: MicrophoneSource | None = None
+        self._source: Any = None
+        self._summary: CallSummaryBuilder | None = None
+        self._channel_names: tuple[str | None, ...] = (None,)
         self._thread: threading.Thread | None = None
         self._duration_reached = False
         self._predictions = 0
@@ -394,6 +428,16 @@ class ListenSession:
         self._reset.set()
 
     @property
+    def summary(self) -> CallSummary | None:
+        """The call summary so far (per channel: speech time, emotions, longest spans, changes;
+        with several devices, their clocks), or None before the source opened. Read it after
+        the session ended (or from the worker thread)."""
+        if self._summary is None:
+            return None
+        clock_report = getattr(self._source, "clock_report", None)
+        return self._summary.result(clock_report() if callable(clock_report) else ())
+
+    @property
     def running(self) -> bool:
         """True while the worker thread is alive."""
         return self._thread is not None and self._thread.is_alive()
@@ -426,13 +470,17 @@ class ListenSession:
 
     def _stats(self) -> SessionStats:
         source = self._source
-        rate = source.device_sample_rate_hz if source is not None else self.config.sample_rate_hz
+        dropped_s = 0.0
+        if source is not None:
+            dropped_s = getattr(source, "dropped_s", None)
+            if dropped_s is None:
+                dropped_s = source.dropped_frames / source.device_sample_rate_hz
         return SessionStats(
             stream_s=self._stream_samples / self.config.sample_rate_hz,
             predictions=self._predictions,
             rows_written=self.csv_sink.rows_written if self.csv_sink is not None else 0,
             overflows=source.overflows if source is not None else 0,
-            dropped_s=(source.dropped_frames / rate) if source is not None else 0.0,
+            dropped_s=dropped_s,
         )
 
     def run(self, emit: Callable[[Any], None]) -> SessionEnded:
@@ -455,6 +503,19 @@ class ListenSession:
             self._source = source
             if self._stop.is_set():
                 source.stop()
+            numbers = tuple(getattr(source, "channel_numbers", (0,)))
+            names: tuple[str | None, ...] = (None,) * len(numbers)
+            if self.options.channel_names is not None:
+                if len(self.options.channel_names) != len(numbers):
+                    raise AudioSourceError(
+                        f"{source.name}: {len(self.options.channel_names)} channel name(s) given "
+                        f"({','.join(self.options.channel_names)}) for {len(numbers)} channel(s)"
+                    )
+                names = tuple(self.options.channel_names)
+            self._channel_names = names
+            descriptions = tuple(getattr(source, "channel_descriptions", (source.name,) * len(numbers)))
+            self._summary = CallSummaryBuilder(source.name, self.model.labels, self.hop_s, numbers, names, descriptions)
+            rates = tuple(getattr(source, "device_sample_rates_hz", (int(source.device_sample_rate_hz),)))
             emit(
                 SessionStarted(
                     source_name=source.name,
@@ -469,6 +530,9 @@ class ListenSession:
                     smoothing_half_life_s=self.options.smoothing_half_life_s,
                     csv_path=str(self.csv_sink.path) if self.csv_sink is not None else None,
                     stats=self._stats(),
+                    channel_ids=tuple(n if n_ is None else n_ for n, n_ in zip(numbers, names)),
+                    channel_descriptions=descriptions,
+                    device_sample_rates_hz=rates,
                 )
             )
             try:
@@ -507,19 +571,24 @@ class ListenSession:
         emit(ended)
         return ended
 
-    def _new_engine(self, source: MicrophoneSource) -> Engine:
-        return Engine(self.model, hop_s=self.hop_s, source=source.name)
+    def _new_engine(self, source: Any) -> ChannelEngines:
+        return ChannelEngines(self.model, hop_s=self.hop_s, source=source.name,
+                              channels=tuple(getattr(source, "channel_numbers", (0,))), channel_names=self._channel_names)
 
-    def _loop(self, source: MicrophoneSource, emit: Callable[[Any], None]) -> str:
+    def _loop(self, source: Any, emit: Callable[[Any], None]) -> str:
         """The capture loop; returns why it ended (``stopped``, ``duration reached``, ``input ended``)."""
         cfg = self.config
         sr = cfg.sample_rate_hz
         hop = self.hop_samples
         max_samples = int(round(self.options.duration_s * sr)) if self.options.duration_s else None
         interval = max(cfg.level_frame_length, int(round(self.options.level_interval_s * sr)))
-        levels = _LevelAccumulator(interval, cfg, self.options.clip_dbfs)
-        smoother = ProbabilitySmoother(len(self.model.labels), self.hop_s, self.options.smoothing_half_life_s)
-        engine: Engine | None = self._new_engine(source)
+        engine: ChannelEngines | None = self._new_engine(source)
+        n_channels = len(engine.channels)
+        channel_index = {(c, n): i for i, (c, n) in enumerate(zip(engine.channels, engine.channel_names))}
+        levels = _LevelAccumulator(interval, cfg, self.options.clip_dbfs, n_channels)
+        smoothers = [ProbabilitySmoother(len(self.model.labels), self.hop_s, self.options.smoothing_half_life_s)
+                     for _ in range(n_channels)]
+        summary = self._summary
         offset = 0  # stream sample at which the current engine started (a hop boundary)
         paused = False
         next_boundary = hop
@@ -535,32 +604,38 @@ class ListenSession:
                     )
                 if self._reset.is_set():
                     self._reset.clear()
-                    smoother.reset()
-                smoothed = smoother.update(p.probabilities if p.is_speech else None)
+                    for smoother in smoothers:
+                        smoother.reset()
+                index = channel_index[(p.channel, p.channel_name)]
+                smoothed = smoothers[index].update(p.probabilities if p.is_speech else None)
                 for sink in self.sinks:
                     sink.write(p)
+                if summary is not None:
+                    summary.add(p)
                 self._predictions += 1
                 end = int(round(p.end_s * sr))
                 self._marker_floor = max(self._marker_floor, end)
-                emit(PredictionMade(p, max(end - 1, 0) // hop, smoothed, t_chunk, self._stats()))
+                emit(PredictionMade(p, max(end - 1, 0) // hop, smoothed, t_chunk, self._stats(), index))
 
         failure: AudioSourceError | None = None
         try:
-            for chunk in source.chunks():
+            for chunk in source.frames():
                 t_chunk = self._chunk_arrival_s = self._clock()
                 self._marker_floor = max(self._marker_floor, self._stream_samples)
+                if chunk.ndim == 1:
+                    chunk = chunk[:, None]
                 if max_samples is not None:
                     chunk = chunk[: max(0, max_samples - self._stream_samples)]
                 pos = 0
-                while pos < chunk.size:
-                    take = min(chunk.size - pos, next_boundary - self._stream_samples)
+                while pos < chunk.shape[0]:
+                    take = min(chunk.shape[0] - pos, next_boundary - self._stream_samples)
                     piece = chunk[pos : pos + take]
                     pos += take
                     if engine is not None:
                         deliver(engine.push(piece))
                     self._stream_samples += take
-                    for level, peak, clipped in levels.add(piece):
-                        emit(LevelMeasured(self._stream_samples / sr, level, peak, clipped, self._stats()))
+                    for level, peak, clipped, per_channel in levels.add(piece):
+                        emit(LevelMeasured(self._stream_samples / sr, level, peak, clipped, self._stats(), per_channel))
                     if self._stream_samples == next_boundary:
                         if paused:
                             emit(HopPaused(next_boundary // hop - 1, next_boundary / sr, self._stats()))
@@ -590,8 +665,8 @@ class ListenSession:
             return "duration reached"
         return "input ended"
 
-    def _take_requests(self, source: MicrophoneSource, emit: Callable[[Any], None]) -> None:
-        """Write pending markers at the current stream time (worker thread)."""
+    def _take_requests(self, source: Any, emit: Callable[[Any], None]) -> None:
+        """Write pending markers at the current stream time, one per channel (worker thread)."""
         while True:
             try:
                 requested_s = self._markers.get_nowait()
@@ -600,9 +675,12 @@ class ListenSession:
             self._markers_written += 1
             waited_s = max(0.0, self._chunk_arrival_s - requested_s)
             t = max(self._marker_floor, self._stream_samples - int(round(waited_s * self.config.sample_rate_hz)))
-            marker = Marker(source.name, 0, t / self.config.sample_rate_hz, self._markers_written)
+            numbers = tuple(getattr(source, "channel_numbers", (0,)))
+            markers = [Marker(source.name, number, t / self.config.sample_rate_hz, self._markers_written, name)
+                       for number, name in zip(numbers, self._channel_names)]
             in_csv = False
-            for sink in self.sinks:
-                wrote = write_marker(sink, marker)
-                in_csv = in_csv or (wrote and sink is self.csv_sink)
-            emit(MarkerWritten(marker, max(t - 1, 0) // self.hop_samples, in_csv, self._stats()))
+            for marker in markers:
+                for sink in self.sinks:
+                    wrote = write_marker(sink, marker)
+                    in_csv = in_csv or (wrote and sink is self.csv_sink)
+            emit(MarkerWritten(markers[0], max(t - 1, 0) // self.hop_samples, in_csv, self._stats()))

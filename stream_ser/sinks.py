@@ -11,8 +11,12 @@ one ``p_`` column per model label in model order; ``speech`` is 1 or 0; ``label`
 ``confidence`` and the ``p_`` columns are empty when ``speech`` is 0 (a *marker* row, written when
 the user presses ``m`` in the terminal UI, has ``speech`` 0, ``label`` ``marker`` and
 ``start_s`` = ``end_s``); times are seconds with millisecond precision, probabilities have 4
-decimals; ``channel`` is 0 for mono input. Each row is flushed to the OS as soon as it is
-written, so a crash loses at most the row being written.
+decimals. ``channel`` is 0 for mono (or down-mixed) input; when channels are scored on their own
+(``--channels 1,2``, or several ``--device``) it is the channel's name (``--channel-names
+agent,customer``) or, unnamed, its number counted from 1
+(:attr:`~stream_ser.types.Prediction.channel_id`), and the rows of one hop follow each other in
+channel order. Each row is flushed to the OS as soon as it is written, so a crash loses at most
+the row being written.
 
 JSON lines (``--format jsonl`` / ``--jsonl OUT``) are a stable interface too: one JSON object per
 line, UTF-8, flushed per line, keys in the order below, with a ``type`` field saying what the
@@ -25,10 +29,12 @@ object is::
     {"type":"error","source":"b.wav","message":"b.wav: no such file"}
     {"type":"marker","source":"mic:default","channel":0,"time_s":12.48,"number":1}
 
-``prediction`` objects carry the CSV's fields (``speech`` is a JSON boolean; ``label``,
+``prediction`` objects carry the CSV's fields (``channel`` is the CSV's value: a JSON number,
+or the channel's name as a string; ``speech`` is a JSON boolean; ``label``,
 ``confidence`` and ``probabilities`` are null when ``speech`` is false; ``probabilities`` maps
 every model label, in model order, to its probability). ``clip`` objects (``analyse`` only, one
-per file after its predictions) carry the clip-level result; ``error`` objects (``analyse``
+per file after its predictions; one per channel, with a ``channel`` key added at the end, when
+channels are scored on their own) carry the clip-level result; ``error`` objects (``analyse``
 only) name a file that could not be scored. Rounding matches the CSV (times 3 decimals,
 probabilities 4).
 """
@@ -71,12 +77,12 @@ def marker_csv_row(marker: Marker, labels: tuple[str, ...]) -> list[str]:
     Readers that keep ``speech == 1`` rows see exactly the scored speech windows.
     """
     t = f"{marker.time_s:.3f}"
-    return [marker.source, str(marker.channel), t, t, "0", MARKER_LABEL, "", *([""] * len(labels))]
+    return [marker.source, str(marker.channel_id), t, t, "0", MARKER_LABEL, "", *([""] * len(labels))]
 
 
 def csv_row(p: Prediction) -> list[str]:
     """One timeline CSV row (strings) for a prediction."""
-    row = [p.source, str(p.channel), f"{p.start_s:.3f}", f"{p.end_s:.3f}", "1" if p.is_speech else "0"]
+    row = [p.source, str(p.channel_id), f"{p.start_s:.3f}", f"{p.end_s:.3f}", "1" if p.is_speech else "0"]
     if p.is_speech and p.probabilities is not None:
         row += [p.label or "", f"{p.confidence:.4f}", *(f"{x:.4f}" for x in p.probabilities)]
     else:
@@ -164,8 +170,14 @@ def format_time(seconds: float) -> str:
 
 
 def format_prediction(p: Prediction, top: int = 3) -> str:
-    """One human-readable line per hop, e.g. ``00:03.5  angry     0.81  (happy 0.09, fear 0.05)``."""
+    """One human-readable line per hop, e.g. ``00:03.5  angry     0.81  (happy 0.09, fear 0.05)``.
+
+    A channel scored on its own (``channel`` not 0) is named after the time:
+    ``00:03.5  agent     angry     0.81  (...)``.
+    """
     when = format_time(p.end_s)
+    if p.channel != 0 or p.channel_name:
+        when = f"{when}  {str(p.channel_id):9s}"
     if not p.is_speech or p.probabilities is None:
         return f"{when}  {'-':9s} (no speech)"
     ranked = sorted(zip(p.labels, p.probabilities), key=lambda t: -t[1])
@@ -174,11 +186,13 @@ def format_prediction(p: Prediction, top: int = 3) -> str:
 
 
 def format_clip(r: ClipResult) -> str:
-    """The per-file summary line of ``stream-ser analyse``."""
+    """The per-file summary line of ``stream-ser analyse`` (``call.wav [agent]: ...`` for a channel
+    scored on its own)."""
+    source = r.source if r.channel == 0 and not r.channel_name else f"{r.source} [{r.channel_id}]"
     if r.label is None:
-        return f"{r.source}: no speech ({r.duration_s:.2f} s, {r.n_windows} windows)"
+        return f"{source}: no speech ({r.duration_s:.2f} s, {r.n_windows} windows)"
     return (
-        f"{r.source}: {r.label} {r.confidence:.2f} "
+        f"{source}: {r.label} {r.confidence:.2f} "
         f"({r.n_speech_windows}/{r.n_windows} speech windows, {r.duration_s:.2f} s)"
     )
 
@@ -248,7 +262,7 @@ def prediction_record(p: Prediction) -> dict[str, Any]:
     return {
         "type": "prediction",
         "source": p.source,
-        "channel": p.channel,
+        "channel": p.channel_id,
         "start_s": round(p.start_s, 3),
         "end_s": round(p.end_s, 3),
         "speech": speech,
@@ -259,8 +273,12 @@ def prediction_record(p: Prediction) -> dict[str, Any]:
 
 
 def clip_record(r: ClipResult) -> dict[str, Any]:
-    """The JSON-lines object of a clip-level result (``"type": "clip"``; see the module doc)."""
-    return {
+    """The JSON-lines object of a clip-level result (``"type": "clip"``; see the module doc).
+
+    A result for one channel scored on its own (``channel`` not 0) gets a ``channel`` key at the
+    end; the down-mixed (mono) result keeps the original keys.
+    """
+    record: dict[str, Any] = {
         "type": "clip",
         "source": r.source,
         "duration_s": round(r.duration_s, 3),
@@ -270,6 +288,9 @@ def clip_record(r: ClipResult) -> dict[str, Any]:
         "confidence": None if r.confidence is None else round(float(r.confidence), 4),
         "probabilities": _probs(r.labels, r.mean_probabilities),
     }
+    if r.channel != 0 or r.channel_name:
+        record["channel"] = r.channel_id
+    return record
 
 
 def error_record(source: str, message: str) -> dict[str, Any]:
@@ -355,7 +376,7 @@ class JsonLinesSink:
     def write_marker(self, marker: Marker) -> None:
         """Write one ``marker`` line: ``type``, ``source``, ``channel``, ``time_s``, ``number``."""
         self.write_record(
-            {"type": "marker", "source": marker.source, "channel": marker.channel,
+            {"type": "marker", "source": marker.source, "channel": marker.channel_id,
              "time_s": round(marker.time_s, 3), "number": marker.number}
         )
 

@@ -3,11 +3,30 @@
 ``Prediction`` is what the engine hands to every sink (CSV, printed lines, later the terminal
 UI). Its times are on the *stream clock*: derived from sample counts, never from the wall
 clock, so replaying a file gives the same timeline however it is chunked.
+
+Channels: ``channel`` is a *number*. 0 means the source's channels averaged (the default,
+down-mixed path); 1, 2, ... are the source's channels scored on their own (``--channels 1,2``),
+numbered from 1 as on the command line; with several devices (``--device A --device B``) device
+*k* is channel *k*. ``channel_name`` is the user's name for it (``--channel-names agent,customer``)
+or None. :func:`channel_id_of` gives what the CSV and JSON lines write: the name, else the number.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+
+def channel_id_of(number: int, name: str | None) -> int | str:
+    """How a channel is written in the timeline CSV and JSON lines: its name, else its number.
+
+    Args:
+        number: 0 for down-mixed input, 1-based channel (or device) number otherwise.
+        name: The user's name for the channel, or None.
+
+    Returns:
+        ``name`` when it is a non-empty string, else ``number``.
+    """
+    return name if name else number
 
 
 @dataclass(frozen=True)
@@ -16,7 +35,8 @@ class Prediction:
 
     Attributes:
         source: Name of the audio source (file path, or ``mic:<device name>``).
-        channel: Channel index in the source; 0 for mono or down-mixed input.
+        channel: Channel number: 0 for mono or down-mixed input, else the 1-based channel of
+            the source (or device number with several devices).
         start_s: Start of the scored window on the stream clock, in seconds (>= 0; the first
             windows of a stream are shorter than the model window and start at 0).
         end_s: End of the window (the hop boundary) on the stream clock, in seconds.
@@ -27,6 +47,7 @@ class Prediction:
         probabilities: One probability per entry of ``labels`` (model order, sums to 1);
             None when not speech.
         labels: The model's class names in output order.
+        channel_name: The channel's name (``--channel-names``), or None when unnamed.
     """
 
     source: str
@@ -38,6 +59,12 @@ class Prediction:
     confidence: float | None
     probabilities: tuple[float, ...] | None
     labels: tuple[str, ...]
+    channel_name: str | None = None
+
+    @property
+    def channel_id(self) -> int | str:
+        """The channel as the CSV and JSON lines write it: the name, else the number."""
+        return channel_id_of(self.channel, self.channel_name)
 
     def probabilities_by_label(self) -> dict[str, float] | None:
         """The probabilities as ``{label: p}`` in model order, or None when not speech."""
@@ -63,6 +90,8 @@ class ClipResult:
         confidence: Mean probability of ``label`` over speech windows, or None.
         mean_probabilities: Mean probability per class over speech windows, or None.
         labels: Class names in model order.
+        channel: Channel number the result is for (0: down-mixed input; see :class:`Prediction`).
+        channel_name: The channel's name, or None.
     """
 
     source: str
@@ -73,6 +102,13 @@ class ClipResult:
     confidence: float | None
     mean_probabilities: tuple[float, ...] | None
     labels: tuple[str, ...]
+    channel: int = 0
+    channel_name: str | None = None
+
+    @property
+    def channel_id(self) -> int | str:
+        """The channel as written in outputs: the name, else the number."""
+        return channel_id_of(self.channel, self.channel_name)
 
     def probabilities_by_label(self) -> dict[str, float] | None:
         """The mean probabilities as ``{label: p}`` in model order, or None without speech."""
@@ -114,14 +150,22 @@ class Marker:
 
     Attributes:
         source: Source name (as in the CSV's ``source`` column).
-        channel: Channel index (0 for mono input).
+        channel: Channel number (0 for mono input; see :class:`Prediction`).
         time_s: Stream-clock time of the request (s): the end of the audio the worker had received
             when it took the request, minus the time the request waited (so a worker busy
             scoring does not push the marker late); accurate to about one capture block.
         number: 1 for the session's first marker, then 2, 3, ...
+        channel_name: The channel's name, or None. A session scoring several channels writes
+            a marker once per channel (same time and number).
     """
 
     source: str
     channel: int
     time_s: float
     number: int
+    channel_name: str | None = None
+
+    @property
+    def channel_id(self) -> int | str:
+        """The channel as written in outputs: the name, else the number."""
+        return channel_id_of(self.channel, self.channel_name)

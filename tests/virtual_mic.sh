@@ -13,6 +13,11 @@
 #   bash tests/virtual_mic.sh [start]   start the daemon, or reuse the one already answering
 #   bash tests/virtual_mic.sh stop      kill the daemon of this state dir
 #   bash tests/virtual_mic.sh status    exit 0 if the daemon answers
+#   bash tests/virtual_mic.sh add-sink NAME [RATE] [CHANNELS] [DESCRIPTION]
+#                                       one more null sink (idempotent); its monitor source
+#                                       "NAME.monitor" ("Monitor of DESCRIPTION") is a second
+#                                       virtual input device: two of them simulate a microphone and
+#                                       the other side of a call (stream-ser listen --device A --device B)
 # then, in the process that captures (before it first imports sounddevice):
 #   export PULSE_SERVER=unix:$VMIC_STATE/native
 # The last line printed by `start` is exactly that export line, so `eval "$(bash
@@ -128,6 +133,18 @@ start_daemon() {
   pactl set-default-source "$SINK.monitor"
 }
 
+add_sink() {
+  # add_sink NAME RATE CHANNELS DESCRIPTION: a null sink whose monitor is one more input source.
+  local name=$1 rate=${2:-48000} channels=${3:-2} description=${4:-$1}
+  answering || { say "no PulseAudio answering on $PULSE_SERVER; run: bash $0 start"; exit 1; }
+  if ! pactl list short sinks | awk '{print $2}' | grep -qx "$name"; then
+    # module arguments: the value in double quotes, the property value (may hold spaces) in single
+    pactl load-module module-null-sink "sink_name=$name" "rate=$rate" "channels=$channels" \
+      "sink_properties=\"device.description='$description'\"" >/dev/null
+  fi
+  say "sink $name ($rate Hz, $channels ch): play into it with paplay --device=$name; capture its monitor, \"Monitor of $description\""
+}
+
 case "${1:-start}" in
   start)
     ensure_packages
@@ -145,8 +162,12 @@ case "${1:-start}" in
   status)
     if answering; then echo "running: PULSE_SERVER=$PULSE_SERVER"; else echo "not running"; exit 1; fi
     ;;
+  add-sink)
+    [ -n "${2:-}" ] || { echo "usage: $0 add-sink NAME [RATE] [CHANNELS] [DESCRIPTION]" >&2; exit 2; }
+    add_sink "$2" "${3:-48000}" "${4:-2}" "${5:-$2}"
+    ;;
   *)
-    echo "usage: $0 [start|stop|status]" >&2
+    echo "usage: $0 [start|stop|status|add-sink NAME [RATE] [CHANNELS] [DESCRIPTION]]" >&2
     exit 2
     ;;
 esac

@@ -7,6 +7,10 @@ message on the event loop; it never waits), so capture and scoring never wait on
 The UI thread applies the events to the widgets and never runs DSP: the level meter's dBFS, the
 smoothed probabilities and every counter arrive computed.
 
+With several channels (``--channels``, several ``--device``) the "now" panel and the bars give
+way to a :class:`~stream_ser.tui.widgets.ChannelsPanel` (one line per channel: name, current
+emotion, trend, level) and the timeline shows one line per channel in each time row.
+
 Keys (``?`` shows them): ``q`` quit, ``space`` pause/resume scoring, ``m`` marker, ``c`` clear
 the view, ``?`` keys. SIGTERM, SIGINT and SIGHUP stop the session like ``q``.
 
@@ -46,6 +50,7 @@ from ..session import (
     SessionStarted,
 )
 from .widgets import (
+    ChannelsPanel,
     KeysScreen,
     LevelMeter,
     MessageScreen,
@@ -139,6 +144,9 @@ class ListenApp(App[None]):
         self.latency_ms: float | None = None
         self.exit_status = 0
         self.markers = 0
+        #: Channels shown (1 for mono input); set when the session starts.
+        self.n_channels = 1
+        self._channel_speech: list[bool] = [False]
 
     # ---- layout --------------------------------------------------------------------------------
 
@@ -148,6 +156,7 @@ class ListenApp(App[None]):
         with Horizontal(id="middle"):
             yield NowPanel(id="now")
             yield ProbabilityBars(id="bars")
+        yield ChannelsPanel(id="channels")
         yield Timeline(id="timeline")
         yield StatusBar(id="status")
         yield Footer()
@@ -207,13 +216,21 @@ class ListenApp(App[None]):
             if meter.state == "stalled":
                 meter.set_state("paused" if self.session.paused else "live")
             meter.set_level(event.end_s, event.level_dbfs, event.peak_dbfs, event.clipped)
+            if self.n_channels > 1 and event.channel_levels_dbfs:
+                self.query_one(ChannelsPanel).set_levels(event.channel_levels_dbfs)
             status.set(stats=event.stats)
         elif isinstance(event, PredictionMade):
             p = event.prediction
-            self.query_one(NowPanel).show_prediction(p, self.palette)
-            self.query_one(ProbabilityBars).set_values(event.smoothed, p.label)
-            self.query_one(Timeline).rows.add_prediction(event.hop_index, p)
-            self.query_one(LevelMeter).set_speech(p.is_speech)
+            index = event.channel_index
+            if self.n_channels > 1:
+                self.query_one(ChannelsPanel).show_prediction(index, p, event.smoothed)
+            else:
+                self.query_one(NowPanel).show_prediction(p, self.palette)
+                self.query_one(ProbabilityBars).set_values(event.smoothed, p.label)
+            self.query_one(Timeline).rows.add_prediction(event.hop_index, p, index)
+            if 0 <= index < len(self._channel_speech):
+                self._channel_speech[index] = p.is_speech
+            self.query_one(LevelMeter).set_speech(any(self._channel_speech))
             status.set(stats=event.stats)
             self.call_after_refresh(self._measure_latency, event.boundary_monotonic_s)
         elif isinstance(event, HopPaused):
@@ -234,13 +251,31 @@ class ListenApp(App[None]):
         elif isinstance(event, SessionStarted):
             self._started = event
             self._last_level_at = self._clock()
+            self._show_channels(event)
             self.query_one(SourceHeader).show_source(
-                event.source_name, event.is_device, event.device_sample_rate_hz, event.sample_rate_hz
+                event.source_name, event.is_device, event.device_sample_rate_hz, event.sample_rate_hz,
+                event.device_sample_rates_hz, len(event.channel_ids),
             )
             self.query_one(LevelMeter).set_state("live")
             status.set(state="paused" if self.session.paused else "live", stats=event.stats)
         elif isinstance(event, SessionEnded):
             self._on_ended(event)
+
+    def _show_channels(self, event: SessionStarted) -> None:
+        """Several channels: the channels panel replaces the "now" panel and the bars, and the
+        timeline gets one line per channel."""
+        self.n_channels = len(event.channel_ids)
+        self._channel_speech = [False] * self.n_channels
+        panel = self.query_one(ChannelsPanel)
+        if self.n_channels <= 1:
+            panel.display = False
+            return
+        names = [str(c) for c in event.channel_ids]
+        panel.configure(self.palette, names)
+        panel.border_title = "channels · now, trend (smoothed), level"
+        panel.display = True
+        self.query_one("#middle").display = False
+        self.query_one(Timeline).rows.configure_channels(names)
 
     def on_log_recorded(self, message: LogRecorded) -> None:
         """Show a warning or error logged by any thread as a notification."""
@@ -334,6 +369,7 @@ class ListenApp(App[None]):
         """``c``: clear the timeline, the bars and the smoothing; the CSV and counters stay."""
         self.query_one(Timeline).rows.clear()
         self.query_one(ProbabilityBars).clear()
+        self.query_one(ChannelsPanel).clear()
         self.query_one(NowPanel).show_state("cleared", "waiting for the next hop")
         self.session.request_reset()
 

@@ -9,7 +9,10 @@ loop); the app calls them from its message handlers.
 * :class:`LevelMeter` - input level in dBFS against the speech gate, clipping and speech state.
 * :class:`NowPanel` - the latest window's emotion, large, with its confidence.
 * :class:`ProbabilityBars` - smoothed probability of every class.
-* :class:`Timeline` - one cell per hop, coloured and lettered by emotion, scrolling, mm:ss axis.
+* :class:`ChannelsPanel` - with several channels: one line per channel with its name, current
+  emotion, smoothed trend and level (it replaces the "now" panel and the bars).
+* :class:`Timeline` - one cell per hop, coloured and lettered by emotion, scrolling, mm:ss axis;
+  with several channels, one line per channel in each time row, labelled with the channel's name.
 * :class:`StatusBar` - session state, counters, latency, overflows, CSV.
 * :class:`KeysScreen` - the key help; :class:`MessageScreen` - a device error.
 """
@@ -88,18 +91,35 @@ class SourceHeader(Widget):
         self.model = f" model {model_name} · {window_s:g} s window · {' '.join(labels)}"
         self.refresh()
 
-    def show_source(self, source_name: str, is_device: bool, device_rate_hz: int, rate_hz: int) -> None:
+    def show_source(
+        self,
+        source_name: str,
+        is_device: bool,
+        device_rate_hz: int,
+        rate_hz: int,
+        device_rates_hz: Sequence[int] = (),
+        n_channels: int = 1,
+    ) -> None:
         """The opened source.
 
         Args:
-            source_name: ``mic:<device>`` or a file path.
+            source_name: ``mic:<device>`` (several devices: joined by `` + ``) or a file path.
             is_device: Live device (True) or replayed file (False).
             device_rate_hz: Native rate of the input (Hz).
             rate_hz: Model rate (Hz).
+            device_rates_hz: Native rate of each device, when there are several.
+            n_channels: Channels scored on their own (1: mono or down-mixed).
         """
-        self.source = source_name[4:] if is_device else source_name
-        self.kind = "device" if is_device else "replay"
-        self.rates = f"{device_rate_hz} Hz" if device_rate_hz == rate_hz else f"{device_rate_hz} Hz → {rate_hz} Hz"
+        if is_device:
+            self.source = " + ".join(part[4:] if part.startswith("mic:") else part for part in source_name.split(" + "))
+            self.kind = "devices" if " + " in source_name else "device"
+        else:
+            self.source, self.kind = source_name, "replay"
+        rates = list(dict.fromkeys(device_rates_hz or (device_rate_hz,)))
+        native = "/".join(str(r) for r in rates)
+        self.rates = f"{native} Hz" if rates == [rate_hz] else f"{native} Hz → {rate_hz} Hz"
+        if n_channels > 1:
+            self.rates += f" · {n_channels} channels"
         self.refresh()
 
     def render(self) -> Text:
@@ -322,6 +342,96 @@ class ProbabilityBars(Widget):
         return Text("\n").join(lines)
 
 
+class ChannelsPanel(Widget):
+    """With several channels: one line per channel, in channel order.
+
+    ``agent       ● ANGRY     62%  trend angry 0.48      -23 dBFS``: the channel's name, whether
+    its latest window passed the speech gate, the latest window's emotion on its colour and its
+    confidence (``no speech`` when the channel was silent: each channel has its own gate), the
+    largest smoothed probability of that channel, and the channel's input level.
+
+    Thread: UI thread.
+    """
+
+    DEFAULT_CSS = "ChannelsPanel { height: auto; }"
+
+    def __init__(self, *, id: str | None = None) -> None:  # noqa: A002 - Textual's name
+        super().__init__(id=id)
+        self.palette: EmotionPalette | None = None
+        self.names: tuple[str, ...] = ()
+        self.latest: list[Prediction | None] = []
+        self.smoothed: list[tuple[float, ...] | None] = []
+        self.levels_dbfs: list[float | None] = []
+
+    def configure(self, palette: EmotionPalette, names: Sequence[str]) -> None:
+        """Set the colours and the channels' names (display order = channel order)."""
+        self.palette = palette
+        self.names = tuple(names)
+        self.clear()
+        self.styles.height = len(self.names) + 2
+
+    def show_prediction(self, index: int, p: Prediction, smoothed: tuple[float, ...] | None) -> None:
+        """The latest window of channel ``index`` and its channel's smoothed probabilities."""
+        if 0 <= index < len(self.latest):
+            self.latest[index] = p
+            if smoothed is not None:
+                self.smoothed[index] = smoothed
+            self.refresh()
+
+    def set_levels(self, levels_dbfs: Sequence[float]) -> None:
+        """Each channel's level (dBFS), from a ``LevelMeasured`` event."""
+        for i, level in enumerate(levels_dbfs[: len(self.levels_dbfs)]):
+            self.levels_dbfs[i] = level
+        self.refresh()
+
+    def clear(self) -> None:
+        """Forget the shown values (the ``c`` key)."""
+        n = len(self.names)
+        self.latest, self.smoothed, self.levels_dbfs = [None] * n, [None] * n, [None] * n
+        self.refresh()
+
+    def line_text(self, index: int) -> str:
+        """Plain text of channel ``index``'s line (for tests)."""
+        return self._line(index, 80).plain
+
+    def _line(self, index: int, width: int) -> Text:
+        palette = self.palette
+        name_width = min(max((len(n) for n in self.names), default=4), 12)
+        name = self.names[index][:name_width]
+        line = Text(no_wrap=True, overflow="ellipsis")
+        line.append(f"{name:<{name_width}} ", "bold")
+        p = self.latest[index]
+        if p is None:
+            line.append("… waiting", DIM)
+        elif p.is_speech and p.label is not None and palette is not None:
+            line.append("● ", "bold #5c9e3a")
+            line.append(f" {p.label.upper():<9}", Style(bgcolor=palette.colours[p.label], color=palette.contrast(p.label), bold=True))
+            line.append(f" {round((p.confidence or 0.0) * 100):3d}%")
+        else:
+            line.append("○ ", DIM)
+            line.append(f" {'no speech':<9}", Style(color="#b0b0b0", bgcolor="#3a3a3a"))
+            line.append("   --", DIM)
+        smoothed = self.smoothed[index]
+        if smoothed is not None and palette is not None:
+            best = max(range(len(smoothed)), key=smoothed.__getitem__)
+            label = palette.labels[best]
+            line.append("  trend ", DIM)
+            line.append(f"{label:<9}", palette.fg(label))
+            line.append(f"{smoothed[best]:4.2f}")
+        level = self.levels_dbfs[index]
+        if level is not None:
+            text = " <-60 dBFS" if level < METER_FLOOR_DBFS else f"{level:6.1f} dBFS"
+            pad = max(2, width - line.cell_len - len(text))
+            line.append(" " * pad + text, DIM)
+        return line
+
+    def render(self) -> Text:
+        width = self.size.width or 80
+        text = Text("\n").join([self._line(i, width) for i in range(len(self.names))])
+        text.no_wrap = True
+        return text
+
+
 # --------------------------------------------------------------------------------------------
 # Timeline
 
@@ -387,18 +497,19 @@ class TimelineAxis(Widget):
         self.hop_s = 0.5
         self.per_row = 60
         self.per_tick = 10
+        self.label_cells = ROW_LABEL_CELLS
 
-    def set_geometry(self, hop_s: float, per_row: int, per_tick: int) -> None:
-        """Match the rows' geometry."""
-        if (hop_s, per_row, per_tick) != (self.hop_s, self.per_row, self.per_tick):
-            self.hop_s, self.per_row, self.per_tick = hop_s, per_row, per_tick
+    def set_geometry(self, hop_s: float, per_row: int, per_tick: int, label_cells: int = ROW_LABEL_CELLS) -> None:
+        """Match the rows' geometry (``label_cells``: width of the rows' label column)."""
+        if (hop_s, per_row, per_tick, label_cells) != (self.hop_s, self.per_row, self.per_tick, self.label_cells):
+            self.hop_s, self.per_row, self.per_tick, self.label_cells = hop_s, per_row, per_tick, label_cells
             self.refresh()
 
     def render(self) -> Text:
-        chars = list(" mm:ss ".rjust(ROW_LABEL_CELLS)[:ROW_LABEL_CELLS] + " " * (self.per_row + 8))
+        chars = list(" mm:ss ".rjust(self.label_cells)[: self.label_cells] + " " * (self.per_row + 8))
         for cell in range(0, self.per_row, self.per_tick):
             label = f"{cell * self.hop_s:g}s"
-            start = ROW_LABEL_CELLS + cell
+            start = self.label_cells + cell
             chars[start : start + len(label)] = list(label)
         return Text("".join(chars).rstrip(), style=DIM, no_wrap=True, overflow="crop")
 
@@ -411,6 +522,10 @@ class TimelineRows(ScrollView, can_focus=True):
     and nothing for hops not yet captured or cleared. A hop with a marker is underlined and the
     row ends with ``◆n`` for marker number ``n``. The view follows the newest row unless the
     user scrolled up (arrow keys, PgUp/PgDn, the mouse wheel).
+
+    With several channels (:meth:`configure_channels`) every time row has one line per channel,
+    labelled with the channel's name after the row's ``mm:ss``, so the channels of one moment are
+    stacked above each other.
 
     Thread: UI thread.
     """
@@ -425,6 +540,10 @@ class TimelineRows(ScrollView, can_focus=True):
         self.hop_s = 0.5
         self.per_row, self.per_tick = 60, 10
         self.cells: dict[int, tuple[str, str | None, float | None]] = {}
+        #: One cell dict per channel (``cells`` is the first channel's).
+        self.channel_cells: list[dict[int, tuple[str, str | None, float | None]]] = [self.cells]
+        #: The channels' names, in order ("" for the single channel of mono input).
+        self.channel_names: tuple[str, ...] = ("",)
         self.markers: dict[int, list[int]] = {}
         self.origin_hop = 0
         self.latest_hop: int | None = None
@@ -437,12 +556,31 @@ class TimelineRows(ScrollView, can_focus=True):
         self.palette, self.hop_s = palette, hop_s
         self._relayout()
 
+    def configure_channels(self, names: Sequence[str]) -> None:
+        """Show one line per channel in each time row, labelled with these names (clears the view)."""
+        self.channel_names = tuple(str(n) for n in names) or ("",)
+        self.channel_cells = [{} for _ in self.channel_names]
+        self.cells = self.channel_cells[0]
+        self._relayout()
+
+    @property
+    def lines_per_row(self) -> int:
+        """Lines of one time row: one per channel."""
+        return len(self.channel_names)
+
+    @property
+    def label_cells(self) -> int:
+        """Width of the label column: ``mm:ss`` and, with several channels, the channel's name."""
+        if self.lines_per_row == 1:
+            return ROW_LABEL_CELLS
+        return ROW_LABEL_CELLS + min(max(len(n) for n in self.channel_names), 8) + 1
+
     # ---- model -----------------------------------------------------------------------------
 
-    def _put(self, hop: int, cell: tuple[str, str | None, float | None]) -> None:
-        if hop < self.origin_hop:
+    def _put(self, hop: int, cell: tuple[str, str | None, float | None], channel: int = 0) -> None:
+        if hop < self.origin_hop or not 0 <= channel < len(self.channel_cells):
             return
-        self.cells[hop] = cell
+        self.channel_cells[channel][hop] = cell
         if self.latest_hop is None or hop > self.latest_hop:
             self.latest_hop = hop
             if hop - self.origin_hop >= MAX_TIMELINE_HOPS:
@@ -451,22 +589,25 @@ class TimelineRows(ScrollView, can_focus=True):
 
     def _forget_before(self, hop: int) -> None:
         new_origin = hop - hop % self.per_row
-        for key in [k for k in self.cells if k < new_origin]:
-            del self.cells[key]
+        for cells in self.channel_cells:
+            for key in [k for k in cells if k < new_origin]:
+                del cells[key]
         for key in [k for k in self.markers if k < new_origin]:
             del self.markers[key]
         self.origin_hop = new_origin
 
-    def add_prediction(self, hop: int, p: Prediction) -> None:
-        """Fill hop ``hop`` with a prediction (speech letter or silence dot)."""
+    def add_prediction(self, hop: int, p: Prediction, channel: int = 0) -> None:
+        """Fill hop ``hop`` of channel ``channel`` (its position) with a prediction (speech letter
+        or silence dot)."""
         if p.is_speech and p.label is not None:
-            self._put(hop, ("speech", p.label, p.confidence))
+            self._put(hop, ("speech", p.label, p.confidence), channel)
         else:
-            self._put(hop, ("silence", None, None))
+            self._put(hop, ("silence", None, None), channel)
 
     def add_paused(self, hop: int) -> None:
-        """Mark hop ``hop`` as paused."""
-        self._put(hop, ("paused", None, None))
+        """Mark hop ``hop`` as paused (in every channel)."""
+        for channel in range(len(self.channel_cells)):
+            self._put(hop, ("paused", None, None), channel)
 
     def add_marker(self, hop: int, number: int) -> None:
         """Put marker ``number`` on hop ``hop``."""
@@ -481,7 +622,8 @@ class TimelineRows(ScrollView, can_focus=True):
         """Forget every cell; the timeline restarts at the next hop."""
         self.origin_hop = (self.latest_hop + 1) if self.latest_hop is not None else self.origin_hop
         self.latest_hop = None
-        self.cells.clear()
+        for cells in self.channel_cells:
+            cells.clear()
         self.markers.clear()
         self._content_changed()
 
@@ -492,7 +634,7 @@ class TimelineRows(ScrollView, can_focus=True):
 
     @property
     def row_count(self) -> int:
-        """Rows in the scrollable area (at least one)."""
+        """Time rows in the scrollable area (at least one); each takes :attr:`lines_per_row` lines."""
         last = self.first_row if self.latest_hop is None else self.latest_hop // self.per_row
         return max(last, self.first_row) - self.first_row + 1
 
@@ -500,13 +642,13 @@ class TimelineRows(ScrollView, can_focus=True):
 
     def _relayout(self) -> None:
         width = self.scrollable_content_region.width or self.size.width
-        per_row, per_tick = timeline_geometry(width - ROW_LABEL_CELLS - 1, self.hop_s)
+        per_row, per_tick = timeline_geometry(width - self.label_cells - 1, self.hop_s)
         if (per_row, per_tick) != (self.per_row, self.per_tick):
             self.per_row, self.per_tick = per_row, per_tick
         parent = self.parent
         if parent is not None:
             for axis in parent.query(TimelineAxis):
-                axis.set_geometry(self.hop_s, self.per_row, self.per_tick)
+                axis.set_geometry(self.hop_s, self.per_row, self.per_tick, self.label_cells)
         self._content_changed(force=True)
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
@@ -515,7 +657,7 @@ class TimelineRows(ScrollView, can_focus=True):
         self.following = new_value >= self.max_scroll_y - 0.5
 
     def _content_changed(self, force: bool = False) -> None:
-        size = Size(self.size.width, self.row_count)
+        size = Size(self.size.width, self.row_count * self.lines_per_row)
         if size != self.virtual_size or force:
             self.virtual_size = size
         self.refresh()
@@ -525,8 +667,8 @@ class TimelineRows(ScrollView, can_focus=True):
     def on_resize(self) -> None:
         self._relayout()
 
-    def _cell(self, hop: int) -> Segment:
-        cell = self.cells.get(hop)
+    def _cell(self, hop: int, channel: int = 0) -> Segment:
+        cell = self.channel_cells[channel].get(hop)
         palette = self.palette
         marked = hop in self.markers
         if cell is None:
@@ -549,21 +691,28 @@ class TimelineRows(ScrollView, can_focus=True):
     def render_line(self, y: int) -> Strip:
         """Line ``y`` of the visible area."""
         width = self.scrollable_content_region.width or self.size.width
-        row = self.first_row + int(self.scroll_offset.y) + y
+        k = self.lines_per_row
+        row, channel = divmod(int(self.scroll_offset.y) + y, k)
+        row += self.first_row
         if row >= self.first_row + self.row_count:
             return Strip.blank(width, self.rich_style)
         start_hop = row * self.per_row
-        segments = [Segment(f"{mmss(start_hop * self.hop_s):>6} ", DIM)]
-        segments += [self._cell(start_hop + i) for i in range(self.per_row)]
+        time_label = f"{mmss(start_hop * self.hop_s):>6} " if channel == 0 else " " * ROW_LABEL_CELLS
+        segments = [Segment(time_label, DIM)]
+        if k > 1:
+            name_cells = self.label_cells - ROW_LABEL_CELLS - 1
+            segments.append(Segment(f"{self.channel_names[channel][:name_cells]:<{name_cells}} ", Style(bold=True)))
+        segments += [self._cell(start_hop + i, channel) for i in range(self.per_row)]
         numbers = [n for hop in range(start_hop, start_hop + self.per_row) for n in self.markers.get(hop, ())]
-        if numbers:
+        if numbers and channel == 0:
             segments.append(Segment(" " + " ".join(f"{MARKER_GLYPH}{n}" for n in numbers), Style(bold=True)))
         return Strip(segments).apply_style(self.rich_style).adjust_cell_length(width, self.rich_style)
 
-    def row_text(self, row: int) -> str:
-        """Plain text of row ``row`` (absolute index) without its time label (for tests)."""
+    def row_text(self, row: int, channel: int = 0) -> str:
+        """Plain text of time row ``row`` (absolute index) of channel ``channel`` (its position),
+        without its labels (for tests)."""
         start = row * self.per_row
-        return "".join(self._cell(start + i).text for i in range(self.per_row))
+        return "".join(self._cell(start + i, channel).text for i in range(self.per_row))
 
 
 class Timeline(Vertical):
