@@ -55,6 +55,18 @@ from .types import ClipResult, Marker, Prediction
 BASE_COLUMNS = ("source", "channel", "start_s", "end_s", "speech", "label", "confidence")
 
 
+def _close_durably(f: TextIO) -> None:
+    """Flush, fsync (best effort) and close a file; a no-op once closed."""
+    if f.closed:
+        return
+    f.flush()
+    try:
+        os.fsync(f.fileno())
+    except OSError:
+        pass
+    f.close()
+
+
 class OutputError(RuntimeError):
     """An output file cannot be written (exists without --force/--append, unwritable, header
     mismatch on append)."""
@@ -147,13 +159,7 @@ class CsvSink:
 
     def close(self) -> None:
         """Flush, fsync and close (idempotent)."""
-        if not self._file.closed:
-            self._file.flush()
-            try:
-                os.fsync(self._file.fileno())
-            except OSError:
-                pass
-            self._file.close()
+        _close_durably(self._file)
 
     def __enter__(self) -> "CsvSink":
         return self
@@ -389,13 +395,7 @@ class JsonLinesSink:
             except (BrokenPipeError, OSError, ValueError):
                 self._broken = True
             return
-        if not self._file.closed:
-            self._file.flush()
-            try:
-                os.fsync(self._file.fileno())
-            except OSError:
-                pass
-            self._file.close()
+        _close_durably(self._file)
 
     def __enter__(self) -> "JsonLinesSink":
         return self

@@ -230,3 +230,11 @@ def test_readme_python_examples_run(tmp_path, monkeypatch, capsys) -> None:
     assert ran >= 3
     out = capsys.readouterr().out
     assert out.strip(), "the README examples print their results"
+
+
+def test_lazy_names_match_the_api_module() -> None:
+    """``stream_ser`` serves exactly ``stream_ser.api.__all__`` (the lazy list is kept by hand)."""
+    import stream_ser
+    import stream_ser.api
+
+    assert sorted(stream_ser._API_NAMES) == sorted(stream_ser.api.__all__)
