@@ -167,6 +167,79 @@ def corpus_scores(outcomes: list[ClipOutcome], labels: tuple[str, ...]) -> dict[
     return result
 
 
+def clip_predictions(
+    probs: np.ndarray, clip_index: np.ndarray, n_clips: int, labels: tuple[str, ...]
+) -> list[str]:
+    """Clip labels from window probabilities, exactly as :func:`stream_ser.engine.summarize`.
+
+    The clip label is the argmax of the mean probabilities over the clip's speech windows (the
+    cached windows of :mod:`training.windows` are exactly the engine's speech windows); a clip
+    without any speech window gets :data:`NO_SPEECH` (counted as a miss).
+
+    Args:
+        probs: float ``(n_windows, len(labels))`` window probabilities.
+        clip_index: int ``(n_windows,)``: clip of each window, in ``0..n_clips-1``.
+        n_clips: Number of clips.
+        labels: Class names in column order.
+
+    Returns:
+        One label per clip.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    sums = np.zeros((n_clips, probs.shape[1]))
+    np.add.at(sums, np.asarray(clip_index), probs)
+    counts = np.bincount(np.asarray(clip_index), minlength=n_clips)
+    return [labels[int(np.argmax(s))] if c else NO_SPEECH for s, c in zip(sums, counts)]
+
+
+@dataclass(frozen=True)
+class FoldSummary:
+    """Scores of one protocol over its folds, for one corpus and level.
+
+    Attributes:
+        pooled: :class:`Scores` of all folds' predictions together.
+        per_fold: One :class:`Scores` per fold (folds without items of this corpus are left out).
+        uar_mean: Mean of the per-fold UARs.
+        uar_std: Their population standard deviation (0 for one fold).
+    """
+
+    pooled: Scores
+    per_fold: tuple[Scores, ...]
+    uar_mean: float
+    uar_std: float
+
+
+def summarize_folds(folds: list[tuple[list[str], list[str]]], labels: tuple[str, ...]) -> FoldSummary:
+    """Pooled and per-fold scores of a cross-validation.
+
+    Args:
+        folds: ``(y_true, y_pred)`` per fold; empty folds are skipped.
+        labels: Class names.
+
+    Raises:
+        ValueError: If every fold is empty.
+    """
+    per = tuple(score(t, p, labels) for t, p in folds if t)
+    if not per:
+        raise ValueError("no fold has items")
+    all_t = [y for t, _ in folds for y in t]
+    all_p = [y for _, p in folds for y in p]
+    uars = np.array([s.uar for s in per])
+    return FoldSummary(score(all_t, all_p, labels), per, float(uars.mean()), float(uars.std()))
+
+
+def scores_to_dict(s: Scores) -> dict:
+    """JSON-ready dict of a :class:`Scores`."""
+    return {"n": s.n, "uar": s.uar, "wa": s.wa, "macro_f1": s.macro_f1, "recall": s.recall,
+            "classes": list(s.classes), "columns": list(s.columns), "confusion": s.confusion.tolist()}
+
+
+def scores_from_dict(d: dict) -> Scores:
+    """Inverse of :func:`scores_to_dict`."""
+    return Scores(d["n"], d["uar"], d["wa"], d["macro_f1"], d["recall"], tuple(d["classes"]), tuple(d["columns"]),
+                  np.asarray(d["confusion"]))
+
+
 def plot_confusion(s: Scores, title: str, path: Path) -> None:
     """Save a row-normalised confusion matrix as PNG (matplotlib, ``train`` extra)."""
     import matplotlib

@@ -1,0 +1,405 @@
+"""The experiment harness of issue #3: folds, metrics, baseline standardisation, registry, costs.
+
+Fast: synthetic data and hand-computed examples; TensorFlow-dependent tests skip when the
+training extra is missing (and fail when STREAM_SER_REQUIRE_TRAIN is set, as in CI)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ANGRY_CLIP, TESS_CLIP
+
+from stream_ser.features import FeatureConfig, log_mel, preprocess
+from stream_ser.sources import load_audio
+from training.corpora.base import Utterance
+from training.evaluate import NO_SPEECH, clip_predictions, score, summarize_folds
+from training.folds import (
+    PROTOCOLS,
+    RAVDESS_8,
+    fixed_fold,
+    is_male_ravdess,
+    label_ravdess8,
+    pooled_folds,
+    ravdess_folds,
+    tess_folds,
+)
+from training.split import load_split
+
+
+def _tensorflow():
+    try:
+        import tensorflow as tf  # noqa: F401
+        import tf2onnx  # noqa: F401
+    except ImportError as exc:
+        if os.environ.get("STREAM_SER_REQUIRE_TRAIN", "") not in ("", "0"):
+            pytest.fail(f"training extra not installed ({exc}) but STREAM_SER_REQUIRE_TRAIN is set")
+        pytest.skip(f"training extra not installed: {exc}")
+
+
+# ---------------------------------------------------------------------------- folds
+
+
+def test_ravdess_folds_are_speaker_independent_and_balanced() -> None:
+    folds = ravdess_folds()
+    assert len(folds) == 6
+    all_actors = {f"ravdess:{a:02d}" for a in range(1, 25)}
+    seen_test: set[str] = set()
+    for k, f in enumerate(folds):
+        assert f.test == {f"ravdess:{a:02d}" for a in range(4 * k + 1, 4 * k + 5)}  # consecutive actors
+        assert not (f.train & f.test or f.train & f.validation or f.validation & f.test)
+        assert f.train | f.validation | f.test == all_actors
+        assert len(f.train) == 16 and len(f.validation) == 4
+        assert sum(map(is_male_ravdess, f.test)) == 2 and sum(map(is_male_ravdess, f.validation)) == 2
+        assert f.validation == folds[k - 1].test  # the preceding fold, from the training side
+        seen_test |= f.test
+    assert seen_test == all_actors  # every actor is tested exactly once
+    assert sum(len(f.test) for f in folds) == 24
+
+
+def test_tess_and_pooled_folds() -> None:
+    t = tess_folds()
+    assert [(set(f.train), set(f.test)) for f in t] == [({"tess:YAF"}, {"tess:OAF"}), ({"tess:OAF"}, {"tess:YAF"})]
+    assert all(not f.validation for f in t)
+    p = pooled_folds()
+    assert len(p) == 6
+    for k, f in enumerate(p):
+        tess_test = {s for s in f.test if s.startswith("tess:")}
+        assert tess_test == {"tess:OAF" if k % 2 == 0 else "tess:YAF"}
+        assert not (f.train & f.test) and not (f.validation & f.test)
+        assert {s for s in f.train if s.startswith("tess:")} | tess_test == {"tess:OAF", "tess:YAF"}
+    # each TESS talker is tested in 3 folds, each RAVDESS actor in exactly one
+    assert sum("tess:YAF" in f.test for f in p) == 3
+
+
+def test_fixed_fold_is_the_committed_split() -> None:
+    f, s = fixed_fold(), load_split()
+    assert (f.train, f.validation, f.test) == (s.train, s.validation, s.test)
+
+
+def _utt(corpus: str, speaker: str, label: str, source: str) -> Utterance:
+    return Utterance(Path(f"/x/{speaker}-{source}.flac"), corpus, f"{corpus}:{speaker}", label, source)
+
+
+def test_label_schemes() -> None:
+    calm = _utt("ravdess", "01", "neutral", "calm")
+    ps = _utt("tess", "OAF", "surprise", "ps")
+    assert label_ravdess8(calm) == "calm" and PROTOCOLS["ravdess7"].label_of(calm) == "neutral"
+    assert label_ravdess8(ps) is None and PROTOCOLS["tess7"].label_of(ps) == "surprise"
+    assert len(RAVDESS_8) == 8 and PROTOCOLS["ravdess8"].utterances([calm, ps]) == [calm]
+    assert PROTOCOLS["pooled7"].utterances([calm, ps]) == [calm, ps]
+
+
+# ---------------------------------------------------------------------------- metrics
+
+
+def test_scores_hand_computed() -> None:
+    labels = ("a", "b", "c")
+    y_true = ["a", "a", "a", "a", "b", "b", "c", "c"]
+    y_pred = ["a", "a", "b", "c", "b", "a", "c", NO_SPEECH]
+    s = score(y_true, y_pred, labels)
+    # recalls: a 2/4, b 1/2, c 1/2 -> UAR 0.5; WA 4/8
+    assert s.uar == pytest.approx(0.5) and s.wa == pytest.approx(0.5)
+    # precisions: a 2/3, b 1/2, c 1/2 -> F1 a = 2*(2/3*1/2)/(2/3+1/2) = 4/7, b = c = 1/2
+    assert s.macro_f1 == pytest.approx((4 / 7 + 0.5 + 0.5) / 3)
+    assert s.recall == {"a": 0.5, "b": 0.5, "c": 0.5}
+
+
+def test_clip_predictions_mean_of_window_probabilities() -> None:
+    labels = ("a", "b")
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.3, 0.7], [0.6, 0.4]])
+    clip_index = np.array([0, 0, 0, 2])
+    # clip 0: mean (0.467, 0.533) -> b (a majority vote of argmaxes would say b too; check the mean rule)
+    assert clip_predictions(probs, clip_index, 3, labels) == ["b", NO_SPEECH, "a"]
+    # the mean rule differs from a vote: one confident window outweighs two weak ones
+    probs2 = np.array([[0.99, 0.01], [0.45, 0.55], [0.45, 0.55]])
+    assert clip_predictions(probs2, np.zeros(3, int), 1, labels) == ["a"]
+
+
+def test_summarize_folds_mean_and_pooled() -> None:
+    labels = ("a", "b")
+    f1 = (["a", "a", "b", "b"], ["a", "a", "b", "a"])  # UAR (1 + 0.5)/2 = 0.75
+    f2 = (["a", "b"], ["b", "b"])  # UAR (0 + 1)/2 = 0.5
+    s = summarize_folds([f1, f2, ([], [])], labels)
+    assert len(s.per_fold) == 2
+    assert s.uar_mean == pytest.approx(0.625) and s.uar_std == pytest.approx(0.125)
+    # pooled: a 2/3, b 2/3
+    assert s.pooled.uar == pytest.approx(2 / 3) and s.pooled.n == 6
+
+
+def test_merge_scores_equals_pooled_scores() -> None:
+    from training.report import merge_scores
+
+    labels = ("a", "b", "c")
+    rng = np.random.default_rng(1)
+    folds = []
+    for _ in range(3):
+        t = list(rng.choice(labels, 40))
+        p = list(rng.choice((*labels, NO_SPEECH), 40))
+        folds.append((t, p))
+    merged = merge_scores([score(t, p, labels) for t, p in folds])
+    pooled = score([y for t, _ in folds for y in t], [y for _, p in folds for y in p], labels)
+    assert merged.uar == pytest.approx(pooled.uar) and merged.wa == pytest.approx(pooled.wa)
+    assert merged.macro_f1 == pytest.approx(pooled.macro_f1)
+    assert np.array_equal(merged.confusion, pooled.confusion)
+
+
+# ---------------------------------------------------------------------------- baseline standardisation
+
+
+def test_standardise_modes() -> None:
+    from training.baseline_egemaps import standardise
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 1, (50, 3)), rng.normal(10, 3, (50, 3)), rng.normal(-5, 2, (20, 3))])
+    spk = np.array(["s1"] * 50 + ["s2"] * 50 + ["t"] * 20)
+    train = spk != "t"
+    g = standardise(x, spk, train, "global")
+    assert np.allclose(g[train].mean(axis=0), 0, atol=1e-9) and np.allclose(g[train].std(axis=0), 1)
+    s = standardise(x, spk, train, "speaker")
+    for sp in ("s1", "s2", "t"):
+        assert np.allclose(s[spk == sp].mean(axis=0), 0, atol=1e-9)
+    c = standardise(x, spk, train, "speaker_causal", seed=3)
+    assert np.array_equal(c[train], s[train])  # training speakers as in "speaker"
+    # causality: changing a test clip only changes that clip and clips processed after it
+    order = np.flatnonzero(spk == "t")[np.random.default_rng(3).permutation(20)]
+    x2 = x.copy()
+    x2[order[10]] += 100.0
+    c2 = standardise(x2, spk, train, "speaker_causal", seed=3)
+    assert np.array_equal(c[order[:10]], c2[order[:10]])
+    assert not np.allclose(c[order[10]], c2[order[10]])
+    with pytest.raises(ValueError):
+        standardise(x, spk, train, "nope")
+
+
+def test_egemaps_functionals_of_a_clip() -> None:
+    pytest.importorskip("opensmile", reason="opensmile is a benchmark-only extra (pip install opensmile)")
+    from training.baseline_egemaps import clip_functionals
+
+    f = clip_functionals(str(ANGRY_CLIP))
+    assert f.shape == (88,) and np.all(np.isfinite(f))
+
+
+# ---------------------------------------------------------------------------- inputs
+
+
+def test_mfcc_matrix_matches_librosa() -> None:
+    import librosa
+
+    from training.architectures import mfcc_matrix
+
+    cfg = FeatureConfig()
+    mel = log_mel(preprocess(load_audio(ANGRY_CLIP)[: cfg.window_samples], cfg), cfg)
+    for n in (13, 40):
+        want = librosa.feature.mfcc(S=mel, n_mfcc=n, dct_type=2, norm="ortho", lifter=0)
+        assert np.allclose(mfcc_matrix(cfg.n_mels, n) @ mel, want, atol=1e-3)
+    with pytest.raises(ValueError):
+        mfcc_matrix(40, 41)
+
+
+def test_extras_line_up_with_log_mel_frames() -> None:
+    from training.inputs import EXTRA_NAMES, frame_matrix, time_average, window_extras
+
+    cfg = FeatureConfig()
+    y = preprocess(load_audio(TESS_CLIP)[: cfg.window_samples], cfg)
+    e = window_extras(y, cfg)
+    assert e.shape == (len(EXTRA_NAMES), cfg.n_frames) and e.dtype == np.float32
+    assert 0 <= e[0].min() and e[0].max() <= 1 and e[1].max() <= 0.5  # ZCR in [0,1], RMS dBFS <= 0
+    mel = log_mel(y, cfg)[None]
+    assert frame_matrix(mel, e[None]).shape == (1, cfg.n_frames, 42)
+    assert time_average(mel, e[None]).shape == (1, 40 + 12 + cfg.n_mels)
+
+
+# ---------------------------------------------------------------------------- registry and cost
+
+
+def test_registry_covers_the_issue_items() -> None:
+    from training.architectures import ARCHITECTURES, REGISTRY, NotReproducibleOffline
+
+    assert {s.issue_item for s in REGISTRY.values()} == set(range(0, 9))
+    for spec in REGISTRY.values():
+        assert spec.source and spec.builder.__doc__, spec.name
+        assert spec.input_kind in ("log_mel", "frames", "time_avg")
+    assert "crnn_attention" in ARCHITECTURES  # python -m training.train --arch default
+    with pytest.raises(NotReproducibleOffline, match="storage.googleapis.com"):
+        REGISTRY["vgg19_transfer"].build(None, None)
+
+
+def test_mflops_hand_count() -> None:
+    _tensorflow()
+    import keras
+    from keras import layers
+
+    from training.architectures import estimate_mflops
+
+    inp = keras.Input((8, 10, 1))
+    x = layers.Conv2D(4, 3, padding="same")(inp)  # 80 positions x 9 x 1 x 4 MACs
+    x = layers.Reshape((8, 40))(x)
+    x = layers.LSTM(5)(x)  # 8 steps x 4 gates x (40 + 5) x 5
+    out = layers.Dense(3)(x)  # 5 x 3
+    m = keras.Model(inp, out)
+    want = 2 * (80 * 9 * 4 + 8 * 4 * 45 * 5 + 15)
+    assert estimate_mflops(m) == pytest.approx(want / 1e6)
+
+
+def test_every_keras_architecture_builds_and_mfcc_layer_is_librosa() -> None:
+    _tensorflow()
+    import keras
+
+    from training.architectures import REGISTRY, InputStats, count_params
+
+    cfg = FeatureConfig()
+    mel = log_mel(preprocess(load_audio(ANGRY_CLIP)[: cfg.window_samples], cfg), cfg)
+    stats = InputStats.from_log_mels(mel[None])
+    for name, spec in REGISTRY.items():
+        if spec.kind != "keras":
+            continue
+        m = spec.build(cfg.input_shape, 7, stats=stats)
+        assert m.output.shape[-1] == 7 and count_params(m) > 0, name
+    # the in-graph MFCC layer is librosa's MFCC, standardised with the training statistics
+    import librosa
+
+    m = REGISTRY["lstm3_mfcc"].build(cfg.input_shape, 7, stats=stats)
+    sub = keras.Model(m.input, m.get_layer("mfcc").output)
+    got = sub.predict(mel[None, ..., None], verbose=0)[0]
+    want = (librosa.feature.mfcc(S=mel, n_mfcc=40, dct_type=2, norm="ortho", lifter=0).T - stats.mfcc_mean) / stats.mfcc_std
+    assert np.allclose(got, want, atol=1e-3)
+
+
+@pytest.mark.parametrize("arch", ["tiny_log_mel", "mlp_time_avg", "conv1d_lstm_frames"])
+def test_train_fold_end_to_end_on_a_tiny_synthetic_set(tmp_path, arch) -> None:
+    """One epoch on synthetic windows, for each input kind: runs, scores only test speakers."""
+    _tensorflow()
+    import argparse
+
+    from training import experiments
+    from training.architectures import REGISTRY, ArchSpec, conv1d_mfcc13
+    from training.inputs import EXTRA_NAMES
+    from training.windows import FeatureSet
+
+    rng = np.random.default_rng(0)
+    utts, mels, idx = [], [], []
+    labels = PROTOCOLS["ravdess7"].labels
+    for actor in range(1, 25):
+        for j, lab in enumerate(labels):
+            utts.append(_utt("ravdess", f"{actor:02d}", lab, lab))
+            for _ in range(2):
+                mels.append(rng.normal(-60 + 5 * j, 5, (40, 149)))
+                idx.append(len(utts) - 1)
+    fs = FeatureSet(tuple(utts), np.array(mels, np.float16), np.array(idx, np.int32),
+                    np.zeros(len(idx), np.float32), np.full(len(utts), 2, np.int32))
+    extras = rng.uniform(0, 1, (len(idx), len(EXTRA_NAMES), 149)).astype(np.float16)
+    if arch == "tiny_log_mel":
+        spec = ArchSpec("tiny", "tiny", conv1d_mfcc13, optimizer="rmsprop", lr=1e-3, source="test")
+    else:
+        spec = REGISTRY[arch]
+    args = argparse.Namespace(seed=0, epochs=1, patience=1, batch_size=32, save_models=False, argv=["test"], work=str(tmp_path))
+    rec = experiments.train_fold(spec, PROTOCOLS["ravdess7"], 6, fs, extras, args)
+    assert rec["test_clips"] == 4 * 7 and rec["train_windows"] == 16 * 7 * 2 and rec["validation_windows"] == 4 * 7 * 2
+    assert rec["clip"]["ravdess"]["n"] == 28 and rec["window"]["ravdess"]["n"] == 56
+    assert rec["epochs_run"] >= 1 and rec["wall_s"] > 0
+    assert 0 <= rec["clip"]["ravdess"]["uar"] <= 1
+
+
+# ---------------------------------------------------------------------------- speaker normalisation
+
+
+def test_speaker_normalisation_modes_and_causality() -> None:
+    from training.adaptation import normalise_speakers
+
+    rng = np.random.default_rng(0)
+    n_per = 12
+    spk = np.array(["a"] * n_per + ["b"] * n_per + ["t"] * n_per)
+    clip = np.repeat(np.arange(3 * n_per // 3), 3)  # 3 windows per clip, clips never cross speakers
+    x = rng.normal(-50, 10, (3 * n_per, 4, 6)) + np.repeat([0.0, 20.0, -20.0], n_per)[:, None, None]
+    s = normalise_speakers(x, spk, clip, frozenset({"t"}), "speaker")
+    for sp in "abt":
+        assert np.allclose(s[spk == sp].mean(axis=(0, 2)), 0, atol=1e-4)
+        assert np.allclose(s[spk == sp].std(axis=(0, 2)), 1, atol=1e-3)
+    c = normalise_speakers(x, spk, clip, frozenset({"t"}), "causal", seed=1)
+    assert np.allclose(c[spk != "t"], s[spk != "t"])
+    # a window's value depends only on windows visited before it (or itself)
+    rows = np.flatnonzero(spk == "t")
+    clips = np.unique(clip[rows])
+    order = clips[np.random.default_rng(1).permutation(len(clips))]
+    last = rows[clip[rows] == order[-1]]
+    x2 = x.copy()
+    x2[last] += 50.0
+    c2 = normalise_speakers(x2, spk, clip, frozenset({"t"}), "causal", seed=1)
+    assert np.allclose(c[np.setdiff1d(rows, last)], c2[np.setdiff1d(rows, last)])
+    assert np.array_equal(normalise_speakers(x, spk, clip, frozenset(), "none"), x.astype(np.float32))
+    with pytest.raises(ValueError):
+        normalise_speakers(x, spk, clip, frozenset(), "bogus")
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def test_report_from_fake_results(tmp_path) -> None:
+    import json
+
+    from training.evaluate import scores_to_dict
+    from training.experiments import _summarise_protocol
+    from training.report import write_report
+
+    res = tmp_path / "results"
+    (res / "runs").mkdir(parents=True)
+    proto = PROTOCOLS["tess7"]
+    u_oaf = [_utt("tess", "OAF", lab, lab) for lab in proto.labels]
+    u_yaf = [_utt("tess", "YAF", lab, lab) for lab in proto.labels]
+    per_fold = [(u_oaf, list(proto.labels), list(proto.labels)), (u_yaf, list(proto.labels), ["sad"] * 7)]
+    summary = _summarise_protocol(proto, per_fold)
+    assert summary["corpora"]["tess"]["clip"]["per_fold_uar"] == pytest.approx([1.0, 1 / 7])
+    eg = {"command": "c", "created": "t", "svm": {"C": 1.0}, "protocols": {"tess7": {"global": summary}}}
+    (res / "egemaps.json").write_text(json.dumps(eg))
+    labels = PROTOCOLS["pooled7"].labels
+    sc = scores_to_dict(score(list(labels), list(labels), labels))
+    run = {"arch": "cnn_bigru", "protocol": "pooled7", "fold": 6, "seed": 0, "speaker_norm": "none", "epochs_run": 3,
+           "best_epoch": 2, "wall_s": 12.0, "clip": {"ravdess": sc, "all": sc}, "window": {"ravdess": sc, "all": sc}}
+    (res / "runs" / "r.json").write_text(json.dumps(run))
+    text = write_report(tmp_path / "RESULTS.md", res, "python -m training.experiments report")
+    assert "0.571 +- 0.429" in text  # tess7 global: mean of 1 and 1/7
+    assert "| `cnn_bigru` | none | 0 | 3 (2) | 12 | 1.000 |" in text
+    assert "not reproducible offline" in text and "`lstm3_mfcc`" in text  # not run yet
+
+
+# ---------------------------------------------------------------------------- augmentation and corruptions
+
+
+def test_add_noise_at_snr() -> None:
+    from training.augment import add_noise_snr, white_noise
+
+    t = np.arange(16000) / 16000
+    x = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    for snr in (20.0, 10.0, 0.0):
+        y = add_noise_snr(x, white_noise(x.size, 0), snr)
+        n = y.astype(np.float64) - x
+        assert 10 * np.log10(np.mean(x.astype(np.float64) ** 2) / np.mean(n**2)) == pytest.approx(snr, abs=0.2)
+
+
+def test_telephone_band_limits_and_keeps_length() -> None:
+    from training.augment import telephone
+
+    t = np.arange(16000) / 16000
+    low, mid, high = (np.sin(2 * np.pi * f * t).astype(np.float32) * 0.3 for f in (100, 1000, 6000))
+    for sig, kept in ((low, False), (mid, True), (high, False)):
+        y = telephone(sig)
+        assert y.shape == sig.shape and y.dtype == np.float32
+        ratio = np.sqrt(np.mean(y[2000:-2000] ** 2) / np.mean(sig[2000:-2000] ** 2))
+        assert (ratio > 0.8) if kept else (ratio < 0.2)
+
+
+def test_augment_lengths_and_determinism() -> None:
+    from training.augment import AugmentParams, augment, babble
+
+    x = load_audio(TESS_CLIP)
+    p = AugmentParams(stretch=1.25, semitones=2.0, noise_amplitude=0.005)
+    y = augment(x, p, 16000, seed=1)
+    assert abs(y.size - x.size / 1.25) < 0.02 * x.size and np.max(np.abs(y)) <= 1.0
+    assert np.array_equal(y, augment(x, p, 16000, seed=1))
+    d = AugmentParams.draw(np.random.default_rng(0))
+    assert 0.8 <= d.stretch <= 1.2 and -2 <= d.semitones <= 2 and 0 <= d.noise_amplitude <= 0.005
+    b = babble([x, x[::-1].copy(), x * 0.5], 20000, seed=0, talkers=2)
+    assert b.shape == (20000,) and np.std(b) > 0
