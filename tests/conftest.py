@@ -130,3 +130,40 @@ def make_tiny_onnx(path: Path, labels: tuple[str, ...] = ("neutral", "happy", "s
 def tiny_model_path(tmp_path: Path) -> Path:
     """Path of a valid tiny ONNX model with stream-ser metadata (3 labels)."""
     return make_tiny_onnx(tmp_path / "tiny.onnx")
+
+
+class ListenProcess:
+    """``stream-ser listen ARGS`` in a subprocess, its stderr read by a thread.
+
+    Attributes:
+        proc: The process (stdout is a pipe; read it with ``proc.communicate``).
+        stderr_lines: Lines of stderr read so far.
+        listening: Set once stderr says "listening to" (or stderr closed).
+    """
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        import shutil
+        import subprocess
+        import sys
+        import threading
+
+        exe = shutil.which("stream-ser")
+        cmd = ([exe] if exe else [sys.executable, "-m", "stream_ser"]) + ["listen", *args]
+        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.stderr_lines: list[str] = []
+        self.listening = threading.Event()
+        self._reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._reader.start()
+
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.stderr_lines.append(line)
+            if "listening to" in line:
+                self.listening.set()
+        self.listening.set()
+
+    def join_reader(self, timeout_s: float = 5.0) -> str:
+        """Wait for the stderr reader; returns all of stderr read."""
+        self._reader.join(timeout=timeout_s)
+        return "".join(self.stderr_lines)

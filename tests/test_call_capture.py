@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ANGRY_CLIP, HAPPY_CLIP
+from conftest import ANGRY_CLIP, HAPPY_CLIP, ListenProcess
 from test_capture import SCRIPT, SETUP_TIMEOUT_S, _max_normalised_xcorr, _reinit_portaudio, _unavailable
 
 pytestmark = pytest.mark.audio
@@ -63,19 +62,16 @@ def call_devices() -> Iterator[str]:
         added = _script("add-sink", sink, rate, channels, description)
         if added.returncode != 0:
             _unavailable(f"cannot add sink {sink}: {added.stderr.strip()[-400:]}")
-    old = os.environ.get("PULSE_SERVER")
-    os.environ["PULSE_SERVER"] = server
-    try:
-        _reinit_portaudio()
-        yield server
-    finally:
-        if old is None:
-            os.environ.pop("PULSE_SERVER", None)
-        else:
-            os.environ["PULSE_SERVER"] = old
-        if started_here:
-            _script("stop")
-        _reinit_portaudio()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PULSE_SERVER", server)
+        try:
+            _reinit_portaudio()
+            yield server
+        finally:
+            mp.undo()
+            if started_here:
+                _script("stop")
+            _reinit_portaudio()
 
 
 def play(server: str, sink: str, clip: Path) -> subprocess.Popen[bytes]:
@@ -157,29 +153,16 @@ def test_two_devices_capture_their_own_clips_aligned(call_devices, shipped_model
 
 def test_cli_listen_two_devices(call_devices, tmp_path) -> None:
     out, summary = tmp_path / "call.csv", tmp_path / "summary.json"
-    exe = shutil.which("stream-ser")
-    cmd = [exe] if exe else [sys.executable, "-m", "stream_ser"]
-    cmd += ["listen", "--device", "Monitor of Call Agent", "--device", "Monitor of Call Customer",
-            "--channel-names", "agent,customer", "--duration", "7", "--csv", str(out), "--summary-json", str(summary)]
-    env = {**os.environ, "PULSE_SERVER": call_devices}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines: list[str] = []
-    listening = threading.Event()
-
-    def read_stderr() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            lines.append(line)
-            if "listening to" in line:
-                listening.set()
-        listening.set()
-
-    reader = threading.Thread(target=read_stderr, daemon=True)
-    reader.start()
+    listen = ListenProcess(
+        ["--device", "Monitor of Call Agent", "--device", "Monitor of Call Customer", "--channel-names",
+         "agent,customer", "--duration", "7", "--csv", str(out), "--summary-json", str(summary)],
+        {**os.environ, "PULSE_SERVER": call_devices},
+    )
+    proc = listen.proc
     players = []
     rest = ""
     try:
-        assert listening.wait(60), "stream-ser listen never started listening"
+        assert listen.listening.wait(60), "stream-ser listen never started listening"
         time.sleep(0.5)
         players = [play(call_devices, "stream_ser_agent", ANGRY_CLIP), play(call_devices, "stream_ser_customer", HAPPY_CLIP)]
         stdout, rest = proc.communicate(timeout=60)  # (stderr is read by both; keep both parts)
@@ -188,8 +171,7 @@ def test_cli_listen_two_devices(call_devices, tmp_path) -> None:
             if p.poll() is None:
                 p.kill()
             p.wait(timeout=5)
-        reader.join(timeout=5)
-    stderr = "".join(lines) + (rest or "")
+    stderr = listen.join_reader() + (rest or "")
     assert proc.returncode == 0, stderr
     # (PulseAudio may have switched the agent sink to its alternate rate, 48 kHz, while an earlier
     # test played into it; the monitor's native rate follows)

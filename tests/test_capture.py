@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ListenProcess
 
 pytestmark = pytest.mark.audio
 
@@ -110,19 +111,16 @@ def virtual_mic() -> Iterator[VirtualMic]:
     server = exports[-1].split("=", 1)[1].strip()
     started_here = "reusing" not in proc.stderr
 
-    old = os.environ.get("PULSE_SERVER")
-    os.environ["PULSE_SERVER"] = server
-    try:
-        _reinit_portaudio()
-        yield VirtualMic(server, SINK, state)
-    finally:
-        if old is None:
-            os.environ.pop("PULSE_SERVER", None)
-        else:
-            os.environ["PULSE_SERVER"] = old
-        if started_here:
-            _run_script("stop")
-        _reinit_portaudio()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PULSE_SERVER", server)
+        try:
+            _reinit_portaudio()
+            yield VirtualMic(server, SINK, state)
+        finally:
+            mp.undo()
+            if started_here:
+                _run_script("stop")
+            _reinit_portaudio()
 
 
 @pytest.fixture(scope="module")
@@ -256,26 +254,11 @@ def test_capture_real_clip_through_portaudio(virtual_mic: VirtualMic, clip: Path
 
 def test_cli_listen_end_to_end(virtual_mic: VirtualMic, clip: Path, tmp_path: Path) -> None:
     out_csv = tmp_path / "session.csv"
-    exe = shutil.which("stream-ser")
-    cmd = [exe] if exe else [sys.executable, "-m", "stream_ser"]
-    cmd += ["listen", "--duration", "8", "--csv", str(out_csv)]
-    proc = subprocess.Popen(cmd, env=virtual_mic.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    stderr_lines: list[str] = []
-    listening = threading.Event()
-
-    def read_stderr() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            stderr_lines.append(line)
-            if "listening to" in line:
-                listening.set()
-        listening.set()
-
-    reader = threading.Thread(target=read_stderr, daemon=True)
-    reader.start()
+    listen = ListenProcess(["--duration", "8", "--csv", str(out_csv)], virtual_mic.env())
+    proc = listen.proc
     player = None
     try:
-        assert listening.wait(60), "stream-ser listen never started listening"
+        assert listen.listening.wait(60), "stream-ser listen never started listening"
         time.sleep(0.5)
         player = virtual_mic.play(clip)
         stdout, _ = proc.communicate(timeout=30)
@@ -285,8 +268,7 @@ def test_cli_listen_end_to_end(virtual_mic: VirtualMic, clip: Path, tmp_path: Pa
             if p is not None and p.poll() is None:
                 p.kill()
                 p.wait(timeout=5)
-        reader.join(timeout=5)
-    stderr = "".join(stderr_lines)
+    stderr = listen.join_reader()
 
     assert proc.returncode == 0, f"exit {proc.returncode}\n{stderr}"
     assert "listening to mic:" in stderr, stderr
