@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ANGRY_CLIP, TESS_CLIP
+from conftest import ANGRY_CLIP, HAPPY_CLIP, TESS_CLIP
 
 from stream_ser.features import FeatureConfig, log_mel, preprocess
 from stream_ser.sources import load_audio
@@ -176,10 +176,13 @@ def test_standardise_modes() -> None:
 
 def test_egemaps_functionals_of_a_clip() -> None:
     pytest.importorskip("opensmile", reason="opensmile is a benchmark-only extra (pip install opensmile)")
-    from training.baseline_egemaps import clip_functionals
+    import tensorflow  # noqa: F401  (the harness has it loaded; openSMILE must run beside it)
 
-    f = clip_functionals(str(ANGRY_CLIP))
-    assert f.shape == (88,) and np.all(np.isfinite(f))
+    from training.baseline_egemaps import functionals
+
+    f = functionals([str(ANGRY_CLIP), str(HAPPY_CLIP)], workers=1)
+    assert f.shape == (2, 88) and np.all(np.isfinite(f))
+    assert not np.allclose(f[0], f[1])  # two different clips, two different functional vectors
 
 
 # ---------------------------------------------------------------------------- inputs

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -68,11 +69,39 @@ def _smile():
 
 
 def clip_functionals(path: str, sample_rate_hz: int = 16000) -> np.ndarray:
-    """The 88 eGeMAPSv02 functionals of one file, float64 ``(88,)``."""
+    """The 88 eGeMAPSv02 functionals of one file, float64 ``(88,)``, in this process.
+
+    Do not call this in a process that has imported TensorFlow: openSMILE's native library and
+    TensorFlow's corrupt each other's heap there (``malloc(): invalid size``, then SIGABRT;
+    opensmile 2.6, tensorflow-cpu 2.21). :func:`functionals` runs it in fresh processes.
+    """
     from stream_ser.sources import load_audio
 
     x = load_audio(path, sample_rate_hz)
     return _smile().process_signal(x, sample_rate_hz).to_numpy(dtype=np.float64)[0]
+
+
+def functionals(paths: list[str], workers: int | None = None) -> np.ndarray:
+    """eGeMAPSv02 functionals of files, computed in *spawned* worker processes.
+
+    Spawned (not forked) workers never inherit TensorFlow from the caller, so this is safe to
+    call from the training harness and from the tests (see :func:`clip_functionals`).
+
+    Args:
+        paths: Audio files (any format :func:`stream_ser.sources.load_audio` reads).
+        workers: Processes (default: all cores).
+
+    Returns:
+        float64 ``(len(paths), 88)``.
+
+    Raises:
+        ImportError: In the worker, if ``opensmile`` is not installed.
+        stream_ser.sources.AudioSourceError: For an unreadable file.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers or os.cpu_count() or 1, mp_context=ctx) as pool:
+        rows = list(pool.map(clip_functionals, [str(p) for p in paths], chunksize=16))
+    return np.stack(rows) if rows else np.zeros((0, 88))
 
 
 def _cache_key(utts: list[Utterance]) -> str:
@@ -102,9 +131,7 @@ def extract(utts: list[Utterance], cache_dir: Path | None = Path(".cache"), work
     if path is not None and path.is_file():
         return np.load(path)["functionals"]
     t0 = time.monotonic()
-    with ProcessPoolExecutor(workers or os.cpu_count() or 1) as pool:
-        rows = list(pool.map(clip_functionals, [str(u.path) for u in utts], chunksize=16))
-    x = np.stack(rows)
+    x = functionals([str(u.path) for u in utts], workers)
     log.info("eGeMAPS: %d clips in %.0f s", len(utts), time.monotonic() - t0)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
