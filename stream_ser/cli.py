@@ -71,15 +71,17 @@ class _Stop:
 
 
 def _warm_up(config, quiet: bool = False) -> None:
-    """Run the feature recipe once so the first hop is not slow; say why if it takes a while
-    (librosa compiles numba code on the first run after installation: 30-60 s), unless ``quiet``."""
+    """Run the feature recipe once so the first hop is not slow; say why if it takes a while,
+    unless ``quiet``. The shipped recipe runs on numpy alone; a model whose mel filterbank is not
+    in the built-in table loads librosa, whose first run after installation compiles numba code
+    (30-60 s)."""
     from .features import window_features
 
     timer = threading.Timer(
         4.0,
         lambda: print(
-            "stream-ser: preparing the feature pipeline (the first run after installing compiles "
-            "librosa's numba code; this can take a minute)...",
+            "stream-ser: preparing the feature pipeline (this model's mel filterbank is not built in, "
+            "so librosa is loaded; its first run after installing compiles numba code and can take a minute)...",
             file=sys.stderr,
             flush=True,
         ),

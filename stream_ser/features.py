@@ -14,12 +14,24 @@ The recipe for one mono float32 window at 16 kHz (3.0 s = 48 000 samples by defa
    near-silent windows get no label at all, instead of the model guessing on room noise.
 2. **Peak normalisation** to ``peak_dbfs`` (0 dBFS: the largest absolute sample becomes 1.0).
 3. **Silence trim** of leading and trailing frames whose RMS is below ``trim_dbfs`` *of full
-   scale* (``librosa.effects.trim`` with ``ref=1.0``, an absolute reference, not ``ref=np.max``).
+   scale* (the semantics of ``librosa.effects.trim`` with ``ref=1.0``, an absolute reference, not
+   ``ref=np.max``).
 4. **Pad/crop** to the window length (zeros appended at the end; crop keeps the start). The
    first windows of a stream are shorter than the window (only audio since the stream start)
    and are padded here.
-5. **Log-mel**: power STFT (``librosa.stft``), Slaney mel filterbank (``librosa.filters.mel``,
-   built once per config) and ``librosa.power_to_db`` with ``ref=1.0`` (dB re full scale).
+5. **Log-mel**: power STFT (the semantics of ``librosa.stft``), Slaney mel filterbank
+   (``librosa.filters.mel``) and ``librosa.power_to_db`` semantics with ``ref=1.0`` (dB re full
+   scale).
+
+**librosa is the reference, numpy runs it.** Importing ``librosa.filters`` alone costs about 1 s
+and 140 MB of memory (it pulls in scipy, numba and joblib), more than everything else the live
+tool loads together (issue #6). The runtime therefore computes the recipe with numpy: framing
+with ``sliding_window_view``, ``numpy.fft.rfft`` over Hann-windowed frames, a mean of squares for
+frame RMS, and the mel filterbank *built by* ``librosa.filters.mel``, read from a table shipped
+with the package (``mel_basis.npz``, written by ``python -m training.mel_table``). A config the
+table does not hold, or a window other than Hann, falls back to librosa itself. The tests pin the
+numpy path to librosa's functions (``tests/test_features_reference.py``): the same gate and trim
+decisions and the same log-mel to within float32 rounding, on real speech and on fuzzed input.
 
 The 3 s window, peak normalisation, silence trimming and log-mel input follow the published SER
 recipes the project builds on (see ``models/README.md``); the level thresholds were chosen from
@@ -31,7 +43,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,6 +53,9 @@ import numpy as np
 #: Bumped whenever the recipe below changes meaning; a model trained on another version is
 #: refused by :mod:`stream_ser.model`.
 FEATURE_VERSION = 2
+
+#: Per-thread work arrays of the recipe (see :func:`_scratch` and :func:`_work_array`).
+_SCRATCH = threading.local()
 
 
 @dataclass(frozen=True)
@@ -163,8 +180,24 @@ def _as_mono_float32(audio: np.ndarray) -> np.ndarray:
     return x
 
 
+def _frames(x: np.ndarray, length: int, hop: int) -> np.ndarray:
+    """Read-only view ``(n_frames, length)`` of frames ``x[i*hop : i*hop + length]`` (as
+    ``librosa.util.frame``, frames on the first axis)."""
+    return np.lib.stride_tricks.sliding_window_view(x, length)[::hop]
+
+
+def _frame_mean_square(x: np.ndarray, length: int, hop: int) -> np.ndarray:
+    """float32 mean of squares of every frame: ``librosa.feature.rms(center=False) ** 2``
+    (a dot product per frame, so no squared copy of the audio is made)."""
+    v = _frames(x, length, hop)
+    return np.einsum("ij,ij->i", v, v) / np.float32(length)
+
+
 def frame_levels_dbfs(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """Frame RMS levels in dBFS (full scale = 1.0).
+
+    Frames of ``level_frame_length`` samples every ``level_hop_length`` samples, not centred
+    (``librosa.feature.rms(center=False)``).
 
     Args:
         audio: Mono samples, shape ``(n_samples,)``, float, nominally in [-1, 1].
@@ -177,14 +210,10 @@ def frame_levels_dbfs(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
     Raises:
         ValueError: If ``audio`` is not 1-D.
     """
-    import librosa
-
     x = _as_mono_float32(audio)
     if x.size < config.level_frame_length:
         return np.zeros(0, dtype=np.float32)
-    rms = librosa.feature.rms(
-        y=x, frame_length=config.level_frame_length, hop_length=config.level_hop_length, center=False
-    )[0]
+    rms = np.sqrt(_frame_mean_square(x, config.level_frame_length, config.level_hop_length))
     return (20.0 * np.log10(np.maximum(rms, 1e-10))).astype(np.float32)
 
 
@@ -216,6 +245,39 @@ def _gate(x: np.ndarray, config: FeatureConfig) -> bool:
     return bool(loud_s >= config.gate_min_speech_s)
 
 
+def trim_bounds(audio: np.ndarray, config: FeatureConfig) -> tuple[int, int]:
+    """Start and end sample of the audio left after the silence trim.
+
+    Exactly the interval ``librosa.effects.trim(audio, top_db=-trim_dbfs, ref=1.0,
+    frame_length=level_frame_length, hop_length=level_hop_length)`` returns: frame RMS over
+    *centred* frames (zero-padded by half a frame at both ends), a frame is kept when its level
+    ``10*log10(max(1e-10, rms**2))`` exceeds ``trim_dbfs``; the interval runs from the first kept
+    frame's start to one hop past the last kept frame's start (at most the audio's end).
+
+    Args:
+        audio: float32 mono samples, shape ``(n_samples,)``, already peak-normalised.
+        config: Gives ``trim_dbfs``, ``level_frame_length`` and ``level_hop_length``.
+
+    Returns:
+        ``(start, end)`` sample indices, ``0 <= start <= end <= n_samples``; ``(0, 0)`` when no
+        frame reaches the level.
+    """
+    half = config.level_frame_length // 2
+    x = _as_mono_float32(audio)
+    return _trim_bounds_padded(np.pad(x, (half, half)), x.size, config)
+
+
+def _trim_bounds_padded(padded: np.ndarray, n: int, config: FeatureConfig) -> tuple[int, int]:
+    """:func:`trim_bounds` of ``n`` samples given with ``level_frame_length // 2`` zeros on each side."""
+    hop = config.level_hop_length
+    rms = np.sqrt(_frame_mean_square(padded, config.level_frame_length, hop))
+    db = 10.0 * np.log10(np.maximum(np.float32(1e-10), rms * rms))
+    kept = np.flatnonzero(db > config.trim_dbfs)
+    if kept.size == 0:
+        return 0, 0
+    return int(kept[0]) * hop, min(n, (int(kept[-1]) + 1) * hop)
+
+
 def preprocess(audio: np.ndarray, config: FeatureConfig) -> np.ndarray | None:
     """Gate, peak-normalise, trim and pad/crop one window.
 
@@ -233,29 +295,51 @@ def preprocess(audio: np.ndarray, config: FeatureConfig) -> np.ndarray | None:
     Raises:
         ValueError: If ``audio`` is not 1-D.
     """
-    import librosa
-
-    x = _conditioned(audio, config)
-    if not _gate(x, config):
+    x = _as_mono_float32(audio)
+    n, half = x.size, config.level_frame_length // 2
+    # one per-thread work array: [half zeros | the window | half zeros], conditioned in place
+    padded = _work_array(n + 2 * half)
+    padded[:half] = 0.0
+    padded[half + n :] = 0.0
+    y = padded[half : half + n]
+    y[...] = x
+    if config.remove_dc and n:
+        y -= np.float32(y.mean(dtype=np.float64))
+    if not _gate(y, config):
         return None
-    peak = float(np.max(np.abs(x)))
-    x = x * np.float32(10.0 ** (config.peak_dbfs / 20.0) / peak)
-    trimmed, _ = librosa.effects.trim(
-        x,
-        top_db=-config.trim_dbfs,
-        ref=1.0,
-        frame_length=config.level_frame_length,
-        hop_length=config.level_hop_length,
-        aggregate=np.max,
-    )
+    peak = max(float(y.max()), -float(y.min()))
+    y *= np.float32(10.0 ** (config.peak_dbfs / 20.0) / peak)
+    start, end = _trim_bounds_padded(padded, n, config)
     out = np.zeros(config.window_samples, dtype=np.float32)
-    n = min(trimmed.size, config.window_samples)
-    out[:n] = trimmed[:n]
+    m = min(end - start, config.window_samples)
+    out[:m] = y[start : start + m]
     return out
 
 
-@functools.lru_cache(maxsize=8)
-def _mel_basis(config: FeatureConfig) -> np.ndarray:
+def _work_array(size: int) -> np.ndarray:
+    """This thread's float32 work array of exactly ``size`` samples (a view of a reused buffer)."""
+    buf = getattr(_SCRATCH, "work", None)
+    if buf is None or buf.size < size:
+        buf = _SCRATCH.work = np.empty(max(size, 1), dtype=np.float32)
+    return buf[:size]
+
+
+#: Mel filterbanks built by ``librosa.filters.mel`` for the configs stream-ser ships, so the
+#: runtime never imports librosa for them (``python -m training.mel_table`` rewrites the file).
+MEL_TABLE = Path(__file__).with_name("mel_basis.npz")
+
+
+def mel_key(config: FeatureConfig) -> str:
+    """Name of ``config``'s filterbank in :data:`MEL_TABLE` (every parameter that shapes it)."""
+    return (
+        f"sr{config.sample_rate_hz}_nfft{config.n_fft}_mels{config.n_mels}_fmin{config.fmin_hz:g}"
+        f"_fmax{config.fmax_hz:g}_htk{int(config.mel_htk)}_norm{config.mel_norm}"
+    )
+
+
+def librosa_mel_basis(config: FeatureConfig) -> np.ndarray:
+    """``librosa.filters.mel`` for ``config``, every parameter explicit: float32
+    ``(n_mels, 1 + n_fft // 2)``. Imports librosa (about 1 s on first use)."""
     import librosa
 
     return librosa.filters.mel(
@@ -270,8 +354,53 @@ def _mel_basis(config: FeatureConfig) -> np.ndarray:
     )
 
 
+@functools.lru_cache(maxsize=8)
+def mel_basis(config: FeatureConfig) -> np.ndarray:
+    """The Slaney mel filterbank of ``config`` (``librosa.filters.mel``), built once.
+
+    Returns:
+        Read-only float32 array ``(n_mels, 1 + n_fft // 2)``: from :data:`MEL_TABLE` when it
+        holds ``config``'s filterbank, else from :func:`librosa_mel_basis`.
+    """
+    basis = None
+    if MEL_TABLE.is_file():
+        with np.load(MEL_TABLE) as table:
+            if mel_key(config) in table.files:
+                basis = np.asarray(table[mel_key(config)], dtype=np.float32)
+    if basis is None:
+        basis = librosa_mel_basis(config)
+    basis.setflags(write=False)
+    return basis
+
+
+@functools.lru_cache(maxsize=8)
+def stft_window(config: FeatureConfig) -> np.ndarray:
+    """The STFT analysis window, float64 ``(n_fft,)``: a periodic window of ``win_length``
+    samples zero-padded to ``n_fft`` at both ends, as ``librosa.stft`` builds it
+    (``get_window(window, win_length, fftbins=True)`` then ``util.pad_center``).
+
+    The Hann window is computed here (``0.5 - 0.5*cos(2*pi*n/win_length)``); other windows
+    come from ``librosa.filters.get_window``.
+    """
+    if config.window == "hann":
+        n = np.arange(config.win_length, dtype=np.float64)
+        win = 0.5 - 0.5 * np.cos(2.0 * np.pi * n / config.win_length)
+    else:
+        import librosa
+
+        win = librosa.filters.get_window(config.window, config.win_length, fftbins=True)
+    out = np.zeros(config.n_fft, dtype=np.float64)
+    left = (config.n_fft - config.win_length) // 2
+    out[left : left + config.win_length] = win
+    out.setflags(write=False)
+    return out
+
+
 def log_mel(window: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """Log-mel spectrogram of one preprocessed window.
+
+    ``librosa.power_to_db(mel_basis @ |librosa.stft(window)| ** power, ref=1.0, amin=amin)``,
+    computed with ``numpy.fft.rfft`` over Hann-windowed frames (see the module docstring).
 
     Args:
         window: float32 samples, shape ``(config.window_samples,)`` (output of
@@ -285,24 +414,43 @@ def log_mel(window: np.ndarray, config: FeatureConfig) -> np.ndarray:
     Raises:
         ValueError: If ``window`` does not have ``window_samples`` samples.
     """
-    import librosa
-
     x = _as_mono_float32(window)
     if x.size != config.window_samples:
         raise ValueError(f"expected {config.window_samples} samples, got {x.size}")
-    spec = librosa.stft(
-        x,
-        n_fft=config.n_fft,
-        hop_length=config.hop_length,
-        win_length=config.win_length,
-        window=config.window,
-        center=config.center,
-        pad_mode="constant",
-    )
-    power = np.abs(spec) ** config.power
-    mel = _mel_basis(config) @ power
-    db = librosa.power_to_db(mel, ref=1.0, amin=config.amin, top_db=None)
-    return db.astype(np.float32)
+    if config.center:
+        x = np.pad(x, (config.n_fft // 2, config.n_fft // 2))
+    # float64 frames, as librosa.stft multiplies float32 audio by its float64 window (numpy's
+    # float64 FFT is also ~4x faster than its float32 one here). Written into per-thread scratch
+    # arrays: fresh 600 kB temporaries cost more in page faults than the FFT itself.
+    frames, spec, power, power32 = _scratch(config)
+    np.multiply(_frames(x, config.n_fft, config.hop_length), stft_window(config), out=frames)
+    np.fft.rfft(frames, axis=-1, out=spec)
+    np.square(spec.real, out=power)
+    power += np.square(spec.imag)
+    if config.power != 2.0:
+        np.power(power, config.power / 2.0, out=power)
+    power32[...] = power
+    mel = mel_basis(config) @ power32.T
+    return (10.0 * np.log10(np.maximum(np.float32(config.amin), mel))).astype(np.float32, copy=False)
+
+
+
+def _scratch(config: FeatureConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """This thread's work arrays for :func:`log_mel` with ``config``: frames float64
+    ``(n_frames, n_fft)``, spectrum complex128, power float64 and float32 ``(n_frames, n_bins)``."""
+    arrays = getattr(_SCRATCH, "arrays", None)
+    if arrays is None:
+        arrays = _SCRATCH.arrays = {}
+    bufs = arrays.get(config)
+    if bufs is None:
+        n, bins = config.n_frames, 1 + config.n_fft // 2
+        bufs = arrays[config] = (
+            np.empty((n, config.n_fft)),
+            np.empty((n, bins), np.complex128),
+            np.empty((n, bins)),
+            np.empty((n, bins), np.float32),
+        )
+    return bufs
 
 
 def window_features(audio: np.ndarray, config: FeatureConfig) -> np.ndarray | None:
