@@ -102,9 +102,13 @@ class RingBuffer:
         start = end - n
         if start < written - self.capacity and end > 0:
             raise OverrunError(f"frames {start}..{end} were overwritten (oldest kept: {written - self.capacity})")
-        out = np.zeros((n, self.channels), dtype=self._buf.dtype)
+        out = np.empty((n, self.channels), dtype=self._buf.dtype)
         lo = max(start, 0)
-        if end > lo:
-            idx = np.arange(lo, end) % self.capacity
-            out[lo - start :] = self._buf[idx]
+        out[: lo - start] = 0.0
+        m = max(end - lo, 0)
+        pos = lo % self.capacity
+        first = min(m, self.capacity - pos)  # at most two slices: up to the end, then from the start
+        out[lo - start : lo - start + first] = self._buf[pos : pos + first]
+        if first < m:
+            out[lo - start + first :] = self._buf[: m - first]
         return out
