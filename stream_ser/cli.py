@@ -291,6 +291,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"model:    {model.path}")
     print(f"labels:   {', '.join(model.labels)}")
     print(f"features: {json.dumps(model.feature_config.to_dict())}")
+    norm = model.metadata.speaker_norm
+    print("speaker normalisation: " + ("none" if norm is None else
+          f"causal, per channel (running per-band statistics of the voice, prior weight {norm.prior_windows:g} windows)"))
     print(f"provenance: {json.dumps(model.metadata.provenance, indent=2)}")
     return 0
 

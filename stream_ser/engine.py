@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from .adaptation import SpeakerNormaliser
 from .features import window_features
 from .model import EmotionModel
 from .ring_buffer import RingBuffer
@@ -36,6 +37,10 @@ class Engine:
         source: Source name written into each prediction.
         channel: Channel number written into each prediction (0: down-mixed input).
         channel_name: Channel name written into each prediction, or None.
+        normaliser: For a model with causal speaker normalisation (``model.metadata.speaker_norm``),
+            the running statistics of this channel's voice; None makes a fresh one (a new voice).
+            Pass the same normaliser to carry the voice across engines (a paused and resumed
+            session, the clips of one speaker). Ignored for other models.
 
     Raises:
         ValueError: If ``hop_s`` is not in (0, window_s] or is shorter than one sample.
@@ -48,6 +53,7 @@ class Engine:
         source: str = "",
         channel: int = 0,
         channel_name: str | None = None,
+        normaliser: SpeakerNormaliser | None = None,
     ) -> None:
         cfg = model.feature_config
         self.model = model
@@ -59,6 +65,8 @@ class Engine:
         self.source = source
         self.channel = channel
         self.channel_name = channel_name
+        norm = model.metadata.speaker_norm
+        self.normaliser = None if norm is None else (normaliser or SpeakerNormaliser(norm))
         self._ring = RingBuffer(cfg.window_samples + self.hop_samples)
         self._next_boundary = self.hop_samples
         self._last_scored = 0
@@ -119,6 +127,8 @@ class Engine:
         if feats is None:
             return Prediction(self.source, self.channel, start_s, end_s, False, None, None, None, self.model.labels,
                               self.channel_name)
+        if self.normaliser is not None:
+            feats = self.normaliser(feats)
         probs = self.model.predict(feats)
         best = int(np.argmax(probs))
         return Prediction(
@@ -160,9 +170,11 @@ class ChannelEngines:
         channels: Channel numbers, one per column of the frames pushed (``(0,)``: down-mixed
             mono input, exactly as :class:`Engine`).
         channel_names: A name per channel, or None (unnamed channels are written as numbers).
+        normalisers: One speaker normaliser per channel to carry voices across engines (see
+            :class:`Engine`), or None for fresh ones.
 
     Raises:
-        ValueError: A bad hop, no channel, or names not matching the channels in number.
+        ValueError: A bad hop, no channel, or names (normalisers) not matching the channels in number.
 
     Thread: one thread (the inference worker).
     """
@@ -174,6 +186,7 @@ class ChannelEngines:
         source: str = "",
         channels: Sequence[int] = (0,),
         channel_names: Sequence[str | None] | None = None,
+        normalisers: Sequence[SpeakerNormaliser | None] | None = None,
     ) -> None:
         channels = tuple(channels)
         if not channels:
@@ -183,7 +196,10 @@ class ChannelEngines:
             raise ValueError(f"{len(names)} channel name(s) for {len(channels)} channel(s)")
         self.channels = channels
         self.channel_names = names
-        self.engines = [Engine(model, hop_s, source, c, n) for c, n in zip(channels, names)]
+        norms = tuple(normalisers) if normalisers is not None else (None,) * len(channels)
+        if len(norms) != len(channels):
+            raise ValueError(f"{len(norms)} normaliser(s) for {len(channels)} channel(s)")
+        self.engines = [Engine(model, hop_s, source, c, n, z) for c, n, z in zip(channels, names, norms)]
         self.hop_s = self.engines[0].hop_s
         self.hop_samples = self.engines[0].hop_samples
 

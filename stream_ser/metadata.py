@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from .adaptation import SpeakerNorm
 from .features import FEATURE_VERSION, FeatureConfig
 
 #: Key of the JSON entry in the ONNX ``metadata_props``.
@@ -37,6 +38,10 @@ class ModelMetadata:
             probabilities (softmax inside the graph).
         provenance: Free-form facts about how the model was made (data, split, commit, date,
             library versions); shown by ``stream-ser info``, not interpreted.
+        speaker_norm: For a model trained on speaker-normalised log-mels, the prior of the
+            causal normalisation the engine applies per channel
+            (:class:`~stream_ser.adaptation.SpeakerNorm`); None for a model that takes the
+            recipe's log-mel as is.
     """
 
     labels: tuple[str, ...]
@@ -44,20 +49,21 @@ class ModelMetadata:
     input_name: str = "log_mel"
     output_name: str = "probabilities"
     provenance: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    speaker_norm: SpeakerNorm | None = None
 
     def to_json(self) -> str:
         """Serialise to the JSON string stored under :data:`METADATA_KEY`."""
-        return json.dumps(
-            {
-                "format": METADATA_FORMAT,
-                "labels": list(self.labels),
-                "feature_config": self.feature_config.to_dict(),
-                "input_name": self.input_name,
-                "output_name": self.output_name,
-                "provenance": self.provenance,
-            },
-            sort_keys=True,
-        )
+        data = {
+            "format": METADATA_FORMAT,
+            "labels": list(self.labels),
+            "feature_config": self.feature_config.to_dict(),
+            "input_name": self.input_name,
+            "output_name": self.output_name,
+            "provenance": self.provenance,
+        }
+        if self.speaker_norm is not None:
+            data["speaker_norm"] = self.speaker_norm.to_dict()
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> "ModelMetadata":
@@ -99,10 +105,23 @@ class ModelMetadata:
         provenance = data.get("provenance", {})
         if not isinstance(provenance, dict):
             raise ModelMetadataError("metadata 'provenance' must be an object")
+        speaker_norm = None
+        if data.get("speaker_norm") is not None:
+            if not isinstance(data["speaker_norm"], dict):
+                raise ModelMetadataError("metadata 'speaker_norm' must be an object")
+            try:
+                speaker_norm = SpeakerNorm.from_dict(data["speaker_norm"])
+            except ValueError as exc:
+                raise ModelMetadataError(f"metadata 'speaker_norm': {exc}") from None
+            if speaker_norm.n_mels != feature_config.n_mels:
+                raise ModelMetadataError(
+                    f"metadata 'speaker_norm' has {speaker_norm.n_mels} bands, the recipe {feature_config.n_mels}"
+                )
         return cls(
             labels=tuple(labels),
             feature_config=feature_config,
             input_name=data["input_name"],
             output_name=data["output_name"],
             provenance=provenance,
+            speaker_norm=speaker_norm,
         )

@@ -571,9 +571,12 @@ class ListenSession:
         emit(ended)
         return ended
 
-    def _new_engine(self, source: Any) -> ChannelEngines:
+    def _new_engine(self, source: Any, normalisers: Any = None) -> ChannelEngines:
+        """Engines for every channel; ``normalisers`` carries each channel's voice statistics
+        (speaker-normalised models) across a pause."""
         return ChannelEngines(self.model, hop_s=self.hop_s, source=source.name,
-                              channels=tuple(getattr(source, "channel_numbers", (0,))), channel_names=self._channel_names)
+                              channels=tuple(getattr(source, "channel_numbers", (0,))), channel_names=self._channel_names,
+                              normalisers=normalisers)
 
     def _loop(self, source: Any, emit: Callable[[Any], None]) -> str:
         """The capture loop; returns why it ended (``stopped``, ``duration reached``, ``input ended``)."""
@@ -583,6 +586,7 @@ class ListenSession:
         max_samples = int(round(self.options.duration_s * sr)) if self.options.duration_s else None
         interval = max(cfg.level_frame_length, int(round(self.options.level_interval_s * sr)))
         engine: ChannelEngines | None = self._new_engine(source)
+        normalisers = [e.normaliser for e in engine.engines]  # one voice per channel, kept across pauses
         n_channels = len(engine.channels)
         channel_index = {(c, n): i for i, (c, n) in enumerate(zip(engine.channels, engine.channel_names))}
         levels = _LevelAccumulator(interval, cfg, self.options.clip_dbfs, n_channels)
@@ -645,7 +649,7 @@ class ListenSession:
                             if paused:
                                 engine = None
                             else:
-                                engine, offset = self._new_engine(source), next_boundary
+                                engine, offset = self._new_engine(source, normalisers), next_boundary
                             emit(PauseApplied(paused, next_boundary / sr, self._stats()))
                         next_boundary += hop
                 self._take_requests(source, emit)

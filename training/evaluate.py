@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stream_ser.adaptation import SpeakerNormaliser
 from stream_ser.engine import Engine, summarize
 from stream_ser.model import EmotionModel
 from stream_ser.sources import FileSource
@@ -115,36 +116,54 @@ def score(y_true: list[str], y_pred: list[str], labels: tuple[str, ...]) -> Scor
     )
 
 
-def evaluate_clips(model: EmotionModel, utts: list[Utterance], hop_s: float | None = None) -> list[ClipOutcome]:
+def evaluate_clips(
+    model: EmotionModel, utts: list[Utterance], hop_s: float | None = None, seed: int = 0
+) -> list[ClipOutcome]:
     """Stream every clip through the runtime engine and collect its predictions.
+
+    For a model with causal speaker normalisation (``model.metadata.speaker_norm``) each
+    speaker's clips are streamed one after the other through one
+    :class:`~stream_ser.adaptation.SpeakerNormaliser`, as one long session of that voice would
+    be: in a random order (``seed``; speakers in sorted order draw from one generator, as
+    ``training.adaptation`` orders them), each clip normalised with the statistics of that
+    speaker's earlier clips and its own windows so far, never later ones.
 
     Args:
         model: The exported model.
         utts: Labelled clips.
         hop_s: Engine hop (default: the model's).
+        seed: Clip order within a speaker (speaker-normalised models only).
 
     Returns:
-        One :class:`ClipOutcome` per clip, in order.
+        One :class:`ClipOutcome` per clip, in the order of ``utts``.
     """
-    out = []
     sr = model.feature_config.sample_rate_hz
+    order = list(range(len(utts)))
+    normalisers: dict[str, SpeakerNormaliser | None] = {u.speaker: None for u in utts}
+    if model.metadata.speaker_norm is not None:
+        rng = np.random.default_rng(seed)
+        order = []
+        for speaker in sorted(normalisers):
+            idx = [i for i, u in enumerate(utts) if u.speaker == speaker]
+            order += [idx[j] for j in rng.permutation(len(idx))]
+            normalisers[speaker] = SpeakerNormaliser(model.metadata.speaker_norm)
+    out: dict[int, ClipOutcome] = {}
     t0 = time.monotonic()
-    for i, u in enumerate(utts):
+    for n, i in enumerate(order):
+        u = utts[i]
         source = FileSource(u.path, sr)
-        engine = Engine(model, hop_s=hop_s, source=source.name)
+        engine = Engine(model, hop_s=hop_s, source=source.name, normaliser=normalisers[u.speaker])
         preds = list(engine.run(source.chunks()))
         clip = summarize(preds, source.name, engine.samples_seen / sr, model.labels)
-        out.append(
-            ClipOutcome(
-                u,
-                clip.label or NO_SPEECH,
-                tuple(p.label for p in preds if p.is_speech and p.label),
-                len(preds),
-            )
+        out[i] = ClipOutcome(
+            u,
+            clip.label or NO_SPEECH,
+            tuple(p.label for p in preds if p.is_speech and p.label),
+            len(preds),
         )
-        if (i + 1) % 250 == 0:
-            log.info("evaluated %d/%d clips (%.0f s)", i + 1, len(utts), time.monotonic() - t0)
-    return out
+        if (n + 1) % 250 == 0:
+            log.info("evaluated %d/%d clips (%.0f s)", n + 1, len(utts), time.monotonic() - t0)
+    return [out[i] for i in range(len(utts))]
 
 
 def corpus_scores(outcomes: list[ClipOutcome], labels: tuple[str, ...]) -> dict[str, dict[str, Scores]]:

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from stream_ser.adaptation import SpeakerNorm
 from stream_ser.features import FeatureConfig
 from stream_ser.metadata import METADATA_KEY, ModelMetadata
 
@@ -54,6 +55,7 @@ def export_onnx(
     config: FeatureConfig,
     provenance: dict[str, Any],
     parity_windows: np.ndarray,
+    speaker_norm: SpeakerNorm | None = None,
 ) -> float:
     """Convert, annotate, save and verify.
 
@@ -65,6 +67,9 @@ def export_onnx(
         config: The feature recipe the model was trained on.
         provenance: Facts recorded in the metadata (data, split, versions, command).
         parity_windows: Real log-mel windows, float32 ``(n, n_mels, n_frames)``, n >= 1.
+        speaker_norm: For a model trained on causally speaker-normalised log-mels
+            (``training.experiments train --speaker-norm causal``), the prior written into the
+            metadata, so the runtime normalises each channel the same way.
 
     Returns:
         The largest absolute Keras-vs-onnxruntime difference observed.
@@ -93,7 +98,7 @@ def export_onnx(
     for v in (graph.input[0], graph.output[0]):
         v.type.tensor_type.shape.dim[0].dim_param = "batch"
     tf_versions = {"tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__, "opset": OPSET}
-    meta = ModelMetadata(labels, config, "log_mel", "probabilities", {**provenance, **tf_versions})
+    meta = ModelMetadata(labels, config, "log_mel", "probabilities", {**provenance, **tf_versions}, speaker_norm)
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, meta.to_json()
     proto.producer_name = "stream-ser training.export"
@@ -131,6 +136,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, help="output .onnx path")
     parser.add_argument("--data", required=True, help="corpora folder, for real parity windows")
     parser.add_argument("--provenance", default=None, help="JSON file of provenance facts to embed")
+    parser.add_argument(
+        "--speaker-norm", choices=("none", "causal"), default="none",
+        help="the model was trained on causally speaker-normalised log-mels (training.experiments "
+        "--speaker-norm causal): write the prior, computed from the split's training and validation "
+        "speakers as training does, into the metadata",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from .labels import EMOTIONS
@@ -141,7 +152,12 @@ def main(argv: list[str] | None = None) -> None:
     val = [u for u in split.partition(discover(Path(args.data)))["validation"] if u.label][:40]
     fs = build_features(val, config, cache_dir=None)
     prov = json.loads(Path(args.provenance).read_text()) if args.provenance else {"source": args.keras_model}
-    export_onnx(model, Path(args.out), EMOTIONS, config, prov, fs.log_mels.astype(np.float32)[:64])
+    norm = None
+    if args.speaker_norm == "causal":
+        known = [u for u in discover(Path(args.data)) if u.label and u.speaker not in split.test]
+        norm = SpeakerNorm.from_windows(build_features(known, config).log_mels)  # cached, as training's
+        prov["speaker_norm"] = "causal (training.adaptation); prior = split train + validation speakers"
+    export_onnx(model, Path(args.out), EMOTIONS, config, prov, fs.log_mels.astype(np.float32)[:64], norm)
 
 
 if __name__ == "__main__":
