@@ -195,6 +195,11 @@ class PredictionMade:
         boundary_monotonic_s: ``time.monotonic()`` (or the session's clock) when the worker
             received the audio that completed the hop; the UI subtracts it from the time of
             display to show the latency.
+        captured_monotonic_s: Estimated time the hop's last sample was captured: the arrival
+            of its chunk minus the duration of the chunk's samples after it (a capture block
+            delivers its first sample a block duration after it was recorded). Latency from
+            here includes the capture block time; device and sound-server buffering before the
+            callback are not visible to the program.
         stats: Counters after this prediction.
         channel_index: Position of the prediction's channel among the session's channels (0 for
             mono input); the channels of one hop arrive one after the other in this order.
@@ -206,6 +211,7 @@ class PredictionMade:
     boundary_monotonic_s: float
     stats: SessionStats
     channel_index: int = 0
+    captured_monotonic_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -597,6 +603,7 @@ class ListenSession:
         paused = False
         next_boundary = hop
         t_chunk = self._clock()
+        chunk_end = 0
 
         def deliver(predictions: list[Prediction]) -> None:
             for p in predictions:
@@ -619,7 +626,8 @@ class ListenSession:
                 self._predictions += 1
                 end = int(round(p.end_s * sr))
                 self._marker_floor = max(self._marker_floor, end)
-                emit(PredictionMade(p, max(end - 1, 0) // hop, smoothed, t_chunk, self._stats(), index))
+                captured = t_chunk - max(0, chunk_end - end) / sr
+                emit(PredictionMade(p, max(end - 1, 0) // hop, smoothed, t_chunk, self._stats(), index, captured))
 
         failure: AudioSourceError | None = None
         try:
@@ -630,6 +638,7 @@ class ListenSession:
                     chunk = chunk[:, None]
                 if max_samples is not None:
                     chunk = chunk[: max(0, max_samples - self._stream_samples)]
+                chunk_end = self._stream_samples + chunk.shape[0]  # stream sample after the chunk
                 pos = 0
                 while pos < chunk.shape[0]:
                     take = min(chunk.shape[0] - pos, next_boundary - self._stream_samples)

@@ -682,6 +682,11 @@ class FileInputStream:
     close = stop
 
 
+#: Default capture block (s) of :class:`MicrophoneSource` and :class:`MultiDeviceSource` (see
+#: ``MicrophoneSource``'s ``block_s``: CPU per callback against latency).
+DEFAULT_BLOCK_S = 0.04
+
+
 class MicrophoneSource:
     """Live audio from an input device (or a file replayed in real time), as 16 kHz chunks.
 
@@ -696,7 +701,12 @@ class MicrophoneSource:
         device: Device index, name or name substring, an :class:`InputDevice`, or None for the
             default input.
         sample_rate_hz: Output sample rate (the model's, 16 kHz).
-        block_s: Callback block duration (s); 20 ms by default.
+        block_s: Callback block duration (s); 40 ms by default. Every callback costs CPU in
+            PortAudio, the sound server client and Python (measured with
+            ``benchmarks/bench_live.py`` on a PulseAudio source: 2.3 % of a core at 20 ms blocks,
+            1.1 % at 40 ms, 0.5 % at 100 ms), and the block time adds to the latency of a
+            prediction (the hop's last sample waits up to one block); 40 ms keeps both budgets of
+            the performance issue (<= 2 % of a core, p99 latency <= 50 ms).
         capacity_s: Ring buffer capacity (s) of native audio; frames the consumer has not read
             within this time are dropped and counted.
         replay: Play this file through the same path at real-time pace instead of opening a
@@ -738,7 +748,7 @@ class MicrophoneSource:
         self,
         device: str | int | InputDevice | None = None,
         sample_rate_hz: int = 16000,
-        block_s: float = 0.02,
+        block_s: float = DEFAULT_BLOCK_S,
         capacity_s: float = 10.0,
         replay: str | Path | None = None,
         realtime: bool = True,
@@ -1266,7 +1276,7 @@ class MultiDeviceSource:
         self,
         devices: Sequence[str | int | InputDevice],
         sample_rate_hz: int = 16000,
-        block_s: float = 0.02,
+        block_s: float = DEFAULT_BLOCK_S,
         capacity_s: float = 10.0,
         stall_timeout_s: float = 5.0,
         stream_factory: Callable[..., Any] | None = None,

@@ -484,7 +484,7 @@ def test_listen_two_devices_cli(monkeypatch, tmp_path, capsys) -> None:
     monkeypatch.setattr(sources, "_sounddevice", lambda: SimpleNamespace(InputStream=factory))
     out, summary = tmp_path / "call.csv", tmp_path / "s.json"
     code = main(["listen", "--no-tui", "--device", "Mic", "--device", "Monitor", "--channel-names", "me,them",
-                 "--duration", "3", "--csv", str(out), "--summary-json", str(summary)])
+                 "--duration", "4", "--csv", str(out), "--summary-json", str(summary)])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     # the PulseAudio source was opened through ALSA's pulse device with PULSE_SOURCE set, then unset
@@ -492,7 +492,7 @@ def test_listen_two_devices_cli(monkeypatch, tmp_path, capsys) -> None:
     assert "listening to mic:USB Mic + mic:Monitor of Speakers (48000/44100 Hz -> 16000 Hz, channels me = mic:USB Mic" in captured.err
     with open(out, newline="") as f:
         rows = list(csv.DictReader(f))
-    assert [r["channel"] for r in rows[:2]] == ["me", "them"] and len(rows) == 12  # 6 hops x 2 channels
+    assert [r["channel"] for r in rows[:2]] == ["me", "them"] and len(rows) == 16  # 8 hops x 2 channels
     assert {r["source"] for r in rows} == {"mic:USB Mic + mic:Monitor of Speakers"}
     assert "clock: mic:Monitor of Speakers runs" in captured.err and "ppm" in captured.err
     doc = json.loads(summary.read_text())

@@ -11,7 +11,7 @@ import soxr
 from conftest import ANGRY_CLIP
 
 from stream_ser.engine import Engine
-from stream_ser.sources import AudioSourceError, MicrophoneSource, load_audio
+from stream_ser.sources import DEFAULT_BLOCK_S, AudioSourceError, MicrophoneSource, load_audio
 
 RATE = 48000
 
@@ -107,7 +107,7 @@ def test_overflow_storm_is_counted_not_fatal(shipped_model) -> None:
     audio = clip_48k()
     source = MicrophoneSource(stream_factory=factory(audio=audio, then="finish", status=flagged))
     preds, error = consume(source, shipped_model)
-    n_blocks = -(-audio.size // int(0.02 * RATE))
+    n_blocks = -(-audio.size // int(DEFAULT_BLOCK_S * RATE))
     assert source.overflows == n_blocks and source.status_flags == n_blocks
     assert len(preds) == int(audio.size / RATE / 0.5)
 
@@ -171,7 +171,7 @@ def test_listen_cli_device_fault_keeps_the_csv(monkeypatch, tmp_path, capsys, fa
     assert code == 1
     want = "ended unexpectedly" if fault == "vanish" else "no audio for 0.5 s"
     assert f"stream-ser: error: mic:USB headset: " in captured.err and want in captured.err
-    n_blocks = -(-audio.size // int(0.02 * RATE))
+    n_blocks = -(-audio.size // int(DEFAULT_BLOCK_S * RATE))
     assert f"{n_blocks} input overflows" in captured.err
     assert "Traceback" not in captured.err
     text = out.read_text()

@@ -232,7 +232,8 @@ class ListenApp(App[None]):
                 self._channel_speech[index] = p.is_speech
             self.query_one(LevelMeter).set_speech(any(self._channel_speech))
             status.set(stats=event.stats)
-            self.call_after_refresh(self._measure_latency, event.boundary_monotonic_s)
+            since = event.captured_monotonic_s if event.captured_monotonic_s is not None else event.boundary_monotonic_s
+            self.call_after_refresh(self._measure_latency, since)
         elif isinstance(event, HopPaused):
             self.query_one(Timeline).rows.add_paused(event.hop_index)
             status.set(stats=event.stats)
