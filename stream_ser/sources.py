@@ -701,12 +701,13 @@ class MicrophoneSource:
         device: Device index, name or name substring, an :class:`InputDevice`, or None for the
             default input.
         sample_rate_hz: Output sample rate (the model's, 16 kHz).
-        block_s: Callback block duration (s); 40 ms by default. Every callback costs CPU in
-            PortAudio, the sound server client and Python (measured with
-            ``benchmarks/bench_live.py`` on a PulseAudio source: 2.3 % of a core at 20 ms blocks,
-            1.1 % at 40 ms, 0.5 % at 100 ms), and the block time adds to the latency of a
-            prediction (the hop's last sample waits up to one block); 40 ms keeps both budgets of
-            the performance issue (<= 2 % of a core, p99 latency <= 50 ms).
+        block_s: Callback block duration (s); :data:`DEFAULT_BLOCK_S` (40 ms) by default. Every
+            callback costs CPU in PortAudio, the sound-server client and Python (capture alone
+            on a PulseAudio source, one core of the 2-core machine: 2.3 % of a core at 20 ms
+            blocks, 1.1 % at 40 ms, 0.5 % at 100 ms), while the hop's last sample waits up to a
+            block before the program sees it. On PulseAudio the server's own fragments dominate
+            that wait (30 ms blocks gave no lower latency than 40 ms); figures in
+            ``benchmarks/README.md``.
         capacity_s: Ring buffer capacity (s) of native audio; frames the consumer has not read
             within this time are dropped and counted.
         replay: Play this file through the same path at real-time pace instead of opening a
