@@ -35,7 +35,7 @@ def machine() -> str:
 
 def main() -> None:
     from stream_ser.engine import cut_window, window_ends
-    from stream_ser.features import log_mel, preprocess
+    from stream_ser.features import log_mel, preprocess, window_features
     from stream_ser.model import EmotionModel
     from stream_ser.sources import load_audio
 
@@ -66,11 +66,11 @@ def main() -> None:
             out.append((time.perf_counter() - t0) * 1e3)
         return np.array(out)
 
-    rows = {"features (gate+normalise+trim+log-mel)": timed(lambda w: log_mel(preprocess(w, cfg), cfg), speech)}
+    rows = {"features (gate+normalise+trim+log-mel)": timed(lambda w: window_features(w, cfg), speech)}
     for model in models:
         rows[f"inference, {model.path.name} (1 thread)"] = timed(model.predict, feats)
         rows[f"features + inference, {model.path.name}"] = timed(
-            lambda w, m=model: m.predict(log_mel(preprocess(w, cfg), cfg)), speech
+            lambda w, m=model: m.predict(window_features(w, cfg)), speech
         )
     print(f"machine: {machine()}")
     for model in models:

@@ -68,6 +68,7 @@ class Engine:
         norm = model.metadata.speaker_norm
         self.normaliser = None if norm is None else (normaliser or SpeakerNormaliser(norm))
         self._ring = RingBuffer(cfg.window_samples + self.hop_samples)
+        self._window_buf = np.empty((cfg.window_samples, 1), dtype=np.float32)
         self._next_boundary = self.hop_samples
         self._last_scored = 0
 
@@ -119,7 +120,11 @@ class Engine:
         cfg = self.config
         # only audio of the stream: the first windows are shorter than window_s (the recipe pads
         # them), so nothing before the stream start (such as a zero step under a DC offset) is scored
-        window = self._ring.read(end, min(end, cfg.window_samples))[:, 0]
+        n = min(end, cfg.window_samples)
+        if n == cfg.window_samples:  # steady state: reuse one array (the recipe copies what it keeps)
+            window = self._ring.read(end, n, self._window_buf)[:, 0]
+        else:
+            window = self._ring.read(end, n)[:, 0]
         self._last_scored = end
         feats = window_features(window, cfg)
         start_s = max(0, end - cfg.window_samples) / cfg.sample_rate_hz

@@ -295,6 +295,11 @@ def preprocess(audio: np.ndarray, config: FeatureConfig) -> np.ndarray | None:
     Raises:
         ValueError: If ``audio`` is not 1-D.
     """
+    return _preprocess_into(audio, config, np.zeros(config.window_samples, dtype=np.float32))
+
+
+def _preprocess_into(audio: np.ndarray, config: FeatureConfig, out: np.ndarray) -> np.ndarray | None:
+    """:func:`preprocess` writing into ``out`` (float32 ``(window_samples,)``, overwritten)."""
     x = _as_mono_float32(audio)
     n, half = x.size, config.level_frame_length // 2
     # one per-thread work array: [half zeros | the window | half zeros], conditioned in place
@@ -310,9 +315,9 @@ def preprocess(audio: np.ndarray, config: FeatureConfig) -> np.ndarray | None:
     peak = max(float(y.max()), -float(y.min()))
     y *= np.float32(10.0 ** (config.peak_dbfs / 20.0) / peak)
     start, end = _trim_bounds_padded(padded, n, config)
-    out = np.zeros(config.window_samples, dtype=np.float32)
     m = min(end - start, config.window_samples)
     out[:m] = y[start : start + m]
+    out[m:] = 0.0
     return out
 
 
@@ -464,5 +469,8 @@ def window_features(audio: np.ndarray, config: FeatureConfig) -> np.ndarray | No
     Returns:
         float32 log-mel of shape ``config.input_shape``, or None if the window is not speech.
     """
-    y = preprocess(audio, config)
+    out = getattr(_SCRATCH, "window", None)
+    if out is None or out.size != config.window_samples:
+        out = _SCRATCH.window = np.empty(config.window_samples, dtype=np.float32)
+    y = _preprocess_into(audio, config, out)  # a per-thread array: log_mel consumes it at once
     return None if y is None else log_mel(y, config)

@@ -77,7 +77,7 @@ class RingBuffer:
             self._buf[: m - first] = frames[first:]
         self._written += n  # publish only after the copy
 
-    def read(self, end: int, n: int) -> np.ndarray:
+    def read(self, end: int, n: int, out: np.ndarray | None = None) -> np.ndarray:
         """Copy of the ``n`` frames ending just before absolute frame ``end``.
 
         Frames before the start of the stream (negative indices) read as zeros, so the first
@@ -86,9 +86,11 @@ class RingBuffer:
         Args:
             end: Absolute index one past the last frame wanted (<= :attr:`written`).
             n: Number of frames (0 <= n <= capacity).
+            out: Array of shape ``(n, channels)`` and the buffer's dtype to copy into (a reader
+                that reuses one array saves an allocation per read); None for a new array.
 
         Returns:
-            Array of shape ``(n, channels)``, the buffer's dtype.
+            Array of shape ``(n, channels)``, the buffer's dtype (``out`` when given).
 
         Raises:
             ValueError: If ``n`` is out of range or ``end`` is beyond what was written.
@@ -102,7 +104,10 @@ class RingBuffer:
         start = end - n
         if start < written - self.capacity and end > 0:
             raise OverrunError(f"frames {start}..{end} were overwritten (oldest kept: {written - self.capacity})")
-        out = np.empty((n, self.channels), dtype=self._buf.dtype)
+        if out is None:
+            out = np.empty((n, self.channels), dtype=self._buf.dtype)
+        elif out.shape != (n, self.channels) or out.dtype != self._buf.dtype:
+            raise ValueError(f"out must have shape {(n, self.channels)} and dtype {self._buf.dtype}")
         lo = max(start, 0)
         out[: lo - start] = 0.0
         m = max(end - lo, 0)

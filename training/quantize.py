@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stream_ser.adaptation import SpeakerNormaliser
 from stream_ser.engine import cut_window, window_ends
 from stream_ser.features import window_features
 from stream_ser.model import EmotionModel
@@ -37,7 +38,10 @@ log = logging.getLogger("training.quantize")
 
 
 def calibration_windows(paths: list[Path], model: EmotionModel, max_windows: int = 800) -> np.ndarray:
-    """Log-mel windows of the clips at ``paths``, as the engine cuts and featurises them.
+    """Model inputs of the clips at ``paths``, as the engine cuts and featurises them.
+
+    For a speaker-normalised model (``model.metadata.speaker_norm``) the windows are normalised
+    as the engine does, with a fresh :class:`~stream_ser.adaptation.SpeakerNormaliser` per clip.
 
     Args:
         paths: Audio files (training speakers only).
@@ -52,12 +56,14 @@ def calibration_windows(paths: list[Path], model: EmotionModel, max_windows: int
     """
     cfg = model.feature_config
     out: list[np.ndarray] = []
+    norm = model.metadata.speaker_norm
     for path in paths:
         x = load_audio(path, cfg.sample_rate_hz)
+        normaliser = SpeakerNormaliser(norm) if norm is not None else None
         for end in window_ends(x.size, cfg.hop_samples):
             feats = window_features(cut_window(x, end, cfg.window_samples), cfg)
             if feats is not None:
-                out.append(feats)
+                out.append(normaliser(feats) if normaliser is not None else feats)
         if len(out) >= max_windows:
             break
     if not out:
