@@ -295,30 +295,17 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
 
 
-class _Interrupt:
-    """SIGINT/SIGTERM -> ``on_stop()`` once (a clean stop with partial figures); a second
-    signal raises KeyboardInterrupt so the finally blocks still clean up."""
+def _interrupt(on_stop):
+    """SIGINT/SIGTERM -> ``on_stop()`` once, for a clean stop with partial figures (the CLI's own
+    signal handling, ``stream_ser.cli._Stop``); a second signal exits, the finally blocks still
+    clean up. ``.event.is_set()`` tells whether a signal came."""
+    from stream_ser.cli import _Stop
 
-    def __init__(self, on_stop) -> None:
-        self.on_stop = on_stop
-        self.signalled = False
-        self._old: dict[int, object] = {}
+    def stop() -> None:
+        print("\n[signal: stopping, figures so far follow]", file=sys.stderr, flush=True)
+        on_stop()
 
-    def _handler(self, signum, frame) -> None:
-        if self.signalled:
-            raise KeyboardInterrupt
-        self.signalled = True
-        print(f"\n[{signal.Signals(signum).name}: stopping, figures so far follow]", file=sys.stderr, flush=True)
-        self.on_stop()
-
-    def __enter__(self) -> "_Interrupt":
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old[sig] = signal.signal(sig, self._handler)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)  # type: ignore[arg-type]
+    return _Stop(on_stop=stop)
 
 
 # --------------------------------------------------------------------------------------------
@@ -398,7 +385,7 @@ def run_in_process(duration_s: float, tmp: Path) -> None:
         elif isinstance(event, SessionEnded):
             ended_at.update(t=now, cpu=time.process_time())
 
-    with _Interrupt(session.request_stop) as interrupt:
+    with _interrupt(session.request_stop) as interrupt:
         ended = session.run(on_event)
     devnull.close()
     if "t" not in started:
@@ -416,7 +403,7 @@ def run_in_process(duration_s: float, tmp: Path) -> None:
     print("== in-process: the session of `stream-ser listen --no-tui --csv OUT` ==")
     print(f"source {ev.source_name} ({ev.device_sample_rate_hz} Hz -> {ev.sample_rate_hz} Hz), model {ev.model_name} "
           f"({model.path.stat().st_size / 1e6:.1f} MB, 1 onnxruntime thread), hop {ev.hop_s:g} s, window {ev.window_s:g} s")
-    print(f"ended: {ended.reason}{' (interrupted)' if interrupt.signalled else ''}{': ' + ended.error if ended.error else ''}; "
+    print(f"ended: {ended.reason}{' (interrupted)' if interrupt.event.is_set() else ''}{': ' + ended.error if ended.error else ''}; "
           f"{stats.stream_s:.1f} s of audio in {wall:.1f} s wall")
     print(f"CPU of one core, whole process, SessionStarted -> SessionEnded ({wall:.1f} s): {cpu_pct:.2f} %")
     if first:
@@ -531,7 +518,7 @@ def run_cli(duration_s: float, tmp: Path, env: dict[str, str]) -> None:
     for r in readers:
         r.start()
     try:
-        with _Interrupt(lambda: proc.send_signal(signal.SIGINT)) as interrupt:
+        with _interrupt(lambda: proc.send_signal(signal.SIGINT)) as interrupt:
             while True:
                 try:
                     _, status, usage = os.wait4(proc.pid, 0)
@@ -551,7 +538,7 @@ def run_cli(duration_s: float, tmp: Path, env: dict[str, str]) -> None:
     rows = max(0, sum(1 for _ in open(csv_path)) - 1) if csv_path.exists() else 0
     print()
     print("== --cli: `stream-ser listen` as a separate process ==")
-    print(f"exit status {proc.returncode}{' (interrupted)' if interrupt.signalled else ''}; launch -> exit {wall:.1f} s wall")
+    print(f"exit status {proc.returncode}{' (interrupted)' if interrupt.event.is_set() else ''}; launch -> exit {wall:.1f} s wall")
     if err_lines:
         print("stderr:\n  " + "  ".join(err_lines[-10:]).rstrip())
     print(f"CPU of one core over the whole process life (imports, model load, capture, exit): "
