@@ -144,3 +144,21 @@ def test_work_arrays_do_not_leak_between_calls() -> None:
 )
 def test_fuzz_matches_librosa(x: np.ndarray, gain: float, dc: float) -> None:
     assert_same_recipe(x * np.float32(gain) + np.float32(dc), CFG)
+
+
+def test_runtime_never_imports_librosa() -> None:
+    """Scoring a file with the shipped model loads neither librosa nor scipy (start-up time and
+    memory of the live tool, issue #6)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from stream_ser.cli import main\n"
+        f"code = main(['analyse', {str(ANGRY_CLIP)!r}, '-q'])\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'librosa', 'scipy', 'numba', 'tensorflow'})\n"
+        "print('HEAVY', heavy, code)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "HEAVY [] 0" in out.stdout, out.stdout + out.stderr
