@@ -13,11 +13,10 @@ is the figure behind the default capture block (``stream_ser.sources.DEFAULT_BLO
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from pathlib import Path
 
-from bench_live import DEFAULT_DATA, LoopPlayer, VirtualMicrophone, machine, render_recording
+from bench_live import DEFAULT_DATA, machine, speech_on_virtual_mic
 
 
 def measure(block_s: float, seconds: float) -> tuple[float, float, float]:
@@ -48,17 +47,11 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     args = parser.parse_args()
     print(f"machine: {machine()}")
-    with tempfile.TemporaryDirectory() as tmp, VirtualMicrophone() as mic:
-        wav = Path(tmp) / "play.wav"
-        print(render_recording(wav, 60.0, args.data))
-        print(mic.describe())
-        with LoopPlayer(wav, mic.env()):
-            time.sleep(0.5)
-            print(f"{'block ms':>8s} {'first chunk s':>13s} {'CPU s before':>12s} {'steady CPU %':>12s}")
-            for block in args.blocks:
-                wait, cpu, pct = measure(block, args.seconds)
-                print(f"{block * 1e3:8.0f} {wait:13.2f} {cpu:12.2f} {pct:12.2f}")
-
+    with speech_on_virtual_mic(60.0, args.data, prefix="bench_capture_"):
+        print(f"{'block ms':>8s} {'first chunk s':>13s} {'CPU s before':>12s} {'steady CPU %':>12s}")
+        for block in args.blocks:
+            wait, cpu, pct = measure(block, args.seconds)
+            print(f"{block * 1e3:8.0f} {wait:13.2f} {cpu:12.2f} {pct:12.2f}")
 
 if __name__ == "__main__":
     main()

@@ -58,6 +58,7 @@ the pinning and share that core.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import platform
@@ -261,6 +262,23 @@ class LoopPlayer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def speech_on_virtual_mic(seconds: float, data: Path, seed: int = 0, prefix: str = "bench_"):
+    """A temporary folder, a playback WAV of real clips (:func:`render_recording`), the virtual
+    microphone and a :class:`LoopPlayer` playing the WAV into it; yields ``(tmp, vmic, player)``
+    once playback has had 0.5 s to connect, and reports paplay's runs at the end."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp_name:
+        tmp = Path(tmp_name)
+        wav = tmp / "playback.wav"
+        print(f"playback: {render_recording(wav, seconds, data, seed)}", flush=True)
+        with VirtualMicrophone() as vmic:
+            print(vmic.describe())
+            with LoopPlayer(wav, vmic.env()) as player:
+                time.sleep(0.5)  # let paplay connect so the capture starts on the recording
+                yield tmp, vmic, player
+            print(f"paplay: {player.plays} run(s)" + (f", errors: {player.errors}" if player.errors else ""))
 
 
 def stream_ser_command() -> list[str]:
@@ -585,20 +603,12 @@ def main() -> None:
     duration_s = args.minutes * 60
     print(f"machine: {machine()}")
     print(f"load average before: {' '.join(open('/proc/loadavg').read().split()[:3])}")
-    with tempfile.TemporaryDirectory(prefix="bench_live_") as tmp_name:
-        tmp = Path(tmp_name)
-        wav = tmp / "playback.wav"
-        print(f"playback: {render_recording(wav, duration_s + 60, args.data, args.seed)}", flush=True)
-        with VirtualMicrophone() as vmic:
-            print(vmic.describe())
-            with LoopPlayer(wav, vmic.env()) as player:
-                time.sleep(0.5)  # let paplay connect so the capture starts on the recording
-                print(f"listening for {duration_s:g} s ({'--cli' if args.cli else 'in-process'}) ...", flush=True)
-                if args.cli:
-                    run_cli(duration_s, tmp, vmic.env())
-                else:
-                    run_in_process(duration_s, tmp)
-            print(f"paplay: {player.plays} run(s)" + (f", errors: {player.errors}" if player.errors else ""))
+    with speech_on_virtual_mic(duration_s + 60, args.data, args.seed, "bench_live_") as (tmp, vmic, _):
+        print(f"listening for {duration_s:g} s ({'--cli' if args.cli else 'in-process'}) ...", flush=True)
+        if args.cli:
+            run_cli(duration_s, tmp, vmic.env())
+        else:
+            run_in_process(duration_s, tmp)
     print(f"load average after: {' '.join(open('/proc/loadavg').read().split()[:3])}")
 
 

@@ -32,7 +32,6 @@ import json
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -42,10 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_live import (  # noqa: E402  (shared helpers of the live benchmarks)
     DEFAULT_DATA,
-    LoopPlayer,
-    VirtualMicrophone,
     machine,
-    render_recording,
+    speech_on_virtual_mic,
     stream_ser_command,
 )
 
@@ -169,38 +166,30 @@ def main() -> None:
     imports: list[float] = []
     bare: list[float] = []
     try:
-        with tempfile.TemporaryDirectory(prefix="bench_startup_") as tmp_name:
-            tmp = Path(tmp_name)
-            wav = tmp / "playback.wav"
-            print(f"playback: {render_recording(wav, 120, args.data, args.seed)}", flush=True)
-            with VirtualMicrophone() as vmic:
-                print(vmic.describe())
-                with LoopPlayer(wav, vmic.env()) as player:
-                    time.sleep(0.5)
-                    w = launch_listen(vmic.env(), args.duration, tmp)
-                    print(f"warm-up run (untimed): exit {w.exit_status}, {w.predictions} predictions", flush=True)
-                    if w.ready_s is None or w.first_prediction_s is None:
-                        print(f"  warning: warm-up did not reach ready/prediction; its stderr:\n{w.stderr}")
-                    time_command([sys.executable, "-c", "import stream_ser.cli"], tmp)
-                    print(f"{'run':>4s} {'ready s':>8s} {'1st pred s':>10s} {'exit s':>7s} {'preds':>5s} "
-                          f"{'import s':>8s} {'python s':>8s}  status")
-                    for i in range(args.runs):
-                        r = launch_listen(vmic.env(), args.duration, tmp)
-                        runs.append(r)
-                        imports.append(time_command([sys.executable, "-c", "import stream_ser.cli"], tmp))
-                        bare.append(time_command([sys.executable, "-c", "pass"], tmp))
+        with speech_on_virtual_mic(120, args.data, args.seed, "bench_startup_") as (tmp, vmic, _):
+            w = launch_listen(vmic.env(), args.duration, tmp)
+            print(f"warm-up run (untimed): exit {w.exit_status}, {w.predictions} predictions", flush=True)
+            if w.ready_s is None or w.first_prediction_s is None:
+                print(f"  warning: warm-up did not reach ready/prediction; its stderr:\n{w.stderr}")
+            time_command([sys.executable, "-c", "import stream_ser.cli"], tmp)
+            print(f"{'run':>4s} {'ready s':>8s} {'1st pred s':>10s} {'exit s':>7s} {'preds':>5s} "
+                  f"{'import s':>8s} {'python s':>8s}  status")
+            for i in range(args.runs):
+                r = launch_listen(vmic.env(), args.duration, tmp)
+                runs.append(r)
+                imports.append(time_command([sys.executable, "-c", "import stream_ser.cli"], tmp))
+                bare.append(time_command([sys.executable, "-c", "pass"], tmp))
 
-                        def f(v: float | None) -> str:
-                            return "-" if v is None else f"{v:.3f}"
+                def f(v: float | None) -> str:
+                    return "-" if v is None else f"{v:.3f}"
 
-                        stopped = next((ln for ln in r.stderr.splitlines() if "stopped after" in ln), "")
-                        overflows = stopped.split(" predictions, ")[-1].split(",")[0] if stopped else "?"
-                        print(f"{i + 1:4d} {f(r.ready_s):>8s} {f(r.first_prediction_s):>10s} {f(r.exit_s):>7s} "
-                              f"{r.predictions:5d} {imports[-1]:8.3f} {bare[-1]:8.3f}  exit {r.exit_status}, {overflows}",
-                              flush=True)
-                        if r.exit_status != 0 or r.ready_s is None:
-                            print("      stderr: " + r.stderr.strip().replace("\n", "\n      stderr: "))
-                print(f"paplay: {player.plays} run(s)" + (f", errors: {player.errors}" if player.errors else ""))
+                stopped = next((ln for ln in r.stderr.splitlines() if "stopped after" in ln), "")
+                overflows = stopped.split(" predictions, ")[-1].split(",")[0] if stopped else "?"
+                print(f"{i + 1:4d} {f(r.ready_s):>8s} {f(r.first_prediction_s):>10s} {f(r.exit_s):>7s} "
+                      f"{r.predictions:5d} {imports[-1]:8.3f} {bare[-1]:8.3f}  exit {r.exit_status}, {overflows}",
+                      flush=True)
+                if r.exit_status != 0 or r.ready_s is None:
+                    print("      stderr: " + r.stderr.strip().replace("\n", "\n      stderr: "))
     except KeyboardInterrupt:
         print("\n[interrupted: figures of the runs so far follow]")
     finally:
