@@ -467,7 +467,7 @@ def _check_listen_args(args: argparse.Namespace) -> str | None:
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
-    from .session import ListenSession, SessionOptions, SessionStarted
+    from .session import CalibrationProgress, ListenSession, SessionOptions, SessionStarted
     from .sinks import LinePrinter
 
     problem = _check_listen_args(args)
@@ -476,6 +476,14 @@ def cmd_listen(args: argparse.Namespace) -> int:
         return 2
     model = _load_model(args)
     cfg = model.feature_config
+    if args.calibrate and model.metadata.speaker_norm is None:
+        print(
+            f"stream-ser: error: --calibrate: the model {model.name} does not normalise speakers (no speaker_norm in "
+            "its metadata; `stream-ser info` shows it), so there is nothing to calibrate. Use a model exported with "
+            "`python -m training.export --speaker-norm causal`.",
+            file=sys.stderr,
+        )
+        return 2
     _summary_file(args)  # fails on an unwritable path before any audio
     csv_sink = _open_csv(args, model.labels)
     tui = _listen_wants_tui(args)
@@ -491,7 +499,8 @@ def cmd_listen(args: argparse.Namespace) -> int:
             model,
             _listen_source(args, cfg.sample_rate_hz),
             sinks,
-            SessionOptions(hop_s=args.hop, duration_s=args.duration, channel_names=_channel_names(args)),
+            SessionOptions(hop_s=args.hop, duration_s=args.duration, channel_names=_channel_names(args),
+                           calibrate_s=args.calibrate or 0.0),
         )
     except BaseException:
         if csv_sink:
@@ -504,7 +513,19 @@ def cmd_listen(args: argparse.Namespace) -> int:
         _print_summary(args, session.summary)
         return code
 
+    calibration_shown = [-1.0]  # the last progress printed (s of speech)
+
     def on_event(event) -> None:
+        if isinstance(event, CalibrationProgress) and not args.quiet:
+            heard = min(event.speech_s)
+            if event.done:
+                print(f"stream-ser: calibrated on {event.target_s:g} s of speech per channel at {event.end_s:.1f} s of "
+                      "audio; predictions follow.", file=sys.stderr, flush=True)
+            elif heard >= calibration_shown[0] + 5.0 or calibration_shown[0] < 0:
+                calibration_shown[0] = heard
+                heard_text = " / ".join(f"{s:g}" for s in event.speech_s)
+                print(f"stream-ser: calibrating: {heard_text} of {event.target_s:g} s of speech heard (speak "
+                      "naturally; no predictions yet)", file=sys.stderr, flush=True)
         if isinstance(event, SessionStarted) and not args.quiet:
             rates = event.device_sample_rates_hz or (event.device_sample_rate_hz,)
             rate_text = "/".join(f"{r}" for r in dict.fromkeys(rates))
@@ -669,6 +690,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", default=None, metavar="FILE", help="replay FILE through the live path instead of a device")
     p.add_argument("--duration", type=_positive_float, default=None, metavar="S", help="stop after S seconds of audio")
     p.add_argument("--fast", action="store_true", help="with --input: do not pace the replay in real time")
+    p.add_argument("--calibrate", type=_positive_float, default=None, metavar="S",
+                   help="for a speaker-normalised model (`stream-ser info` shows it): first learn the voice from S "
+                   "seconds of speech per channel (e.g. 30) and only then predict; those hops write no CSV row. "
+                   "The running voice statistics go on updating afterwards")
     p.add_argument("--no-tui", action="store_true",
                    help="print one line per hop instead of the terminal UI (the default when stdout is not a terminal)")
     p.set_defaults(func=cmd_listen)

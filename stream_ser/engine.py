@@ -41,9 +41,17 @@ class Engine:
             the running statistics of this channel's voice; None makes a fresh one (a new voice).
             Pass the same normaliser to carry the voice across engines (a paused and resumed
             session, the clips of one speaker). Ignored for other models.
+        calibration_windows: For a speaker-normalised model, an explicit calibration phase
+            (``listen --calibrate``): until the normaliser has taken in this many speech windows,
+            each window only adds to the voice statistics and no prediction is returned (silent
+            hops neither). The statistics are the same as without calibration, so every later
+            prediction equals the uncalibrated engine's; calibration only withholds the first
+            ones, made while the statistics still lean on the training prior. 0 (default): none.
+            Ignored for other models.
 
     Raises:
-        ValueError: If ``hop_s`` is not in (0, window_s] or is shorter than one sample.
+        ValueError: If ``hop_s`` is not in (0, window_s] or is shorter than one sample, or
+            ``calibration_windows`` is negative.
     """
 
     def __init__(
@@ -54,6 +62,7 @@ class Engine:
         channel: int = 0,
         channel_name: str | None = None,
         normaliser: SpeakerNormaliser | None = None,
+        calibration_windows: int = 0,
     ) -> None:
         cfg = model.feature_config
         self.model = model
@@ -67,6 +76,9 @@ class Engine:
         self.channel_name = channel_name
         norm = model.metadata.speaker_norm
         self.normaliser = None if norm is None else (normaliser or SpeakerNormaliser(norm))
+        if calibration_windows < 0:
+            raise ValueError(f"calibration_windows must be >= 0, got {calibration_windows}")
+        self.calibration_windows = int(calibration_windows) if self.normaliser is not None else 0
         self._ring = RingBuffer(cfg.window_samples + self.hop_samples)
         self._window_buf = np.empty((cfg.window_samples, 1), dtype=np.float32)
         self._next_boundary = self.hop_samples
@@ -76,6 +88,11 @@ class Engine:
     def samples_seen(self) -> int:
         """Samples pushed so far (the stream clock, at ``sample_rate_hz``)."""
         return self._ring.written
+
+    @property
+    def calibrating(self) -> bool:
+        """True while the calibration phase withholds predictions (see ``calibration_windows``)."""
+        return self.normaliser is not None and self.normaliser.windows < self.calibration_windows
 
     def push(self, chunk: np.ndarray) -> list[Prediction]:
         """Add samples and score every hop boundary they cross.
@@ -100,7 +117,9 @@ class Engine:
             self._ring.write(x[pos : pos + take])
             pos += take
             if self._ring.written == self._next_boundary:
-                out.append(self._score(self._next_boundary))
+                p = self._score(self._next_boundary)
+                if p is not None:
+                    out.append(p)
                 self._next_boundary += self.hop_samples
         return out
 
@@ -109,15 +128,18 @@ class Engine:
 
         Returns:
             One prediction for the window ending at the last sample if samples arrived after the
-            last hop boundary, else an empty list.
+            last hop boundary (and calibration is over), else an empty list.
         """
         end = self._ring.written
         if end > self._last_scored:
-            return [self._score(end)]
+            p = self._score(end)
+            return [] if p is None else [p]
         return []
 
-    def _score(self, end: int) -> Prediction:
+    def _score(self, end: int) -> Prediction | None:
+        """The prediction for the window ending at stream sample ``end``; None while calibrating."""
         cfg = self.config
+        calibrating = self.calibrating
         # only audio of the stream: the first windows are shorter than window_s (the recipe pads
         # them), so nothing before the stream start (such as a zero step under a DC offset) is scored
         n = min(end, cfg.window_samples)
@@ -129,6 +151,10 @@ class Engine:
         feats = window_features(window, cfg)
         start_s = max(0, end - cfg.window_samples) / cfg.sample_rate_hz
         end_s = end / cfg.sample_rate_hz
+        if calibrating:
+            if feats is not None:
+                self.normaliser(feats)  # learn the voice; the standardised window is not scored
+            return None
         if feats is None:
             return Prediction(self.source, self.channel, start_s, end_s, False, None, None, None, self.model.labels,
                               self.channel_name)
@@ -192,6 +218,7 @@ class ChannelEngines:
         channels: Sequence[int] = (0,),
         channel_names: Sequence[str | None] | None = None,
         normalisers: Sequence[SpeakerNormaliser | None] | None = None,
+        calibration_windows: int = 0,
     ) -> None:
         channels = tuple(channels)
         if not channels:
@@ -204,7 +231,8 @@ class ChannelEngines:
         norms = tuple(normalisers) if normalisers is not None else (None,) * len(channels)
         if len(norms) != len(channels):
             raise ValueError(f"{len(norms)} normaliser(s) for {len(channels)} channel(s)")
-        self.engines = [Engine(model, hop_s, source, c, n, z) for c, n, z in zip(channels, names, norms)]
+        self.engines = [Engine(model, hop_s, source, c, n, z, calibration_windows)
+                        for c, n, z in zip(channels, names, norms)]
         self.hop_s = self.engines[0].hop_s
         self.hop_samples = self.engines[0].hop_samples
 
@@ -234,18 +262,29 @@ class ChannelEngines:
         if len(self.engines) == 1:
             return self.engines[0].push(x[:, 0])
         per_channel = [engine.push(x[:, i]) for i, engine in enumerate(self.engines)]
-        return [p for hop in zip(*per_channel) for p in hop]
+        return _interleave(per_channel)
 
     def flush(self) -> list[Prediction]:
         """Score every channel's final partial hop (see :meth:`Engine.flush`)."""
-        per_channel = [engine.flush() for engine in self.engines]
-        return [p for hop in zip(*per_channel) for p in hop]
+        return _interleave([engine.flush() for engine in self.engines])
 
     def run(self, frames: Iterable[np.ndarray]) -> Iterator[Prediction]:
         """Push every block of a stream, then flush; yields predictions as they are made."""
         for block in frames:
             yield from self.push(block)
         yield from self.flush()
+
+
+def _interleave(per_channel: list[list[Prediction]]) -> list[Prediction]:
+    """Merge the channels' predictions into stream order: by window end, then channel order.
+
+    Channels usually return one prediction per hop each; while some channel is still in its
+    calibration phase it returns fewer, so the lists are merged by time, not zipped.
+    """
+    if all(len(p) == len(per_channel[0]) for p in per_channel):
+        return [p for hop in zip(*per_channel) for p in hop]
+    tagged = [(round(p.end_s * 1e6), i, k, p) for i, preds in enumerate(per_channel) for k, p in enumerate(preds)]
+    return [t[3] for t in sorted(tagged, key=lambda t: t[:3])]
 
 
 def window_ends(n_samples: int, hop_samples: int) -> list[int]:

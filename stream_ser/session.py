@@ -87,6 +87,14 @@ class SessionOptions:
         channel_names: A name per channel the source delivers (``--channel-names``), or None
             to write channels by number; a count that does not match the source's channels ends
             the session with an error.
+        calibrate_s: Calibration phase for a model with causal speaker normalisation
+            (``listen --calibrate``; :mod:`stream_ser.adaptation`): each channel withholds its
+            predictions until it has heard this many seconds of speech (one speech window per
+            hop, so ``ceil(calibrate_s / hop_s)`` windows), which only feed its voice statistics.
+            Those hops write no CSV row; :class:`CalibrationProgress` reports them. 0: none.
+
+    Raises:
+        ValueError: If ``calibrate_s`` is negative.
     """
 
     hop_s: float | None = None
@@ -95,6 +103,11 @@ class SessionOptions:
     smoothing_half_life_s: float = DEFAULT_HALF_LIFE_S
     clip_dbfs: float = -0.1
     channel_names: tuple[str, ...] | None = None
+    calibrate_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.calibrate_s >= 0:
+            raise ValueError(f"calibrate_s must be >= 0 seconds, got {self.calibrate_s}")
 
 
 @dataclass(frozen=True)
@@ -230,6 +243,32 @@ class HopPaused:
 
 
 @dataclass(frozen=True)
+class CalibrationProgress:
+    """A hop ended while at least one channel was still calibrating (see
+    :attr:`SessionOptions.calibrate_s`); calibrating channels made no prediction for it.
+
+    Attributes:
+        hop_index: Index of the hop (see :class:`PredictionMade`).
+        end_s: Its end on the stream clock (s).
+        speech_s: Per channel, seconds of speech taken in so far (speech windows x hop),
+            capped at ``target_s``.
+        target_s: Seconds of speech each channel needs (calibration windows x hop).
+        stats: Counters at this moment.
+    """
+
+    hop_index: int
+    end_s: float
+    speech_s: tuple[float, ...]
+    target_s: float
+    stats: SessionStats
+
+    @property
+    def done(self) -> bool:
+        """True once every channel is calibrated (the last such event of a session)."""
+        return all(s >= self.target_s for s in self.speech_s)
+
+
+@dataclass(frozen=True)
 class PauseApplied:
     """The worker paused or resumed scoring at a hop boundary.
 
@@ -282,7 +321,8 @@ class SessionEnded:
 
 #: Everything :meth:`ListenSession.run` reports.
 SessionEvent = (
-    SessionStarted | LevelMeasured | PredictionMade | HopPaused | PauseApplied | MarkerWritten | SessionEnded
+    SessionStarted | LevelMeasured | PredictionMade | HopPaused | CalibrationProgress | PauseApplied | MarkerWritten
+    | SessionEnded
 )
 
 
@@ -378,6 +418,11 @@ class ListenSession:
         probe = Engine(model, hop_s=options.hop_s)  # validates the hop before any audio
         self.hop_s = probe.hop_s
         self.hop_samples = probe.hop_samples
+        #: Speech windows each channel takes in before it predicts (0: no calibration phase, also
+        #: for a model without speaker normalisation).
+        self.calibration_windows = (
+            math.ceil(options.calibrate_s / self.hop_s - 1e-9) if model.metadata.speaker_norm is not None else 0
+        )
         self.sinks = list(sinks)
         self.csv_sink: CsvSink | None = next((s for s in self.sinks if isinstance(s, CsvSink)), None)
         self._open_source = open_source
@@ -582,7 +627,7 @@ class ListenSession:
         (speaker-normalised models) across a pause."""
         return ChannelEngines(self.model, hop_s=self.hop_s, source=source.name,
                               channels=tuple(getattr(source, "channel_numbers", (0,))), channel_names=self._channel_names,
-                              normalisers=normalisers)
+                              normalisers=normalisers, calibration_windows=self.calibration_windows)
 
     def _loop(self, source: Any, emit: Callable[[Any], None]) -> str:
         """The capture loop; returns why it ended (``stopped``, ``duration reached``, ``input ended``)."""
@@ -645,7 +690,10 @@ class ListenSession:
                     piece = chunk[pos : pos + take]
                     pos += take
                     if engine is not None:
+                        calibrating = self.calibration_windows and any(e.calibrating for e in engine.engines)
                         deliver(engine.push(piece))
+                        if calibrating and self._stream_samples + take == next_boundary:
+                            emit(self._calibration_progress(engine, next_boundary))
                     self._stream_samples += take
                     for level, peak, clipped, per_channel in levels.add(piece):
                         emit(LevelMeasured(self._stream_samples / sr, level, peak, clipped, self._stats(), per_channel))
@@ -677,6 +725,13 @@ class ListenSession:
         if self._duration_reached:
             return "duration reached"
         return "input ended"
+
+    def _calibration_progress(self, engine: ChannelEngines, boundary: int) -> CalibrationProgress:
+        """The calibration state after the hop ending at stream sample ``boundary``."""
+        n = self.calibration_windows
+        speech = tuple(min(e.normaliser.windows, n) * self.hop_s for e in engine.engines)
+        return CalibrationProgress(boundary // self.hop_samples - 1, boundary / self.config.sample_rate_hz, speech,
+                                   n * self.hop_s, self._stats())
 
     def _take_requests(self, source: Any, emit: Callable[[Any], None]) -> None:
         """Write pending markers at the current stream time, one per channel (worker thread)."""

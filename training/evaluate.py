@@ -53,12 +53,15 @@ class ClipOutcome:
         predicted: Clip label (argmax of mean speech-window probabilities), or :data:`NO_SPEECH`.
         window_predictions: Argmax label of each speech window.
         n_windows: All windows scored (speech or not).
+        calibration: True if every window of the clip fell in its speaker's calibration phase
+            (``--calibrate``): the clip got no prediction and is left out of the scores.
     """
 
     utterance: Utterance
     predicted: str
     window_predictions: tuple[str, ...]
     n_windows: int
+    calibration: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,8 @@ def score(y_true: list[str], y_pred: list[str], labels: tuple[str, ...]) -> Scor
 
 
 def evaluate_clips(
-    model: EmotionModel, utts: list[Utterance], hop_s: float | None = None, seed: int = 0
+    model: EmotionModel, utts: list[Utterance], hop_s: float | None = None, seed: int = 0,
+    calibration_windows: int = 0,
 ) -> list[ClipOutcome]:
     """Stream every clip through the runtime engine and collect its predictions.
 
@@ -133,6 +137,10 @@ def evaluate_clips(
         utts: Labelled clips.
         hop_s: Engine hop (default: the model's).
         seed: Clip order within a speaker (speaker-normalised models only).
+        calibration_windows: Speaker-normalised models only: the first this many speech
+            windows of each speaker only feed its statistics (``listen --calibrate``, see
+            :class:`stream_ser.engine.Engine`); clips entirely inside that phase are marked
+            :attr:`ClipOutcome.calibration`, partly inside ones are labelled from the rest.
 
     Returns:
         One :class:`ClipOutcome` per clip, in the order of ``utts``.
@@ -152,7 +160,9 @@ def evaluate_clips(
     for n, i in enumerate(order):
         u = utts[i]
         source = FileSource(u.path, sr)
-        engine = Engine(model, hop_s=hop_s, source=source.name, normaliser=normalisers[u.speaker])
+        engine = Engine(model, hop_s=hop_s, source=source.name, normaliser=normalisers[u.speaker],
+                        calibration_windows=calibration_windows)
+        was_calibrating = engine.calibrating
         preds = list(engine.run(source.chunks()))
         clip = summarize(preds, source.name, engine.samples_seen / sr, model.labels)
         out[i] = ClipOutcome(
@@ -160,6 +170,7 @@ def evaluate_clips(
             clip.label or NO_SPEECH,
             tuple(p.label for p in preds if p.is_speech and p.label),
             len(preds),
+            was_calibrating and not preds,
         )
         if (n + 1) % 250 == 0:
             log.info("evaluated %d/%d clips (%.0f s)", n + 1, len(utts), time.monotonic() - t0)
@@ -326,14 +337,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default=None, help="ONNX model (default: the shipped model)")
     parser.add_argument("--partition", default="test", choices=["train", "validation", "test"])
     parser.add_argument("--out", default=None, help="folder for EVALUATION.md, metrics.json and confusion PNGs")
+    parser.add_argument("--calibrate", type=float, default=0.0, metavar="S",
+                        help="speaker-normalised models: withhold the predictions of each test speaker's first S s of "
+                        "speech, as `stream-ser listen --calibrate S` does; clips entirely inside it are left out")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     model = EmotionModel(args.model)
     split = load_split()
     utts = [u for u in split.partition(discover(Path(args.data)))[args.partition] if u.label is not None]
     t0 = time.monotonic()
-    outcomes = evaluate_clips(model, utts)
+    windows = 0
+    if args.calibrate > 0:
+        if model.metadata.speaker_norm is None:
+            parser.error(f"--calibrate: {model.name} does not normalise speakers")
+        windows = int(np.ceil(args.calibrate / model.feature_config.hop_s - 1e-9))
+    outcomes = evaluate_clips(model, utts, calibration_windows=windows)
     log.info("evaluated %d clips in %.0f s", len(outcomes), time.monotonic() - t0)
+    if windows:
+        left_out = [o for o in outcomes if o.calibration]
+        outcomes = [o for o in outcomes if not o.calibration]
+        print(f"calibration: the first {windows} speech windows ({args.calibrate:g} s) of each speaker withheld; "
+              f"{len(left_out)} clips entirely inside it left out, {len(outcomes)} scored")
     results = corpus_scores(outcomes, model.labels)
     for name, r in results.items():
         for level in ("clip", "window"):

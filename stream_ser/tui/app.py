@@ -40,6 +40,7 @@ from ..sinks import format_time
 from .palette import EmotionPalette
 from ..session import (
     EXIT_ERROR,
+    CalibrationProgress,
     HopPaused,
     LevelMeasured,
     ListenSession,
@@ -234,6 +235,16 @@ class ListenApp(App[None]):
             status.set(stats=event.stats)
             since = event.captured_monotonic_s if event.captured_monotonic_s is not None else event.boundary_monotonic_s
             self.call_after_refresh(self._measure_latency, since)
+        elif isinstance(event, CalibrationProgress):
+            if event.done:
+                self.notify(f"calibrated on {event.target_s:g} s of speech; predictions start", timeout=4)
+                status.set(state="paused" if self.session.paused else "live", stats=event.stats)
+            else:
+                heard = " / ".join(f"{s:g}" for s in event.speech_s)
+                if self.n_channels <= 1:
+                    self.query_one(NowPanel).show_state(
+                        "CALIBRATING", f"learning the voice: {heard} of {event.target_s:g} s of speech")
+                status.set(state="calibrating", stats=event.stats)
         elif isinstance(event, HopPaused):
             self.query_one(Timeline).rows.add_paused(event.hop_index)
             status.set(stats=event.stats)

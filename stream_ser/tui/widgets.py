@@ -759,6 +759,7 @@ class StatusBar(Widget):
     STATES = {
         "waiting": ("OPENING", "black on #9aa0a6"),
         "live": ("LIVE", "black on #5c9e3a"),
+        "calibrating": ("CALIBRATING", "black on #4fa3d1"),
         "paused": ("PAUSED", "black on #f2c12e"),
         "stopping": ("STOPPING", "black on #9aa0a6"),
         "ended": ("ENDED", "black on #9aa0a6"),
