@@ -6,7 +6,7 @@ Prints median, p99 and spread over repeated runs on real speech windows, plus th
 
 Windows come from the committed fixture clips (tests/fixtures/), cut exactly as the engine cuts
 them. onnxruntime runs with one intra-op thread (the runtime default). Without ``--model`` it
-measures the shipped int8 model and its fp32 source (``models/stream-ser-fp32.onnx``).
+measures the shipped model; give ``--model`` several times to compare models in one run.
 Pin it to one core for clean figures: ``taskset -c 0 python benchmarks/bench_hop.py``.
 """
 
@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=300)
     args = parser.parse_args()
     root = Path(__file__).resolve().parents[1]
-    paths = args.model or [None] + [p for p in [root / "models" / "stream-ser-fp32.onnx"] if p.is_file()]
+    paths = args.model or [None]
     models = [EmotionModel(p, num_threads=1) for p in paths]
     cfg = models[0].feature_config
     clips = sorted((root / "tests" / "fixtures").glob("*.flac"))

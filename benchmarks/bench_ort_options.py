@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("--model", action="append", default=None, help="ONNX model (repeatable)")
     parser.add_argument("--repeats", type=int, default=200)
     args = parser.parse_args()
-    paths = args.model or [str(default_model_path())] + [str(p) for p in [ROOT / "models" / "stream-ser-fp32.onnx"] if p.is_file()]
+    paths = args.model or [str(default_model_path())]
     print(f"onnxruntime {ort.__version__}; median ms per window, one intra-op thread")
     for path in paths:
         print(f"model {Path(path).name}")

@@ -1,4 +1,4 @@
-"""Int8 quantisation (training.quantize, issue #6) and the shipped int8 model against its fp32 source."""
+"""Int8 quantisation (training.quantize, issue #6), on a tiny model and on the shipped network."""
 
 from __future__ import annotations
 
@@ -14,9 +14,6 @@ from stream_ser.model import EmotionModel, default_model_path
 pytest.importorskip("onnxruntime.quantization")
 
 from training.quantize import calibration_windows, quantize  # noqa: E402
-
-FP32_MODEL = Path(__file__).resolve().parents[1] / "models" / "stream-ser-fp32.onnx"
-
 
 def op_types(path: Path) -> set[str]:
     return {n.op_type for n in onnx.load(str(path)).graph.node}
@@ -43,13 +40,19 @@ def test_calibration_refuses_silence(tmp_path: Path) -> None:
         calibration_windows([silent], EmotionModel(make_tiny_onnx(tmp_path / "tiny.onnx")))
 
 
-def test_shipped_model_is_the_int8_version_of_the_fp32_model() -> None:
-    """Same metadata, same decisions on real speech windows, within a small probability error."""
-    shipped, fp32 = EmotionModel(default_model_path()), EmotionModel(FP32_MODEL)
-    assert "QLinearConv" in op_types(shipped.path) or "QuantizeLinear" in op_types(shipped.path)
-    assert shipped.metadata == fp32.metadata
-    windows = calibration_windows([ANGRY_CLIP, HAPPY_CLIP, TESS_CLIP], fp32)  # test speakers, not calibration ones
-    a, b = fp32.predict(windows), shipped.predict(windows)
+def test_quantising_the_shipped_model_keeps_its_decisions(tmp_path: Path) -> None:
+    """The real network through the quantiser: same metadata, mostly the same decisions.
+
+    The shipped model is float32 (int8 cost this smaller model 2.8 UAR points, see the model
+    card); the quantiser stays the tool for larger models, so it is checked on a real one.
+    """
+    fp32 = EmotionModel(default_model_path())
+    assert "QuantizeLinear" not in op_types(fp32.path)
+    windows = calibration_windows([ANGRY_CLIP, HAPPY_CLIP, TESS_CLIP], fp32)
+    int8 = EmotionModel(quantize(fp32.path, tmp_path / "int8.onnx", windows))
+    assert "QuantizeLinear" in op_types(int8.path)
+    assert int8.metadata == fp32.metadata
+    a, b = fp32.predict(windows), int8.predict(windows)
     agree = np.mean(a.argmax(axis=1) == b.argmax(axis=1))
     assert agree >= 0.85, f"top label agrees on only {agree:.0%} of windows"
     assert np.abs(a - b).mean() < 0.03
