@@ -199,14 +199,17 @@ def crnn_attention(
     stats: InputStats | None = None,
     name: str = "crnn_attention",
 ):
-    """The shipped architecture: CNN -> bidirectional LSTM -> attention pooling -> softmax.
+    """The shipped family: CNN -> bidirectional LSTM -> attention pooling -> softmax.
 
     The published CNN-BLSTM-attention SER recipe (Conv2D -> BatchNorm -> MaxPool -> Dropout
     blocks with growing filters, a BiLSTM over time, additive attention pooling over time steps,
     softmax; e.g. Zhao, Mao & Chen 2019, "Speech emotion recognition using deep 1D & 2D CNN LSTM
     networks", and Mirsamadi, Barsoum & Zhang 2017, "Automatic speech emotion recognition using
     recurrent neural networks with local attention"), kept small for 2-core CPU training and
-    real-time scoring: 3 blocks of 32/64/128 filters and 64 LSTM units per direction.
+    real-time scoring: 3 blocks of 32/64/128 filters and 64 LSTM units per direction by default
+    (``crnn_attention``, shipped until 2026-11-22); the shipped model since then is the registry's
+    ``crnn_small`` (16/32/64 filters, 36 instead of 126 MFLOPs per window, better on the
+    validation speakers; see ``models/README.md``).
 
     The time axis has a fixed length (no masking): tf2onnx has had BiLSTM bugs on
     dynamic-mask paths (tensorflow-onnx #2211, #2221).
@@ -549,11 +552,11 @@ _ISSUE = "issue #3 description of the published report"
 REGISTRY: dict[str, ArchSpec] = {
     s.name: s
     for s in (
-        ArchSpec("crnn_attention", "CRNN-attention (shipped recipe)", crnn_attention, issue_item=0,
+        ArchSpec("crnn_attention", "CRNN-attention (previous shipped model)", crnn_attention, issue_item=0,
                  source="project's own shipped architecture: Zhao et al. 2019; Mirsamadi et al. 2017"),
-        ArchSpec("crnn_small", "small CRNN-attention (streaming budget)", crnn_attention, issue_item=0,
-                 source="project's own: the shipped recipe with half the filters (16/32/64), a third of its "
-                        "MFLOPs, for the performance issue's 1 ms-per-hop file analysis",
+        ArchSpec("crnn_small", "small CRNN-attention (shipped model)", crnn_attention, issue_item=0,
+                 source="project's own, shipped since 2026-11-22: crnn_attention with half the filters "
+                        "(16/32/64), a third of its MFLOPs (issue #6's analysis budget)",
                  kwargs={"filters": (16, 32, 64), "rnn_units": 64, "name": "crnn_small"}),
         ArchSpec("cnn_baseline", "CNN baseline", cnn_baseline, issue_item=1, source=_ISSUE),
         ArchSpec("cnn_lstm", "CNN-LSTM", cnn_lstm, issue_item=2, source=_ISSUE + "; Zhao et al. 2019"),

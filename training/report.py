@@ -148,8 +148,9 @@ def _cost_section(cost: dict | None, runs: list[dict]) -> list[str]:
             f"{params if params is not None else '-'} | {_f(c.get('mflops'), 1)} | {_f(ms, 2)} | {_f(total, 2)} | {ok} | {st} |"
         )
     lines += ["", "Sources (see the docstrings in `training/architectures.py`): items 1-8 follow issue #3's description "
-              "of the published reports it builds on (the reports are not named in this repository); the row `#0` "
-              "is the project's own shipped recipe. Inputs: `log_mel` = the runtime's 40 x 149 window (MFCC models "
+              "of the published reports it builds on (the reports are not named in this repository); the rows `#0` "
+              "are the project's own: `crnn_small` is the shipped model (since 2026-11-22), `crnn_attention` the "
+              "previous one. Inputs: `log_mel` = the runtime's 40 x 149 window (MFCC models "
               "compute MFCCs in the graph as the DCT of it, so they run in the unchanged runtime); `frames` / "
               "`time_avg` need ZCR, RMS or chroma from the same preprocessed window (`training/inputs.py`), which "
               "the runtime does not compute yet.", ""]
@@ -301,19 +302,17 @@ def write_report(out: Path, results: Path, command: str) -> str:
               ("Not trained on any fold yet: " + ", ".join(pending) + ".") if pending else "Every architecture has at least one run.",
               "", "Still open for issue #3 (the harness has the code; the runs did not fit yet):", "",
               "- the full 6-fold protocol (`train --protocol ravdess8|ravdess7|pooled7` without `--folds`, "
-              "`--protocol tess7` for TESS) for the leading CNN architectures (one fold of `crnn_attention` takes "
-              "about an hour on one core), and more than one seed; so far only the small models ran every fold;",
-              "- waveform augmentation (time stretch 0.8-1.2, pitch +-2 semitones, Gaussian noise 0.005): "
-              "`train --augment N` (cached copies, `training/augment.py`); only SpecAugment and class weights were "
-              "used in the runs above;",
+              "`--protocol tess7` for TESS) for the larger CNN architectures (one fold of `crnn_attention` takes "
+              "about an hour on one core, of `crnn_small` 6-12 minutes), and more than one seed;",
+              "- waveform augmentation (time stretch 0.8-1.2, pitch +-2 semitones, Gaussian noise 0.005, "
+              "`train --augment N`, `training/augment.py`) beyond the one-fold `crnn_small` run above;",
               "- causal speaker normalisation (`train --speaker-norm causal|speaker`, `training/adaptation.py`) "
-              "beyond the one-fold runs above (full protocol, several seeds). The runtime implements it "
-              "(`stream_ser/adaptation.py`: running per-channel statistics, declared in the model metadata, "
-              "exported with `python -m training.export --speaker-norm causal`); an explicit calibration phase "
-              "(`listen --calibrate`) is not built;",
-              "- robustness (section 4) of the next shipped model: `robustness --model models/stream-ser.onnx`;",
-              "- longer patience for the slow-converging models (`lstm3_mfcc`, `conv1d_mfcc13` with RMSprop 1e-4);",
-              "- the shipped-model retraining with the winning architecture (<= 5 ms features + inference).", ""]
+              "with several seeds. The runtime implements it (`stream_ser/adaptation.py`: running per-channel "
+              "statistics, declared in the model metadata, exported with `python -m training.export --speaker-norm "
+              "causal`), with an explicit calibration phase (`stream-ser listen --calibrate S`; measured with "
+              "`python -m training.evaluate --calibrate S`, see the model card);",
+              "- longer patience for the slow-converging models (`lstm3_mfcc`, `conv1d_mfcc13` with RMSprop 1e-4).",
+              ""]
     pngs = sorted(results.glob("confusion-*.png"))
     if pngs:
         lines += ["## Confusion matrices", ""]
