@@ -38,6 +38,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 
 from .engine import ChannelEngines, Engine, summarize
+from .features import one_blas_thread
 from .model import EmotionModel, ModelError
 from .sources import (
     AudioSourceError,
@@ -393,14 +394,16 @@ def analyse(
         src = FileSource(audio, model_sr)
         name = source if source is not None else src.name
         engine = Engine(m, hop_s=hop_s, source=name)
-        timeline = tuple(engine.run(src.chunks()))
+        with one_blas_thread():
+            timeline = tuple(engine.run(src.chunks()))
         elapsed_s = engine.samples_seen / model_sr
     else:
         if sample_rate_hz is None:
             raise TypeError("sample_rate_hz is required when scoring an array (e.g. analyse(samples, 16000))")
         name = source if source is not None else "array"
         scorer = StreamScorer(m, sample_rate_hz, hop_s=hop_s, source=name)
-        timeline = tuple(scorer.push(audio)) + tuple(scorer.flush())
+        with one_blas_thread():
+            timeline = tuple(scorer.push(audio)) + tuple(scorer.flush())
         elapsed_s = scorer.elapsed_s
     clip: ClipResult = summarize(timeline, name, elapsed_s, m.labels)
     return Analysis(clip, timeline)
@@ -465,7 +468,8 @@ def analyse_channels(
     if channel_names is not None and len(channel_names) != len(numbers):
         raise ValueError(f"{len(channel_names)} channel name(s) for {len(numbers)} channel(s)")
     engines = ChannelEngines(m, hop_s=hop_s, source=name, channels=numbers, channel_names=channel_names)
-    timeline = list(engines.run(frames))
+    with one_blas_thread():
+        timeline = list(engines.run(frames))
     elapsed_s = engines.samples_seen / model_sr
     out = []
     for number, cname in zip(engines.channels, engines.channel_names):

@@ -784,6 +784,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _jsonl_file(args)  # open --jsonl OUT before any model or audio, so a bad path fails first
         _summary_file(args)  # the same for --summary-json FILE
+        if args.func in (cmd_analyse, cmd_listen):  # scoring: numpy's BLAS on one thread (see one_blas_thread)
+            from .features import one_blas_thread
+
+            with one_blas_thread():
+                return int(args.func(args))
         return int(args.func(args))
     except (ModelError, OutputError, MissingDependencyError) as exc:
         return fail(exc, 2)

@@ -458,6 +458,23 @@ def _scratch(config: FeatureConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     return bufs
 
 
+def one_blas_thread():
+    """Context manager: numpy's BLAS (OpenBLAS, MKL, ...) runs on one thread while it is active.
+
+    The runtime's only BLAS call is the mel projection in :func:`log_mel`, a (40 x 257) @
+    (257 x 149) float32 product per window (about 50 us): too small to gain from a second thread.
+    OpenBLAS uses one thread per core by default, and on this project's 2-core machine with the
+    other core busy, `stream-ser analyse` of a 10-minute recording took 4.8 s instead of 2.4 s
+    because every product waited for the busy core (issue #6; ``OPENBLAS_NUM_THREADS=1`` gives
+    the same effect). Uses threadpoolctl's ``threadpool_limits`` (the library scikit-learn uses
+    for this), which sets the limit process-wide while active and restores it after; enter it
+    after numpy is imported (any stream_ser module imports it). Costs about 2 ms.
+    """
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def window_features(audio: np.ndarray, config: FeatureConfig) -> np.ndarray | None:
     """The whole recipe: :func:`preprocess` then :func:`log_mel`.
 

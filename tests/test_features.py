@@ -199,3 +199,30 @@ def test_dc_offset_is_removed(dc: float) -> None:
     a, b = window_features(x, CFG), window_features(x + np.float32(dc), CFG)
     assert a is not None and b is not None
     np.testing.assert_allclose(a, b, atol=0.05)
+
+
+def test_scoring_runs_numpy_blas_on_one_thread(monkeypatch, tmp_path) -> None:
+    """`analyse` and the API score with one BLAS thread (the mel product is too small to share; a
+    second OpenBLAS thread waiting for a busy core doubled analyse's time) and restore it after."""
+    from threadpoolctl import threadpool_info
+
+    import stream_ser.features as features
+    from stream_ser import api
+    from stream_ser.cli import main
+
+    def blas_threads() -> list[int]:
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    before = blas_threads()
+    seen: list[list[int]] = []
+    real = features.log_mel
+
+    def spy(window, config):
+        seen.append(blas_threads())
+        return real(window, config)
+
+    monkeypatch.setattr(features, "log_mel", spy)
+    assert main(["analyse", "-q", str(ANGRY_CLIP)]) == 0
+    api.analyse(ANGRY_CLIP)
+    assert seen and all(t == [1] * len(t) and t for t in seen)
+    assert blas_threads() == before
