@@ -245,11 +245,14 @@ def _runs_section(runs: list[dict], eg: dict | None = None, results: Path | None
                   "| architecture | speaker norm | " + " | ".join(labels) + " |", "| --- | --- |" + " ---: |" * len(labels)]
         for r in fixed:
             rec = r["clip"]["ravdess"]["recall"]
-            lines.append(f"| `{r['arch']}` | {r.get('speaker_norm', 'none')} | " + " | ".join(_f(rec.get(c), 2) for c in labels) + " |")
+            aug = ", +aug" if "waveform" in r.get("augmentation", "") else ""
+            lines.append(f"| `{r['arch']}`{aug} | {r.get('speaker_norm', 'none')} | "
+                         + " | ".join(_f(rec.get(c), 2) for c in labels) + " |")
     # full protocols: every fold of a protocol present for an (arch, protocol, seed)
     groups: dict[tuple, dict[int, dict]] = {}
     for r in runs:
-        groups.setdefault((r["arch"], r["protocol"], r["seed"], r.get("speaker_norm", "none")), {})[r["fold"]] = r
+        aug = "waveform" in r.get("augmentation", "")
+        groups.setdefault((r["arch"], r["protocol"], r["seed"], r.get("speaker_norm", "none"), aug), {})[r["fold"]] = r
     full = {k: v for k, v in groups.items() if len(v) == len(PROTOCOLS[k[1]].folds)}
     lines += ["", "### 3b. Full protocol (every fold)", ""]
     if not full:
@@ -257,14 +260,14 @@ def _runs_section(runs: list[dict], eg: dict | None = None, results: Path | None
         return lines
     lines += ["| architecture | speaker norm | protocol | seed | test corpus | clip UAR mean +- sd | pooled clip UAR | WA | macro-F1 | pooled window UAR |",
               "| --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
-    for (arch, pname, seed, norm), folds in sorted(full.items()):
+    for (arch, pname, seed, norm, aug), folds in sorted(full.items()):
         corpora = sorted({c for r in folds.values() for c in r["clip"]})
         for c in corpora:
             clips = [scores_from_dict(r["clip"][c]) for r in folds.values() if c in r["clip"]]
             wins = [scores_from_dict(r["window"][c]) for r in folds.values() if c in r["window"]]
             uars = np.array([s.uar for s in clips])
             pc, pw = merge_scores(clips), merge_scores(wins)
-            lines.append(f"| `{arch}` | {norm} | {pname} | {seed} | {c} | {uars.mean():.3f} +- {uars.std():.3f} | {pc.uar:.3f} | "
+            lines.append(f"| `{arch}`{', +aug' if aug else ''} | {norm} | {pname} | {seed} | {c} | {uars.mean():.3f} +- {uars.std():.3f} | {pc.uar:.3f} | "
                          f"{pc.wa:.3f} | {pc.macro_f1:.3f} | {pw.uar:.3f} |")
     lines.append("")
     return lines
