@@ -149,3 +149,34 @@ def test_help_explains_calibrate(capsys) -> None:
     text = " ".join(capsys.readouterr().out.split())
     assert "--calibrate S" in text and "speaker-normalised model" in text
 
+
+
+def test_terminal_ui_shows_calibration_then_predictions(norm_model) -> None:
+    """Live pace: the status bar and the "now" panel say CALIBRATING until the voice is learnt."""
+    import asyncio
+
+    from test_tui import EventLog, wait_for
+
+    from stream_ser.tui import ListenApp
+    from stream_ser.tui.widgets import NowPanel, StatusBar
+
+    session = ListenSession(norm_model, lambda: MicrophoneSource(sample_rate_hz=16000, replay=ANGRY_CLIP, realtime=True),
+                            options=SessionOptions(calibrate_s=1.0))
+    app = ListenApp(session)
+    log = EventLog()
+
+    async def run() -> None:
+        async with app.run_test(size=(80, 24), message_hook=log) as pilot:
+            status, now = app.query_one(StatusBar), app.query_one(NowPanel)
+            await wait_for(pilot, lambda: status.state == "calibrating")
+            assert now.band_text == "CALIBRATING" and not log.of(PredictionMade)
+            await wait_for(pilot, lambda: bool(log.of(PredictionMade)))
+            await pilot.pause(0.2)
+            assert status.state in ("live", "ended") and now.band_text != "CALIBRATING"
+            await wait_for(pilot, lambda: app._ended is not None)
+            await pilot.press("q")
+        assert app.return_code == 0
+        progress = log.of(CalibrationProgress)
+        assert progress[-1].done and max(e.hop_index for e in progress) < log.of(PredictionMade)[0].hop_index
+
+    asyncio.run(run())
