@@ -25,6 +25,10 @@ drained); on resume, at a hop boundary, a fresh engine starts whose windows hold
 captured after the resume, and its times are shifted onto the session's stream clock. Hops that
 end while paused produce no prediction and no CSV row, only a :class:`HopPaused` event.
 
+Calibration (``listen --calibrate``, speaker-normalised models only): each channel's first speech
+windows only feed its voice statistics; hops during that phase produce no prediction and no CSV
+row for the calibrating channels, only a :class:`CalibrationProgress` event.
+
 Markers (``m`` in the UI) are written by the sinks that hold them: the timeline CSV as a row with
 ``label`` = ``marker`` (:func:`stream_ser.sinks.marker_csv_row`), JSON lines as a ``marker``
 object.
