@@ -180,3 +180,26 @@ def test_terminal_ui_shows_calibration_then_predictions(norm_model) -> None:
         assert progress[-1].done and max(e.hop_index for e in progress) < log.of(PredictionMade)[0].hop_index
 
     asyncio.run(run())
+
+
+def test_evaluation_withholds_each_speakers_first_windows(norm_model) -> None:
+    """`training.evaluate --calibrate`: per speaker, the first windows only feed the statistics;
+    once calibrated, clips are scored exactly as without calibration."""
+    from training.corpora.ravdess import parse_name
+    from training.evaluate import evaluate_clips
+
+    utts = [parse_name(ANGRY_CLIP), parse_name(HAPPY_CLIP)] * 2  # two speakers, each clip twice
+    speech = [len([p for p in Engine(norm_model).run([load_audio(c, CFG.sample_rate_hz)]) if p.is_speech])
+              for c in (ANGRY_CLIP, HAPPY_CLIP)]
+    n = min(speech) - 1  # every speaker is calibrated within its first clip, before its end
+    plain = evaluate_clips(norm_model, utts, seed=1)
+    calibrated = evaluate_clips(norm_model, utts, seed=1, calibration_windows=n)
+    assert not any(o.calibration for o in plain + calibrated)  # no clip lies entirely inside calibration
+    for k in (0, 1):  # each speaker: one occurrence lost windows, the other is scored as without calibration
+        pairs = [(plain[i], calibrated[i]) for i in (k, k + 2)]
+        lost = [a.n_windows - b.n_windows for a, b in pairs]
+        assert sorted(lost)[0] == 0 and sorted(lost)[1] >= n
+        a, b = pairs[lost.index(0)]
+        assert a.window_predictions == b.window_predictions and a.predicted == b.predicted
+    everything = evaluate_clips(norm_model, utts[:2], seed=1, calibration_windows=max(speech) + 20)
+    assert all(o.calibration and o.n_windows == 0 for o in everything)  # whole clips inside: left out
