@@ -500,6 +500,7 @@ def run_cost(args: argparse.Namespace) -> dict:
         old = json.loads(path.read_text())
         old["archs"].update(out["archs"])
         old["features"] = out["features"]
+        old.setdefault("updates", []).append({"command": out["command"], "created": out["created"], "archs": names})
         out = old
     path.write_text(json.dumps(out, indent=1))
     return out
