@@ -201,7 +201,7 @@ def test_dc_offset_is_removed(dc: float) -> None:
     np.testing.assert_allclose(a, b, atol=0.05)
 
 
-def test_scoring_runs_numpy_blas_on_one_thread(monkeypatch, tmp_path) -> None:
+def test_scoring_runs_numpy_blas_on_one_thread(monkeypatch) -> None:
     """`analyse` and the API score with one BLAS thread (the mel product is too small to share; a
     second OpenBLAS thread waiting for a busy core doubled analyse's time) and restore it after."""
     from threadpoolctl import threadpool_info
