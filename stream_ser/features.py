@@ -422,6 +422,12 @@ def log_mel(window: np.ndarray, config: FeatureConfig) -> np.ndarray:
     x = _as_mono_float32(window)
     if x.size != config.window_samples:
         raise ValueError(f"expected {config.window_samples} samples, got {x.size}")
+    return _log_mel_checked(x, config)
+
+
+def _log_mel_checked(x: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """:func:`log_mel` of a window already known to be finite float32 ``(window_samples,)``
+    (the output of :func:`preprocess`), without checking it again on the per-hop path."""
     if config.center:
         x = np.pad(x, (config.n_fft // 2, config.n_fft // 2))
     # float64 frames, as librosa.stft multiplies float32 audio by its float64 window (numpy's
@@ -490,4 +496,4 @@ def window_features(audio: np.ndarray, config: FeatureConfig) -> np.ndarray | No
     if out is None or out.size != config.window_samples:
         out = _SCRATCH.window = np.empty(config.window_samples, dtype=np.float32)
     y = _preprocess_into(audio, config, out)  # a per-thread array: log_mel consumes it at once
-    return None if y is None else log_mel(y, config)
+    return None if y is None else _log_mel_checked(y, config)
