@@ -71,6 +71,11 @@ def test_export_parity_and_metadata(tmp_path, monkeypatch) -> None:
     assert runtime.metadata.provenance["note"] == "test" and "tf2onnx" in runtime.metadata.provenance
     probs = runtime.predict(windows)
     assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)  # softmax is inside the graph
+    import onnx
+
+    from training.graph_passes import match_scalar_ranks
+
+    assert match_scalar_ranks(onnx.load(str(path))) == 0  # the export already applied the pass
 
     # a runtime that disagrees with Keras by 1e-3 must abort the export and remove the file
     original = EmotionModel.predict
@@ -93,3 +98,29 @@ def test_shipped_model_beats_twice_chance_on_unseen_speakers(shipped_model, data
         print(f"{name}: clip UAR {r['clip'].uar:.3f}  WA {r['clip'].wa:.3f}  macro-F1 {r['clip'].macro_f1:.3f}")
     assert results["all"]["clip"].uar >= 2 * chance
     assert results["ravdess"]["clip"].uar >= 2 * chance
+
+
+def test_scalar_rank_pass_is_exact_on_the_shipped_graph(tmp_path, shipped_model) -> None:
+    """Undo the pass on the shipped graph (scalars back to 0-d, as tf2onnx writes them), redo
+    it, and compare outputs on real windows: bit-identical, and only the constants' shapes move."""
+    import onnx
+    from onnx import numpy_helper
+
+    from stream_ser.model import EmotionModel
+    from training.graph_passes import match_scalar_ranks
+
+    proto = onnx.load(str(shipped_model.path))
+    scalars = 0
+    for init in proto.graph.initializer:
+        if len(init.dims) > 0 and int(np.prod(init.dims)) == 1 and init.name.endswith("__rank4"):
+            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).reshape(()), init.name))
+            scalars += 1
+    assert scalars >= 2  # the input standardisation's Mul and Add
+    onnx.save(proto, str(tmp_path / "tf2onnx.onnx"))
+    assert match_scalar_ranks(proto) == scalars
+    onnx.save(proto, str(tmp_path / "rewritten.onnx"))
+    windows = np.stack(clip_features(load_audio(ANGRY_CLIP), shipped_model.feature_config)[0])
+    before = EmotionModel(tmp_path / "tf2onnx.onnx").predict(windows)
+    after = EmotionModel(tmp_path / "rewritten.onnx").predict(windows)
+    assert np.array_equal(before, after)
+    assert np.array_equal(after, shipped_model.predict(windows))

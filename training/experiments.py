@@ -411,18 +411,21 @@ def export_for_timing(model, path: Path) -> None:
     """Convert a Keras model to ONNX (tf2onnx, opset of :mod:`training.export`) without metadata.
 
     Timing only; the shipped export with metadata and parity check is
-    :func:`training.export.export_onnx`.
+    :func:`training.export.export_onnx`. The graph gets the same exact rewrites as a shipped
+    export (:mod:`training.graph_passes`), so the timing is what a shipped model would cost.
     """
     import onnx
     import tensorflow as tf
     import tf2onnx
 
     from .export import OPSET
+    from .graph_passes import match_scalar_ranks
 
     shape = tuple(model.inputs[0].shape[1:])
     spec = (tf.TensorSpec((None, *shape), tf.float32, name="x"),)
     fn = tf.function(lambda x: model(x, training=False))
     proto, _ = tf2onnx.convert.from_function(fn, input_signature=spec, opset=OPSET)
+    match_scalar_ranks(proto)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(proto, str(path))
 

@@ -7,7 +7,8 @@ model's last layer, so it is inside the graph), writes labels, the full
 :class:`~stream_ser.features.FeatureConfig` and provenance as one JSON metadata entry
 (:mod:`stream_ser.metadata`), then loads the file back through the runtime's
 :class:`~stream_ser.model.EmotionModel` and compares Keras and onnxruntime outputs on real
-windows. A difference above :data:`PARITY_TOLERANCE` aborts the export.
+windows. A difference above :data:`PARITY_TOLERANCE` aborts the export. Before saving, the
+graph gets the exact rewrites of :mod:`training.graph_passes` (scalar constants at full rank).
 
 Usage (re-export a saved Keras model)::
 
@@ -26,6 +27,8 @@ import numpy as np
 from stream_ser.adaptation import SpeakerNorm
 from stream_ser.features import FeatureConfig
 from stream_ser.metadata import METADATA_KEY, ModelMetadata
+
+from .graph_passes import match_scalar_ranks
 
 log = logging.getLogger("training.export")
 
@@ -102,6 +105,7 @@ def export_onnx(
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, meta.to_json()
     proto.producer_name = "stream-ser training.export"
+    match_scalar_ranks(proto)  # exact; avoids onnxruntime's slow scalar broadcast (graph_passes)
     onnx.checker.check_model(proto)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(proto, str(path))
