@@ -182,8 +182,12 @@ def _as_mono_float32(audio: np.ndarray) -> np.ndarray:
 
 def _frames(x: np.ndarray, length: int, hop: int) -> np.ndarray:
     """Read-only view ``(n_frames, length)`` of frames ``x[i*hop : i*hop + length]`` (as
-    ``librosa.util.frame``, frames on the first axis)."""
-    return np.lib.stride_tricks.sliding_window_view(x, length)[::hop]
+    ``librosa.util.frame``, frames on the first axis) of a 1-D array; no frames if ``x`` is
+    shorter than ``length``. ``as_strided`` directly: ``sliding_window_view(x, length)[::hop]``
+    builds the same view with 10 us more Python overhead, three times per window."""
+    n = 0 if x.size < length else 1 + (x.size - length) // hop
+    step = x.strides[0]
+    return np.lib.stride_tricks.as_strided(x, (n, length), (hop * step, step), writeable=False)
 
 
 def _frame_mean_square(x: np.ndarray, length: int, hop: int) -> np.ndarray:
