@@ -41,7 +41,10 @@ GRID = np.arange(-2.0, 2.001, 0.25)
 
 
 def clip_window_probs(model: EmotionModel, paths: list[Path]) -> list[np.ndarray]:
-    """Speech-window probabilities of each clip, float ``(n_windows, n_classes)`` (maybe 0 rows)."""
+    """Speech-window probabilities of each clip, float ``(n_windows, n_classes)`` (maybe 0 rows).
+
+    Each clip is a fresh engine (for a speaker-normalised model, a fresh voice per clip).
+    """
     out = []
     for path in paths:
         preds = Engine(model).run(FileSource(path, model.feature_config.sample_rate_hz).chunks())

@@ -3,7 +3,7 @@
 **Scalar constants at the rank of the tensor they meet.** tf2onnx writes Keras's ``Rescaling``
 layer (the input standardisation every architecture starts with, ``training.architectures``)
 as ``Mul`` and ``Add`` of the ``(batch, n_mels, n_frames, 1)`` log-mel with 0-d constants.
-onnxruntime's CPU kernels (measured with 1.21) take a slow broadcasting path for a scalar
+onnxruntime's CPU kernels (measured with 1.31) take a slow broadcasting path for a scalar
 against a tensor whose last axis has length 1: the two nodes cost 150-250 us per window, a
 quarter of the shipped model's inference, against 8 us for the same arithmetic when the constant
 has shape ``(1, 1, 1, 1)``. :func:`match_scalar_ranks` gives every single-element constant of
@@ -87,7 +87,7 @@ def match_scalar_ranks(proto: Any) -> int:
                 added[key] = name
             node.input[k] = added[key]
             rewritten += 1
-    used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+    used = {i for n in g.node for i in n.input} | {v.name for v in list(g.output) + list(g.input)}
     for name in {c for c, _ in added}:
         if name not in used:
             g.initializer.remove(inits[name])
@@ -106,8 +106,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
 
-    from .quantize import calibration_windows
     from .corpora import discover
+    from .quantize import calibration_windows  # the engine's windows of the given clips
 
     proto = onnx.load(str(args.model))
     n = match_scalar_ranks(proto)
