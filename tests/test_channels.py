@@ -362,8 +362,10 @@ class PacedStream:
     the same wall time."""
 
     def __init__(self, audio: np.ndarray, actual_rate_hz: float, then: str = "finish", epoch: float | None = None,
-                 **kw) -> None:
+                 before_finish=None, **kw) -> None:
         self.audio, self.rate, self.then, self.epoch = audio, actual_rate_hz, then, epoch
+        self.before_finish = before_finish  # called before finishing (a test orders events with it)
+        self.delivered = 0  # frames passed to the callback so far
         self.callback, self.finished = kw["callback"], kw["finished_callback"]
         self.blocksize = kw["blocksize"]
         self.opened_with = kw
@@ -384,7 +386,10 @@ class PacedStream:
                 self.stopped.wait(delay)
             self.callback(block, block.shape[0], None, None)
             done += block.shape[0]
+            self.delivered = done
         if self.then == "finish":
+            if self.before_finish is not None:
+                self.before_finish()
             self.finished()
         else:
             self.stopped.wait()
@@ -519,9 +524,16 @@ def test_one_device_failing_ends_the_multi_device_stream(fault) -> None:
     devices = [InputDevice(0, "A", "t", 1, RATE, True), InputDevice(1, "B", "t", 1, RATE, False)]
     streams = {}
 
+    def b_has_delivered_as_much() -> None:
+        # A vanishes only once B has delivered its first second too, however loaded the machine
+        # is (B's thread may lag A's), so that second is aligned and must come out
+        deadline = time.monotonic() + 5
+        while (1 not in streams or streams[1].delivered < RATE) and time.monotonic() < deadline:
+            time.sleep(0.002)
+
     def factory(**kw):
         data, then = (first, "finish" if fault == "vanish" else "stop") if kw["device"] == 0 else (audio, "stop")
-        streams[kw["device"]] = PacedStream(data, 4 * RATE, then=then, **kw)
+        streams[kw["device"]] = PacedStream(data, 4 * RATE, then=then, before_finish=b_has_delivered_as_much, **kw)
         return streams[kw["device"]]
 
     source = MultiDeviceSource(devices, stream_factory=factory, stall_timeout_s=0.5)
