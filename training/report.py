@@ -250,9 +250,11 @@ def _runs_section(runs: list[dict], eg: dict | None = None, results: Path | None
         if cap is None and "--epochs" in r.get("command", ""):
             cap = int(r["command"].split("--epochs")[1].split()[0])
         capped = ", cap: still improving" if r["best_epoch"] and r["best_epoch"] == r["epochs_run"] == cap else ""
-        vl = r.get("history", {}).get("val_loss")
-        if vl and min(vl) > 0.95 * np.log(len(PROTOCOLS[r["protocol"]].labels)):
-            capped += ", did not converge: best val_loss near ln(classes)"
+        # best validation window accuracy below twice chance: the model did not learn (the
+        # validation loss is no guide: it includes the L2 penalty of the item-4 family)
+        va = r.get("history", {}).get("val_accuracy")
+        if va and max(va) < 2.0 / len(PROTOCOLS[r["protocol"]].labels):
+            capped += ", did not learn: best validation accuracy below 2x chance"
         aug = ", +aug" if "waveform" in r.get("augmentation", "") else ""
         lines.append(
             f"| `{r['arch']}`{aug} | {r.get('speaker_norm', 'none')} | {r['seed']} | {r['epochs_run']} ({r['best_epoch'] or '-'}{capped}) | "
