@@ -329,8 +329,9 @@ def write_report(out: Path, results: Path, command: str) -> str:
               ("Not trained on any fold yet: " + ", ".join(pending) + ".") if pending else "Every architecture has at least one run.",
               "", "Still open for issue #3 (the harness has the code; the runs did not fit yet):", "",
               "- the full 6-fold protocol (`train --protocol ravdess8|ravdess7|pooled7` without `--folds`, "
-              "`--protocol tess7` for TESS) for the larger CNN architectures (one fold of `crnn_attention` takes "
-              "about an hour on one core, of `crnn_small` 6-12 minutes), and more than one seed;",
+              "`--protocol tess7` for TESS) for the larger CNN architectures, above all `cnn_att_nolstm`, the best "
+              "one-fold result (one fold of the item-4 family takes 40-50 minutes on one core; `crnn_small`'s pooled7 "
+              "protocol is done, 9-21 minutes per fold), and more than one seed;",
               "- waveform augmentation (time stretch 0.8-1.2, pitch +-2 semitones, Gaussian noise 0.005, "
               "`train --augment N`, `training/augment.py`) beyond the one-fold `crnn_small` run above;",
               "- causal speaker normalisation (`train --speaker-norm causal|speaker`, `training/adaptation.py`) "
