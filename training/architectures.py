@@ -324,6 +324,8 @@ def cnn_blstm_att(
     use_cnn: bool = True,
     use_lstm: bool = True,
     use_attention: bool = True,
+    filters: tuple[int, ...] = (32, 64, 128, 256),
+    dense_units: int = 128,
     stats=None,
     norm_mean=None,
     norm_var=None,
@@ -336,6 +338,7 @@ def cnn_blstm_att(
     Dense(128) + ReLU + Dropout 0.3; softmax; Adam 1e-3. Ablations: ``use_attention=False``
     (BiLSTM's final states), ``use_cnn=False`` (BiLSTM + attention on the standardised log-mel
     frames), ``use_lstm=False`` (CNN, global average pooling over time and frequency).
+    ``filters`` and ``dense_units`` change the widths (our half-width ``cnn_gap_small``).
 
     Source: the report described in issue #3 (best of its family there); attention pooling after
     Mirsamadi, Barsoum & Zhang 2017 (ICASSP, "Automatic speech emotion recognition using
@@ -351,7 +354,7 @@ def cnn_blstm_att(
     inp = _input(input_shape)
     x = _standardised_log_mel(inp, stats)
     if use_cnn:
-        x = _conv2d_blocks(x, (32, 64, 128, 256), 0.3, reg=reg, relu_before_bn=True)
+        x = _conv2d_blocks(x, tuple(filters), 0.3, reg=reg, relu_before_bn=True)
     if use_lstm:
         if use_cnn:
             x = _to_sequence(x)
@@ -365,7 +368,7 @@ def cnn_blstm_att(
     else:
         x = layers.GlobalAveragePooling2D(name="gap")(x)
     x = layers.Dropout(0.3, name="drop_pool")(x)
-    x = layers.Dense(128, activation="relu", kernel_regularizer=reg, name="dense")(x)
+    x = layers.Dense(dense_units, activation="relu", kernel_regularizer=reg, name="dense")(x)
     x = layers.Dropout(0.3, name="drop_head")(x)
     out = layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inp, out, name=name)
@@ -569,6 +572,11 @@ REGISTRY: dict[str, ArchSpec] = {
                  source="ablation, " + _ISSUE, kwargs={"use_cnn": False, "name": "blstm_att_nocnn"}),
         ArchSpec("cnn_att_nolstm", "CNN-BLSTM-att without LSTM (CNN only)", cnn_blstm_att, issue_item=4,
                  source="ablation, " + _ISSUE, kwargs={"use_lstm": False, "name": "cnn_att_nolstm"}),
+        ArchSpec("cnn_gap_small", "half-width CNN only (cnn_att_nolstm at 16/32/64/128)", cnn_blstm_att, issue_item=0,
+                 source="project's own: cnn_att_nolstm (issue #3 item 4 without LSTM) with half the filters "
+                        "(16/32/64/128) and Dense 64, a quarter of its MFLOPs (issue #6's analysis budget)",
+                 kwargs={"use_lstm": False, "filters": (16, 32, 64, 128), "dense_units": 64,
+                         "name": "cnn_gap_small"}),
         ArchSpec("conv1d_mfcc", "Conv1D 1024-512-256-128 on MFCC", conv1d_mfcc, issue_item=5, source=_ISSUE),
         ArchSpec("lstm3_mfcc", "3-layer LSTM (70/50/60) on MFCC", lstm3_mfcc, issue_item=5,
                  source=_ISSUE + "; Hochreiter & Schmidhuber 1997"),

@@ -1,0 +1,202 @@
+"""Choose the model to ship on the validation speakers, never the test speakers.
+
+Usage::
+
+    python -m training.select --data ../shared/data \\
+        --models runs/small/crnn_small-s*.onnx runs/att/cnn_gap_small-s*.onnx \\
+        --out training/results/selection.json
+
+Every candidate (an ONNX file exported by ``python -m training.train``) is streamed through the
+runtime engine on the *validation* speakers of the committed split (RAVDESS actors 17-20), as
+:mod:`training.evaluate` does, and scored by clip-level UAR. Candidates are grouped by the
+architecture recorded in their metadata (one group = several seeds of one recipe). The rule:
+
+1. the architecture with the highest **mean** validation clip UAR over its seeds wins (one lucky
+   seed does not make an architecture; on this split two seeds of ``crnn_small`` differ by 5.5
+   UAR points);
+2. within it, the seed with the highest validation clip UAR is the one to ship.
+
+The test speakers are not read here. A candidate whose metadata shows it was trained on another
+split, or with a validation speaker in its training set, is refused: its validation figure would
+not be a held-out figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from stream_ser.model import EmotionModel
+
+from .corpora import discover
+from .evaluate import corpus_scores, evaluate_clips
+from .split import Split, load_split
+
+log = logging.getLogger("training.select")
+
+
+class CandidateError(ValueError):
+    """A candidate model cannot be compared fairly on the validation speakers."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One exported model and its validation scores.
+
+    Attributes:
+        path: The ONNX file.
+        architecture: ``provenance["architecture"]`` from its metadata.
+        seed: ``provenance["seed"]`` (None if not recorded).
+        uar: Clip-level UAR on the validation speakers (mean over corpora if several).
+        wa: Clip-level accuracy, same averaging.
+        macro_f1: Clip-level macro-F1, same averaging.
+        window_uar: Window-level UAR, same averaging.
+        ms_per_clip: Wall time per validation clip in this run (a rough cost, not a benchmark).
+    """
+
+    path: str
+    architecture: str
+    seed: int | None
+    uar: float
+    wa: float
+    macro_f1: float
+    window_uar: float
+    ms_per_clip: float
+
+
+def check_provenance(provenance: dict, split: Split, path: str) -> None:
+    """Refuse a model whose validation figure would not be held out.
+
+    Raises:
+        CandidateError: The provenance has no architecture, or was trained on another split
+            (different validation speakers), or lists a validation speaker among its training
+            speakers.
+    """
+    if not provenance.get("architecture"):
+        raise CandidateError(f"{path}: no architecture in its metadata (not exported by training.train?)")
+    val = set(provenance.get("validation_speakers") or ())
+    if val != set(split.validation):
+        raise CandidateError(f"{path}: validated on {sorted(val) or 'unknown speakers'}, not on this split's "
+                             f"{sorted(split.validation)}")
+    leaked = set(provenance.get("train_speakers") or ()) & set(split.validation)
+    if leaked:
+        raise CandidateError(f"{path}: trained on validation speakers {sorted(leaked)}")
+
+
+def rank(candidates: list[Candidate]) -> dict:
+    """Group candidates by architecture and apply the selection rule (module docstring).
+
+    Args:
+        candidates: At least one scored candidate.
+
+    Returns:
+        ``{"architectures": [{"architecture", "seeds", "uar_mean", "uar_sd", "uar_min",
+        "uar_max"}, ...] best first, "chosen_architecture", "chosen": path}``. ``uar_sd`` is the
+        sample standard deviation (0.0 for one seed).
+
+    Raises:
+        ValueError: No candidates.
+    """
+    if not candidates:
+        raise ValueError("no candidates")
+    groups: dict[str, list[Candidate]] = {}
+    for c in candidates:
+        groups.setdefault(c.architecture, []).append(c)
+    table = []
+    for arch, items in groups.items():
+        uars = [c.uar for c in items]
+        table.append({
+            "architecture": arch,
+            "seeds": len(items),
+            "uar_mean": statistics.fmean(uars),
+            "uar_sd": statistics.stdev(uars) if len(uars) > 1 else 0.0,
+            "uar_min": min(uars),
+            "uar_max": max(uars),
+        })
+    table.sort(key=lambda r: (-r["uar_mean"], r["architecture"]))
+    best_arch = table[0]["architecture"]
+    chosen = max(groups[best_arch], key=lambda c: (c.uar, c.macro_f1, -len(c.path)))
+    return {"architectures": table, "chosen_architecture": best_arch, "chosen": chosen.path}
+
+
+def score_candidate(path: Path, utts, split: Split) -> Candidate:
+    """Stream the validation clips through ``path`` and score them (see :class:`Candidate`).
+
+    Raises:
+        CandidateError: See :func:`check_provenance`.
+        stream_ser.model.ModelError: The file is not a stream-ser model.
+    """
+    model = EmotionModel(path)
+    prov = model.metadata.provenance or {}
+    check_provenance(prov, split, str(path))
+    t0 = time.monotonic()
+    outcomes = evaluate_clips(model, utts)
+    ms = (time.monotonic() - t0) * 1e3 / max(1, len(outcomes))
+    per_corpus = {k: v for k, v in corpus_scores(outcomes, model.labels).items() if k != "all"}
+
+    def mean(level: str, attr: str) -> float:
+        return statistics.fmean(getattr(r[level], attr) for r in per_corpus.values())
+
+    return Candidate(str(path), str(prov["architecture"]), prov.get("seed"), mean("clip", "uar"), mean("clip", "wa"),
+                     mean("clip", "macro_f1"), mean("window", "uar"), ms)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.select",
+        description="Rank exported models on the validation speakers (clip UAR): best architecture by its mean over "
+        "seeds, then its best seed. The test speakers are not used.",
+        epilog="Example: python -m training.select --data ../shared/data --models runs/*/*.onnx "
+        "--out training/results/selection.json",
+    )
+    parser.add_argument("--data", required=True, help="folder with ravdess/ and tess/ (e.g. ../shared/data)")
+    parser.add_argument("--models", nargs="+", required=True, help="ONNX files exported by python -m training.train")
+    parser.add_argument("--out", default=None, help="JSON file for the table and the choice")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    split = load_split()
+    utts = [u for u in split.partition(discover(Path(args.data)))["validation"] if u.label is not None]
+    if not utts:
+        parser.error(f"no labelled validation clips under {args.data}")
+    candidates = []
+    for p in args.models:
+        try:
+            c = score_candidate(Path(p), utts, split)
+        except CandidateError as e:
+            parser.error(str(e))
+        log.info("%s (%s, seed %s): validation clip UAR %.3f", p, c.architecture, c.seed, c.uar)
+        candidates.append(c)
+    result = rank(candidates)
+    print(f"validation speakers: {', '.join(sorted(split.validation))} ({len(utts)} clips); clip-level figures")
+    print(f"{'model':48s} {'architecture':16s} {'seed':>4s} {'UAR':>6s} {'WA':>6s} {'F1':>6s} {'win UAR':>8s}")
+    for c in sorted(candidates, key=lambda c: (c.architecture, c.seed if c.seed is not None else -1)):
+        print(f"{c.path:48s} {c.architecture:16s} {c.seed!s:>4s} {c.uar:6.3f} {c.wa:6.3f} {c.macro_f1:6.3f} {c.window_uar:8.3f}")
+    print()
+    for r in result["architectures"]:
+        print(f"{r['architecture']:16s} {r['seeds']} seeds  UAR {r['uar_mean']:.3f} +- {r['uar_sd']:.3f} "
+              f"({r['uar_min']:.3f}-{r['uar_max']:.3f})")
+    print(f"chosen: {result['chosen']} ({result['chosen_architecture']})")
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        record = {
+            "command": "python -m training.select " + " ".join(sys.argv[1:] if argv is None else argv),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "partition": "validation",
+            "validation_speakers": sorted(split.validation),
+            "clips": len(utts),
+            "candidates": [c.__dict__ for c in candidates],
+            **result,
+        }
+        out.write_text(json.dumps(record, indent=1))
+        log.info("wrote %s", out)
+
+
+if __name__ == "__main__":
+    main()
