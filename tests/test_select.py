@@ -14,8 +14,8 @@ from training.split import load_split
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "stream-ser.onnx"
 
 
-def _cand(arch: str, seed: int, uar: float) -> Candidate:
-    return Candidate(f"{arch}-s{seed}.onnx", arch, seed, uar, uar, uar, uar, 1.0)
+def _cand(arch: str, seed: int, uar: float, eligible: bool = True) -> Candidate:
+    return Candidate(f"{arch}-s{seed}.onnx", arch, seed, uar, uar, uar, uar, 1.0, eligible)
 
 
 def test_rank_picks_the_architecture_by_its_mean_then_its_best_seed() -> None:
@@ -30,6 +30,15 @@ def test_rank_picks_the_architecture_by_its_mean_then_its_best_seed() -> None:
     assert rank([_cand("c", 0, 0.3)])["architectures"][0]["uar_sd"] == 0.0
     with pytest.raises(ValueError):
         rank([])
+
+
+def test_a_better_architecture_over_the_cost_budget_is_listed_not_chosen() -> None:
+    cands = [_cand("big", 0, 0.60, eligible=False), _cand("small", 0, 0.50), _cand("small", 1, 0.52)]
+    r = rank(cands)
+    assert r["architectures"][0]["architecture"] == "big" and not r["architectures"][0]["eligible"]
+    assert r["chosen_architecture"] == "small" and r["chosen"] == "small-s1.onnx"
+    with pytest.raises(ValueError, match="budget"):
+        rank([_cand("big", 0, 0.60, eligible=False)])
 
 
 def test_models_that_saw_the_validation_speakers_are_refused() -> None:
@@ -70,7 +79,12 @@ def test_select_on_real_validation_clips(data_dir, tmp_path, capsys) -> None:
     a, b = rec["candidates"]
     assert a["uar"] == b["uar"] and 1 / 7 < a["uar"] <= 1 and b["seed"] == 7
     assert rec["chosen_architecture"] == a["architecture"] != "zz_copy"
+    assert 0 < a["ms_per_window"] < 100 and a["eligible"] and rec["max_ms"] is None
     assert "chosen:" in capsys.readouterr().out
+    # a budget below any real model's cost leaves nothing to choose: a usage error
+    with pytest.raises(SystemExit) as e:
+        main(["--data", str(data_dir), "--models", str(SHIPPED), "--max-ms", "0.0001"])
+    assert e.value.code == 2 and "within the cost budget" in capsys.readouterr().err
     leaked = _with_provenance(SHIPPED, tmp_path / "leaked.onnx",
                               train_speakers=sorted(load_split().train | {"ravdess:17"}))
     with pytest.raises(SystemExit) as e:

@@ -225,7 +225,7 @@ def test_registry_covers_the_issue_items() -> None:
     for spec in REGISTRY.values():
         assert spec.source and spec.builder.__doc__, spec.name
         assert spec.input_kind in ("log_mel", "frames", "time_avg")
-    assert "crnn_attention" in ARCHITECTURES  # python -m training.train --arch default
+    assert "cnn_gap_small" in ARCHITECTURES  # python -m training.train --arch default
     with pytest.raises(NotReproducibleOffline, match="storage.googleapis.com"):
         REGISTRY["vgg19_transfer"].build(None, None)
 

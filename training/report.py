@@ -152,8 +152,8 @@ def _cost_section(cost: dict | None, runs: list[dict]) -> list[str]:
         )
     lines += ["", "Sources (see the docstrings in `training/architectures.py`): items 1-8 follow issue #3's description "
               "of the published reports it builds on (the reports are not named in this repository); the rows `#0` "
-              "are the project's own: `crnn_small` is the shipped model (since 2026-11-22), `crnn_attention` the "
-              "previous one. Inputs: `log_mel` = the runtime's 40 x 149 window (MFCC models "
+              "are the project's own: `cnn_gap_small` is the shipped model (since 2026-11-22, chosen in section 3c), "
+              "`crnn_small` and `crnn_attention` the previous ones. Inputs: `log_mel` = the runtime's 40 x 149 window (MFCC models "
               "compute MFCCs in the graph as the DCT of it, so they run in the unchanged runtime); `frames` / "
               "`time_avg` need ZCR, RMS or chroma from the same preprocessed window (`training/inputs.py`), which "
               "the runtime does not compute yet.", ""]
@@ -207,6 +207,33 @@ def _class_bias_section(results: Path) -> list[str]:
         lines.append(f"| {f['held_out']} | {_f(f['uar_without'])} | {_f(f['uar_with'])} | "
                      + " ".join(f"{b:+.2f}" for b in f["bias"]) + " |")
     return lines + [""]
+
+
+def _selection_section(results: Path) -> list[str]:
+    """The shipped model's selection on the validation speakers (``training.select``)."""
+    path = results / "selection.json"
+    if not path.is_file():
+        return []
+    r = json.loads(path.read_text())
+    lines = ["### 3c. Choosing the shipped model (validation speakers only)", "",
+             f"`{r['command']}` ({r['created']}): models trained by `python -m training.train` on split `si_v1` "
+             f"(the fixed fold), each streamed through the runtime on the validation speakers "
+             f"({', '.join(r['validation_speakers'])}; {r['clips']} clips). Rule: among the models within the cost "
+             f"budget ({'none' if r.get('max_ms') is None else str(r['max_ms']) + ' ms inference per window'}), the "
+             "architecture with the best mean clip UAR over its seeds, then its best seed. The test speakers play no "
+             "part. ms per window: onnxruntime, one thread, timed during the selection (a guide, not a benchmark).", "",
+             "| architecture | seeds | clip UAR mean +- sd | min - max | ms per window | within budget |",
+             "| --- | ---: | ---: | ---: | ---: | --- |"]
+    for a in r["architectures"]:
+        lines.append(f"| `{a['architecture']}` | {a['seeds']} | {a['uar_mean']:.3f} +- {a['uar_sd']:.3f} | "
+                     f"{a['uar_min']:.3f} - {a['uar_max']:.3f} | {_f(a.get('ms_per_window'), 2)} | "
+                     f"{'yes' if a.get('eligible', True) else 'no'} |")
+    lines += ["", "| model | seed | clip UAR | WA | macro-F1 | window UAR |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for c in sorted(r["candidates"], key=lambda c: (c["architecture"], c["seed"] if c["seed"] is not None else -1)):
+        lines.append(f"| `{c['path']}` | {c['seed']} | {c['uar']:.3f} | {c['wa']:.3f} | {c['macro_f1']:.3f} | "
+                     f"{c['window_uar']:.3f} |")
+    note = f" {r['note']}" if r.get("note") else ""
+    return lines + ["", f"Chosen by the rule: `{r['chosen']}` (`{r['chosen_architecture']}`).{note}", ""]
 
 
 def _runs_section(runs: list[dict], eg: dict | None = None, results: Path | None = None) -> list[str]:
@@ -322,8 +349,12 @@ def write_report(out: Path, results: Path, command: str) -> str:
         "",
     ]
     lines += _baseline_section(eg) + _cost_section(cost, runs) + _runs_section(runs, eg, results)
+    lines += _selection_section(results)
     lines += _robustness_section(results) + _class_bias_section(results)
     trained = {r["arch"] for r in runs}
+    sel = results / "selection.json"
+    if sel.is_file():  # trained on the fixed fold by training.train (section 3c)
+        trained |= {c["architecture"] for c in json.loads(sel.read_text())["candidates"]}
     pending = [f"`{n}`" for n, s in REGISTRY.items() if n not in trained and s.kind != "unavailable"]
     lines += ["## 5. Not run yet", "",
               ("Not trained on any fold yet: " + ", ".join(pending) + ".") if pending else "Every architecture has at least one run.",

@@ -11,10 +11,13 @@ runtime engine on the *validation* speakers of the committed split (RAVDESS acto
 :mod:`training.evaluate` does, and scored by clip-level UAR. Candidates are grouped by the
 architecture recorded in their metadata (one group = several seeds of one recipe). The rule:
 
-1. the architecture with the highest **mean** validation clip UAR over its seeds wins (one lucky
-   seed does not make an architecture; on this split two seeds of ``crnn_small`` differ by 5.5
-   UAR points);
-2. within it, the seed with the highest validation clip UAR is the one to ship.
+1. with ``--max-ms``, only candidates whose inference costs at most that many ms per window
+   (onnxruntime, one thread, median of 200 runs on real windows, measured here) are eligible;
+   the others are scored and listed, not chosen;
+2. the eligible architecture with the highest **mean** validation clip UAR over its seeds wins
+   (one lucky seed does not make an architecture; on this split two seeds of ``crnn_small``
+   differ by 5.5 UAR points);
+3. within it, the seed with the highest validation clip UAR is the one to ship.
 
 The test speakers are not read here. A candidate whose metadata shows it was trained on another
 split, or with a validation speaker in its training set, is refused: its validation figure would
@@ -26,11 +29,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import statistics
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from stream_ser.model import EmotionModel
 
@@ -57,7 +63,9 @@ class Candidate:
         wa: Clip-level accuracy, same averaging.
         macro_f1: Clip-level macro-F1, same averaging.
         window_uar: Window-level UAR, same averaging.
-        ms_per_clip: Wall time per validation clip in this run (a rough cost, not a benchmark).
+        ms_per_window: Median onnxruntime inference time per window (one thread, batch 1), ms,
+            measured in this run: a guide for the budget, not a benchmark (see ``benchmarks/``).
+        eligible: Within the ``--max-ms`` budget (always True without one).
     """
 
     path: str
@@ -67,7 +75,8 @@ class Candidate:
     wa: float
     macro_f1: float
     window_uar: float
-    ms_per_clip: float
+    ms_per_window: float
+    eligible: bool = True
 
 
 def check_provenance(provenance: dict, split: Split, path: str) -> None:
@@ -93,7 +102,7 @@ def rank(candidates: list[Candidate]) -> dict:
     """Group candidates by architecture and apply the selection rule (module docstring).
 
     Args:
-        candidates: At least one scored candidate.
+        candidates: At least one scored candidate, and at least one eligible.
 
     Returns:
         ``{"architectures": [{"architecture", "seeds", "uar_mean", "uar_sd", "uar_min",
@@ -101,10 +110,12 @@ def rank(candidates: list[Candidate]) -> dict:
         sample standard deviation (0.0 for one seed).
 
     Raises:
-        ValueError: No candidates.
+        ValueError: No candidates, or none eligible.
     """
     if not candidates:
         raise ValueError("no candidates")
+    if not any(c.eligible for c in candidates):
+        raise ValueError("no candidate is within the cost budget")
     groups: dict[str, list[Candidate]] = {}
     for c in candidates:
         groups.setdefault(c.architecture, []).append(c)
@@ -118,15 +129,31 @@ def rank(candidates: list[Candidate]) -> dict:
             "uar_sd": statistics.stdev(uars) if len(uars) > 1 else 0.0,
             "uar_min": min(uars),
             "uar_max": max(uars),
+            "ms_per_window": statistics.median(c.ms_per_window for c in items),
+            "eligible": all(c.eligible for c in items),
         })
     table.sort(key=lambda r: (-r["uar_mean"], r["architecture"]))
-    best_arch = table[0]["architecture"]
-    chosen = max(groups[best_arch], key=lambda c: (c.uar, c.macro_f1, -len(c.path)))
+    best_arch = next(r["architecture"] for r in table if r["eligible"])
+    chosen = max((c for c in groups[best_arch] if c.eligible), key=lambda c: (c.uar, c.macro_f1, -len(c.path)))
     return {"architectures": table, "chosen_architecture": best_arch, "chosen": chosen.path}
 
 
-def score_candidate(path: Path, utts, split: Split) -> Candidate:
-    """Stream the validation clips through ``path`` and score them (see :class:`Candidate`).
+def inference_ms(model: EmotionModel, windows: np.ndarray, runs: int = 200) -> float:
+    """Median ms of ``model.predict`` on one window (batch 1), cycling through ``windows``
+    (float32 ``(n, n_mels, n_frames)`` log-mels), after 20 warm-up runs."""
+    for i in range(20):
+        model.predict(windows[i % len(windows)][None])
+    times = []
+    for i in range(runs):
+        t = time.perf_counter()
+        model.predict(windows[i % len(windows)][None])
+        times.append(time.perf_counter() - t)
+    return float(np.median(times) * 1e3)
+
+
+def score_candidate(path: Path, utts, split: Split, max_ms: float | None = None) -> Candidate:
+    """Stream the validation clips through ``path``, score them and time the model (see
+    :class:`Candidate`); ``max_ms`` sets :attr:`Candidate.eligible`.
 
     Raises:
         CandidateError: See :func:`check_provenance`.
@@ -135,16 +162,35 @@ def score_candidate(path: Path, utts, split: Split) -> Candidate:
     model = EmotionModel(path)
     prov = model.metadata.provenance or {}
     check_provenance(prov, split, str(path))
-    t0 = time.monotonic()
     outcomes = evaluate_clips(model, utts)
-    ms = (time.monotonic() - t0) * 1e3 / max(1, len(outcomes))
+    ms = inference_ms(model, _real_windows(utts, model))
     per_corpus = {k: v for k, v in corpus_scores(outcomes, model.labels).items() if k != "all"}
 
     def mean(level: str, attr: str) -> float:
         return statistics.fmean(getattr(r[level], attr) for r in per_corpus.values())
 
     return Candidate(str(path), str(prov["architecture"]), prov.get("seed"), mean("clip", "uar"), mean("clip", "wa"),
-                     mean("clip", "macro_f1"), mean("window", "uar"), ms)
+                     mean("clip", "macro_f1"), mean("window", "uar"), ms, max_ms is None or ms <= max_ms)
+
+
+def _real_windows(utts, model: EmotionModel, n: int = 16) -> np.ndarray:
+    """Log-mels of up to ``n`` speech windows from the first clips of ``utts``, for timing,
+    cut as the engine cuts them; float32 ``(n, n_mels, n_frames)``."""
+    from stream_ser.engine import cut_window, window_ends
+    from stream_ser.features import window_features
+    from stream_ser.sources import load_audio
+
+    cfg = model.feature_config
+    out: list[np.ndarray] = []
+    for u in utts:
+        x = load_audio(u.path, cfg.sample_rate_hz)
+        for end in window_ends(x.size, cfg.hop_samples):
+            f = window_features(cut_window(x, end, cfg.window_samples), cfg)
+            if f is not None:
+                out.append(f)
+        if len(out) >= n:
+            break
+    return np.stack(out[:n]).astype(np.float32)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -158,6 +204,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", required=True, help="folder with ravdess/ and tess/ (e.g. ../shared/data)")
     parser.add_argument("--models", nargs="+", required=True, help="ONNX files exported by python -m training.train")
     parser.add_argument("--out", default=None, help="JSON file for the table and the choice")
+    parser.add_argument("--max-ms", type=float, default=None, metavar="MS",
+                        help="only models whose inference takes at most MS ms per window (one thread, measured "
+                        "here) may be chosen; the others are listed")
+    parser.add_argument("--note", default=None, help="a sentence stored with the result (why this budget, ...)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     split = load_split()
@@ -167,30 +217,38 @@ def main(argv: list[str] | None = None) -> None:
     candidates = []
     for p in args.models:
         try:
-            c = score_candidate(Path(p), utts, split)
+            c = score_candidate(Path(p), utts, split, args.max_ms)
         except CandidateError as e:
             parser.error(str(e))
         log.info("%s (%s, seed %s): validation clip UAR %.3f", p, c.architecture, c.seed, c.uar)
         candidates.append(c)
-    result = rank(candidates)
+    try:
+        result = rank(candidates)
+    except ValueError as e:
+        parser.error(f"{e} (--max-ms {args.max_ms:g}; the fastest candidate takes "
+                     f"{min(c.ms_per_window for c in candidates):.2f} ms per window)")
     print(f"validation speakers: {', '.join(sorted(split.validation))} ({len(utts)} clips); clip-level figures")
-    print(f"{'model':48s} {'architecture':16s} {'seed':>4s} {'UAR':>6s} {'WA':>6s} {'F1':>6s} {'win UAR':>8s}")
+    print(f"{'model':48s} {'architecture':16s} {'seed':>4s} {'UAR':>6s} {'WA':>6s} {'F1':>6s} {'win UAR':>8s} {'ms':>6s}")
     for c in sorted(candidates, key=lambda c: (c.architecture, c.seed if c.seed is not None else -1)):
-        print(f"{c.path:48s} {c.architecture:16s} {c.seed!s:>4s} {c.uar:6.3f} {c.wa:6.3f} {c.macro_f1:6.3f} {c.window_uar:8.3f}")
+        print(f"{c.path:48s} {c.architecture:16s} {c.seed!s:>4s} {c.uar:6.3f} {c.wa:6.3f} {c.macro_f1:6.3f} "
+              f"{c.window_uar:8.3f} {c.ms_per_window:6.2f}{'' if c.eligible else '  over --max-ms'}")
     print()
     for r in result["architectures"]:
         print(f"{r['architecture']:16s} {r['seeds']} seeds  UAR {r['uar_mean']:.3f} +- {r['uar_sd']:.3f} "
-              f"({r['uar_min']:.3f}-{r['uar_max']:.3f})")
+              f"({r['uar_min']:.3f}-{r['uar_max']:.3f})  {r['ms_per_window']:.2f} ms/window"
+              f"{'' if r['eligible'] else '  (over the budget)'}")
     print(f"chosen: {result['chosen']} ({result['chosen_architecture']})")
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         record = {
-            "command": "python -m training.select " + " ".join(sys.argv[1:] if argv is None else argv),
+            "command": "python -m training.select " + shlex.join(sys.argv[1:] if argv is None else argv),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "partition": "validation",
             "validation_speakers": sorted(split.validation),
             "clips": len(utts),
+            "max_ms": args.max_ms,
+            "note": args.note,
             "candidates": [c.__dict__ for c in candidates],
             **result,
         }
