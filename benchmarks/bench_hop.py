@@ -42,6 +42,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", action="append", default=None, help="ONNX model (repeatable)")
     parser.add_argument("--repeats", type=int, default=300)
+    parser.add_argument("--batch", type=int, nargs="*", default=[], metavar="N",
+                        help="also time inference on batches of N windows, reported per window "
+                        "(would batching in `analyse` pay?)")
     args = parser.parse_args()
     root = Path(__file__).resolve().parents[1]
     paths = args.model or [None]
@@ -72,6 +75,9 @@ def main() -> None:
         rows[f"features + inference, {model.path.name}"] = timed(
             lambda w, m=model: m.predict(window_features(w, cfg)), speech
         )
+        for n in args.batch:
+            batches = [np.stack([feats[(i + j) % len(feats)] for j in range(n)]) for i in range(len(feats))]
+            rows[f"inference per window, batch {n}, {model.path.name}"] = timed(model.predict, batches) / n
     print(f"machine: {machine()}")
     for model in models:
         print(f"model: {model.path} ({model.path.stat().st_size / 1e6:.1f} MB), input {cfg.input_shape}")
