@@ -106,8 +106,10 @@ def rank(candidates: list[Candidate]) -> dict:
 
     Returns:
         ``{"architectures": [{"architecture", "seeds", "uar_mean", "uar_sd", "uar_min",
-        "uar_max"}, ...] best first, "chosen_architecture", "chosen": path}``. ``uar_sd`` is the
-        sample standard deviation (0.0 for one seed).
+        "uar_max", "ms_per_window", "eligible"}, ...] best first, "chosen_architecture",
+        "chosen": path}``. ``uar_sd`` is the sample standard deviation (0.0 for one seed);
+        ``ms_per_window`` the median over seeds; an architecture is eligible only if every seed
+        is within the budget.
 
     Raises:
         ValueError: No candidates, or none eligible.
