@@ -15,7 +15,7 @@ from conftest import ANGRY_CLIP, HAPPY_CLIP, TESS_CLIP
 from stream_ser.features import FeatureConfig, log_mel, preprocess
 from stream_ser.sources import load_audio
 from training.corpora.base import Utterance
-from training.evaluate import NO_SPEECH, clip_predictions, score, summarize_folds
+from training.evaluate import NO_SPEECH, clip_predictions, score, scores_from_dict, summarize_folds
 from training.folds import (
     PROTOCOLS,
     RAVDESS_8,
@@ -366,6 +366,31 @@ def test_report_from_fake_results(tmp_path) -> None:
     assert "0.571 +- 0.429" in text  # tess7 global: mean of 1 and 1/7
     assert "| `cnn_bigru` | none | 0 | 3 (2) | 12 | 1.000 |" in text
     assert "not reproducible offline" in text and "`lstm3_mfcc`" in text  # not run yet
+
+
+def test_report_lists_partial_protocols_apart_from_full_ones(tmp_path) -> None:
+    import json
+
+    from training.evaluate import scores_to_dict
+    from training.report import write_report
+
+    res = tmp_path / "results"
+    (res / "runs").mkdir(parents=True)
+    labels = PROTOCOLS["pooled7"].labels
+    perfect = scores_to_dict(score(list(labels), list(labels), labels))
+    half = scores_to_dict(score(list(labels), list(labels[:3]) + ["sad"] * 4, labels))
+    base = {"protocol": "pooled7", "seed": 0, "speaker_norm": "none", "epochs_run": 3, "best_epoch": 2, "wall_s": 1.0}
+    runs = [{"arch": "cnn_gap_small", "fold": 1, "clip": {"ravdess": perfect}, "window": {"ravdess": perfect}},
+            {"arch": "cnn_gap_small", "fold": 3, "clip": {"ravdess": half}, "window": {"ravdess": half}},
+            {"arch": "cnn_bigru", "fold": 6, "clip": {"ravdess": half}, "window": {"ravdess": half}}]
+    for i, r in enumerate(runs):
+        (res / "runs" / f"r{i}.json").write_text(json.dumps({**base, **r}))
+    text = write_report(tmp_path / "RESULTS.md", res, "python -m training.experiments report")
+    uar3 = scores_from_dict(half).uar
+    row = f"| `cnn_gap_small` | none | pooled7 | 0 | ravdess | 2 of 6 | f1 1.000, f3 {uar3:.3f} | {(1 + uar3) / 2:.3f} |"
+    assert row in text
+    assert "None yet: no architecture has been trained on every fold" in text  # two folds are not the protocol
+    assert "| `cnn_bigru` | none | pooled7 |" not in text  # the fixed fold alone belongs to 3a, not here
 
 
 # ---------------------------------------------------------------------------- augmentation and corruptions
