@@ -7,8 +7,10 @@ random real RAVDESS and TESS clips (``--data``, default ``../shared/data``; the 
 is missing) with pauses of 0.5-1.5 s, written as 16-bit PCM WAV at 16 kHz. Then:
 
 1. **Throughput**: ``stream-ser analyse FILE`` as a separate process, timed from launch to exit
-   (start-up included), as a multiple of real time: one core (``taskset -c 0``, ``--threads 1``)
-   and all cores (``--threads`` = cores). Median, min and max over ``--repeats`` runs.
+   (start-up included), as a multiple of real time: one core (``taskset -c 0``, ``--jobs 1``)
+   and all cores (``--jobs 2``: the model on a second thread; ``--threads-all`` instead gives
+   onnxruntime as many intra-op threads as cores, as this benchmark did before ``--jobs``).
+   Median, min and max over ``--repeats`` runs.
 2. **Memory**: peak RSS of each ``analyse`` process (``os.wait4`` resource usage); with
    ``--long-minutes`` also on a recording of that length, to show memory does not grow with it.
 3. **Peer** (``--opensmile``, needs ``pip install opensmile``): openSMILE's eGeMAPSv02
@@ -79,12 +81,14 @@ def build_recording(minutes: float, data: Path, out_dir: Path, seed: int = 0) ->
     return out
 
 
-def run_analyse(path: Path, threads: int, pin: bool) -> tuple[float, float]:
-    """Run ``stream-ser analyse`` on ``path``; returns (wall seconds, peak RSS in MB)."""
+def run_analyse(path: Path, threads: int, pin: bool, jobs: int = 1) -> tuple[float, float]:
+    """Run ``stream-ser analyse`` on ``path`` (``--threads`` onnxruntime threads, ``--jobs``
+    scoring threads); returns (wall seconds, peak RSS in MB)."""
     exe = shutil.which("stream-ser")
     cmd = [exe] if exe else [sys.executable, "-m", "stream_ser"]
     with tempfile.TemporaryDirectory() as tmp:
-        cmd += ["analyse", str(path), "--threads", str(threads), "-q", "--csv", str(Path(tmp) / "t.csv")]
+        cmd += ["analyse", str(path), "--threads", str(threads), "--jobs", str(jobs), "-q",
+                "--csv", str(Path(tmp) / "t.csv")]
         if pin:
             cmd = ["taskset", "-c", "0", *cmd]
         t0 = time.perf_counter()
@@ -138,6 +142,8 @@ def main() -> None:
     parser.add_argument("--long-minutes", type=float, default=0.0,
                         help="also measure peak RSS on a recording this long (e.g. 60)")
     parser.add_argument("--opensmile", action="store_true", help="also time openSMILE eGeMAPS (benchmark extra)")
+    parser.add_argument("--threads-all", action="store_true",
+                        help="all cores as onnxruntime intra-op threads (--threads N --jobs 1) instead of --jobs 2")
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--cache", type=Path, default=ROOT / ".cache" / "bench")
     args = parser.parse_args()
@@ -148,11 +154,12 @@ def main() -> None:
     print(f"recording: {rec} ({dur / 60:.1f} min of real clips with 0.5-1.5 s pauses)")
     cores = os.cpu_count() or 1
     one: list[float] = []
-    for label, threads, pin in (("one core (taskset -c 0, --threads 1)", 1, True),
-                                (f"all cores (--threads {cores})", cores, False)):
+    every = (f"all cores (--threads {cores} --jobs 1)", cores, False, 1) if args.threads_all else \
+        ("all cores (--jobs 2)", 1, False, 2)
+    for label, threads, pin, jobs in (("one core (taskset -c 0, --jobs 1)", 1, True, 1), every):
         walls, rss = [], []
         for _ in range(args.repeats):
-            wall, peak = run_analyse(rec, threads, pin)
+            wall, peak = run_analyse(rec, threads, pin, jobs)
             walls.append(dur / wall)
             rss.append(peak)
         if pin:

@@ -358,6 +358,7 @@ def analyse(
     model: EmotionModel | AudioPath | None = None,
     hop_s: float | None = None,
     source: str | None = None,
+    jobs: int = 1,
 ) -> Analysis:
     """Score a whole recording: the clip-level result and the window timeline.
 
@@ -374,6 +375,8 @@ def analyse(
             :func:`load_model` when scoring many recordings.
         hop_s: Seconds of new audio between predictions (default: the model's, 0.5 s).
         source: Name for the results' ``source``; default ``str(path)`` or ``"array"``.
+        jobs: Scoring threads: 1 (default) or 2, the model on a second thread while the next
+            windows' features are computed (identical results; ``stream-ser analyse --jobs``).
 
     Returns:
         An :class:`~stream_ser.types.Analysis`: ``clip`` (a
@@ -384,7 +387,8 @@ def analyse(
         AudioSourceError: If the file is missing or cannot be decoded.
         ModelError: If ``model`` is a path that cannot be loaded.
         TypeError: If ``sample_rate_hz`` is missing for an array or given for a path.
-        ValueError: If the array has the wrong shape or dtype, or ``hop_s`` is out of range.
+        ValueError: If the array has the wrong shape or dtype, ``hop_s`` is out of range, or
+            ``jobs`` is not 1 or 2.
     """
     m = _model(model)
     model_sr = m.feature_config.sample_rate_hz
@@ -393,20 +397,31 @@ def analyse(
             raise TypeError("sample_rate_hz is only for arrays; a file's rate comes from its header")
         src = FileSource(audio, model_sr)
         name = source if source is not None else src.name
-        engine = Engine(m, hop_s=hop_s, source=name)
-        with one_blas_thread():
-            timeline = tuple(engine.run(src.chunks()))
-        elapsed_s = engine.samples_seen / model_sr
+        chunks: Iterator[np.ndarray] = src.chunks()
     else:
         if sample_rate_hz is None:
             raise TypeError("sample_rate_hz is required when scoring an array (e.g. analyse(samples, 16000))")
+        if int(sample_rate_hz) != sample_rate_hz or sample_rate_hz <= 0:
+            raise ValueError(f"sample_rate_hz must be a positive integer, got {sample_rate_hz!r}")
         name = source if source is not None else "array"
-        scorer = StreamScorer(m, sample_rate_hz, hop_s=hop_s, source=name)
-        with one_blas_thread():
-            timeline = tuple(scorer.push(audio)) + tuple(scorer.flush())
-        elapsed_s = scorer.elapsed_s
+        # as StreamScorer.push then flush: the whole array, then the resampler's tail
+        resample = _resampler(int(sample_rate_hz), model_sr)
+        x = _as_float_frames(audio)
+        chunks = _blocks((resample(x, False), resample(np.zeros(0, dtype=np.float32), True)), model_sr)
+    engine = Engine(m, hop_s=hop_s, source=name)
+    with one_blas_thread():
+        timeline = tuple(engine.run(chunks, jobs=jobs))
+    elapsed_s = engine.samples_seen / model_sr
     clip: ClipResult = summarize(timeline, name, elapsed_s, m.labels)
     return Analysis(clip, timeline)
+
+
+def _blocks(arrays: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
+    """The arrays cut into blocks of at most ``size`` samples (rows): the engine's predictions do
+    not depend on chunk sizes, and its memory then does not grow with a long array."""
+    for a in arrays:
+        for i in range(0, len(a), size):
+            yield a[i : i + size]
 
 
 def analyse_channels(
@@ -418,6 +433,7 @@ def analyse_channels(
     model: EmotionModel | AudioPath | None = None,
     hop_s: float | None = None,
     source: str | None = None,
+    jobs: int = 1,
 ) -> tuple[Analysis, ...]:
     """Score each channel of a recording on its own (a stereo call: agent left, customer right).
 
@@ -434,6 +450,7 @@ def analyse_channels(
         model: A loaded model, a model path, or None for the shipped model.
         hop_s: Seconds of new audio between predictions (default: the model's, 0.5 s).
         source: Name for the results' ``source``; default ``str(path)`` or ``"array"``.
+        jobs: Scoring threads, 1 (default) or 2 (see :func:`analyse`; identical results).
 
     Returns:
         One :class:`~stream_ser.types.Analysis` per channel, in channel order; their clips and
@@ -444,7 +461,8 @@ def analyse_channels(
         AudioSourceError: If the file is missing or cannot be decoded, or a channel does not exist.
         ModelError: If ``model`` is a path that cannot be loaded.
         TypeError: If ``sample_rate_hz`` is missing for an array or given for a path.
-        ValueError: Wrong array shape or dtype, names not matching the channels, bad ``hop_s``.
+        ValueError: Wrong array shape or dtype, names not matching the channels, bad ``hop_s``
+            or ``jobs``.
     """
     m = _model(model)
     model_sr = m.feature_config.sample_rate_hz
@@ -464,12 +482,12 @@ def analyse_channels(
         name = source if source is not None else "array"
         numbers = resolve_channels(channels, x.shape[1], name)
         resample = _resampler(int(sample_rate_hz), model_sr, len(numbers))
-        frames = iter([resample(select_channels(x, numbers), True)])
+        frames = _blocks([resample(select_channels(x, numbers), True)], model_sr)
     if channel_names is not None and len(channel_names) != len(numbers):
         raise ValueError(f"{len(channel_names)} channel name(s) for {len(numbers)} channel(s)")
     engines = ChannelEngines(m, hop_s=hop_s, source=name, channels=numbers, channel_names=channel_names)
     with one_blas_thread():
-        timeline = list(engines.run(frames))
+        timeline = list(engines.run(frames, jobs=jobs))
     elapsed_s = engines.samples_seen / model_sr
     out = []
     for number, cname in zip(engines.channels, engines.channel_names):

@@ -11,12 +11,21 @@ Several channels (a stereo call, several devices) are scored by :class:`ChannelE
 :class:`Engine` per channel, each with its own ring buffer and speech gate, sharing one model (one
 onnxruntime session), so a channel is scored exactly as the same audio alone would be.
 
+File analysis can overlap the two halves of a hop: ``run(..., jobs=2)`` computes the next
+windows' features on the calling thread while a second thread runs the model on the previous ones
+(onnxruntime and numpy's FFT and matrix product release the GIL). The windows, the model calls and
+their order are the same, so the predictions are identical to ``jobs=1``.
+
 Thread: an engine is used by one thread (the inference worker); it never touches devices or UI.
+With ``run(..., jobs=2)`` it starts and joins its own model thread.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import NamedTuple
 
 import numpy as np
 
@@ -25,6 +34,54 @@ from .features import window_features
 from .model import EmotionModel
 from .ring_buffer import RingBuffer
 from .types import ClipResult, Prediction
+
+#: Windows in flight between the feature thread and the model thread with ``jobs=2``: enough to
+#: absorb a slow window on either side, and bounds memory (24 kB of log-mel each).
+PIPELINE_DEPTH = 4
+
+
+class _Window(NamedTuple):
+    """One hop's window after the feature recipe, before the model (``feats`` None: not speech)."""
+
+    engine: "Engine"
+    start_s: float
+    end_s: float
+    feats: np.ndarray | None
+
+
+def _check_jobs(jobs: int) -> None:
+    if jobs not in (1, 2):
+        raise ValueError(f"jobs must be 1 (one thread) or 2 (features and model on two threads), got {jobs!r}")
+
+
+def _pipelined(blocks: Iterator[Iterable[_Window]], model: EmotionModel, jobs: int) -> Iterator[Prediction]:
+    """Predictions for the windows of each block, in order; with ``jobs`` 2 the model (and the
+    making of each prediction) runs on a second thread, at most :data:`PIPELINE_DEPTH` windows
+    behind the feature recipe."""
+    if jobs == 1:
+        for windows in blocks:
+            for w in windows:
+                yield w.engine._finish(w, None if w.feats is None else model.predict(w.feats))
+        return
+
+    def score(w: _Window) -> Prediction:
+        return w.engine._finish(w, model.predict(w.feats))
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-ser-model")
+    pending: deque[Future | Prediction] = deque()
+    try:
+        for windows in blocks:
+            for w in windows:
+                pending.append(w.engine._finish(w, None) if w.feats is None else pool.submit(score, w))
+                while pending and (len(pending) > PIPELINE_DEPTH or not isinstance(pending[0], Future)
+                                   or pending[0].done()):
+                    head = pending.popleft()
+                    yield head.result() if isinstance(head, Future) else head
+        while pending:
+            head = pending.popleft()
+            yield head.result() if isinstance(head, Future) else head
+    finally:  # also when the consumer stops early: no model call is left running
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 class Engine:
@@ -107,21 +164,24 @@ class Engine:
         Raises:
             ValueError: If ``chunk`` is not 1-D.
         """
+        return [self._finish(w, self._infer(w)) for w in self._windows(chunk)]
+
+    def _windows(self, chunk: np.ndarray) -> Iterator[_Window]:
+        """:meth:`push` up to the model: the windows of the boundaries ``chunk`` crosses, made as
+        they are asked for (so a long chunk's windows can be scored while the next ones are made)."""
         x = np.asarray(chunk, dtype=np.float32)
         if x.ndim != 1:
             raise ValueError(f"expected mono samples of shape (n,), got {x.shape}")
-        out: list[Prediction] = []
         pos = 0
         while pos < x.size:
             take = min(x.size - pos, self._next_boundary - self._ring.written)
             self._ring.write(x[pos : pos + take])
             pos += take
             if self._ring.written == self._next_boundary:
-                p = self._score(self._next_boundary)
-                if p is not None:
-                    out.append(p)
+                w = self._window(self._next_boundary)
                 self._next_boundary += self.hop_samples
-        return out
+                if w is not None:
+                    yield w
 
     def flush(self) -> list[Prediction]:
         """Score the final partial hop at the end of a stream (file end, capture stopped).
@@ -130,14 +190,21 @@ class Engine:
             One prediction for the window ending at the last sample if samples arrived after the
             last hop boundary (and calibration is over), else an empty list.
         """
+        return [self._finish(w, self._infer(w)) for w in self._flush_windows()]
+
+    def _flush_windows(self) -> list[_Window]:
+        """:meth:`flush` up to the model."""
         end = self._ring.written
         if end > self._last_scored:
-            p = self._score(end)
-            return [] if p is None else [p]
+            w = self._window(end)
+            return [] if w is None else [w]
         return []
 
-    def _score(self, end: int) -> Prediction | None:
-        """The prediction for the window ending at stream sample ``end``; None while calibrating."""
+    def _infer(self, w: _Window) -> np.ndarray | None:
+        return None if w.feats is None else self.model.predict(w.feats)
+
+    def _window(self, end: int) -> _Window | None:
+        """The features of the window ending at stream sample ``end``; None while calibrating."""
         cfg = self.config
         calibrating = self.calibrating
         # only audio of the stream: the first windows are shorter than window_s (the recipe pads
@@ -155,18 +222,21 @@ class Engine:
             if feats is not None:
                 self.normaliser(feats)  # learn the voice; the standardised window is not scored
             return None
-        if feats is None:
-            return Prediction(self.source, self.channel, start_s, end_s, False, None, None, None, self.model.labels,
-                              self.channel_name)
-        if self.normaliser is not None:
+        if feats is not None and self.normaliser is not None:
             feats = self.normaliser(feats)
-        probs = self.model.predict(feats)
+        return _Window(self, start_s, end_s, feats)
+
+    def _finish(self, w: _Window, probs: np.ndarray | None) -> Prediction:
+        """The prediction for window ``w`` given the model's probabilities (None: not speech)."""
+        if probs is None:
+            return Prediction(self.source, self.channel, w.start_s, w.end_s, False, None, None, None,
+                              self.model.labels, self.channel_name)
         best = int(np.argmax(probs))
         return Prediction(
             self.source,
             self.channel,
-            start_s,
-            end_s,
+            w.start_s,
+            w.end_s,
             True,
             self.model.labels[best],
             float(probs[best]),
@@ -175,15 +245,27 @@ class Engine:
             self.channel_name,
         )
 
-    def run(self, chunks: Iterable[np.ndarray]) -> Iterator[Prediction]:
+    def run(self, chunks: Iterable[np.ndarray], jobs: int = 1) -> Iterator[Prediction]:
         """Push every chunk of a stream, then flush; yields predictions as they are made.
 
         Args:
             chunks: float32 mono chunks at the model's sample rate.
+            jobs: 1 runs everything on the calling thread; 2 runs the model on a second thread,
+                up to :data:`PIPELINE_DEPTH` windows behind the feature recipe (for files: about
+                1.6x the throughput on two free cores, ``benchmarks/bench_analyse.py``). The
+                predictions are identical either way.
+
+        Raises:
+            ValueError: If ``jobs`` is not 1 or 2.
         """
-        for chunk in chunks:
-            yield from self.push(chunk)
-        yield from self.flush()
+        _check_jobs(jobs)
+
+        def blocks() -> Iterator[Iterable[_Window]]:
+            for chunk in chunks:
+                yield self._windows(chunk)
+            yield self._flush_windows()
+
+        yield from _pipelined(blocks(), self.model, jobs)
 
 
 class ChannelEngines:
@@ -254,29 +336,49 @@ class ChannelEngines:
         Raises:
             ValueError: If the number of columns does not match the channels.
         """
+        return [w.engine._finish(w, w.engine._infer(w)) for w in self._windows(frames)]
+
+    def _windows(self, frames: np.ndarray) -> Iterable[_Window]:
+        """:meth:`push` up to the model, in the order of its predictions."""
         x = np.asarray(frames, dtype=np.float32)
         if x.ndim == 1:
             x = x[:, None]
         if x.ndim != 2 or x.shape[1] != len(self.engines):
             raise ValueError(f"expected frames of shape (n, {len(self.engines)}), got {x.shape}")
         if len(self.engines) == 1:
-            return self.engines[0].push(x[:, 0])
-        per_channel = [engine.push(x[:, i]) for i, engine in enumerate(self.engines)]
-        return _interleave(per_channel)
+            return self.engines[0]._windows(x[:, 0])
+        return _interleave([list(engine._windows(x[:, i])) for i, engine in enumerate(self.engines)])
 
     def flush(self) -> list[Prediction]:
         """Score every channel's final partial hop (see :meth:`Engine.flush`)."""
-        return _interleave([engine.flush() for engine in self.engines])
+        return [w.engine._finish(w, w.engine._infer(w)) for w in self._flush_windows()]
 
-    def run(self, frames: Iterable[np.ndarray]) -> Iterator[Prediction]:
-        """Push every block of a stream, then flush; yields predictions as they are made."""
-        for block in frames:
-            yield from self.push(block)
-        yield from self.flush()
+    def _flush_windows(self) -> list[_Window]:
+        return _interleave([engine._flush_windows() for engine in self.engines])
+
+    def run(self, frames: Iterable[np.ndarray], jobs: int = 1) -> Iterator[Prediction]:
+        """Push every block of a stream, then flush; yields predictions as they are made.
+
+        Args:
+            frames: float32 blocks at the model's rate, as for :meth:`push`.
+            jobs: 1 or 2 threads, as for :meth:`Engine.run` (identical predictions).
+
+        Raises:
+            ValueError: If ``jobs`` is not 1 or 2, or a block has the wrong number of columns.
+        """
+        _check_jobs(jobs)
+
+        def blocks() -> Iterator[Iterable[_Window]]:
+            for block in frames:
+                yield self._windows(block)
+            yield self._flush_windows()
+
+        yield from _pipelined(blocks(), self.engines[0].model, jobs)
 
 
-def _interleave(per_channel: list[list[Prediction]]) -> list[Prediction]:
-    """Merge the channels' predictions into stream order: by window end, then channel order.
+def _interleave(per_channel: list[list]) -> list:
+    """Merge the channels' predictions (or windows: anything with ``end_s``) into stream order:
+    by window end, then channel order.
 
     Channels usually return one prediction per hop each; while some channel is still in its
     calibration phase it returns fewer, so the lists are merged by time, not zipped.
