@@ -330,9 +330,10 @@ def _interrupt(on_stop):
 # In-process: the session of `stream-ser listen --no-tui --csv OUT`
 
 
-def run_in_process(duration_s: float, tmp: Path) -> None:
+def run_in_process(duration_s: float, tmp: Path, block_s: float | None = None) -> None:
     """Run the listen session for ``duration_s`` of audio from the default input and print the
-    figures (see the module docstring). ``PULSE_SERVER`` must already be set."""
+    figures (see the module docstring). ``PULSE_SERVER`` must already be set. ``block_s``: the
+    capture block (None: ``MicrophoneSource``'s default, what ``listen`` uses)."""
     import numpy as np
 
     from stream_ser.model import EmotionModel
@@ -360,8 +361,9 @@ def run_in_process(duration_s: float, tmp: Path) -> None:
 
     def open_source():
         # what cli._listen_source builds for one device (the default input), kept for its counters
+        extra = {} if block_s is None else {"block_s": block_s}
         src = MicrophoneSource(device=None, sample_rate_hz=cfg.sample_rate_hz, replay=None, realtime=True,
-                               channels=None)
+                               channels=None, **extra)
         sources.append(src)
         return src
 
@@ -415,7 +417,8 @@ def run_in_process(duration_s: float, tmp: Path) -> None:
     src = sources[-1]
     # every hop boundary, plus the final partial hop flushed when the audio stops between boundaries
     expected = math.ceil(round(stats.stream_s / ev.hop_s, 6))
-    block = max(1, int(round(DEFAULT_BLOCK_S * ev.device_sample_rate_hz)))
+    block_s = src.block_s if hasattr(src, "block_s") else (block_s or DEFAULT_BLOCK_S)
+    block = max(1, int(round(block_s * ev.device_sample_rate_hz)))
     lat = np.asarray(latencies_ms)
     print()
     print("== in-process: the session of `stream-ser listen --no-tui --csv OUT` ==")
@@ -450,7 +453,7 @@ def run_in_process(duration_s: float, tmp: Path) -> None:
           f"speech {speech}, CSV rows {stats.rows_written}")
     print(f"input overflows (PortAudio, dropped blocks) {stats.overflows}, callbacks with any status flag "
           f"{src.status_flags}, frames dropped by the worker {src.dropped_frames} "
-          f"(~{src.dropped_frames / block:.1f} blocks of {DEFAULT_BLOCK_S * 1e3:.0f} ms, {stats.dropped_s:.3f} s)")
+          f"(~{src.dropped_frames / block:.1f} blocks of {block_s * 1e3:.0f} ms, {stats.dropped_s:.3f} s)")
     print(f"RSS: {rss_before_model:.1f} MB before loading the model; at SessionStarted {started['rss']:.1f} MB "
           f"(peak so far {started['peak']:.1f} MB); peak at the end {peak_rss_mb():.1f} MB, current {rss_mb():.1f} MB")
 
@@ -594,6 +597,8 @@ def main() -> None:
                         help=f"data folder with ravdess/ and tess/ (default {DEFAULT_DATA}; fixtures if missing)")
     parser.add_argument("--cli", action="store_true", help="measure `stream-ser listen` as a separate process")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random clip order (default 0)")
+    parser.add_argument("--block-ms", type=float, default=None,
+                        help="in-process only: capture block in ms (default: what listen uses)")
     parser.add_argument("--render-to", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--render-seconds", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -608,7 +613,7 @@ def main() -> None:
         if args.cli:
             run_cli(duration_s, tmp, vmic.env())
         else:
-            run_in_process(duration_s, tmp)
+            run_in_process(duration_s, tmp, None if args.block_ms is None else args.block_ms / 1e3)
     print(f"load average after: {' '.join(open('/proc/loadavg').read().split()[:3])}")
 
 
