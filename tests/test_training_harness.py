@@ -306,6 +306,53 @@ def test_train_fold_end_to_end_on_a_tiny_synthetic_set(tmp_path, arch) -> None:
     assert 0 <= rec["clip"]["ravdess"]["uar"] <= 1
 
 
+def test_warmup_delays_early_stopping_and_learning_rate_cuts() -> None:
+    """``train --warmup N``: the best epoch and the learning-rate schedule ignore the first N epochs."""
+    _tensorflow()
+    import keras
+
+    from training.experiments import _best_epoch, _reduce_lr_after
+
+    rising_then_falling = [1.0, 3.0, 5.0, 4.0, 2.5, 2.6]  # epoch 1 is the lowest overall
+    assert _best_epoch(rising_then_falling) == 1
+    assert _best_epoch(rising_then_falling, warmup=3) == 5  # lowest from epoch 4 on
+    assert _best_epoch([2.0, 1.0], warmup=5) == 2  # ended inside the warm-up: the last epoch
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+    cb = _reduce_lr_after(4)
+    cb.set_model(model)
+    cb.on_train_begin()
+    for epoch, loss in enumerate([1.0, 2.0, 3.0, 4.0]):  # rising, but inside the warm-up
+        cb.on_epoch_end(epoch, {"val_loss": loss})
+    assert float(model.optimizer.learning_rate) == pytest.approx(1e-3)
+    for epoch, loss in enumerate([5.0, 6.0, 7.0], start=4):  # rising after it: halved after patience 2
+        cb.on_epoch_end(epoch, {"val_loss": loss})
+    assert float(model.optimizer.learning_rate) == pytest.approx(5e-4)
+
+
+def test_report_names_warmup_runs_and_failed_folds(tmp_path) -> None:
+    import json
+
+    from training.evaluate import scores_to_dict
+    from training.report import write_report
+
+    res = tmp_path / "results"
+    (res / "runs").mkdir(parents=True)
+    labels = PROTOCOLS["ravdess8"].labels
+    sc = scores_to_dict(score(list(labels), list(labels), labels))
+    for k in range(1, 7):
+        stuck = k == 4
+        run = {"arch": "cnn_gap_small", "protocol": "ravdess8", "fold": k, "seed": 0, "speaker_norm": "none",
+               "epochs_run": 9, "best_epoch": 9, "wall_s": 1.0, "clip": {"ravdess": sc}, "window": {"ravdess": sc},
+               "history": {"val_accuracy": [0.13] * 9 if stuck else [0.5] * 9}}
+        (res / "runs" / f"plain{k}.json").write_text(json.dumps(run))
+        if k < 3:
+            (res / "runs" / f"wu{k}.json").write_text(json.dumps({**run, "warmup_epochs": 8}))
+    text = write_report(tmp_path / "RESULTS.md", res, "python -m training.experiments report")
+    assert "| `cnn_gap_small` (f4 did not learn) | none | ravdess8 | 0 | ravdess | 1.000 +- 0.000 |" in text
+    assert "| `cnn_gap_small`, warm-up 8 | none | ravdess8 | 0 | ravdess | 2 of 6 | f1 1.000, f2 1.000 | 1.000 |" in text
+
+
 # ---------------------------------------------------------------------------- speaker normalisation
 
 

@@ -183,6 +183,28 @@ def _inputs(spec, fs, extras, idx, scaler=None):
     return time_average(mel, extras[idx])
 
 
+def _best_epoch(val_loss: list[float], warmup: int = 0) -> int:
+    """1-based epoch of the lowest validation loss from epoch ``warmup + 1`` on (what
+    ``EarlyStopping(start_from_epoch=warmup, restore_best_weights=True)`` restores); the last epoch
+    if the run ended within the warm-up."""
+    if len(val_loss) <= warmup:
+        return len(val_loss)
+    return warmup + int(np.argmin(val_loss[warmup:])) + 1
+
+
+def _reduce_lr_after(warmup: int):
+    """Keras ``ReduceLROnPlateau`` on the validation loss (halve, patience 2, floor 1e-5) that
+    ignores the first ``warmup`` epochs."""
+    import keras
+
+    class _After(keras.callbacks.ReduceLROnPlateau):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch >= warmup:
+                super().on_epoch_end(epoch, logs)
+
+    return _After(monitor="val_loss", factor=0.5, patience=2, min_lr=1e-5)
+
+
 def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, args: argparse.Namespace, augmented=()) -> dict:
     """Train ``spec`` on one fold and score its test speakers (clip and window level).
 
@@ -282,9 +304,11 @@ def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, args: argpars
         val_ds = None
         if len(va):
             val_ds = tf.data.Dataset.from_tensor_slices((_inputs(spec, fs, extras, va, scaler), win_y[va])).batch(256)
+            warmup = getattr(args, "warmup", 0)
             callbacks += [
-                keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience, restore_best_weights=True),
-                keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=1e-5),
+                keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience, restore_best_weights=True,
+                                              start_from_epoch=warmup),
+                _reduce_lr_after(warmup),
             ]
         else:
             epochs = min(args.epochs, EPOCHS_WITHOUT_VALIDATION)
@@ -293,7 +317,8 @@ def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, args: argpars
         record.update({
             "epochs_cap": epochs,
             "epochs_run": len(hist.history["loss"]),
-            "best_epoch": int(np.argmin(hist.history["val_loss"])) + 1 if len(va) else None,
+            "best_epoch": _best_epoch(hist.history["val_loss"], getattr(args, "warmup", 0)) if len(va) else None,
+            "warmup_epochs": getattr(args, "warmup", 0),
             "parameters": count_params(model), "trainable_parameters": count_trainable_params(model),
             "mflops": round(estimate_mflops(model), 2), "history": {k: [round(float(v), 4) for v in vs]
                                                                     for k, vs in hist.history.items()},
@@ -361,6 +386,7 @@ def run_train(args: argparse.Namespace) -> list[dict]:
         rec = train_fold(spec, proto, k, fs, extras, args, augmented)
         norm = "" if args.speaker_norm == "none" else f"__sn-{args.speaker_norm}"
         aug = f"__aug{args.augment}" if args.augment else ""
+        aug += f"__wu{args.warmup}" if getattr(args, "warmup", 0) else ""
         path = out_dir / f"{spec.name}__{proto.name}__f{k}__s{args.seed}{norm}{aug}.json"
         path.write_text(json.dumps(rec, indent=1))
         for c, s in rec["clip"].items():
@@ -639,6 +665,10 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--folds", type=int, nargs="*", default=None, help=f"1-based folds (default all; fixed fold: {FIXED_FOLD})")
     t.add_argument("--epochs", type=int, default=30)
     t.add_argument("--patience", type=int, default=5)
+    t.add_argument("--warmup", type=int, default=0, metavar="N",
+                   help="epochs before early stopping and learning-rate reduction start watching the validation loss "
+                   "(default 0). The first epochs' validation loss of the BatchNorm CNNs rises while the moving "
+                   "statistics settle, and on the small ravdess8 folds that can stop a run at epoch 1")
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--speaker-norm", default="none", choices=["none", "speaker", "causal"],

@@ -59,6 +59,21 @@ def _corpus_order(names) -> list[str]:
     return sorted(names, key=lambda c: (order.get(c, 3), c))
 
 
+def _did_not_learn(r: dict) -> bool:
+    """True if a run's best validation window accuracy stayed below twice chance (the validation
+    loss is no guide: it includes the L2 penalty of the item-4 family)."""
+    va = r.get("history", {}).get("val_accuracy")
+    return bool(va) and max(va) < 2.0 / len(PROTOCOLS[r["protocol"]].labels)
+
+
+def _variant(r: dict) -> str:
+    """Markdown suffix naming how a run's training differed from the plain recipe."""
+    out = ", +aug" if "waveform" in r.get("augmentation", "") else ""
+    if r.get("warmup_epochs"):
+        out += f", warm-up {r['warmup_epochs']}"
+    return out
+
+
 def _f(x, nd=3) -> str:
     return "-" if x is None else f"{x:.{nd}f}"
 
@@ -277,12 +292,9 @@ def _runs_section(runs: list[dict], eg: dict | None = None, results: Path | None
         if cap is None and "--epochs" in r.get("command", ""):
             cap = int(r["command"].split("--epochs")[1].split()[0])
         capped = ", cap: still improving" if r["best_epoch"] and r["best_epoch"] == r["epochs_run"] == cap else ""
-        # best validation window accuracy below twice chance: the model did not learn (the
-        # validation loss is no guide: it includes the L2 penalty of the item-4 family)
-        va = r.get("history", {}).get("val_accuracy")
-        if va and max(va) < 2.0 / len(PROTOCOLS[r["protocol"]].labels):
+        if _did_not_learn(r):
             capped += ", did not learn: best validation accuracy below 2x chance"
-        aug = ", +aug" if "waveform" in r.get("augmentation", "") else ""
+        aug = _variant(r)
         lines.append(
             f"| `{r['arch']}`{aug} | {r.get('speaker_norm', 'none')} | {r['seed']} | {r['epochs_run']} ({r['best_epoch'] or '-'}{capped}) | "
             f"{r['wall_s']:.0f}{' / ' + format(r['cpu_s'], '.0f') if 'cpu_s' in r else ''} | "
@@ -296,13 +308,13 @@ def _runs_section(runs: list[dict], eg: dict | None = None, results: Path | None
                   "| architecture | speaker norm | " + " | ".join(labels) + " |", "| --- | --- |" + " ---: |" * len(labels)]
         for r in fixed:
             rec = r["clip"]["ravdess"]["recall"]
-            aug = ", +aug" if "waveform" in r.get("augmentation", "") else ""
+            aug = _variant(r)
             lines.append(f"| `{r['arch']}`{aug} | {r.get('speaker_norm', 'none')} | "
                          + " | ".join(_f(rec.get(c), 2) for c in labels) + " |")
     # full protocols: every fold of a protocol present for an (arch, protocol, seed)
     groups: dict[tuple, dict[int, dict]] = {}
     for r in runs:
-        aug = "waveform" in r.get("augmentation", "")
+        aug = _variant(r)
         groups.setdefault((r["arch"], r["protocol"], r["seed"], r.get("speaker_norm", "none"), aug), {})[r["fold"]] = r
     full = {k: v for k, v in groups.items() if len(v) == len(PROTOCOLS[k[1]].folds)}
     lines += ["", "### 3b. Full protocol (every fold)", ""]
@@ -319,8 +331,10 @@ def _runs_section(runs: list[dict], eg: dict | None = None, results: Path | None
             wins = [scores_from_dict(r["window"][c]) for r in folds.values() if c in r["window"]]
             uars = np.array([s.uar for s in clips])
             pc, pw = merge_scores(clips), merge_scores(wins)
-            lines.append(f"| `{arch}`{', +aug' if aug else ''} | {norm} | {pname} | {seed} | {c} | {uars.mean():.3f} +- {uars.std():.3f} | {pc.uar:.3f} | "
-                         f"{pc.wa:.3f} | {pc.macro_f1:.3f} | {pw.uar:.3f} |")
+            failed = [f"f{k}" for k, r in sorted(folds.items()) if _did_not_learn(r)]
+            note = f" ({', '.join(failed)} did not learn)" if failed else ""
+            lines.append(f"| `{arch}`{aug}{note} | {norm} | {pname} | {seed} | {c} | {uars.mean():.3f} +- {uars.std():.3f} | "
+                         f"{pc.uar:.3f} | {pc.wa:.3f} | {pc.macro_f1:.3f} | {pw.uar:.3f} |")
     lines.append("")
     return lines + partial
 
@@ -339,8 +353,9 @@ def _partial_protocols(groups: dict[tuple, dict[int, dict]]) -> list[str]:
             continue
         for c in sorted({c for r in folds.values() for c in r["clip"]}):
             per = {k: r["clip"][c]["uar"] for k, r in sorted(folds.items()) if c in r["clip"]}
-            rows.append(f"| `{arch}`{', +aug' if aug else ''} | {norm} | {pname} | {seed} | {c} | "
-                        f"{len(per)} of {n} | " + ", ".join(f"f{k} {u:.3f}" for k, u in per.items())
+            flag = {k: " (did not learn)" if _did_not_learn(folds[k]) else "" for k in per}
+            rows.append(f"| `{arch}`{aug} | {norm} | {pname} | {seed} | {c} | "
+                        f"{len(per)} of {n} | " + ", ".join(f"f{k} {u:.3f}{flag[k]}" for k, u in per.items())
                         + f" | {np.mean(list(per.values())):.3f} |")
     if not rows:
         return []
@@ -387,8 +402,10 @@ def write_report(out: Path, results: Path, command: str) -> str:
               "", "Still open for issue #3 (the harness has the code; the runs did not fit yet):", "",
               "- the full 6-fold protocol (`train --protocol ravdess8|ravdess7|pooled7` without `--folds`, "
               "`--protocol tess7` for TESS) for the larger CNN architectures, above all `cnn_att_nolstm`, the best "
-              "one-fold result (one fold of the item-4 family takes 40-50 minutes on one core; `crnn_small`'s pooled7 "
-              "protocol is done, 9-21 minutes per fold), and more than one seed;",
+              "one-fold result (one fold of the item-4 family takes 40-50 minutes on one core). Done so far: "
+              "`crnn_small` (pooled7, ravdess8 with causal normalisation) and the shipped architecture "
+              "`cnn_gap_small` (10 minutes per ravdess8 fold, 17-26 minutes per pooled7 fold on one core; the "
+              "folds listed in 3b), all with one seed;",
               "- waveform augmentation (time stretch 0.8-1.2, pitch +-2 semitones, Gaussian noise 0.005, "
               "`train --augment N`, `training/augment.py`) beyond the one-fold `crnn_small` run above;",
               "- causal speaker normalisation (`train --speaker-norm causal|speaker`, `training/adaptation.py`) "
