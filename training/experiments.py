@@ -192,19 +192,6 @@ def _best_epoch(val_loss: list[float], warmup: int = 0) -> int:
     return warmup + int(np.argmin(val_loss[warmup:])) + 1
 
 
-def _reduce_lr_after(warmup: int):
-    """Keras ``ReduceLROnPlateau`` on the validation loss (halve, patience 2, floor 1e-5) that
-    ignores the first ``warmup`` epochs."""
-    import keras
-
-    class _After(keras.callbacks.ReduceLROnPlateau):
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch >= warmup:
-                super().on_epoch_end(epoch, logs)
-
-    return _After(monitor="val_loss", factor=0.5, patience=2, min_lr=1e-5)
-
-
 def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, args: argparse.Namespace, augmented=()) -> dict:
     """Train ``spec`` on one fold and score its test speakers (clip and window level).
 
@@ -308,7 +295,7 @@ def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, args: argpars
             callbacks += [
                 keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience, restore_best_weights=True,
                                               start_from_epoch=warmup),
-                _reduce_lr_after(warmup),
+                keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=1e-5),
             ]
         else:
             epochs = min(args.epochs, EPOCHS_WITHOUT_VALIDATION)
@@ -666,9 +653,10 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--epochs", type=int, default=30)
     t.add_argument("--patience", type=int, default=5)
     t.add_argument("--warmup", type=int, default=0, metavar="N",
-                   help="epochs before early stopping and learning-rate reduction start watching the validation loss "
-                   "(default 0). The first epochs' validation loss of the BatchNorm CNNs rises while the moving "
-                   "statistics settle, and on the small ravdess8 folds that can stop a run at epoch 1")
+                   help="epochs before early stopping starts watching the validation loss (default 0; the "
+                   "learning-rate reduction is unchanged). The first epochs' validation loss of the BatchNorm CNNs "
+                   "rises while the moving statistics settle, and on the small ravdess8 folds that can stop a run "
+                   "with its epoch-1 weights")
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--speaker-norm", default="none", choices=["none", "speaker", "causal"],
