@@ -48,31 +48,32 @@ class _Window(NamedTuple):
     end_s: float
     feats: np.ndarray | None
 
+    def score(self) -> Prediction:
+        """Run the model (if speech) and make the prediction (any thread: reads only this window)."""
+        probs = None if self.feats is None else self.engine.model.predict(self.feats)
+        return self.engine._finish(self, probs)
+
 
 def _check_jobs(jobs: int) -> None:
     if jobs not in (1, 2):
         raise ValueError(f"jobs must be 1 (one thread) or 2 (features and model on two threads), got {jobs!r}")
 
 
-def _pipelined(blocks: Iterator[Iterable[_Window]], model: EmotionModel, jobs: int) -> Iterator[Prediction]:
+def _pipelined(blocks: Iterator[Iterable[_Window]], jobs: int) -> Iterator[Prediction]:
     """Predictions for the windows of each block, in order; with ``jobs`` 2 the model (and the
     making of each prediction) runs on a second thread, at most :data:`PIPELINE_DEPTH` windows
     behind the feature recipe."""
     if jobs == 1:
         for windows in blocks:
             for w in windows:
-                yield w.engine._finish(w, None if w.feats is None else model.predict(w.feats))
+                yield w.score()
         return
-
-    def score(w: _Window) -> Prediction:
-        return w.engine._finish(w, model.predict(w.feats))
-
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-ser-model")
     pending: deque[Future | Prediction] = deque()
     try:
         for windows in blocks:
             for w in windows:
-                pending.append(w.engine._finish(w, None) if w.feats is None else pool.submit(score, w))
+                pending.append(w.score() if w.feats is None else pool.submit(w.score))
                 while pending and (len(pending) > PIPELINE_DEPTH or not isinstance(pending[0], Future)
                                    or pending[0].done()):
                     head = pending.popleft()
@@ -164,7 +165,7 @@ class Engine:
         Raises:
             ValueError: If ``chunk`` is not 1-D.
         """
-        return [self._finish(w, self._infer(w)) for w in self._windows(chunk)]
+        return [w.score() for w in self._windows(chunk)]
 
     def _windows(self, chunk: np.ndarray) -> Iterator[_Window]:
         """:meth:`push` up to the model: the windows of the boundaries ``chunk`` crosses, made as
@@ -190,7 +191,7 @@ class Engine:
             One prediction for the window ending at the last sample if samples arrived after the
             last hop boundary (and calibration is over), else an empty list.
         """
-        return [self._finish(w, self._infer(w)) for w in self._flush_windows()]
+        return [w.score() for w in self._flush_windows()]
 
     def _flush_windows(self) -> list[_Window]:
         """:meth:`flush` up to the model."""
@@ -199,9 +200,6 @@ class Engine:
             w = self._window(end)
             return [] if w is None else [w]
         return []
-
-    def _infer(self, w: _Window) -> np.ndarray | None:
-        return None if w.feats is None else self.model.predict(w.feats)
 
     def _window(self, end: int) -> _Window | None:
         """The features of the window ending at stream sample ``end``; None while calibrating."""
@@ -252,7 +250,7 @@ class Engine:
             chunks: float32 mono chunks at the model's sample rate.
             jobs: 1 runs everything on the calling thread; 2 runs the model on a second thread,
                 up to :data:`PIPELINE_DEPTH` windows behind the feature recipe (for files: about
-                1.6x the throughput on two free cores, ``benchmarks/bench_analyse.py``). The
+                1.3-1.6x the throughput on two free cores, ``benchmarks/bench_analyse.py``). The
                 predictions are identical either way.
 
         Raises:
@@ -265,7 +263,7 @@ class Engine:
                 yield self._windows(chunk)
             yield self._flush_windows()
 
-        yield from _pipelined(blocks(), self.model, jobs)
+        yield from _pipelined(blocks(), jobs)
 
 
 class ChannelEngines:
@@ -336,7 +334,7 @@ class ChannelEngines:
         Raises:
             ValueError: If the number of columns does not match the channels.
         """
-        return [w.engine._finish(w, w.engine._infer(w)) for w in self._windows(frames)]
+        return [w.score() for w in self._windows(frames)]
 
     def _windows(self, frames: np.ndarray) -> Iterable[_Window]:
         """:meth:`push` up to the model, in the order of its predictions."""
@@ -351,7 +349,7 @@ class ChannelEngines:
 
     def flush(self) -> list[Prediction]:
         """Score every channel's final partial hop (see :meth:`Engine.flush`)."""
-        return [w.engine._finish(w, w.engine._infer(w)) for w in self._flush_windows()]
+        return [w.score() for w in self._flush_windows()]
 
     def _flush_windows(self) -> list[_Window]:
         return _interleave([engine._flush_windows() for engine in self.engines])
@@ -373,7 +371,7 @@ class ChannelEngines:
                 yield self._windows(block)
             yield self._flush_windows()
 
-        yield from _pipelined(blocks(), self.engines[0].model, jobs)
+        yield from _pipelined(blocks(), jobs)
 
 
 def _interleave(per_channel: list[list]) -> list:
