@@ -404,8 +404,12 @@ def write_report(out: Path, results: Path, command: str) -> str:
               "`--protocol tess7` for TESS) for the larger CNN architectures, above all `cnn_att_nolstm`, the best "
               "one-fold result (one fold of the item-4 family takes 40-50 minutes on one core). Done so far: "
               "`crnn_small` (pooled7, ravdess8 with causal normalisation) and the shipped architecture "
-              "`cnn_gap_small` (10 minutes per ravdess8 fold, 17-26 minutes per pooled7 fold on one core; the "
-              "folds listed in 3b), all with one seed;",
+              "`cnn_gap_small` (ravdess8 and pooled7, 4-15 minutes per ravdess8 fold and 17-29 minutes per pooled7 "
+              "fold on one core), all with one seed;",
+              "- for `cnn_gap_small` on ravdess8: a learning-rate schedule that does not follow the noisy early "
+              "validation loss, and several seeds per fold (fold 4 did not learn; `train --warmup 8`, which delays "
+              "early stopping only, did not rescue it), and causal speaker normalisation, which lifts eGeMAPS + SVM "
+              "by ten points;",
               "- waveform augmentation (time stretch 0.8-1.2, pitch +-2 semitones, Gaussian noise 0.005, "
               "`train --augment N`, `training/augment.py`) beyond the one-fold `crnn_small` run above;",
               "- causal speaker normalisation (`train --speaker-norm causal|speaker`, `training/adaptation.py`) "
