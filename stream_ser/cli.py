@@ -732,7 +732,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-j", "--jobs", type=int, choices=(1, 2), default=None, metavar="N",
                    help="scoring threads: 1 runs decoding, features and the model on one thread; 2 runs the model "
                    "on a second thread while the next windows' features are computed (identical results, about "
-                   "1.3-1.6x the speed with two free cores). Default: 2 if this process may use two or more CPUs "
+                   "1.3x the speed with two free cores). Default: 2 if this process may use two or more CPUs "
                    "(taskset limits it), else 1")
     p.set_defaults(func=cmd_analyse)
 

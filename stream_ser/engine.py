@@ -250,7 +250,7 @@ class Engine:
             chunks: float32 mono chunks at the model's sample rate.
             jobs: 1 runs everything on the calling thread; 2 runs the model on a second thread,
                 up to :data:`PIPELINE_DEPTH` windows behind the feature recipe (for files: about
-                1.3-1.6x the throughput on two free cores, ``benchmarks/bench_analyse.py``). The
+                1.3x the throughput on two free cores, ``benchmarks/bench_analyse.py``). The
                 predictions are identical either way.
 
         Raises:
