@@ -59,6 +59,22 @@ def _check_jobs(jobs: int) -> None:
         raise ValueError(f"jobs must be 1 (one thread) or 2 (features and model on two threads), got {jobs!r}")
 
 
+def _run(scorer: "Engine | ChannelEngines", blocks: Iterable[np.ndarray], jobs: int) -> Iterator[Prediction]:
+    """``scorer.run``: every block's windows, then the final partial hop's, scored by :func:`_pipelined`.
+
+    Raises:
+        ValueError: If ``jobs`` is not 1 or 2 (at once, not when iterating).
+    """
+    _check_jobs(jobs)
+
+    def windows() -> Iterator[Iterable[_Window]]:
+        for block in blocks:
+            yield scorer._windows(block)
+        yield scorer._flush_windows()
+
+    return _pipelined(windows(), jobs)
+
+
 def _pipelined(blocks: Iterator[Iterable[_Window]], jobs: int) -> Iterator[Prediction]:
     """Predictions for the windows of each block, in order; with ``jobs`` 2 the model (and the
     making of each prediction) runs on a second thread, at most :data:`PIPELINE_DEPTH` windows
@@ -256,14 +272,7 @@ class Engine:
         Raises:
             ValueError: If ``jobs`` is not 1 or 2.
         """
-        _check_jobs(jobs)
-
-        def blocks() -> Iterator[Iterable[_Window]]:
-            for chunk in chunks:
-                yield self._windows(chunk)
-            yield self._flush_windows()
-
-        yield from _pipelined(blocks(), jobs)
+        return _run(self, chunks, jobs)
 
 
 class ChannelEngines:
@@ -364,14 +373,7 @@ class ChannelEngines:
         Raises:
             ValueError: If ``jobs`` is not 1 or 2, or a block has the wrong number of columns.
         """
-        _check_jobs(jobs)
-
-        def blocks() -> Iterator[Iterable[_Window]]:
-            for block in frames:
-                yield self._windows(block)
-            yield self._flush_windows()
-
-        yield from _pipelined(blocks(), jobs)
+        return _run(self, frames, jobs)
 
 
 def _interleave(per_channel: list[list]) -> list:
