@@ -101,6 +101,12 @@ def _model(model: EmotionModel | AudioPath | None) -> EmotionModel:
     return load_model(model)
 
 
+def _check_rate(sample_rate_hz: float) -> None:
+    """Raise ValueError unless ``sample_rate_hz`` is a positive whole number of Hz."""
+    if int(sample_rate_hz) != sample_rate_hz or sample_rate_hz <= 0:
+        raise ValueError(f"sample_rate_hz must be a positive integer, got {sample_rate_hz!r}")
+
+
 def _as_float_pcm(chunk: np.ndarray) -> np.ndarray:
     """Validate one chunk and return it as float32, shape ``(n,)`` or ``(n, channels)``.
 
@@ -175,8 +181,7 @@ class StreamScorer:
         source: str = "stream",
         channel: int = 0,
     ) -> None:
-        if int(sample_rate_hz) != sample_rate_hz or sample_rate_hz <= 0:
-            raise ValueError(f"sample_rate_hz must be a positive integer, got {sample_rate_hz!r}")
+        _check_rate(sample_rate_hz)
         self.model = _model(model)
         self.labels = self.model.labels
         self.sample_rate_hz = int(sample_rate_hz)
@@ -401,8 +406,7 @@ def analyse(
     else:
         if sample_rate_hz is None:
             raise TypeError("sample_rate_hz is required when scoring an array (e.g. analyse(samples, 16000))")
-        if int(sample_rate_hz) != sample_rate_hz or sample_rate_hz <= 0:
-            raise ValueError(f"sample_rate_hz must be a positive integer, got {sample_rate_hz!r}")
+        _check_rate(sample_rate_hz)
         name = source if source is not None else "array"
         # as StreamScorer.push then flush: the whole array, then the resampler's tail
         resample = _resampler(int(sample_rate_hz), model_sr)

@@ -208,6 +208,7 @@ def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, args: argpars
     Returns:
         A JSON-ready record of the run.
     """
+    warmup = getattr(args, "warmup", 0)  # namespaces built by older callers have none
     from .architectures import InputStats, count_params, count_trainable_params, estimate_mflops
     from .inputs import FrameScaler, frame_matrix
 
@@ -291,7 +292,6 @@ def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, args: argpars
         val_ds = None
         if len(va):
             val_ds = tf.data.Dataset.from_tensor_slices((_inputs(spec, fs, extras, va, scaler), win_y[va])).batch(256)
-            warmup = getattr(args, "warmup", 0)
             callbacks += [
                 keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience, restore_best_weights=True,
                                               start_from_epoch=warmup),
@@ -304,8 +304,8 @@ def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, args: argpars
         record.update({
             "epochs_cap": epochs,
             "epochs_run": len(hist.history["loss"]),
-            "best_epoch": _best_epoch(hist.history["val_loss"], getattr(args, "warmup", 0)) if len(va) else None,
-            "warmup_epochs": getattr(args, "warmup", 0),
+            "best_epoch": _best_epoch(hist.history["val_loss"], warmup) if len(va) else None,
+            "warmup_epochs": warmup,
             "parameters": count_params(model), "trainable_parameters": count_trainable_params(model),
             "mflops": round(estimate_mflops(model), 2), "history": {k: [round(float(v), 4) for v in vs]
                                                                     for k, vs in hist.history.items()},
@@ -373,7 +373,7 @@ def run_train(args: argparse.Namespace) -> list[dict]:
         rec = train_fold(spec, proto, k, fs, extras, args, augmented)
         norm = "" if args.speaker_norm == "none" else f"__sn-{args.speaker_norm}"
         aug = f"__aug{args.augment}" if args.augment else ""
-        aug += f"__wu{args.warmup}" if getattr(args, "warmup", 0) else ""
+        aug += f"__wu{args.warmup}" if args.warmup else ""
         path = out_dir / f"{spec.name}__{proto.name}__f{k}__s{args.seed}{norm}{aug}.json"
         path.write_text(json.dumps(rec, indent=1))
         for c, s in rec["clip"].items():
