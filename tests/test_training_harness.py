@@ -490,3 +490,35 @@ def test_class_bias_tuning_recovers_an_under_predicted_class() -> None:
     bias = tune_bias(probs, truth, labels)
     assert bias[0] == 0.0 and bias[1] > 0.5
     assert score(truth, biased_labels(probs, bias, labels), labels).uar == 1.0
+
+
+def test_cosine_schedule_runs_every_epoch_and_decays_the_rate(tmp_path) -> None:
+    """``train --schedule cosine``: no early stop however impatient, the rate falls each epoch to 1 % of the
+    architecture's, and the kept epoch is the one with the lowest validation loss."""
+    _tensorflow()
+    import argparse
+
+    from training import experiments
+    from training.architectures import ArchSpec, conv1d_mfcc13
+    from training.windows import FeatureSet
+
+    rng = np.random.default_rng(1)
+    utts, mels, idx = [], [], []
+    labels = PROTOCOLS["ravdess7"].labels
+    for actor in range(1, 25):
+        for j, lab in enumerate(labels):
+            utts.append(_utt("ravdess", f"{actor:02d}", lab, lab))
+            mels.append(rng.normal(-60 + 5 * j, 5, (40, 149)))
+            idx.append(len(utts) - 1)
+    fs = FeatureSet(tuple(utts), np.array(mels, np.float16), np.array(idx, np.int32),
+                    np.zeros(len(idx), np.float32), np.full(len(utts), 1, np.int32))
+    spec = ArchSpec("tiny", "tiny", conv1d_mfcc13, optimizer="adam", lr=1e-3, source="test")
+    args = argparse.Namespace(seed=0, epochs=4, patience=0, batch_size=16, save_models=False, argv=["test"],
+                              work=str(tmp_path), schedule="cosine")
+    rec = experiments.train_fold(spec, PROTOCOLS["ravdess7"], 6, fs, None, args)
+    assert rec["epochs_run"] == 4 and rec["schedule"] == "cosine"
+    lr = rec["history"]["learning_rate"]
+    assert all(a > b for a, b in zip(lr, lr[1:]))
+    assert lr[0] == pytest.approx(1e-3) and lr[-1] == pytest.approx(1e-3 * experiments.COSINE_FINAL_FRACTION)
+    val = rec["history"]["val_loss"]
+    assert rec["best_epoch"] == int(np.argmin(val)) + 1

@@ -66,6 +66,9 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 #: Epochs trained without early stopping when a fold has no validation speaker (TESS-only folds);
 #: chosen a priori (the shipped v2 run on si_v1 stopped at epoch 16, best epoch 10), not tuned on a test speaker.
 EPOCHS_WITHOUT_VALIDATION = 15
+#: Final learning rate of ``train --schedule cosine`` as a fraction of the architecture's (chosen a priori:
+#: 1e-5 for Adam at 1e-3, the floor of the plateau schedule).
+COSINE_FINAL_FRACTION = 0.01
 
 
 # ------------------------------------------------------------------------------------------
@@ -209,6 +212,7 @@ def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, args: argpars
         A JSON-ready record of the run.
     """
     warmup = getattr(args, "warmup", 0)  # namespaces built by older callers have none
+    schedule = getattr(args, "schedule", "plateau")
     from .architectures import InputStats, count_params, count_trainable_params, estimate_mflops
     from .inputs import FrameScaler, frame_matrix
 
@@ -279,6 +283,7 @@ def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, args: argpars
             record["augmentation"] += f" + {len(augmented)} waveform-augmented copies (training speakers)"
             record["train_windows"] = int(len(y_tr))
         model = spec.build(fs.log_mels.shape[1:], len(labels), stats=stats)
+        epochs = args.epochs if len(va) else min(args.epochs, EPOCHS_WITHOUT_VALIDATION)
         opt = keras.optimizers.RMSprop(spec.lr) if spec.optimizer == "rmsprop" else keras.optimizers.Adam(spec.lr)
         model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         weights = balanced_class_weights(y_tr, len(labels))
@@ -287,18 +292,21 @@ def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, args: argpars
         if spec.input_kind == "log_mel":
             ds = ds.map(lambda x, y, w: (spec_augment(x), y, w), num_parallel_calls=tf.data.AUTOTUNE)
         ds = ds.batch(args.batch_size).prefetch(2)
-        callbacks = [EpochProgress(args.epochs)]
-        epochs = args.epochs
+        callbacks = [EpochProgress(epochs)]
+        if schedule == "cosine":  # fixed, per epoch (logged as learning_rate); the validation loss only picks the epoch kept
+            cosine = keras.optimizers.schedules.CosineDecay(spec.lr, max(1, epochs - 1), alpha=COSINE_FINAL_FRACTION)
+            callbacks.append(keras.callbacks.LearningRateScheduler(lambda epoch, _: float(cosine(epoch))))
         val_ds = None
         if len(va):
             val_ds = tf.data.Dataset.from_tensor_slices((_inputs(spec, fs, extras, va, scaler), win_y[va])).batch(256)
-            callbacks += [
-                keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience, restore_best_weights=True,
-                                              start_from_epoch=warmup),
-                keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=1e-5),
-            ]
-        else:
-            epochs = min(args.epochs, EPOCHS_WITHOUT_VALIDATION)
+            # Keras 3 restores the best epoch's weights at the end of training, stopped early or not
+            # (EarlyStopping.on_train_end); with the cosine schedule it never stops early
+            patience = epochs if schedule == "cosine" else args.patience
+            callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
+                                                           restore_best_weights=True, start_from_epoch=warmup))
+            if schedule == "plateau":
+                callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2,
+                                                                   min_lr=1e-5))
         hist = model.fit(ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=0)
         probs = model.predict(_inputs(spec, fs, extras, te, scaler), batch_size=256, verbose=0)
         record.update({
@@ -306,8 +314,9 @@ def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, args: argpars
             "epochs_run": len(hist.history["loss"]),
             "best_epoch": _best_epoch(hist.history["val_loss"], warmup) if len(va) else None,
             "warmup_epochs": warmup,
+            "schedule": schedule,
             "parameters": count_params(model), "trainable_parameters": count_trainable_params(model),
-            "mflops": round(estimate_mflops(model), 2), "history": {k: [round(float(v), 4) for v in vs]
+            "mflops": round(estimate_mflops(model), 2), "history": {k: [float(f"{float(v):.5g}") for v in vs]
                                                                     for k, vs in hist.history.items()},
         })
         if args.save_models:
@@ -374,6 +383,7 @@ def run_train(args: argparse.Namespace) -> list[dict]:
         norm = "" if args.speaker_norm == "none" else f"__sn-{args.speaker_norm}"
         aug = f"__aug{args.augment}" if args.augment else ""
         aug += f"__wu{args.warmup}" if args.warmup else ""
+        aug += f"__{args.schedule}" if args.schedule != "plateau" else ""
         path = out_dir / f"{spec.name}__{proto.name}__f{k}__s{args.seed}{norm}{aug}.json"
         path.write_text(json.dumps(rec, indent=1))
         for c, s in rec["clip"].items():
@@ -657,6 +667,11 @@ def main(argv: list[str] | None = None) -> None:
                    "learning-rate reduction is unchanged). The first epochs' validation loss of the BatchNorm CNNs "
                    "rises while the moving statistics settle, and on the small ravdess8 folds that can stop a run "
                    "with its epoch-1 weights")
+    t.add_argument("--schedule", default="plateau", choices=["plateau", "cosine"],
+                   help="learning rate: plateau = halve it when the validation loss stalls for 2 epochs, stop after "
+                   "--patience epochs without improvement (default); cosine = cosine decay from the architecture's "
+                   f"rate to {COSINE_FINAL_FRACTION:g} of it at the last of --epochs (set per epoch), every epoch run, the weights of the epoch "
+                   "with the lowest validation loss kept (Loshchilov & Hutter 2017, SGDR, without restarts)")
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--speaker-norm", default="none", choices=["none", "speaker", "causal"],

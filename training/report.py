@@ -71,6 +71,8 @@ def _variant(r: dict) -> str:
     out = ", +aug" if "waveform" in r.get("augmentation", "") else ""
     if r.get("warmup_epochs"):
         out += f", warm-up {r['warmup_epochs']}"
+    if r.get("schedule", "plateau") != "plateau":
+        out += f", {r['schedule']} LR"
     return out
 
 
