@@ -599,6 +599,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random clip order (default 0)")
     parser.add_argument("--block-ms", type=float, default=None,
                         help="in-process only: capture block in ms (default: what listen uses)")
+    parser.add_argument("--resampler", choices=["LQ", "MQ", "HQ", "VHQ"], default=None,
+                        help="in-process only: soxr preset for 48 -> 16 kHz (default: the runtime's, "
+                        "stream_ser.sources.RESAMPLER_QUALITY); see bench_resampler.py")
     parser.add_argument("--render-to", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--render-seconds", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -607,6 +610,13 @@ def main() -> None:
         return
     duration_s = args.minutes * 60
     print(f"machine: {machine()}")
+    if args.resampler:
+        from stream_ser import sources
+
+        sources.RESAMPLER_QUALITY = args.resampler  # read each time a resampler is built
+    from stream_ser.sources import RESAMPLER_QUALITY
+
+    print(f"resampler: soxr {RESAMPLER_QUALITY}")
     print(f"load average before: {' '.join(open('/proc/loadavg').read().split()[:3])}")
     with speech_on_virtual_mic(duration_s + 60, args.data, args.seed, "bench_live_") as (tmp, vmic, _):
         print(f"listening for {duration_s:g} s ({'--cli' if args.cli else 'in-process'}) ...", flush=True)

@@ -452,6 +452,21 @@ def test_telephone_band_limits_and_keeps_length() -> None:
         assert (ratio > 0.8) if kept else (ratio < 0.2)
 
 
+def test_device48k_conditions_resample_through_48k_at_the_named_quality() -> None:
+    """``robustness --conditions device48k-HQ device48k-LQ``: same length; a 1 kHz tone passes both;
+    a 7 kHz tone passes HQ and is cut by LQ's roll-off (-13 dB), as ``bench_resampler.py`` shows."""
+    from training.experiments import corrupt
+
+    t = np.arange(16000) / 16000
+    for f, lq_ratio in ((1000, (0.95, 1.05)), (7000, (0.15, 0.3))):
+        x = (0.3 * np.sin(2 * np.pi * f * t)).astype(np.float32)
+        for q, (lo, hi) in (("HQ", (0.95, 1.05)), ("LQ", lq_ratio)):
+            y = corrupt(x, f"device48k-{q}", None, [], seed=0, sr=16000)
+            assert y.shape == x.shape and y.dtype == np.float32
+            ratio = np.sqrt(np.mean(y[2000:-2000] ** 2) / np.mean(x[2000:-2000] ** 2))
+            assert lo < ratio < hi, (f, q, ratio)
+
+
 def test_augment_lengths_and_determinism() -> None:
     from training.augment import AugmentParams, augment, babble
 

@@ -1,8 +1,8 @@
 """Speaker normalisation of log-mel windows (issue #3, "Speaker adaptation"), for experiments.
 
 Position in the pipeline: between the cached windows (:mod:`training.windows`) and the model
-input in :mod:`training.experiments` (``train --speaker-norm``). Not part of the runtime yet:
-using it live needs running statistics per channel in :mod:`stream_ser` (a later change).
+input in :mod:`training.experiments` (``train --speaker-norm``). The runtime's counterpart is
+:mod:`stream_ser.adaptation` (running statistics per channel, ``listen --calibrate S``).
 
 Each mel band is standardised with statistics of the speaker's own speech windows (a
 per-speaker, per-band mean and variance normalisation, the log-mel analogue of cepstral mean

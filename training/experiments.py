@@ -569,6 +569,8 @@ ROBUSTNESS_CONDITIONS: tuple[tuple[str, str, float | None], ...] = (
     *((f"white-{int(s)}dB", "white", s) for s in (20.0, 10.0, 0.0)),
     *((f"babble-{int(s)}dB", "babble", s) for s in (20.0, 10.0, 0.0)),
     ("telephone-8k", "telephone", None),
+    # the live path from a 48 kHz device: soxr's streaming resampler at the quality listen uses
+    *((f"device48k-{q}", f"device48k-{q}", None) for q in ("HQ", "LQ")),
 )
 
 
@@ -584,6 +586,11 @@ def corrupt(x: np.ndarray, kind: str, snr_db: float | None, others: list[np.ndar
         return add_noise_snr(x, babble(others, x.size, seed), snr_db)
     if kind == "telephone":
         return telephone(x, sr)
+    if kind.startswith("device48k-"):  # as if captured at 48 kHz: up with soxr VHQ, down at the named quality
+        import soxr
+
+        up = soxr.resample(x, sr, 48000, quality="VHQ")
+        return soxr.resample(up, 48000, sr, quality=kind.split("-", 1)[1])[: x.size].astype(np.float32)
     raise ValueError(f"unknown condition {kind!r}")
 
 
@@ -609,6 +616,12 @@ def run_robustness(args: argparse.Namespace) -> dict:
     clips = [load_audio(u.path, sr) for u in test]
     conds = [c for c in ROBUSTNESS_CONDITIONS if not args.conditions or c[0] in args.conditions]
     out = {"command": _command(args), "created": _now(), "model": str(args.model), "clips": len(test), "conditions": {}}
+    path = RESULTS_DIR / f"robustness-{Path(args.model).stem}.json"
+    if args.conditions and path.is_file():  # a subset: keep the other conditions of an earlier run on the same clips
+        old = json.loads(path.read_text())
+        if old.get("clips") == len(test) and old.get("model") == str(args.model):
+            keep = {k: v for k, v in old["conditions"].items() if k not in args.conditions}
+            out = {**old, "conditions": keep, "extra_commands": [*old.get("extra_commands", []), _command(args)]}
     for name, kind, snr in conds:
         t0 = time.monotonic()
         preds = []
@@ -623,7 +636,7 @@ def run_robustness(args: argparse.Namespace) -> dict:
         log.info("%-14s %s (%.0f s)", name, "  ".join(f"{c} UAR {sc.uar:.3f}" for c, sc in res.items()),
                  time.monotonic() - t0)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / f"robustness-{Path(args.model).stem}.json").write_text(json.dumps(out, indent=1))
+    path.write_text(json.dumps(out, indent=1))
     return out
 
 
