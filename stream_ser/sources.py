@@ -9,8 +9,8 @@ Channels (``channel_numbers``): ``(0,)`` means the source's channels averaged to
 otherwise the 1-based numbers of the channels scored on their own (``--channels 1,2`` or ``all``),
 each resampled on its own. Any native format is accepted: 8-96 kHz, 1-8 channels (more are
 averaged or selected), 16/24-bit integer or float samples (libsndfile and PortAudio convert them
-to float32), resampled with soxr's streaming resampler (HQ), whose chunked output equals the
-whole-signal result (tested).
+to float32), resampled with soxr's streaming resampler (:data:`RESAMPLER_QUALITY`), whose chunked output
+equals the whole-signal result (tested).
 
 * :class:`FileSource` decodes a file block by block (soundfile/libsndfile), down-mixes or selects
   channels and resamples with a streaming resampler (soxr), so memory stays flat whatever the
@@ -68,19 +68,34 @@ class AudioSourceError(RuntimeError):
     """An audio file or device cannot be used; the message names it and says why."""
 
 
-def _resampler(in_rate_hz: int, out_rate_hz: int, channels: int = 1) -> Callable[[np.ndarray, bool], np.ndarray]:
-    """A streaming resampler ``f(chunk, last) -> chunk`` (soxr ``ResampleStream``, HQ quality).
+#: soxr quality preset of every resampling to the model's rate (files, devices, the API). Its streaming
+#: filter holds back less audio than HQ's: from a 44.1 or 48 kHz device in 40 ms blocks, a hop's last
+#: sample is released at most 40 ms after it was captured, against 60 ms with HQ
+#: (``python benchmarks/bench_resampler.py``), and ``listen``'s latency from capture to prediction fell
+#: from p99 56 to 25 ms (``benchmarks/bench_live.py --resampler HQ|LQ``). LQ's passband ends near
+#: 6 kHz at 16 kHz out (-3 dB at 6.5 kHz, -13 dB at 7 kHz; aliases below -100 dB); the shipped model
+#: scores the same or better on the test speakers through it (``python -m training.experiments
+#: robustness --conditions device48k-HQ device48k-LQ``, models/RESULTS.md section 4). One preset for
+#: files and devices keeps ``listen --input FILE`` and ``analyse FILE`` identical.
+RESAMPLER_QUALITY = "LQ"
+
+
+def _resampler(
+    in_rate_hz: int, out_rate_hz: int, channels: int = 1
+) -> Callable[[np.ndarray, bool], np.ndarray]:
+    """A streaming resampler ``f(chunk, last) -> chunk`` (soxr ``ResampleStream``).
 
     Identity when the rates match. Chunks are float32, shape ``(n,)`` (``channels == 1``) or
     ``(n, channels)``; each channel is filtered on its own, so a channel resampled with others
     equals the same channel resampled alone (bit for bit with soxr), and the output of any
-    chunking equals :func:`soxr.resample` of the whole signal (tested). Thread: the consumer's.
+    chunking equals :func:`soxr.resample` of the whole signal at :data:`RESAMPLER_QUALITY`
+    (tested). Thread: the consumer's.
     """
     if in_rate_hz == out_rate_hz:
         return lambda x, last=False: x
     import soxr
 
-    stream = soxr.ResampleStream(in_rate_hz, out_rate_hz, channels, dtype="float32", quality="HQ")
+    stream = soxr.ResampleStream(in_rate_hz, out_rate_hz, channels, dtype="float32", quality=RESAMPLER_QUALITY)
     return lambda x, last=False: stream.resample_chunk(x, last=last)
 
 

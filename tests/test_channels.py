@@ -30,6 +30,7 @@ from stream_ser import sources
 from stream_ser.cli import main
 from stream_ser.engine import ChannelEngines, Engine, window_ends
 from stream_ser.sources import (
+    RESAMPLER_QUALITY,
     AudioSourceError,
     ClockAligner,
     InputDevice,
@@ -111,7 +112,7 @@ def test_chunked_resampling_matches_whole_signal(tmp_path, rate, subtype) -> Non
     path = tmp_path / "x.wav"
     sf.write(path, np.stack(columns, axis=1), rate, subtype=subtype)
     decoded, _ = sf.read(path, dtype="float32", always_2d=True)
-    whole = soxr.resample(decoded, rate, 16000)
+    whole = soxr.resample(decoded, rate, 16000, quality=RESAMPLER_QUALITY)
     for block in (160, 1024, 4801):
         got = np.concatenate(list(iter_file_frames(path, 16000, block, "all")))
         assert got.shape == whole.shape == (round(speech.size * 16000 / rate), 8)
