@@ -515,6 +515,7 @@ def test_cosine_schedule_runs_every_epoch_and_decays_the_rate(tmp_path) -> None:
 
     from training import experiments
     from training.architectures import ArchSpec, conv1d_mfcc13
+    from training.train import COSINE_FINAL_FRACTION
     from training.windows import FeatureSet
 
     rng = np.random.default_rng(1)
@@ -534,6 +535,6 @@ def test_cosine_schedule_runs_every_epoch_and_decays_the_rate(tmp_path) -> None:
     assert rec["epochs_run"] == 4 and rec["schedule"] == "cosine"
     lr = rec["history"]["learning_rate"]
     assert all(a > b for a, b in zip(lr, lr[1:]))
-    assert lr[0] == pytest.approx(1e-3) and lr[-1] == pytest.approx(1e-3 * experiments.COSINE_FINAL_FRACTION)
+    assert lr[0] == pytest.approx(1e-3) and lr[-1] == pytest.approx(1e-3 * COSINE_FINAL_FRACTION)
     val = rec["history"]["val_loss"]
     assert rec["best_epoch"] == int(np.argmin(val)) + 1

@@ -59,6 +59,7 @@ from .evaluate import (
     summarize_folds,
 )
 from .folds import FIXED_FOLD, PROTOCOLS, Protocol
+from .train import COSINE_FINAL_FRACTION, SCHEDULES
 
 log = logging.getLogger("training.experiments")
 
@@ -66,9 +67,6 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 #: Epochs trained without early stopping when a fold has no validation speaker (TESS-only folds);
 #: chosen a priori (the shipped v2 run on si_v1 stopped at epoch 16, best epoch 10), not tuned on a test speaker.
 EPOCHS_WITHOUT_VALIDATION = 15
-#: Final learning rate of ``train --schedule cosine`` as a fraction of the architecture's (chosen a priori:
-#: 1e-5 for Adam at 1e-3, the floor of the plateau schedule).
-COSINE_FINAL_FRACTION = 0.01
 
 
 # ------------------------------------------------------------------------------------------
@@ -254,7 +252,7 @@ def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, args: argpars
         import keras
         import tensorflow as tf
 
-        from .train import EpochProgress, balanced_class_weights, spec_augment
+        from .train import EpochProgress, balanced_class_weights, schedule_callbacks, spec_augment
 
         keras.utils.set_random_seed(args.seed)
         stats = InputStats.from_log_mels(fs.log_mels[tr], seed=args.seed)
@@ -293,20 +291,10 @@ def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, args: argpars
             ds = ds.map(lambda x, y, w: (spec_augment(x), y, w), num_parallel_calls=tf.data.AUTOTUNE)
         ds = ds.batch(args.batch_size).prefetch(2)
         callbacks = [EpochProgress(epochs)]
-        if schedule == "cosine":  # fixed, per epoch (logged as learning_rate); the validation loss only picks the epoch kept
-            cosine = keras.optimizers.schedules.CosineDecay(spec.lr, max(1, epochs - 1), alpha=COSINE_FINAL_FRACTION)
-            callbacks.append(keras.callbacks.LearningRateScheduler(lambda epoch, _: float(cosine(epoch))))
         val_ds = None
         if len(va):
             val_ds = tf.data.Dataset.from_tensor_slices((_inputs(spec, fs, extras, va, scaler), win_y[va])).batch(256)
-            # Keras 3 restores the best epoch's weights at the end of training, stopped early or not
-            # (EarlyStopping.on_train_end); with the cosine schedule it never stops early
-            patience = epochs if schedule == "cosine" else args.patience
-            callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
-                                                           restore_best_weights=True, start_from_epoch=warmup))
-            if schedule == "plateau":
-                callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2,
-                                                                   min_lr=1e-5))
+            callbacks += schedule_callbacks(schedule, spec.lr, epochs, args.patience, warmup)
         hist = model.fit(ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=0)
         probs = model.predict(_inputs(spec, fs, extras, te, scaler), batch_size=256, verbose=0)
         record.update({
@@ -680,7 +668,7 @@ def main(argv: list[str] | None = None) -> None:
                    "learning-rate reduction is unchanged). The first epochs' validation loss of the BatchNorm CNNs "
                    "rises while the moving statistics settle, and on the small ravdess8 folds that can stop a run "
                    "with its epoch-1 weights")
-    t.add_argument("--schedule", default="plateau", choices=["plateau", "cosine"],
+    t.add_argument("--schedule", default="plateau", choices=SCHEDULES,
                    help="learning rate: plateau = halve it when the validation loss stalls for 2 epochs, stop after "
                    "--patience epochs without improvement (default); cosine = cosine decay from the architecture's "
                    f"rate to {COSINE_FINAL_FRACTION:g} of it at the last of --epochs (set per epoch), every epoch run, the weights of the epoch "

@@ -66,6 +66,39 @@ def spec_augment(x, max_freq_mask: int = 6, max_time_mask: int = 20):
     return tf.where(tf.logical_or(fm, tm), floor, x)
 
 
+#: Learning-rate schedules of ``training.train`` and ``training.experiments train`` (``--schedule``).
+SCHEDULES: tuple[str, ...] = ("plateau", "cosine")
+#: Final learning rate of the cosine schedule as a fraction of the initial one (chosen a priori:
+#: 1e-5 for Adam at 1e-3, the floor of the plateau schedule).
+COSINE_FINAL_FRACTION = 0.01
+
+
+def schedule_callbacks(schedule: str, lr: float, epochs: int, patience: int, warmup: int = 0) -> list:
+    """Keras callbacks for the learning rate and the epoch whose weights are kept.
+
+    ``plateau``: halve the rate when the validation loss has not improved for 2 epochs (floor
+    1e-5) and stop after ``patience`` epochs without improvement. ``cosine``: a fixed cosine decay
+    from ``lr`` to ``COSINE_FINAL_FRACTION * lr`` at the last epoch, set per epoch (logged in the
+    history as ``learning_rate``), every epoch run (Loshchilov & Hutter 2017, SGDR, without
+    restarts). Both keep the weights of the epoch with the lowest validation loss from epoch
+    ``warmup + 1`` on (Keras 3's ``EarlyStopping`` restores them at the end of training, stopped
+    early or not).
+
+    Raises:
+        ValueError: For a schedule not in :data:`SCHEDULES`.
+    """
+    import keras
+
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; one of {SCHEDULES}")
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=epochs if schedule == "cosine" else patience,
+                                         restore_best_weights=True, start_from_epoch=warmup)
+    if schedule == "plateau":
+        return [stop, keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=1e-5)]
+    cosine = keras.optimizers.schedules.CosineDecay(lr, max(1, epochs - 1), alpha=COSINE_FINAL_FRACTION)
+    return [stop, keras.callbacks.LearningRateScheduler(lambda epoch, _: float(cosine(epoch)))]
+
+
 class EpochProgress:
     """Keras callback logging one line per epoch with metrics, wall time and ETA."""
 
@@ -131,15 +164,11 @@ def train(args: argparse.Namespace) -> Path:
         .prefetch(2)
     )
     val_ds = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(256)
-    callbacks = [
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience, restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=1e-5),
-        EpochProgress(args.epochs),
-    ]
+    callbacks = [*schedule_callbacks(args.schedule, args.lr, args.epochs, args.patience), EpochProgress(args.epochs)]
     t0 = time.monotonic()
     hist = model.fit(ds, validation_data=val_ds, epochs=args.epochs, callbacks=callbacks, verbose=0)
     wall_s = time.monotonic() - t0
-    best_epoch = int(np.argmin(hist.history["val_loss"])) + 1
+    best_epoch = int(np.argmin(hist.history["val_loss"])) + 1  # the epoch whose weights are kept
     log.info("trained %d epochs in %.0f s (best epoch %d)", len(hist.history["loss"]), wall_s, best_epoch)
 
     work = Path(args.work)
@@ -158,6 +187,7 @@ def train(args: argparse.Namespace) -> Path:
         "train_windows": int(len(y_train)),
         "epochs_run": len(hist.history["loss"]),
         "best_epoch": best_epoch,
+        "schedule": args.schedule,
         "train_wall_s": round(wall_s, 1),
         "seed": args.seed,
         "tensorflow": tf.__version__,
@@ -187,7 +217,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--corpora", nargs="*", default=["ravdess", "tess"], help="corpora to train on")
     parser.add_argument("--split", default=None, help="split JSON (default: training/splits/si_v1.json)")
     parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--patience", type=int, default=6, help="early-stopping patience (epochs)")
+    parser.add_argument("--patience", type=int, default=6, help="early-stopping patience (epochs; plateau schedule)")
+    parser.add_argument("--schedule", default="plateau", choices=SCHEDULES,
+                        help="learning rate: plateau = halve it when the validation loss stalls, stop after --patience "
+                        "epochs without improvement (default); cosine = fixed cosine decay to "
+                        f"{COSINE_FINAL_FRACTION:g} of --lr over --epochs, all run, the best validation epoch kept")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
