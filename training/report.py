@@ -407,12 +407,15 @@ def write_report(out: Path, results: Path, command: str) -> str:
               "`--protocol tess7` for TESS) for the larger CNN architectures, above all `cnn_att_nolstm`, the best "
               "one-fold result (one fold of the item-4 family takes 40-50 minutes on one core). Done so far: "
               "`crnn_small` (pooled7, ravdess8 with causal normalisation) and the shipped architecture "
-              "`cnn_gap_small` (ravdess8 and pooled7, 4-15 minutes per ravdess8 fold and 17-29 minutes per pooled7 "
-              "fold on one core), all with one seed;",
-              "- for `cnn_gap_small` on ravdess8: a learning-rate schedule that does not follow the noisy early "
-              "validation loss, and several seeds per fold (fold 4 did not learn; `train --warmup 8`, which delays "
-              "early stopping only, did not rescue it), and causal speaker normalisation, which lifts eGeMAPS + SVM "
-              "by ten points;",
+              "`cnn_gap_small` (ravdess8 with both schedules and with causal normalisation, pooled7 with the plateau "
+              "schedule; 4-15 minutes per ravdess8 fold and 17-29 minutes per pooled7 fold on one core), all with "
+              "one seed;",
+              "- for `cnn_gap_small`: several seeds per fold with the cosine schedule (`train --schedule cosine`, "
+              "which rescued ravdess8 fold 4 where `--warmup 8` did not), the cosine schedule on every pooled7 "
+              "fold, and a shipped model retrained with it (`python -m training.train --schedule cosine`, then "
+              "`training.select` on the validation speakers); causal speaker normalisation of the log-mel did not "
+              "help it on ravdess8 (with the cosine schedule 0.535 against 0.540 without; with the plateau "
+              "schedule two folds did not learn), unlike eGeMAPS + SVM;",
               "- waveform augmentation (time stretch 0.8-1.2, pitch +-2 semitones, Gaussian noise 0.005, "
               "`train --augment N`, `training/augment.py`) beyond the one-fold `crnn_small` run above;",
               "- causal speaker normalisation (`train --speaker-norm causal|speaker`, `training/adaptation.py`) "
