@@ -538,3 +538,21 @@ def test_cosine_schedule_runs_every_epoch_and_decays_the_rate(tmp_path) -> None:
     assert lr[0] == pytest.approx(1e-3) and lr[-1] == pytest.approx(1e-3 * COSINE_FINAL_FRACTION)
     val = rec["history"]["val_loss"]
     assert rec["best_epoch"] == int(np.argmin(val)) + 1
+
+
+def test_schedule_callbacks_without_validation_speakers() -> None:
+    """No validation speakers (TESS-only folds): nothing watches a validation loss, but the cosine rate
+    still decays; an unknown schedule is refused."""
+    _tensorflow()
+    import keras
+
+    from training.train import schedule_callbacks
+
+    assert schedule_callbacks("plateau", 1e-3, 10, 5, validation=False) == []
+    (only,) = schedule_callbacks("cosine", 1e-3, 10, 5, validation=False)
+    assert isinstance(only, keras.callbacks.LearningRateScheduler)
+    assert [type(c).__name__ for c in schedule_callbacks("plateau", 1e-3, 10, 5)] == ["EarlyStopping", "ReduceLROnPlateau"]
+    stop, _ = schedule_callbacks("cosine", 1e-3, 10, 5)
+    assert stop.patience == 10  # never stops early: the best epoch is kept at the end
+    with pytest.raises(ValueError, match="unknown schedule"):
+        schedule_callbacks("step", 1e-3, 10, 5)

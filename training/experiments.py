@@ -290,11 +290,11 @@ def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, args: argpars
         if spec.input_kind == "log_mel":
             ds = ds.map(lambda x, y, w: (spec_augment(x), y, w), num_parallel_calls=tf.data.AUTOTUNE)
         ds = ds.batch(args.batch_size).prefetch(2)
-        callbacks = [EpochProgress(epochs)]
+        callbacks = [EpochProgress(epochs), *schedule_callbacks(schedule, spec.lr, epochs, args.patience, warmup,
+                                                                validation=bool(len(va)))]
         val_ds = None
         if len(va):
             val_ds = tf.data.Dataset.from_tensor_slices((_inputs(spec, fs, extras, va, scaler), win_y[va])).batch(256)
-            callbacks += schedule_callbacks(schedule, spec.lr, epochs, args.patience, warmup)
         hist = model.fit(ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=0)
         probs = model.predict(_inputs(spec, fs, extras, te, scaler), batch_size=256, verbose=0)
         record.update({

@@ -73,7 +73,8 @@ SCHEDULES: tuple[str, ...] = ("plateau", "cosine")
 COSINE_FINAL_FRACTION = 0.01
 
 
-def schedule_callbacks(schedule: str, lr: float, epochs: int, patience: int, warmup: int = 0) -> list:
+def schedule_callbacks(schedule: str, lr: float, epochs: int, patience: int, warmup: int = 0,
+                       validation: bool = True) -> list:
     """Keras callbacks for the learning rate and the epoch whose weights are kept.
 
     ``plateau``: halve the rate when the validation loss has not improved for 2 epochs (floor
@@ -82,7 +83,8 @@ def schedule_callbacks(schedule: str, lr: float, epochs: int, patience: int, war
     history as ``learning_rate``), every epoch run (Loshchilov & Hutter 2017, SGDR, without
     restarts). Both keep the weights of the epoch with the lowest validation loss from epoch
     ``warmup + 1`` on (Keras 3's ``EarlyStopping`` restores them at the end of training, stopped
-    early or not).
+    early or not). Without ``validation`` (no validation speakers) nothing watches a validation
+    loss: plateau keeps the rate, cosine still decays it, and the last epoch's weights are kept.
 
     Raises:
         ValueError: For a schedule not in :data:`SCHEDULES`.
@@ -91,12 +93,16 @@ def schedule_callbacks(schedule: str, lr: float, epochs: int, patience: int, war
 
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}; one of {SCHEDULES}")
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=epochs if schedule == "cosine" else patience,
-                                         restore_best_weights=True, start_from_epoch=warmup)
+    out = []
+    if validation:
+        out.append(keras.callbacks.EarlyStopping(monitor="val_loss", restore_best_weights=True, start_from_epoch=warmup,
+                                                 patience=epochs if schedule == "cosine" else patience))
     if schedule == "plateau":
-        return [stop, keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=1e-5)]
+        if validation:
+            out.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=1e-5))
+        return out
     cosine = keras.optimizers.schedules.CosineDecay(lr, max(1, epochs - 1), alpha=COSINE_FINAL_FRACTION)
-    return [stop, keras.callbacks.LearningRateScheduler(lambda epoch, _: float(cosine(epoch)))]
+    return [*out, keras.callbacks.LearningRateScheduler(lambda epoch, _: float(cosine(epoch)))]
 
 
 class EpochProgress:
@@ -164,7 +170,8 @@ def train(args: argparse.Namespace) -> Path:
         .prefetch(2)
     )
     val_ds = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(256)
-    callbacks = [*schedule_callbacks(args.schedule, args.lr, args.epochs, args.patience), EpochProgress(args.epochs)]
+    schedule = getattr(args, "schedule", "plateau")  # namespaces built by older callers have none
+    callbacks = [*schedule_callbacks(schedule, args.lr, args.epochs, args.patience), EpochProgress(args.epochs)]
     t0 = time.monotonic()
     hist = model.fit(ds, validation_data=val_ds, epochs=args.epochs, callbacks=callbacks, verbose=0)
     wall_s = time.monotonic() - t0
@@ -187,7 +194,7 @@ def train(args: argparse.Namespace) -> Path:
         "train_windows": int(len(y_train)),
         "epochs_run": len(hist.history["loss"]),
         "best_epoch": best_epoch,
-        "schedule": args.schedule,
+        "schedule": schedule,
         "train_wall_s": round(wall_s, 1),
         "seed": args.seed,
         "tensorflow": tf.__version__,
