@@ -271,6 +271,22 @@ def test_every_keras_architecture_builds_and_mfcc_layer_is_librosa() -> None:
     assert np.allclose(got, want, atol=1e-3)
 
 
+def _synthetic_ravdess7(rng: np.random.Generator, windows_per_clip: int):
+    """A FeatureSet of 24 RAVDESS-named actors x 7 classes, one clip each, whose log-mel windows
+    (``windows_per_clip`` per clip, ``(40, 149)`` dB) get louder by 5 dB per class."""
+    from training.windows import FeatureSet
+
+    utts, mels, idx = [], [], []
+    for actor in range(1, 25):
+        for j, lab in enumerate(PROTOCOLS["ravdess7"].labels):
+            utts.append(_utt("ravdess", f"{actor:02d}", lab, lab))
+            for _ in range(windows_per_clip):
+                mels.append(rng.normal(-60 + 5 * j, 5, (40, 149)))
+                idx.append(len(utts) - 1)
+    return FeatureSet(tuple(utts), np.array(mels, np.float16), np.array(idx, np.int32),
+                      np.zeros(len(idx), np.float32), np.full(len(utts), windows_per_clip, np.int32))
+
+
 @pytest.mark.parametrize("arch", ["tiny_log_mel", "mlp_time_avg", "conv1d_lstm_frames"])
 def test_train_fold_end_to_end_on_a_tiny_synthetic_set(tmp_path, arch) -> None:
     """One epoch on synthetic windows, for each input kind: runs, scores only test speakers."""
@@ -280,20 +296,10 @@ def test_train_fold_end_to_end_on_a_tiny_synthetic_set(tmp_path, arch) -> None:
     from training import experiments
     from training.architectures import REGISTRY, ArchSpec, conv1d_mfcc13
     from training.inputs import EXTRA_NAMES
-    from training.windows import FeatureSet
 
     rng = np.random.default_rng(0)
-    utts, mels, idx = [], [], []
-    labels = PROTOCOLS["ravdess7"].labels
-    for actor in range(1, 25):
-        for j, lab in enumerate(labels):
-            utts.append(_utt("ravdess", f"{actor:02d}", lab, lab))
-            for _ in range(2):
-                mels.append(rng.normal(-60 + 5 * j, 5, (40, 149)))
-                idx.append(len(utts) - 1)
-    fs = FeatureSet(tuple(utts), np.array(mels, np.float16), np.array(idx, np.int32),
-                    np.zeros(len(idx), np.float32), np.full(len(utts), 2, np.int32))
-    extras = rng.uniform(0, 1, (len(idx), len(EXTRA_NAMES), 149)).astype(np.float16)
+    fs = _synthetic_ravdess7(rng, 2)
+    extras = rng.uniform(0, 1, (len(fs.clip_index), len(EXTRA_NAMES), 149)).astype(np.float16)
     if arch == "tiny_log_mel":
         spec = ArchSpec("tiny", "tiny", conv1d_mfcc13, optimizer="rmsprop", lr=1e-3, source="test")
     else:
@@ -516,18 +522,8 @@ def test_cosine_schedule_runs_every_epoch_and_decays_the_rate(tmp_path) -> None:
     from training import experiments
     from training.architectures import ArchSpec, conv1d_mfcc13
     from training.train import COSINE_FINAL_FRACTION
-    from training.windows import FeatureSet
 
-    rng = np.random.default_rng(1)
-    utts, mels, idx = [], [], []
-    labels = PROTOCOLS["ravdess7"].labels
-    for actor in range(1, 25):
-        for j, lab in enumerate(labels):
-            utts.append(_utt("ravdess", f"{actor:02d}", lab, lab))
-            mels.append(rng.normal(-60 + 5 * j, 5, (40, 149)))
-            idx.append(len(utts) - 1)
-    fs = FeatureSet(tuple(utts), np.array(mels, np.float16), np.array(idx, np.int32),
-                    np.zeros(len(idx), np.float32), np.full(len(utts), 1, np.int32))
+    fs = _synthetic_ravdess7(np.random.default_rng(1), 1)
     spec = ArchSpec("tiny", "tiny", conv1d_mfcc13, optimizer="adam", lr=1e-3, source="test")
     args = argparse.Namespace(seed=0, epochs=4, patience=0, batch_size=16, save_models=False, argv=["test"],
                               work=str(tmp_path), schedule="cosine")
