@@ -600,7 +600,7 @@ def main() -> None:
     parser.add_argument("--block-ms", type=float, default=None,
                         help="in-process only: capture block in ms (default: what listen uses)")
     parser.add_argument("--resampler", choices=["LQ", "MQ", "HQ", "VHQ"], default=None,
-                        help="in-process only: soxr preset for 48 -> 16 kHz (default: the runtime's, "
+                        help="in-process only: soxr preset from the device rate to 16 kHz (default: the runtime's, "
                         "stream_ser.sources.RESAMPLER_QUALITY); see bench_resampler.py")
     parser.add_argument("--render-to", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--render-seconds", type=float, default=0.0, help=argparse.SUPPRESS)
