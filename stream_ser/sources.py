@@ -80,9 +80,7 @@ class AudioSourceError(RuntimeError):
 RESAMPLER_QUALITY = "LQ"
 
 
-def _resampler(
-    in_rate_hz: int, out_rate_hz: int, channels: int = 1
-) -> Callable[[np.ndarray, bool], np.ndarray]:
+def _resampler(in_rate_hz: int, out_rate_hz: int, channels: int = 1) -> Callable[[np.ndarray, bool], np.ndarray]:
     """A streaming resampler ``f(chunk, last) -> chunk`` (soxr ``ResampleStream``).
 
     Identity when the rates match. Chunks are float32, shape ``(n,)`` (``channels == 1``) or
