@@ -8,14 +8,15 @@ from pathlib import Path
 import pytest
 
 from stream_ser.metadata import METADATA_KEY
-from training.select import Candidate, CandidateError, check_provenance, main, rank
+from training.select import (Candidate, CandidateError, check_provenance, main, merge_previous, previous_candidates,
+                             rank)
 from training.split import load_split
 
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "stream-ser.onnx"
 
 
-def _cand(arch: str, seed: int, uar: float, eligible: bool = True) -> Candidate:
-    return Candidate(f"{arch}-s{seed}.onnx", arch, seed, uar, uar, uar, uar, 1.0, eligible)
+def _cand(arch: str, seed: int, uar: float, eligible: bool = True, schedule: str = "plateau") -> Candidate:
+    return Candidate(f"{arch}-{schedule}-s{seed}.onnx", arch, seed, uar, uar, uar, uar, 1.0, eligible, schedule)
 
 
 def test_rank_picks_the_architecture_by_its_mean_then_its_best_seed() -> None:
@@ -23,7 +24,7 @@ def test_rank_picks_the_architecture_by_its_mean_then_its_best_seed() -> None:
     cands = [_cand("a", 0, 0.55), _cand("a", 1, 0.35), _cand("b", 0, 0.47), _cand("b", 1, 0.49), _cand("b", 2, 0.48)]
     r = rank(cands)
     assert [x["architecture"] for x in r["architectures"]] == ["b", "a"]
-    assert r["chosen_architecture"] == "b" and r["chosen"] == "b-s1.onnx"
+    assert r["chosen_architecture"] == "b" and r["chosen"] == "b-plateau-s1.onnx"
     b = r["architectures"][0]
     assert b["seeds"] == 3 and b["uar_mean"] == pytest.approx(0.48) and b["uar_sd"] == pytest.approx(0.01)
     assert (b["uar_min"], b["uar_max"]) == (0.47, 0.49)
@@ -36,9 +37,40 @@ def test_a_better_architecture_over_the_cost_budget_is_listed_not_chosen() -> No
     cands = [_cand("big", 0, 0.60, eligible=False), _cand("small", 0, 0.50), _cand("small", 1, 0.52)]
     r = rank(cands)
     assert r["architectures"][0]["architecture"] == "big" and not r["architectures"][0]["eligible"]
-    assert r["chosen_architecture"] == "small" and r["chosen"] == "small-s1.onnx"
+    assert r["chosen_architecture"] == "small" and r["chosen"] == "small-plateau-s1.onnx"
     with pytest.raises(ValueError, match="budget"):
         rank([_cand("big", 0, 0.60, eligible=False)])
+
+
+def test_one_architecture_with_two_schedules_is_two_recipes() -> None:
+    # the cosine seeds are better on average, though the best single seed is a plateau one
+    cands = [_cand("a", 0, 0.50), _cand("a", 1, 0.58), _cand("a", 2, 0.49),
+             _cand("a", 0, 0.55, schedule="cosine"), _cand("a", 1, 0.56, schedule="cosine")]
+    r = rank(cands)
+    assert [(x["recipe"], x["seeds"]) for x in r["architectures"]] == [("a+cosine", 2), ("a", 3)]
+    assert r["architectures"][0]["schedule"] == "cosine" and r["architectures"][0]["architecture"] == "a"
+    assert r["chosen_recipe"] == "a+cosine" and r["chosen_architecture"] == "a" and r["chosen"] == "a-cosine-s1.onnx"
+
+
+def test_earlier_records_join_the_ranking_and_rescored_models_replace_them() -> None:
+    split = load_split()
+    record = {"created": "2026-11-22T07:53:55Z", "validation_speakers": sorted(split.validation), "clips": 240,
+              "candidates": [  # written before schedules were recorded: plateau
+                  {"path": "gone/a-s0.onnx", "architecture": "a", "seed": 0, "uar": 0.50, "wa": 0.5, "macro_f1": 0.5,
+                   "window_uar": 0.5, "ms_per_window": 0.5, "eligible": True},
+                  {"path": "gone/a-s1.onnx", "architecture": "a", "seed": 1, "uar": 0.58, "wa": 0.5, "macro_f1": 0.5,
+                   "window_uar": 0.5, "ms_per_window": 1.5, "eligible": True}]}
+    earlier = previous_candidates(record, split, 240, max_ms=1.0)
+    assert [(c.recipe, c.seed, c.scored, c.eligible) for c in earlier] == [
+        ("a", 0, "2026-11-22T07:53:55Z", True), ("a", 1, "2026-11-22T07:53:55Z", False)]
+    fresh = [_cand("a", 1, 0.57), _cand("a", 0, 0.6, schedule="cosine")]
+    merged = merge_previous(fresh, earlier)
+    assert [(c.recipe, c.seed, c.scored is None) for c in merged] == [("a", 1, True), ("a+cosine", 0, True),
+                                                                      ("a", 0, False)]
+    with pytest.raises(CandidateError, match="120 clips"):
+        previous_candidates(record, split, 120)
+    with pytest.raises(CandidateError, match="ravdess:01"):
+        previous_candidates({**record, "validation_speakers": ["ravdess:01"]}, split, 240)
 
 
 def test_models_that_saw_the_validation_speakers_are_refused() -> None:
@@ -81,6 +113,15 @@ def test_select_on_real_validation_clips(data_dir, tmp_path, capsys) -> None:
     assert rec["chosen_architecture"] == a["architecture"] != "zz_copy"
     assert 0 < a["ms_per_window"] < 100 and a["eligible"] and rec["max_ms"] is None
     assert "chosen:" in capsys.readouterr().out
+    # a better recipe recorded by an earlier selection (its file gone) wins the ranking, but
+    # cannot be shipped without its file
+    old = {**rec, "created": "2026-11-22T00:00:00Z",
+           "candidates": [{**a, "path": "gone/other.onnx", "architecture": "zz_better", "seed": 0, "uar": 0.99}]}
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    with pytest.raises(SystemExit) as e:
+        main(["--data", str(data_dir), "--models", str(SHIPPED), "--previous", str(tmp_path / "old.json")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "gone/other.onnx" in err and "no longer on disk" in err
     # a budget below any real model's cost leaves nothing to choose: a usage error
     with pytest.raises(SystemExit) as e:
         main(["--data", str(data_dir), "--models", str(SHIPPED), "--max-ms", "0.0001"])

@@ -238,20 +238,31 @@ def _selection_section(results: Path) -> list[str]:
              f"(the fixed fold), each streamed through the runtime on the validation speakers "
              f"({', '.join(r['validation_speakers'])}; {r['clips']} clips). Rule: among the models within the cost "
              f"budget ({'none' if r.get('max_ms') is None else str(r['max_ms']) + ' ms inference per window'}), the "
-             "architecture with the best mean clip UAR over its seeds, then its best seed. The test speakers play no "
+             "recipe (architecture and learning-rate schedule) with the best mean clip UAR over its seeds, then its best seed. The test speakers play no "
              "part. ms per window: onnxruntime, one thread, timed during the selection (a guide, not a benchmark).", "",
-             "| architecture | seeds | clip UAR mean +- sd | min - max | ms per window | within budget |",
+             "| recipe (architecture, learning-rate schedule) | seeds | clip UAR mean +- sd | min - max | ms per window "
+             "| within budget |",
              "| --- | ---: | ---: | ---: | ---: | --- |"]
     for a in r["architectures"]:
-        lines.append(f"| `{a['architecture']}` | {a['seeds']} | {a['uar_mean']:.3f} +- {a['uar_sd']:.3f} | "
+        lines.append(f"| `{a.get('recipe', a['architecture'])}` | {a['seeds']} | {a['uar_mean']:.3f} +- {a['uar_sd']:.3f} | "
                      f"{a['uar_min']:.3f} - {a['uar_max']:.3f} | {_f(a.get('ms_per_window'), 2)} | "
                      f"{'yes' if a.get('eligible', True) else 'no'} |")
-    lines += ["", "| model | seed | clip UAR | WA | macro-F1 | window UAR |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
-    for c in sorted(r["candidates"], key=lambda c: (c["architecture"], c["seed"] if c["seed"] is not None else -1)):
-        lines.append(f"| `{c['path']}` | {c['seed']} | {c['uar']:.3f} | {c['wa']:.3f} | {c['macro_f1']:.3f} | "
-                     f"{c['window_uar']:.3f} |")
+    lines += ["", "| model | recipe | seed | clip UAR | WA | macro-F1 | window UAR | scored |",
+              "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+
+    def recipe(c: dict) -> str:
+        sched = c.get("schedule", "plateau")
+        return c["architecture"] if sched == "plateau" else f"{c['architecture']}+{sched}"
+
+    for c in sorted(r["candidates"], key=lambda c: (recipe(c), c["seed"] if c["seed"] is not None else -1)):
+        lines.append(f"| `{c['path']}` | `{recipe(c)}` | {c['seed']} | {c['uar']:.3f} | {c['wa']:.3f} | "
+                     f"{c['macro_f1']:.3f} | {c['window_uar']:.3f} | {c.get('scored') or 'this run'} |")
+    if r.get("previous"):
+        lines += ["", f"Rows scored earlier come from `{r['previous']}` as it recorded them (their files are not kept; "
+                  "scoring is deterministic, and a model passed again was scored again)."]
     note = f" {r['note']}" if r.get("note") else ""
-    return lines + ["", f"Chosen by the rule: `{r['chosen']}` (`{r['chosen_architecture']}`).{note}", ""]
+    chosen = r.get("chosen_recipe", r["chosen_architecture"])
+    return lines + ["", f"Chosen by the rule: `{r['chosen']}` (`{chosen}`).{note}", ""]
 
 
 def _runs_section(runs: list[dict], eg: dict | None = None, results: Path | None = None) -> list[str]:

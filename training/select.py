@@ -8,16 +8,24 @@ Usage::
 
 Every candidate (an ONNX file exported by ``python -m training.train``) is streamed through the
 runtime engine on the *validation* speakers of the committed split (RAVDESS actors 17-20), as
-:mod:`training.evaluate` does, and scored by clip-level UAR. Candidates are grouped by the
-architecture recorded in their metadata (one group = several seeds of one recipe). The rule:
+:mod:`training.evaluate` does, and scored by clip-level UAR. Candidates are grouped by their
+*recipe*: the architecture and the learning-rate schedule recorded in their metadata (one group =
+several seeds of one recipe; models exported before the schedule was recorded used the plateau
+schedule). The rule:
 
 1. with ``--max-ms``, only candidates whose inference costs at most that many ms per window
    (onnxruntime, one thread, median of 200 runs on real windows, measured here) are eligible;
    the others are scored and listed, not chosen;
-2. the eligible architecture with the highest **mean** validation clip UAR over its seeds wins
-   (one lucky seed does not make an architecture; on this split two seeds of ``crnn_small``
-   differ by 5.5 UAR points);
+2. the eligible recipe with the highest **mean** validation clip UAR over its seeds wins
+   (one lucky seed does not make a recipe; on this split two seeds of ``crnn_small`` differ by
+   5.5 UAR points);
 3. within it, the seed with the highest validation clip UAR is the one to ship.
+
+``--previous`` adds the candidates of an earlier selection JSON, as it scored them, without
+their files (exported models are not kept in the repository): a new recipe can then be compared
+with the seeds of an old one. Scoring is deterministic (the same file gives the same figures), a
+candidate scored again in this run replaces its earlier record, and an earlier record can be
+compared but not chosen unless its file is still there.
 
 The test speakers are not read here. A candidate whose metadata shows it was trained on another
 split, or with a validation speaker in its training set, is refused: its validation figure would
@@ -66,6 +74,10 @@ class Candidate:
         ms_per_window: Median onnxruntime inference time per window (one thread, batch 1), ms,
             measured in this run: a guide for the budget, not a benchmark (see ``benchmarks/``).
         eligible: Within the ``--max-ms`` budget (always True without one).
+        schedule: ``provenance["schedule"]``, the learning-rate schedule of ``training.train``
+            (``"plateau"`` when not recorded: models exported before ``--schedule`` existed).
+        scored: None if scored in this run, else the ``created`` time of the earlier selection
+            JSON whose record this is (``--previous``).
     """
 
     path: str
@@ -77,6 +89,14 @@ class Candidate:
     window_uar: float
     ms_per_window: float
     eligible: bool = True
+    schedule: str = "plateau"
+    scored: str | None = None
+
+    @property
+    def recipe(self) -> str:
+        """The group this candidate is ranked in: the architecture, plus the schedule unless it
+        is the default plateau one (``"cnn_gap_small"``, ``"cnn_gap_small+cosine"``)."""
+        return self.architecture if self.schedule == "plateau" else f"{self.architecture}+{self.schedule}"
 
 
 def check_provenance(provenance: dict, split: Split, path: str) -> None:
@@ -99,15 +119,17 @@ def check_provenance(provenance: dict, split: Split, path: str) -> None:
 
 
 def rank(candidates: list[Candidate]) -> dict:
-    """Group candidates by architecture and apply the selection rule (module docstring).
+    """Group candidates by recipe (:attr:`Candidate.recipe`) and apply the selection rule
+    (module docstring).
 
     Args:
         candidates: At least one scored candidate, and at least one eligible.
 
     Returns:
-        ``{"architectures": [{"architecture", "seeds", "uar_mean", "uar_sd", "uar_min",
-        "uar_max", "ms_per_window", "eligible"}, ...] best first, "chosen_architecture",
-        "chosen": path}``. ``uar_sd`` is the sample standard deviation (0.0 for one seed);
+        ``{"architectures": [{"recipe", "architecture", "schedule", "seeds", "uar_mean", "uar_sd",
+        "uar_min", "uar_max", "ms_per_window", "eligible"}, ...] best first (one entry per
+        recipe), "chosen_recipe", "chosen_architecture", "chosen": path}``. ``uar_sd`` is the
+        sample standard deviation (0.0 for one seed);
         ``ms_per_window`` the median over seeds; an architecture is eligible only if every seed
         is within the budget.
 
@@ -120,12 +142,14 @@ def rank(candidates: list[Candidate]) -> dict:
         raise ValueError("no candidate is within the cost budget")
     groups: dict[str, list[Candidate]] = {}
     for c in candidates:
-        groups.setdefault(c.architecture, []).append(c)
+        groups.setdefault(c.recipe, []).append(c)
     table = []
-    for arch, items in groups.items():
+    for recipe, items in groups.items():
         uars = [c.uar for c in items]
         table.append({
-            "architecture": arch,
+            "recipe": recipe,
+            "architecture": items[0].architecture,
+            "schedule": items[0].schedule,
             "seeds": len(items),
             "uar_mean": statistics.fmean(uars),
             "uar_sd": statistics.stdev(uars) if len(uars) > 1 else 0.0,
@@ -134,10 +158,44 @@ def rank(candidates: list[Candidate]) -> dict:
             "ms_per_window": statistics.median(c.ms_per_window for c in items),
             "eligible": all(c.eligible for c in items),
         })
-    table.sort(key=lambda r: (-r["uar_mean"], r["architecture"]))
-    best_arch = next(r["architecture"] for r in table if r["eligible"])
-    chosen = max((c for c in groups[best_arch] if c.eligible), key=lambda c: (c.uar, c.macro_f1, -len(c.path)))
-    return {"architectures": table, "chosen_architecture": best_arch, "chosen": chosen.path}
+    table.sort(key=lambda r: (-r["uar_mean"], r["recipe"]))
+    best = next(r["recipe"] for r in table if r["eligible"])
+    chosen = max((c for c in groups[best] if c.eligible), key=lambda c: (c.uar, c.macro_f1, -len(c.path)))
+    return {"architectures": table, "chosen_recipe": best, "chosen_architecture": chosen.architecture,
+            "chosen": chosen.path}
+
+
+def previous_candidates(record: dict, split: Split, clips: int, max_ms: float | None = None) -> list[Candidate]:
+    """The candidates of an earlier selection JSON (written by :func:`main`), as it scored them.
+
+    Args:
+        record: The parsed JSON.
+        split: This run's split; the record must have scored the same validation speakers.
+        clips: This run's number of validation clips; the record must have scored as many.
+        max_ms: This run's budget: ``eligible`` is set again from each entry's recorded
+            ``ms_per_window``.
+
+    Returns:
+        One :class:`Candidate` per record entry, ``scored`` set to the record's ``created`` time
+        (entries without a schedule get ``"plateau"``).
+
+    Raises:
+        CandidateError: The record scored other speakers or another number of clips.
+    """
+    if sorted(record.get("validation_speakers", ())) != sorted(split.validation) or record.get("clips") != clips:
+        raise CandidateError(f"the earlier selection scored {record.get('clips')} clips of "
+                             f"{record.get('validation_speakers')}, not {clips} clips of {sorted(split.validation)}")
+    fields = {f for f in Candidate.__dataclass_fields__} - {"scored", "eligible"}
+    return [Candidate(**{k: v for k, v in c.items() if k in fields}, scored=c.get("scored") or record["created"],
+                      eligible=max_ms is None or c["ms_per_window"] <= max_ms)
+            for c in record["candidates"]]
+
+
+def merge_previous(fresh: list[Candidate], earlier: list[Candidate]) -> list[Candidate]:
+    """``fresh`` plus every earlier candidate whose (recipe, seed) and file ``fresh`` does not
+    have (a model scored again replaces its earlier record)."""
+    have = {(c.recipe, c.seed) for c in fresh} | {c.path for c in fresh}
+    return fresh + [c for c in earlier if (c.recipe, c.seed) not in have and c.path not in have]
 
 
 def inference_ms(model: EmotionModel, windows: np.ndarray, runs: int = 200) -> float:
@@ -172,7 +230,8 @@ def score_candidate(path: Path, utts, split: Split, max_ms: float | None = None)
         return statistics.fmean(getattr(r[level], attr) for r in per_corpus.values())
 
     return Candidate(str(path), str(prov["architecture"]), prov.get("seed"), mean("clip", "uar"), mean("clip", "wa"),
-                     mean("clip", "macro_f1"), mean("window", "uar"), ms, max_ms is None or ms <= max_ms)
+                     mean("clip", "macro_f1"), mean("window", "uar"), ms, max_ms is None or ms <= max_ms,
+                     str(prov.get("schedule") or "plateau"))
 
 
 def _real_windows(utts, model: EmotionModel, n: int = 16) -> np.ndarray:
@@ -198,8 +257,8 @@ def _real_windows(utts, model: EmotionModel, n: int = 16) -> np.ndarray:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m training.select",
-        description="Rank exported models on the validation speakers (clip UAR): best architecture by its mean over "
-        "seeds, then its best seed. The test speakers are not used.",
+        description="Rank exported models on the validation speakers (clip UAR): best recipe (architecture and "
+        "learning-rate schedule) by its mean over seeds, then its best seed. The test speakers are not used.",
         epilog="Example: python -m training.select --data ../shared/data --models runs/*/*.onnx "
         "--out training/results/selection.json",
     )
@@ -210,6 +269,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="only models whose inference takes at most MS ms per window (one thread, measured "
                         "here) may be chosen; the others are listed")
     parser.add_argument("--note", default=None, help="a sentence stored with the result (why this budget, ...)")
+    parser.add_argument("--previous", default=None, metavar="JSON",
+                        help="an earlier --out file: its candidates join the ranking as they were scored (their "
+                        "files need not exist; a model given in --models replaces its earlier record)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     split = load_split()
@@ -222,24 +284,36 @@ def main(argv: list[str] | None = None) -> None:
             c = score_candidate(Path(p), utts, split, args.max_ms)
         except CandidateError as e:
             parser.error(str(e))
-        log.info("%s (%s, seed %s): validation clip UAR %.3f", p, c.architecture, c.seed, c.uar)
+        log.info("%s (%s, seed %s): validation clip UAR %.3f", p, c.recipe, c.seed, c.uar)
         candidates.append(c)
+    if args.previous:
+        try:
+            earlier = previous_candidates(json.loads(Path(args.previous).read_text()), split, len(utts), args.max_ms)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            parser.error(f"--previous {args.previous}: {e}")
+        candidates = merge_previous(candidates, earlier)
     try:
         result = rank(candidates)
     except ValueError as e:
         parser.error(f"{e} (--max-ms {args.max_ms:g}; the fastest candidate takes "
                      f"{min(c.ms_per_window for c in candidates):.2f} ms per window)")
+    chosen = next(c for c in candidates if c.path == result["chosen"])
+    if chosen.scored is not None and not Path(chosen.path).is_file():
+        parser.error(f"the rule chooses {chosen.path} ({chosen.recipe}, seed {chosen.seed}; scored {chosen.scored}), "
+                     "which is no longer on disk: export it again (python -m training.train ... --seed "
+                     f"{chosen.seed}) and pass it with --models")
     print(f"validation speakers: {', '.join(sorted(split.validation))} ({len(utts)} clips); clip-level figures")
-    print(f"{'model':48s} {'architecture':16s} {'seed':>4s} {'UAR':>6s} {'WA':>6s} {'F1':>6s} {'win UAR':>8s} {'ms':>6s}")
-    for c in sorted(candidates, key=lambda c: (c.architecture, c.seed if c.seed is not None else -1)):
-        print(f"{c.path:48s} {c.architecture:16s} {c.seed!s:>4s} {c.uar:6.3f} {c.wa:6.3f} {c.macro_f1:6.3f} "
-              f"{c.window_uar:8.3f} {c.ms_per_window:6.2f}{'' if c.eligible else '  over --max-ms'}")
+    print(f"{'model':48s} {'recipe':22s} {'seed':>4s} {'UAR':>6s} {'WA':>6s} {'F1':>6s} {'win UAR':>8s} {'ms':>6s}")
+    for c in sorted(candidates, key=lambda c: (c.recipe, c.seed if c.seed is not None else -1)):
+        print(f"{c.path:48s} {c.recipe:22s} {c.seed!s:>4s} {c.uar:6.3f} {c.wa:6.3f} {c.macro_f1:6.3f} "
+              f"{c.window_uar:8.3f} {c.ms_per_window:6.2f}{'' if c.eligible else '  over --max-ms'}"
+              f"{'' if c.scored is None else '  (scored ' + c.scored + ')'}")
     print()
     for r in result["architectures"]:
-        print(f"{r['architecture']:16s} {r['seeds']} seeds  UAR {r['uar_mean']:.3f} +- {r['uar_sd']:.3f} "
+        print(f"{r['recipe']:22s} {r['seeds']} seeds  UAR {r['uar_mean']:.3f} +- {r['uar_sd']:.3f} "
               f"({r['uar_min']:.3f}-{r['uar_max']:.3f})  {r['ms_per_window']:.2f} ms/window"
               f"{'' if r['eligible'] else '  (over the budget)'}")
-    print(f"chosen: {result['chosen']} ({result['chosen_architecture']})")
+    print(f"chosen: {result['chosen']} ({result['chosen_recipe']})")
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -251,6 +325,7 @@ def main(argv: list[str] | None = None) -> None:
             "clips": len(utts),
             "max_ms": args.max_ms,
             "note": args.note,
+            "previous": args.previous,
             "candidates": [c.__dict__ for c in candidates],
             **result,
         }
