@@ -332,6 +332,7 @@ def test_report_names_warmup_runs_and_failed_folds(tmp_path) -> None:
     (res / "runs").mkdir(parents=True)
     labels = PROTOCOLS["ravdess8"].labels
     sc = scores_to_dict(score(list(labels), list(labels), labels))
+    zero = scores_to_dict(score(list(labels), list(labels[1:]) + [labels[0]], labels))
     for k in range(1, 7):
         stuck = k == 4
         run = {"arch": "cnn_gap_small", "protocol": "ravdess8", "fold": k, "seed": 0, "speaker_norm": "none",
@@ -340,8 +341,12 @@ def test_report_names_warmup_runs_and_failed_folds(tmp_path) -> None:
         (res / "runs" / f"plain{k}.json").write_text(json.dumps(run))
         if k < 3:
             (res / "runs" / f"wu{k}.json").write_text(json.dumps({**run, "warmup_epochs": 8}))
+        seed1 = {**run, "seed": 1, "clip": {"ravdess": sc if k % 2 else zero}}  # a second seed: odd folds perfect
+        (res / "runs" / f"s1-{k}.json").write_text(json.dumps(seed1))
     text = write_report(tmp_path / "RESULTS.md", res, "python -m training.experiments report")
     assert "| `cnn_gap_small` (f4 did not learn) | none | ravdess8 | 0 | ravdess | 1.000 +- 0.000 |" in text
+    assert ("| `cnn_gap_small` | none | ravdess8 | ravdess | s0 1.000, s1 0.500 | 0.750 | f1 1.000, f2 0.500, "
+            "f3 1.000, f4 0.500, f5 1.000, f6 0.500 | 0.250 |") in text
     assert "| `cnn_gap_small`, warm-up 8 | none | ravdess8 | 0 | ravdess | 2 of 6 | f1 1.000, f2 1.000 | 1.000 |" in text
 
 

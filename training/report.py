@@ -350,7 +350,40 @@ def _runs_section(runs: list[dict], eg: dict | None = None, results: Path | None
             lines.append(f"| `{arch}`{aug}{note} | {norm} | {pname} | {seed} | {c} | {uars.mean():.3f} +- {uars.std():.3f} | "
                          f"{pc.uar:.3f} | {pc.wa:.3f} | {pc.macro_f1:.3f} | {pw.uar:.3f} |")
     lines.append("")
-    return lines + partial
+    return lines + _seeds_table(full) + partial
+
+
+def _seeds_table(full: dict[tuple, dict[int, dict]]) -> list[str]:
+    """Recipes run on every fold of a protocol with several seeds: the spread that comes from the
+    seed alone, next to the spread between folds.
+
+    ``full`` maps (arch, protocol, seed, speaker norm, variant) to {fold: run}, every fold present.
+    One row per recipe and test corpus: each seed's mean clip UAR over the folds, the mean over
+    seeds, and the per-fold clip UAR averaged over the seeds (sd over folds).
+    """
+    recipes: dict[tuple, dict[int, dict[int, dict]]] = {}
+    for (arch, pname, seed, norm, aug), folds in full.items():
+        recipes.setdefault((arch, pname, norm, aug), {})[seed] = folds
+    rows = []
+    for (arch, pname, norm, aug), seeds in sorted(recipes.items()):
+        if len(seeds) < 2:
+            continue
+        for c in sorted({c for folds in seeds.values() for r in folds.values() for c in r["clip"]}):
+            per_seed = {s: np.mean([r["clip"][c]["uar"] for r in folds.values()]) for s, folds in sorted(seeds.items())}
+            fold_ids = sorted(next(iter(seeds.values())))
+            per_fold = np.array([np.mean([seeds[s][k]["clip"][c]["uar"] for s in seeds]) for k in fold_ids])
+            rows.append(f"| `{arch}`{aug} | {norm} | {pname} | {c} | "
+                        + ", ".join(f"s{s} {u:.3f}" for s, u in per_seed.items())
+                        + f" | {np.mean(list(per_seed.values())):.3f} | "
+                        + ", ".join(f"f{k} {u:.3f}" for k, u in zip(fold_ids, per_fold))
+                        + f" | {per_fold.std():.3f} |")
+    if not rows:
+        return []
+    return ["Several seeds of one recipe (every fold, each seed): the mean clip UAR over the folds per seed, its "
+            "mean over seeds, and each fold's clip UAR averaged over the seeds with its sd over folds.", "",
+            "| architecture | speaker norm | protocol | test corpus | mean over folds, per seed | mean over seeds | "
+            "per fold, mean over seeds | sd over folds |",
+            "| --- | --- | --- | --- | --- | ---: | --- | ---: |", *rows, ""]
 
 
 def _partial_protocols(groups: dict[tuple, dict[int, dict]]) -> list[str]:
