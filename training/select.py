@@ -55,6 +55,12 @@ from .split import Split, load_split
 log = logging.getLogger("training.select")
 
 
+def recipe_name(architecture: str, schedule: str | None = "plateau") -> str:
+    """Name of a training recipe: the architecture, plus the learning-rate schedule unless it is
+    the default plateau one (``"cnn_gap_small"``, ``"cnn_gap_small+cosine"``); None = plateau."""
+    return architecture if schedule in (None, "plateau") else f"{architecture}+{schedule}"
+
+
 class CandidateError(ValueError):
     """A candidate model cannot be compared fairly on the validation speakers."""
 
@@ -94,9 +100,8 @@ class Candidate:
 
     @property
     def recipe(self) -> str:
-        """The group this candidate is ranked in: the architecture, plus the schedule unless it
-        is the default plateau one (``"cnn_gap_small"``, ``"cnn_gap_small+cosine"``)."""
-        return self.architecture if self.schedule == "plateau" else f"{self.architecture}+{self.schedule}"
+        """The group this candidate is ranked in (:func:`recipe_name`)."""
+        return recipe_name(self.architecture, self.schedule)
 
 
 def check_provenance(provenance: dict, split: Split, path: str) -> None:
@@ -130,8 +135,8 @@ def rank(candidates: list[Candidate]) -> dict:
         "uar_min", "uar_max", "ms_per_window", "eligible"}, ...] best first (one entry per
         recipe), "chosen_recipe", "chosen_architecture", "chosen": path}``. ``uar_sd`` is the
         sample standard deviation (0.0 for one seed);
-        ``ms_per_window`` the median over seeds; an architecture is eligible only if every seed
-        is within the budget.
+        ``ms_per_window`` the median over seeds; a recipe is eligible only if every seed is
+        within the budget.
 
     Raises:
         ValueError: No candidates, or none eligible.
