@@ -341,6 +341,7 @@ def test_report_names_warmup_runs_and_failed_folds(tmp_path) -> None:
         (res / "runs" / f"plain{k}.json").write_text(json.dumps(run))
         if k < 3:
             (res / "runs" / f"wu{k}.json").write_text(json.dumps({**run, "warmup_epochs": 8}))
+            (res / "runs" / f"fmax{k}.json").write_text(json.dumps({**run, "fmax_hz": 4000.0}))
         seed1 = {**run, "seed": 1, "clip": {"ravdess": sc if k % 2 else zero}}  # a second seed: odd folds perfect
         (res / "runs" / f"s1-{k}.json").write_text(json.dumps(seed1))
     text = write_report(tmp_path / "RESULTS.md", res, "python -m training.experiments report")
@@ -348,6 +349,7 @@ def test_report_names_warmup_runs_and_failed_folds(tmp_path) -> None:
     assert ("| `cnn_gap_small` | none | ravdess8 | ravdess | s0 1.000, s1 0.500 | 0.750 | f1 1.000, f2 0.500, "
             "f3 1.000, f4 0.500, f5 1.000, f6 0.500 | 0.250 |") in text
     assert "| `cnn_gap_small`, warm-up 8 | none | ravdess8 | 0 | ravdess | 2 of 6 | f1 1.000, f2 1.000 | 1.000 |" in text
+    assert "| `cnn_gap_small`, mel fmax 4000 Hz | none | ravdess8 | 0 | ravdess | 2 of 6 |" in text
 
 
 # ---------------------------------------------------------------------------- speaker normalisation
@@ -557,3 +559,33 @@ def test_schedule_callbacks_without_validation_speakers() -> None:
     assert stop.patience == 10  # never stops early: the best epoch is kept at the end
     with pytest.raises(ValueError, match="unknown schedule"):
         schedule_callbacks("step", 1e-3, 10, 5)
+
+
+# ---------------------------------------------------------------------------- feature-recipe variants
+
+
+def test_fmax_recipe_ignores_what_an_8khz_channel_removes() -> None:
+    """``train --fmax 4000``: every band of the recipe lies below 4 kHz, so a real clip passed through
+    an 8 kHz sample rate (soxr down and up) gives the same log-mel except in the top band at the
+    resampler's roll-off; with the runtime's 8 kHz fmax the bands above 4 kHz lose 15-37 dB."""
+    import argparse
+
+    import soxr
+
+    from training.experiments import _recipe_changes, feature_config
+
+    x = load_audio(ANGRY_CLIP, 16000)[:48000]
+    narrow = soxr.resample(soxr.resample(x, 16000, 8000), 8000, 16000).astype(np.float32)[: x.size]
+    drops = {}
+    for fmax in (None, 4000.0):
+        config = feature_config(argparse.Namespace(fmax=fmax))
+        a, b = (log_mel(preprocess(y, config), config) for y in (x, narrow))
+        drops[config.fmax_hz] = (a - b).mean(axis=1)
+    assert np.abs(drops[4000.0][:-1]).max() < 0.5
+    assert np.abs(drops[8000.0][:29]).max() < 0.5 and drops[8000.0][-8:].min() > 10.0
+    assert _recipe_changes(argparse.Namespace(fmax=None)) == {}
+    assert _recipe_changes(argparse.Namespace(fmax=4000.0)) == {"fmax_hz": 4000.0}
+    with pytest.raises(ValueError, match="above the lowest band edge"):
+        feature_config(argparse.Namespace(fmax=40.0))
+    with pytest.raises(ValueError, match="Nyquist"):
+        feature_config(argparse.Namespace(fmax=9000.0))

@@ -233,7 +233,7 @@ def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, args: argpars
         fs = dataclasses.replace(fs, log_mels=normalise_speakers(fs.log_mels, win_spk, fs.clip_index, fold.test,
                                                                  speaker_norm, seed=args.seed))
     record = {"arch": spec.name, "protocol": proto.name, "fold": fold_index, "fold_name": fold.name,
-              "seed": args.seed, "feature_version": _feature_version(), "speaker_norm": speaker_norm, "train_windows": int(len(tr)), "validation_windows": int(len(va)),
+              "seed": args.seed, "feature_version": _feature_version(), **_recipe_changes(args), "speaker_norm": speaker_norm, "train_windows": int(len(tr)), "validation_windows": int(len(va)),
               "test_windows": int(len(te)), "test_clips": int(len(test_clips)), "command": _command(args),
               "created": _now(), "augmentation": "SpecAugment (1 freq mask <= 6 bands, 1 time mask <= 20 frames)"
               if spec.input_kind == "log_mel" and spec.kind == "keras" else "none", "class_balance": "class weights"}
@@ -332,6 +332,26 @@ def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, args: argpars
     return record
 
 
+def feature_config(args: argparse.Namespace):
+    """The feature recipe a ``train`` run uses: :class:`stream_ser.features.FeatureConfig` with the
+    runtime's defaults, except the highest mel band edge when ``--fmax`` is given.
+
+    Raises:
+        ValueError: If ``--fmax`` is not above the lowest band edge or is above the Nyquist frequency.
+    """
+    import dataclasses
+
+    from stream_ser.features import FeatureConfig
+
+    config = FeatureConfig()
+    fmax = getattr(args, "fmax", None)  # namespaces built by older callers have none
+    if fmax is None:
+        return config
+    if not config.fmin_hz < fmax:
+        raise ValueError(f"--fmax {fmax:g} Hz must be above the lowest band edge ({config.fmin_hz:g} Hz)")
+    return dataclasses.replace(config, fmax_hz=float(fmax))
+
+
 def run_train(args: argparse.Namespace) -> list[dict]:
     """Train one architecture on the requested folds; writes one JSON per fold run."""
     from stream_ser.features import FeatureConfig
@@ -344,7 +364,7 @@ def run_train(args: argparse.Namespace) -> list[dict]:
     if spec.kind == "unavailable":
         spec.build(None, None)  # raises NotReproducibleOffline with the reason
     proto = PROTOCOLS[args.protocol]
-    config = FeatureConfig()
+    config = feature_config(args)
     utts = load_utterances(args.data)
     fs_all = build_features(utts, config, Path(args.cache))
     keep = frozenset(u.speaker for u in proto.utterances(utts))
@@ -372,6 +392,7 @@ def run_train(args: argparse.Namespace) -> list[dict]:
         aug = f"__aug{args.augment}" if args.augment else ""
         aug += f"__wu{args.warmup}" if args.warmup else ""
         aug += f"__{args.schedule}" if args.schedule != "plateau" else ""
+        aug += f"__fmax{config.fmax_hz:g}" if config != FeatureConfig() else ""
         path = out_dir / f"{spec.name}__{proto.name}__f{k}__s{args.seed}{norm}{aug}.json"
         path.write_text(json.dumps(rec, indent=1))
         for c, s in rec["clip"].items():
@@ -633,6 +654,17 @@ def run_robustness(args: argparse.Namespace) -> dict:
 # ------------------------------------------------------------------------------------------
 
 
+def _recipe_changes(args: argparse.Namespace) -> dict:
+    """The feature-recipe fields a run changed from the runtime's defaults (``{"fmax_hz": 4000.0}``),
+    empty for the shipped recipe."""
+    import dataclasses
+
+    from stream_ser.features import FeatureConfig
+
+    changed = feature_config(args).to_dict()
+    return {k: v for k, v in changed.items() if v != dataclasses.asdict(FeatureConfig())[k]}
+
+
 def _feature_version() -> int:
     from stream_ser.features import FeatureConfig
 
@@ -673,6 +705,9 @@ def main(argv: list[str] | None = None) -> None:
                    "--patience epochs without improvement (default); cosine = cosine decay from the architecture's "
                    f"rate to {COSINE_FINAL_FRACTION:g} of it at the last of --epochs (set per epoch), every epoch run, the weights of the epoch "
                    "with the lowest validation loss kept (Loshchilov & Hutter 2017, SGDR, without restarts)")
+    t.add_argument("--fmax", type=float, default=None, metavar="HZ",
+                   help="highest mel band edge in Hz (default: the runtime recipe's 8000). A lower value trains on a "
+                   "different recipe (its own feature cache); such a model needs the same fmax at run time")
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--speaker-norm", default="none", choices=["none", "speaker", "causal"],

@@ -73,6 +73,8 @@ def _variant(r: dict) -> str:
         out += f", warm-up {r['warmup_epochs']}"
     if r.get("schedule", "plateau") != "plateau":
         out += f", {r['schedule']} LR"
+    if "fmax_hz" in r:
+        out += f", mel fmax {r['fmax_hz']:g} Hz"
     return out
 
 
