@@ -572,7 +572,8 @@ def test_fmax_recipe_ignores_what_an_8khz_channel_removes() -> None:
 
     import soxr
 
-    from training.experiments import _recipe_changes, feature_config
+    from training.experiments import _recipe_changes
+    from training.train import feature_config
 
     x = load_audio(ANGRY_CLIP, 16000)[:48000]
     narrow = soxr.resample(soxr.resample(x, 16000, 8000), 8000, 16000).astype(np.float32)[: x.size]

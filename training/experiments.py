@@ -59,7 +59,7 @@ from .evaluate import (
     summarize_folds,
 )
 from .folds import FIXED_FOLD, PROTOCOLS, Protocol
-from .train import COSINE_FINAL_FRACTION, SCHEDULES
+from .train import COSINE_FINAL_FRACTION, SCHEDULES, feature_config
 
 log = logging.getLogger("training.experiments")
 
@@ -330,26 +330,6 @@ def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, args: argpars
     record["window"] = {c: scores_to_dict(s) for c, s in per_corpus_scores(win_utts, win_true, win_pred, labels).items()}
     record["no_speech_clips"] = int(sum(p == NO_SPEECH for p in clip_pred))
     return record
-
-
-def feature_config(args: argparse.Namespace):
-    """The feature recipe a ``train`` run uses: :class:`stream_ser.features.FeatureConfig` with the
-    runtime's defaults, except the highest mel band edge when ``--fmax`` is given.
-
-    Raises:
-        ValueError: If ``--fmax`` is not above the lowest band edge or is above the Nyquist frequency.
-    """
-    import dataclasses
-
-    from stream_ser.features import FeatureConfig
-
-    config = FeatureConfig()
-    fmax = getattr(args, "fmax", None)  # namespaces built by older callers have none
-    if fmax is None:
-        return config
-    if not config.fmin_hz < fmax:
-        raise ValueError(f"--fmax {fmax:g} Hz must be above the lowest band edge ({config.fmin_hz:g} Hz)")
-    return dataclasses.replace(config, fmax_hz=float(fmax))
 
 
 def run_train(args: argparse.Namespace) -> list[dict]:

@@ -34,6 +34,27 @@ from .windows import FeatureSet, build_features
 log = logging.getLogger("training.train")
 
 
+def feature_config(args: argparse.Namespace):
+    """The feature recipe of a training run (``training.train``, ``training.experiments train``).
+
+    Returns:
+        :class:`stream_ser.features.FeatureConfig` with the runtime's defaults, except the highest
+        mel band edge (Hz) when ``args.fmax`` is given (a lower edge spends the 40 bands below it).
+
+    Raises:
+        ValueError: If ``--fmax`` is not above the lowest band edge or is above the Nyquist frequency.
+    """
+    import dataclasses
+
+    config = FeatureConfig()
+    fmax = getattr(args, "fmax", None)  # namespaces built by older callers have none
+    if fmax is None:
+        return config
+    if not config.fmin_hz < fmax:
+        raise ValueError(f"--fmax {fmax:g} Hz must be above the lowest band edge ({config.fmin_hz:g} Hz)")
+    return dataclasses.replace(config, fmax_hz=float(fmax))
+
+
 def window_labels(fs: FeatureSet, labels: tuple[str, ...] = EMOTIONS) -> np.ndarray:
     """Class index of each window (the label of its clip), int32 ``(n_windows,)``."""
     clip_y = np.array([labels.index(u.label) for u in fs.utterances], dtype=np.int32)
@@ -136,7 +157,7 @@ def train(args: argparse.Namespace) -> Path:
     from .export import export_onnx
 
     keras.utils.set_random_seed(args.seed)
-    config = FeatureConfig()
+    config = feature_config(args)
     split = load_split(Path(args.split) if args.split else None)
     utts = [u for u in discover(Path(args.data), corpora=args.corpora) if u.label is not None]
     parts = split.partition(utts)
@@ -229,6 +250,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="learning rate: plateau = halve it when the validation loss stalls, stop after --patience "
                         "epochs without improvement (default); cosine = fixed cosine decay to "
                         f"{COSINE_FINAL_FRACTION:g} of --lr over --epochs, all run, the best validation epoch kept")
+    parser.add_argument("--fmax", type=float, default=None, metavar="HZ",
+                        help="highest mel band edge in Hz (default: the runtime recipe's 8000). The exported model "
+                        "carries its recipe in its metadata, and the runtime computes its features with it")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
