@@ -52,6 +52,23 @@ def test_one_architecture_with_two_schedules_is_two_recipes() -> None:
     assert r["chosen_recipe"] == "a+cosine" and r["chosen_architecture"] == "a" and r["chosen"] == "a-cosine-s1.onnx"
 
 
+def test_a_lower_mel_fmax_is_its_own_recipe_and_the_default_edge_is_the_old_recipe() -> None:
+    """Models trained with ``--fmax 4000`` rank apart; a model whose metadata says 8000 Hz (the runtime
+    recipe) is the same recipe as an earlier record that did not keep the edge, so it replaces it."""
+    import dataclasses
+
+    old = _cand("a", 0, 0.50, schedule="cosine")  # fmax_hz None: recorded before the edge was kept
+    rescored = dataclasses.replace(old, uar=0.51, fmax_hz=8000.0)
+    narrow = [dataclasses.replace(_cand("a", s, u, schedule="cosine"), path=f"a-4k-s{s}.onnx", fmax_hz=4000.0)
+              for s, u in ((0, 0.55), (1, 0.57))]
+    merged = merge_previous([rescored, *narrow], [old])
+    assert len(merged) == 3 and old not in merged
+    r = rank(merged)
+    assert [(x["recipe"], x["seeds"], x["fmax_hz"]) for x in r["architectures"]] == [
+        ("a+cosine+fmax4000", 2, 4000.0), ("a+cosine", 1, 8000.0)]
+    assert r["chosen"] == "a-4k-s1.onnx"
+
+
 def test_earlier_records_join_the_ranking_and_rescored_models_replace_them() -> None:
     split = load_split()
     record = {"created": "2026-11-22T07:53:55Z", "validation_speakers": sorted(split.validation), "clips": 240,

@@ -9,9 +9,9 @@ Usage::
 Every candidate (an ONNX file exported by ``python -m training.train``) is streamed through the
 runtime engine on the *validation* speakers of the committed split (RAVDESS actors 17-20), as
 :mod:`training.evaluate` does, and scored by clip-level UAR. Candidates are grouped by their
-*recipe*: the architecture and the learning-rate schedule recorded in their metadata (one group =
-several seeds of one recipe; models exported before the schedule was recorded used the plateau
-schedule). The rule:
+*recipe*: the architecture, the learning-rate schedule and the feature recipe's highest mel band
+edge recorded in their metadata (one group = several seeds of one recipe; models exported before
+the schedule was recorded used the plateau schedule). The rule:
 
 1. with ``--max-ms``, only candidates whose inference costs at most that many ms per window
    (onnxruntime, one thread, median of 200 runs on real windows, measured here) are eligible;
@@ -46,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stream_ser.features import FeatureConfig
 from stream_ser.model import EmotionModel
 
 from .corpora import discover
@@ -55,10 +56,15 @@ from .split import Split, load_split
 log = logging.getLogger("training.select")
 
 
-def recipe_name(architecture: str, schedule: str | None = "plateau") -> str:
+def recipe_name(architecture: str, schedule: str | None = "plateau", fmax_hz: float | None = None) -> str:
     """Name of a training recipe: the architecture, plus the learning-rate schedule unless it is
-    the default plateau one (``"cnn_gap_small"``, ``"cnn_gap_small+cosine"``); None = plateau."""
-    return architecture if schedule in (None, "plateau") else f"{architecture}+{schedule}"
+    the default plateau one, plus the highest mel band edge unless it is the runtime recipe's
+    (``"cnn_gap_small"``, ``"cnn_gap_small+cosine"``, ``"cnn_gap_small+cosine+fmax4000"``).
+    None = plateau, and the default edge (:class:`stream_ser.features.FeatureConfig`, 8000 Hz)."""
+    name = architecture if schedule in (None, "plateau") else f"{architecture}+{schedule}"
+    if fmax_hz is not None and fmax_hz != FeatureConfig().fmax_hz:
+        name += f"+fmax{fmax_hz:g}"
+    return name
 
 
 class CandidateError(ValueError):
@@ -84,6 +90,8 @@ class Candidate:
             (``"plateau"`` when not recorded: models exported before ``--schedule`` existed).
         scored: None if scored in this run, else the ``created`` time of the earlier selection
             JSON whose record this is (``--previous``).
+        fmax_hz: Highest mel band edge (Hz) of the model's feature recipe, from its metadata
+            (None in records from before it was kept: the runtime recipe's 8000 Hz).
     """
 
     path: str
@@ -97,11 +105,12 @@ class Candidate:
     eligible: bool = True
     schedule: str = "plateau"
     scored: str | None = None
+    fmax_hz: float | None = None
 
     @property
     def recipe(self) -> str:
         """The group this candidate is ranked in (:func:`recipe_name`)."""
-        return recipe_name(self.architecture, self.schedule)
+        return recipe_name(self.architecture, self.schedule, self.fmax_hz)
 
 
 def check_provenance(provenance: dict, split: Split, path: str) -> None:
@@ -131,7 +140,7 @@ def rank(candidates: list[Candidate]) -> dict:
         candidates: At least one scored candidate, and at least one eligible.
 
     Returns:
-        ``{"architectures": [{"recipe", "architecture", "schedule", "seeds", "uar_mean", "uar_sd",
+        ``{"architectures": [{"recipe", "architecture", "schedule", "fmax_hz", "seeds", "uar_mean", "uar_sd",
         "uar_min", "uar_max", "ms_per_window", "eligible"}, ...] best first (one entry per
         recipe), "chosen_recipe", "chosen_architecture", "chosen": path}``. ``uar_sd`` is the
         sample standard deviation (0.0 for one seed);
@@ -155,6 +164,7 @@ def rank(candidates: list[Candidate]) -> dict:
             "recipe": recipe,
             "architecture": items[0].architecture,
             "schedule": items[0].schedule,
+            "fmax_hz": items[0].fmax_hz,
             "seeds": len(items),
             "uar_mean": statistics.fmean(uars),
             "uar_sd": statistics.stdev(uars) if len(uars) > 1 else 0.0,
@@ -236,7 +246,7 @@ def score_candidate(path: Path, utts, split: Split, max_ms: float | None = None)
 
     return Candidate(str(path), str(prov["architecture"]), prov.get("seed"), mean("clip", "uar"), mean("clip", "wa"),
                      mean("clip", "macro_f1"), mean("window", "uar"), ms, max_ms is None or ms <= max_ms,
-                     str(prov.get("schedule") or "plateau"))
+                     str(prov.get("schedule") or "plateau"), fmax_hz=model.feature_config.fmax_hz)
 
 
 def _real_windows(utts, model: EmotionModel, n: int = 16) -> np.ndarray:
@@ -262,8 +272,8 @@ def _real_windows(utts, model: EmotionModel, n: int = 16) -> np.ndarray:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m training.select",
-        description="Rank exported models on the validation speakers (clip UAR): best recipe (architecture and "
-        "learning-rate schedule) by its mean over seeds, then its best seed. The test speakers are not used.",
+        description="Rank exported models on the validation speakers (clip UAR): best recipe (architecture, "
+        "learning-rate schedule, highest mel band edge) by its mean over seeds, then its best seed. The test speakers are not used.",
         epilog="Example: python -m training.select --data ../shared/data --models runs/*/*.onnx "
         "--out training/results/selection.json",
     )
@@ -308,14 +318,14 @@ def main(argv: list[str] | None = None) -> None:
                      "which is no longer on disk: export it again (python -m training.train ... --seed "
                      f"{chosen.seed}) and pass it with --models")
     print(f"validation speakers: {', '.join(sorted(split.validation))} ({len(utts)} clips); clip-level figures")
-    print(f"{'model':48s} {'recipe':22s} {'seed':>4s} {'UAR':>6s} {'WA':>6s} {'F1':>6s} {'win UAR':>8s} {'ms':>6s}")
+    print(f"{'model':48s} {'recipe':30s} {'seed':>4s} {'UAR':>6s} {'WA':>6s} {'F1':>6s} {'win UAR':>8s} {'ms':>6s}")
     for c in sorted(candidates, key=lambda c: (c.recipe, c.seed if c.seed is not None else -1)):
-        print(f"{c.path:48s} {c.recipe:22s} {c.seed!s:>4s} {c.uar:6.3f} {c.wa:6.3f} {c.macro_f1:6.3f} "
+        print(f"{c.path:48s} {c.recipe:30s} {c.seed!s:>4s} {c.uar:6.3f} {c.wa:6.3f} {c.macro_f1:6.3f} "
               f"{c.window_uar:8.3f} {c.ms_per_window:6.2f}{'' if c.eligible else '  over --max-ms'}"
               f"{'' if c.scored is None else '  (scored ' + c.scored + ')'}")
     print()
     for r in result["architectures"]:
-        print(f"{r['recipe']:22s} {r['seeds']} seeds  UAR {r['uar_mean']:.3f} +- {r['uar_sd']:.3f} "
+        print(f"{r['recipe']:30s} {r['seeds']} seeds  UAR {r['uar_mean']:.3f} +- {r['uar_sd']:.3f} "
               f"({r['uar_min']:.3f}-{r['uar_max']:.3f})  {r['ms_per_window']:.2f} ms/window"
               f"{'' if r['eligible'] else '  (over the budget)'}")
     print(f"chosen: {result['chosen']} ({result['chosen_recipe']})")
