@@ -28,6 +28,7 @@ CONFIGS = [
     CFG,
     dataclasses.replace(CFG, n_mels=64, hop_length=160),
     dataclasses.replace(CFG, window_s=2.0, n_fft=1024, win_length=1024, center=True),
+    dataclasses.replace(CFG, fmax_hz=4000.0),  # the recipe of `train --fmax 4000`
 ]
 #: log-mel agreement, dB: float32 rounding of the power (librosa keeps complex64, numpy float64)
 LOG_MEL_ATOL_DB = 1e-3
@@ -81,7 +82,7 @@ def stream_windows(path, cfg: F.FeatureConfig) -> list[np.ndarray]:
     return [cut_window(x, e, cfg.window_samples) for e in window_ends(x.size, cfg.hop_samples)]
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=["default", "64mels-hop160", "2s-nfft1024-centred"])
+@pytest.mark.parametrize("cfg", CONFIGS, ids=["default", "64mels-hop160", "2s-nfft1024-centred", "fmax4000"])
 def test_fixture_windows_match_librosa(cfg: F.FeatureConfig) -> None:
     speech = [assert_same_recipe(w, cfg) for clip in (ANGRY_CLIP, HAPPY_CLIP, TESS_CLIP) for w in stream_windows(clip, cfg)]
     assert sum(speech) >= 10 and not all(speech)  # both gate outcomes occur (the first windows are short)
@@ -107,19 +108,20 @@ def test_levels_and_trim_bounds_match_librosa() -> None:
     assert F.trim_bounds(np.zeros(16000, np.float32), CFG) == (0, 0)
 
 
-def test_mel_table_is_librosas_filterbank() -> None:
+def test_mel_table_is_librosas_filterbank(shipped_model) -> None:
     """Every filterbank shipped in mel_basis.npz is librosa.filters.mel's, bit for bit."""
     with np.load(F.MEL_TABLE) as table:
-        assert F.mel_key(CFG) in table.files  # the shipped model's config never needs librosa
+        # neither the default recipe nor the shipped model's (from its metadata) needs librosa
+        assert {F.mel_key(CFG), F.mel_key(shipped_model.feature_config)} <= set(table.files)
         for key in table.files:
-            cfg = next((c for c in CONFIGS if F.mel_key(c) == key), CFG)
+            cfg = next((c for c in [*CONFIGS, shipped_model.feature_config] if F.mel_key(c) == key), CFG)
             assert F.mel_key(cfg) == key
             assert np.array_equal(table[key], F.librosa_mel_basis(cfg))
     other = CONFIGS[1]  # not in the table: built by librosa
     assert np.array_equal(F.mel_basis(other), F.librosa_mel_basis(other))
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=["default", "64mels-hop160", "2s-nfft1024-centred"])
+@pytest.mark.parametrize("cfg", CONFIGS, ids=["default", "64mels-hop160", "2s-nfft1024-centred", "fmax4000"])
 def test_stft_window_is_librosas(cfg: F.FeatureConfig) -> None:
     want = librosa.util.pad_center(librosa.filters.get_window(cfg.window, cfg.win_length, fftbins=True), size=cfg.n_fft)
     np.testing.assert_allclose(F.stft_window(cfg), want, atol=1e-12)

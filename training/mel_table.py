@@ -2,7 +2,8 @@
 
 Usage::
 
-    python -m training.mel_table            # the default FeatureConfig (the shipped model's)
+    python -m training.mel_table            # the default FeatureConfig and the shipped model's recipe
+    python -m training.mel_table --models models/stream-ser.onnx other.onnx
 
 Each entry is ``librosa.filters.mel`` for one :class:`~stream_ser.features.FeatureConfig`,
 named by :func:`stream_ser.features.mel_key`. ``tests/test_features_reference.py`` checks that
@@ -35,9 +36,16 @@ def write_table(configs: list[FeatureConfig]) -> dict[str, np.ndarray]:
     return table
 
 
-def main() -> None:
-    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
-    for key, basis in write_table([FeatureConfig()]).items():
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="*", default=["models/stream-ser.onnx"],
+                        help="ONNX models whose feature recipe (from their metadata) the table must hold "
+                        "(default: the shipped model)")
+    args = parser.parse_args(argv)
+    from stream_ser.model import EmotionModel
+
+    configs = [FeatureConfig(), *(EmotionModel(p).feature_config for p in args.models)]
+    for key, basis in write_table(configs).items():
         print(f"{MEL_TABLE}: {key} {basis.shape}")
 
 
