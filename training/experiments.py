@@ -334,8 +334,6 @@ def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, args: argpars
 
 def run_train(args: argparse.Namespace) -> list[dict]:
     """Train one architecture on the requested folds; writes one JSON per fold run."""
-    from stream_ser.features import FeatureConfig
-
     from .architectures import REGISTRY
     from .inputs import build_extras
     from .windows import build_features
@@ -372,7 +370,7 @@ def run_train(args: argparse.Namespace) -> list[dict]:
         aug = f"__aug{args.augment}" if args.augment else ""
         aug += f"__wu{args.warmup}" if args.warmup else ""
         aug += f"__{args.schedule}" if args.schedule != "plateau" else ""
-        aug += f"__fmax{config.fmax_hz:g}" if config != FeatureConfig() else ""
+        aug += f"__fmax{rec['fmax_hz']:g}" if "fmax_hz" in rec else ""
         path = out_dir / f"{spec.name}__{proto.name}__f{k}__s{args.seed}{norm}{aug}.json"
         path.write_text(json.dumps(rec, indent=1))
         for c, s in rec["clip"].items():
@@ -637,12 +635,10 @@ def run_robustness(args: argparse.Namespace) -> dict:
 def _recipe_changes(args: argparse.Namespace) -> dict:
     """The feature-recipe fields a run changed from the runtime's defaults (``{"fmax_hz": 4000.0}``),
     empty for the shipped recipe."""
-    import dataclasses
-
     from stream_ser.features import FeatureConfig
 
-    changed = feature_config(args).to_dict()
-    return {k: v for k, v in changed.items() if v != dataclasses.asdict(FeatureConfig())[k]}
+    default = FeatureConfig().to_dict()
+    return {k: v for k, v in feature_config(args).to_dict().items() if v != default[k]}
 
 
 def _feature_version() -> int:
