@@ -590,3 +590,16 @@ def test_fmax_recipe_ignores_what_an_8khz_channel_removes() -> None:
         feature_config(argparse.Namespace(fmax=40.0))
     with pytest.raises(ValueError, match="Nyquist"):
         feature_config(argparse.Namespace(fmax=9000.0))
+
+
+def test_a_bad_fmax_is_a_usage_error_before_any_work(capsys) -> None:
+    """Both training commands refuse an impossible band edge at once, with the reason, not a traceback."""
+    from training import experiments, train
+
+    for main, argv in ((train.main, ["--data", "nowhere", "--fmax", "20"]),
+                       (experiments.main, ["train", "--data", "nowhere", "--arch", "cnn_gap_small", "--fmax", "9000"])):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--fmax 20 Hz must be above the lowest band edge (50 Hz)" in err and "above the Nyquist frequency" in err

@@ -706,6 +706,11 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--out", default="models/RESULTS.md")
     args = parser.parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else argv
+    if args.cmd == "train":
+        try:
+            feature_config(args)
+        except ValueError as exc:
+            parser.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.cmd == "baseline":
         run_baseline(args)

@@ -261,6 +261,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parity-windows", type=int, default=64, help="validation windows for the ONNX parity check")
     args = parser.parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else argv
+    try:
+        feature_config(args)
+    except ValueError as exc:
+        parser.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     path = train(args)
     log.info("exported %s", path)
