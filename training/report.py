@@ -460,8 +460,8 @@ def write_report(out: Path, results: Path, command: str) -> str:
               "one seed except ravdess8 with the cosine schedule (three seeds);",
               "- for `cnn_gap_small`: the shipped recipe (mel bands to 4 kHz, `train --schedule cosine --fmax "
               "4000`; one seed on ravdess8 and on pooled7 folds 5 and 6) with more seeds and on every pooled7 fold, and "
-              "other band edges (only 4000 Hz was tried); the cosine schedule with 8 kHz bands on every pooled7 "
-              "fold (three seeds on ravdess8; retrained on the fixed fold with `python -m training.train "
+              "other band edges (only 4000 Hz was tried); the cosine schedule with 8 kHz bands on pooled7 folds "
+              "1-4 (done on folds 5 and 6; three seeds on ravdess8; retrained on the fixed fold with `python -m training.train "
               "--schedule cosine`, four seeds, it was not better on the validation speakers than the plateau "
               "recipe: section 3c); causal speaker normalisation of the log-mel did not "
               "help it on ravdess8 (with the cosine schedule 0.535 against 0.540 without; with the plateau "
