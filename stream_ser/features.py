@@ -383,6 +383,26 @@ def mel_basis(config: FeatureConfig) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=8)
+def mel_projection(config: FeatureConfig) -> np.ndarray:
+    """:func:`mel_basis` without its trailing all-zero columns: the FFT bins above the top
+    band's upper edge, which no band covers.
+
+    With ``fmax_hz`` = 4000 Hz at 16 kHz and ``n_fft`` = 512 that keeps 128 of 257 bins, so
+    :func:`log_mel` squares and projects half the spectrum (the output is bit-identical: the
+    dropped terms are exact zeros; issue #6).
+
+    Returns:
+        Read-only, C-contiguous float32 array ``(n_mels, n_used)``, ``1 <= n_used <= 1 + n_fft // 2``.
+    """
+    basis = mel_basis(config)
+    covered = np.flatnonzero(basis.any(axis=0))
+    used = int(covered[-1]) + 1 if covered.size else 1
+    out = np.ascontiguousarray(basis[:, :used])
+    out.setflags(write=False)
+    return out
+
+
+@functools.lru_cache(maxsize=8)
 def stft_window(config: FeatureConfig) -> np.ndarray:
     """The STFT analysis window, float64 ``(n_fft,)``: a periodic window of ``win_length``
     samples zero-padded to ``n_fft`` at both ends, as ``librosa.stft`` builds it
@@ -440,12 +460,15 @@ def _log_mel_checked(x: np.ndarray, config: FeatureConfig) -> np.ndarray:
     frames, spec, power, power32 = _scratch(config)
     np.multiply(_frames(x, config.n_fft, config.hop_length), stft_window(config), out=frames)
     np.fft.rfft(frames, axis=-1, out=spec)
+    basis = mel_projection(config)
+    bins = basis.shape[1]  # only the FFT bins some mel band covers: the rest would be multiplied by 0
+    spec, power, power32 = spec[:, :bins], power[:, :bins], power32[:, :bins]
     np.square(spec.real, out=power)
     power += np.square(spec.imag)
     if config.power != 2.0:
         np.power(power, config.power / 2.0, out=power)
     power32[...] = power
-    mel = mel_basis(config) @ power32.T
+    mel = basis @ power32.T
     return (10.0 * np.log10(np.maximum(np.float32(config.amin), mel))).astype(np.float32, copy=False)
 
 
@@ -472,7 +495,8 @@ def one_blas_thread():
     """Context manager: numpy's BLAS (OpenBLAS, MKL, ...) runs on one thread while it is active.
 
     The runtime's only BLAS call is the mel projection in :func:`log_mel`, a (40 x 257) @
-    (257 x 149) float32 product per window (about 50 us): too small to gain from a second thread.
+    (257 x 149) float32 product per window with 8 kHz bands, (40 x 128) @ (128 x 149) with
+    4 kHz ones (tens of us): too small to gain from a second thread.
     OpenBLAS uses one thread per core by default, and on this project's 2-core machine with the
     other core busy, `stream-ser analyse` of a 10-minute recording took 4.8 s instead of 2.4 s
     because every product waited for the busy core (issue #6; ``OPENBLAS_NUM_THREADS=1`` gives

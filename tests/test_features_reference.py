@@ -122,6 +122,17 @@ def test_mel_table_is_librosas_filterbank(shipped_model) -> None:
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=["default", "64mels-hop160", "2s-nfft1024-centred", "fmax4000"])
+def test_mel_projection_drops_only_bins_no_band_covers(cfg: F.FeatureConfig) -> None:
+    """The projection log_mel uses is librosa's filterbank cut where every later column is zero:
+    the bin of the top band's upper edge (fmax) and above, and never a bin that feeds a band."""
+    full, used = F.librosa_mel_basis(cfg), F.mel_projection(cfg)
+    n = used.shape[1]
+    assert np.array_equal(used, full[:, :n]) and not full[:, n:].any() and full[:, n - 1].any()
+    top_edge_bin = cfg.fmax_hz * cfg.n_fft / cfg.sample_rate_hz  # fractional FFT bin of fmax
+    assert top_edge_bin - 1 <= n <= top_edge_bin + 1
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=["default", "64mels-hop160", "2s-nfft1024-centred", "fmax4000"])
 def test_stft_window_is_librosas(cfg: F.FeatureConfig) -> None:
     want = librosa.util.pad_center(librosa.filters.get_window(cfg.window, cfg.win_length, fftbins=True), size=cfg.n_fft)
     np.testing.assert_allclose(F.stft_window(cfg), want, atol=1e-12)
