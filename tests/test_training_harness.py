@@ -603,3 +603,73 @@ def test_a_bad_fmax_is_a_usage_error_before_any_work(capsys) -> None:
         assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "--fmax 20 Hz must be above the lowest band edge (50 Hz)" in err and "above the Nyquist frequency" in err
+
+
+@pytest.mark.parametrize("warp", [0.9, 1.1])
+def test_vtlp_warp_matches_speech_with_its_frequencies_scaled(warp: float) -> None:
+    """``train --vtlp``: warping a log-mel by ``warp`` gives (to within about 1.5 dB per band) the
+    long-term spectrum of the same real speech with every frequency multiplied by ``warp`` (played
+    back ``warp`` times faster), where the unwarped log-mel is 4-5 dB away; a warp in the wrong
+    direction would be further away still."""
+    _tensorflow()
+    import argparse
+
+    import soxr
+
+    from training.train import feature_config, mel_warp
+
+    config = feature_config(argparse.Namespace(fmax=4000.0))
+
+    def profile(m: np.ndarray) -> np.ndarray:  # mean power per band (dB), level removed
+        p = 10 * np.log10(np.mean(10 ** (m / 10), axis=1))
+        return (p - p.mean())[3:-3]  # bands whose source stays inside the filterbank
+
+    for clip in (ANGRY_CLIP, HAPPY_CLIP, TESS_CLIP):
+        x = load_audio(clip, 16000)
+        scaled = soxr.resample(x, 16000, 16000 / warp).astype(np.float32)  # every frequency x warp
+        base, target = (log_mel(preprocess(y, config), config) for y in (x, scaled))
+        warped = np.asarray(mel_warp(base[..., None], config, [warp]))[..., 0]
+        assert warped.shape == base.shape and warped.dtype == np.float32
+        assert base.min() - 1e-3 <= warped.min() and warped.max() <= base.max() + 1e-3  # interpolation only
+        off = np.sqrt(np.mean((profile(base) - profile(target)) ** 2))
+        err = np.sqrt(np.mean((profile(warped) - profile(target)) ** 2))
+        assert err < 1.5 and err < off / 2.5, (clip.name, err, off)
+
+
+def test_vtlp_in_the_harness_record_and_report(tmp_path, capsys) -> None:
+    """A harness fold with ``--vtlp 0.1`` records it (augmentation text, ``vtlp`` field) and the
+    report names the variant; an impossible warp or a non-log-mel architecture is a usage error."""
+    _tensorflow()
+    import argparse
+    import json
+
+    from training import experiments
+    from training.architectures import ArchSpec, conv1d_mfcc13
+    from training.evaluate import scores_to_dict
+    from training.report import write_report
+
+    fs = _synthetic_ravdess7(np.random.default_rng(0), 2)
+    spec = ArchSpec("tiny", "tiny", conv1d_mfcc13, optimizer="rmsprop", lr=1e-3, source="test")
+    args = argparse.Namespace(seed=0, epochs=1, patience=1, batch_size=32, save_models=False, argv=["test"],
+                              work=str(tmp_path), vtlp=0.1, fmax=None)
+    rec = experiments.train_fold(spec, PROTOCOLS["ravdess7"], 6, fs, None, args)
+    assert rec["vtlp"] == 0.1 and "VTLP (frequency warp 0.9-1.1, 41 factors)" in rec["augmentation"]
+    assert rec["clip"]["ravdess"]["n"] == 28
+
+    res = tmp_path / "results"
+    (res / "runs").mkdir(parents=True)
+    labels = PROTOCOLS["ravdess8"].labels
+    sc = scores_to_dict(score(list(labels), list(labels), labels))
+    run = {"arch": "cnn_gap_small", "protocol": "ravdess8", "fold": 1, "seed": 0, "speaker_norm": "none",
+           "epochs_run": 9, "best_epoch": 9, "wall_s": 1.0, "clip": {"ravdess": sc}, "window": {"ravdess": sc},
+           "vtlp": 0.1, "fmax_hz": 4000.0}
+    (res / "runs" / "vtlp1.json").write_text(json.dumps(run))
+    text = write_report(tmp_path / "RESULTS.md", res, "python -m training.experiments report")
+    assert "| `cnn_gap_small`, mel fmax 4000 Hz, VTLP 0.9-1.1 | none | ravdess8 | 0 | ravdess | 1 of 6 |" in text
+
+    for argv in (["--arch", "cnn_gap_small", "--vtlp", "0.5"], ["--arch", "mlp_time_avg", "--vtlp", "0.1"]):
+        with pytest.raises(SystemExit) as exc:
+            experiments.main(["train", "--data", "nowhere", *argv])
+        assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "the VTLP warp must be in [0, 0.5), got 0.5" in err and "mlp_time_avg does not take them" in err

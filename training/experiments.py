@@ -59,7 +59,7 @@ from .evaluate import (
     summarize_folds,
 )
 from .folds import FIXED_FOLD, PROTOCOLS, Protocol
-from .train import COSINE_FINAL_FRACTION, SCHEDULES, feature_config
+from .train import COSINE_FINAL_FRACTION, SCHEDULES, feature_config, vtlp_factors
 
 log = logging.getLogger("training.experiments")
 
@@ -252,7 +252,7 @@ def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, args: argpars
         import keras
         import tensorflow as tf
 
-        from .train import EpochProgress, balanced_class_weights, schedule_callbacks, spec_augment
+        from .train import EpochProgress, balanced_class_weights, mel_warp, schedule_callbacks, spec_augment, vtlp_factors
 
         keras.utils.set_random_seed(args.seed)
         stats = InputStats.from_log_mels(fs.log_mels[tr], seed=args.seed)
@@ -287,7 +287,16 @@ def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, args: argpars
         weights = balanced_class_weights(y_tr, len(labels))
         sw = np.array([weights[c] for c in y_tr], dtype=np.float32)
         ds = tf.data.Dataset.from_tensor_slices((x_tr, y_tr, sw)).shuffle(len(y_tr), seed=args.seed)
-        if spec.input_kind == "log_mel":
+        vtlp = getattr(args, "vtlp", 0.0)  # namespaces built by older callers have none
+        if vtlp and spec.input_kind != "log_mel":
+            raise ValueError("VTLP (--vtlp) is implemented for log-mel inputs only")
+        if spec.input_kind == "log_mel" and vtlp:
+            config, factors = feature_config(args), vtlp_factors(vtlp)
+            ds = ds.map(lambda x, y, w: (spec_augment(mel_warp(x, config, factors)), y, w),
+                        num_parallel_calls=tf.data.AUTOTUNE)
+            record["augmentation"] += f" + VTLP (frequency warp {factors[0]:g}-{factors[-1]:g}, {len(factors)} factors)"
+            record["vtlp"] = vtlp
+        elif spec.input_kind == "log_mel":
             ds = ds.map(lambda x, y, w: (spec_augment(x), y, w), num_parallel_calls=tf.data.AUTOTUNE)
         ds = ds.batch(args.batch_size).prefetch(2)
         callbacks = [EpochProgress(epochs), *schedule_callbacks(schedule, spec.lr, epochs, args.patience, warmup,
@@ -371,6 +380,7 @@ def run_train(args: argparse.Namespace) -> list[dict]:
         aug += f"__wu{args.warmup}" if args.warmup else ""
         aug += f"__{args.schedule}" if args.schedule != "plateau" else ""
         aug += f"__fmax{rec['fmax_hz']:g}" if "fmax_hz" in rec else ""
+        aug += f"__vtlp{rec['vtlp']:g}" if rec.get("vtlp") else ""
         path = out_dir / f"{spec.name}__{proto.name}__f{k}__s{args.seed}{norm}{aug}.json"
         path.write_text(json.dumps(rec, indent=1))
         for c, s in rec["clip"].items():
@@ -684,6 +694,9 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--fmax", type=float, default=None, metavar="HZ",
                    help="highest mel band edge in Hz (default: the runtime recipe's 8000). A lower value trains on a "
                    "different recipe (its own feature cache); such a model needs the same fmax at run time")
+    t.add_argument("--vtlp", type=float, default=0.0, metavar="W",
+                   help="vocal tract length perturbation of the training log-mels: scale each window's frequency "
+                   "axis by a factor drawn from [1-W, 1+W] (Jaitly & Hinton 2013; 0.1 is the usual range; default 0 = off)")
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--speaker-norm", default="none", choices=["none", "speaker", "causal"],
@@ -709,6 +722,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.cmd == "train":
         try:
             feature_config(args)
+            vtlp_factors(args.vtlp)
+            from .architectures import REGISTRY
+
+            if args.vtlp and args.arch in REGISTRY and REGISTRY[args.arch].input_kind != "log_mel":
+                raise ValueError(f"--vtlp warps log-mel inputs; {args.arch} does not take them")
         except ValueError as exc:
             parser.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")

@@ -75,6 +75,8 @@ def _variant(r: dict) -> str:
         out += f", {r['schedule']} LR"
     if "fmax_hz" in r:
         out += f", mel fmax {r['fmax_hz']:g} Hz"
+    if r.get("vtlp"):
+        out += f", VTLP {1 - r['vtlp']:g}-{1 + r['vtlp']:g}"
     return out
 
 

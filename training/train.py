@@ -87,6 +87,65 @@ def spec_augment(x, max_freq_mask: int = 6, max_time_mask: int = 20):
     return tf.where(tf.logical_or(fm, tm), floor, x)
 
 
+def mel_band_positions(config: FeatureConfig, warp: float) -> np.ndarray:
+    """Fractional mel-band index that each band reads from when frequencies are scaled by ``warp``.
+
+    Band ``i`` of the warped log-mel takes the value the unwarped one has at centre frequency
+    ``f_i / warp`` (Hz), where ``f_i`` are the band centres of ``config``'s filterbank
+    (``librosa.mel_frequencies``, Slaney or HTK scale as the config says). ``warp`` > 1 moves
+    spectral features up in frequency (a shorter vocal tract), < 1 down.
+
+    Returns:
+        float64 ``(n_mels,)``, clipped to ``[0, n_mels - 1]`` (bands whose source lies outside
+        the filterbank repeat its edge band).
+    """
+    import librosa
+
+    edges = librosa.mel_frequencies(config.n_mels + 2, fmin=config.fmin_hz, fmax=config.fmax_hz, htk=config.mel_htk)
+    centres = edges[1:-1]
+    mels = librosa.hz_to_mel(centres / warp, htk=config.mel_htk)
+    ref = librosa.hz_to_mel(centres, htk=config.mel_htk)  # equally spaced on the mel scale
+    return np.clip((mels - ref[0]) / (ref[1] - ref[0]), 0.0, config.n_mels - 1)
+
+
+def vtlp_factors(max_warp: float, grid: int = 41) -> np.ndarray:
+    """The warp factors :func:`mel_warp` draws from: ``grid`` values equally spaced over
+    ``[1 - max_warp, 1 + max_warp]`` (VTLP's usual range is 0.9-1.1, ``max_warp`` = 0.1).
+
+    Raises:
+        ValueError: If ``max_warp`` is outside ``[0, 0.5)``.
+    """
+    if not 0.0 <= max_warp < 0.5:
+        raise ValueError(f"the VTLP warp must be in [0, 0.5), got {max_warp:g}")
+    return np.linspace(1.0 - max_warp, 1.0 + max_warp, grid)
+
+
+def mel_warp(x, config: FeatureConfig, factors):
+    """Vocal tract length perturbation on a log-mel window (Jaitly & Hinton 2013, VTLP).
+
+    Scales the frequency axis by a factor drawn uniformly from ``factors`` per example, by
+    linear interpolation between mel bands (:func:`mel_band_positions`): the same speech as if
+    spoken by a speaker with a shorter (factor > 1) or longer vocal tract, so that the model
+    sees more voices than the corpus has. The band positions of every factor are computed once.
+
+    Args:
+        x: float32 tensor ``(n_mels, n_frames, 1)`` in dB.
+        config: The feature recipe ``x`` was made with (its band centres).
+        factors: Warp factors to draw from (:func:`vtlp_factors`).
+
+    Returns:
+        float32 tensor of the shape of ``x``; each band a convex combination of two adjacent bands.
+    """
+    import tensorflow as tf
+
+    table = np.stack([mel_band_positions(config, w) for w in np.atleast_1d(factors)])
+    pos = tf.gather(tf.constant(table, tf.float32), tf.random.uniform([], 0, len(table), dtype=tf.int32))
+    lo = tf.cast(tf.floor(pos), tf.int32)
+    hi = tf.minimum(lo + 1, config.n_mels - 1)
+    frac = (pos - tf.cast(lo, tf.float32))[:, None, None]
+    return (1.0 - frac) * tf.gather(x, lo, axis=0) + frac * tf.gather(x, hi, axis=0)
+
+
 #: Learning-rate schedules of ``training.train`` and ``training.experiments train`` (``--schedule``).
 SCHEDULES: tuple[str, ...] = ("plateau", "cosine")
 #: Final learning rate of the cosine schedule as a fraction of the initial one (chosen a priori:
