@@ -69,6 +69,26 @@ def test_a_lower_mel_fmax_is_its_own_recipe_and_the_default_edge_is_the_old_reci
     assert r["chosen"] == "a-4k-s1.onnx"
 
 
+def test_vtlp_is_its_own_recipe_and_records_without_it_had_none() -> None:
+    """Models trained with ``training.train --vtlp 0.1`` rank apart from the same recipe without it;
+    an earlier record with no ``vtlp`` field (written before the option) counts as no VTLP."""
+    import dataclasses
+
+    split = load_split()
+    plain = dataclasses.replace(_cand("a", 0, 0.54, schedule="cosine"), fmax_hz=4000.0)
+    record = {"created": "2026-11-28T12:00:00Z", "validation_speakers": sorted(split.validation), "clips": 240,
+              "candidates": [{**plain.__dict__, "path": "gone/a-s1.onnx", "seed": 1, "uar": 0.52}]}
+    del record["candidates"][0]["vtlp"]
+    earlier = previous_candidates(record, split, 240)
+    assert earlier[0].vtlp == 0.0 and earlier[0].recipe == "a+cosine+fmax4000"
+    warped = [dataclasses.replace(plain, path=f"a-vtlp-s{s}.onnx", seed=s, uar=u, vtlp=0.1)
+              for s, u in ((0, 0.56), (1, 0.55))]
+    r = rank(merge_previous([plain, *warped], earlier))
+    assert [(x["recipe"], x["seeds"], x["vtlp"]) for x in r["architectures"]] == [
+        ("a+cosine+fmax4000+vtlp0.1", 2, 0.1), ("a+cosine+fmax4000", 2, 0.0)]
+    assert r["chosen"] == "a-vtlp-s0.onnx"
+
+
 def test_earlier_records_join_the_ranking_and_rescored_models_replace_them() -> None:
     split = load_split()
     record = {"created": "2026-11-22T07:53:55Z", "validation_speakers": sorted(split.validation), "clips": 240,

@@ -667,9 +667,14 @@ def test_vtlp_in_the_harness_record_and_report(tmp_path, capsys) -> None:
     text = write_report(tmp_path / "RESULTS.md", res, "python -m training.experiments report")
     assert "| `cnn_gap_small`, mel fmax 4000 Hz, VTLP 0.9-1.1 | none | ravdess8 | 0 | ravdess | 1 of 6 |" in text
 
-    for argv in (["--arch", "cnn_gap_small", "--vtlp", "0.5"], ["--arch", "mlp_time_avg", "--vtlp", "0.1"]):
+    from training import train
+
+    for main, argv in ((experiments.main, ["train", "--data", "nowhere", "--arch", "cnn_gap_small", "--vtlp", "0.5"]),
+                       (experiments.main, ["train", "--data", "nowhere", "--arch", "mlp_time_avg", "--vtlp", "0.1"]),
+                       (train.main, ["--data", "nowhere", "--vtlp", "-0.1"])):
         with pytest.raises(SystemExit) as exc:
-            experiments.main(["train", "--data", "nowhere", *argv])
+            main(argv)
         assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "the VTLP warp must be in [0, 0.5), got 0.5" in err and "mlp_time_avg does not take them" in err
+    assert "got -0.1" in err

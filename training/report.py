@@ -242,9 +242,9 @@ def _selection_section(results: Path) -> list[str]:
              f"(the fixed fold), each streamed through the runtime on the validation speakers "
              f"({', '.join(r['validation_speakers'])}; {r['clips']} clips). Rule: among the models within the cost "
              f"budget ({'none' if r.get('max_ms') is None else str(r['max_ms']) + ' ms inference per window'}), the "
-             "recipe (architecture, learning-rate schedule, mel fmax) with the best mean clip UAR over its seeds, then its "
+             "recipe (architecture, learning-rate schedule, mel fmax, VTLP) with the best mean clip UAR over its seeds, then its "
              "best seed. The test speakers play no part. ms per window: onnxruntime, one thread, timed during the selection (a guide, not a benchmark).", "",
-             "| recipe (architecture, learning-rate schedule, mel fmax) | seeds | clip UAR mean +- sd | min - max | ms per window "
+             "| recipe (architecture, learning-rate schedule, mel fmax, VTLP) | seeds | clip UAR mean +- sd | min - max | ms per window "
              "| within budget |",
              "| --- | ---: | ---: | ---: | ---: | --- |"]
     for a in r["architectures"]:
@@ -257,7 +257,7 @@ def _selection_section(results: Path) -> list[str]:
     def recipe(c: dict) -> str:
         from .select import recipe_name
 
-        return recipe_name(c["architecture"], c.get("schedule"), c.get("fmax_hz"))
+        return recipe_name(c["architecture"], c.get("schedule"), c.get("fmax_hz"), c.get("vtlp"))
 
     for c in sorted(r["candidates"], key=lambda c: (recipe(c), c["seed"] if c["seed"] is not None else -1)):
         lines.append(f"| `{c['path']}` | `{recipe(c)}` | {c['seed']} | {c['uar']:.3f} | {c['wa']:.3f} | "

@@ -9,8 +9,8 @@ Usage::
 Every candidate (an ONNX file exported by ``python -m training.train``) is streamed through the
 runtime engine on the *validation* speakers of the committed split (RAVDESS actors 17-20), as
 :mod:`training.evaluate` does, and scored by clip-level UAR. Candidates are grouped by their
-*recipe*: the architecture, the learning-rate schedule and the feature recipe's highest mel band
-edge recorded in their metadata (one group = several seeds of one recipe; models exported before
+*recipe*: the architecture, the learning-rate schedule, the feature recipe's highest mel band
+edge and the VTLP warp (``training.train --vtlp``) recorded in their metadata (one group = several seeds of one recipe; models exported before
 the schedule was recorded used the plateau schedule). The rule:
 
 1. with ``--max-ms``, only candidates whose inference costs at most that many ms per window
@@ -56,14 +56,18 @@ from .split import Split, load_split
 log = logging.getLogger("training.select")
 
 
-def recipe_name(architecture: str, schedule: str | None = "plateau", fmax_hz: float | None = None) -> str:
+def recipe_name(architecture: str, schedule: str | None = "plateau", fmax_hz: float | None = None,
+                vtlp: float | None = None) -> str:
     """Name of a training recipe: the architecture, plus the learning-rate schedule unless it is
-    the default plateau one, plus the highest mel band edge unless it is the runtime recipe's
-    (``"cnn_gap_small"``, ``"cnn_gap_small+cosine"``, ``"cnn_gap_small+cosine+fmax4000"``).
-    None = plateau, and the default edge (:class:`stream_ser.features.FeatureConfig`, 8000 Hz)."""
+    the default plateau one, plus the highest mel band edge unless it is the runtime recipe's,
+    plus the VTLP warp if any (``"cnn_gap_small"``, ``"cnn_gap_small+cosine"``,
+    ``"cnn_gap_small+cosine+fmax4000"``, ``"cnn_gap_small+cosine+fmax4000+vtlp0.1"``).
+    None = plateau, the default edge (:class:`stream_ser.features.FeatureConfig`, 8000 Hz) and no VTLP."""
     name = architecture if schedule in (None, "plateau") else f"{architecture}+{schedule}"
     if fmax_hz is not None and fmax_hz != FeatureConfig().fmax_hz:
         name += f"+fmax{fmax_hz:g}"
+    if vtlp:
+        name += f"+vtlp{vtlp:g}"
     return name
 
 
@@ -92,6 +96,8 @@ class Candidate:
             JSON whose record this is (``--previous``).
         fmax_hz: Highest mel band edge (Hz) of the model's feature recipe, from its metadata
             (None in records from before it was kept: the runtime recipe's 8000 Hz).
+        vtlp: ``provenance["vtlp"]``, the VTLP warp of ``training.train --vtlp`` (0.0 = none,
+            also for models and records from before the option existed).
     """
 
     path: str
@@ -106,11 +112,12 @@ class Candidate:
     schedule: str = "plateau"
     scored: str | None = None
     fmax_hz: float | None = None
+    vtlp: float = 0.0
 
     @property
     def recipe(self) -> str:
         """The group this candidate is ranked in (:func:`recipe_name`)."""
-        return recipe_name(self.architecture, self.schedule, self.fmax_hz)
+        return recipe_name(self.architecture, self.schedule, self.fmax_hz, self.vtlp)
 
 
 def check_provenance(provenance: dict, split: Split, path: str) -> None:
@@ -140,7 +147,7 @@ def rank(candidates: list[Candidate]) -> dict:
         candidates: At least one scored candidate, and at least one eligible.
 
     Returns:
-        ``{"architectures": [{"recipe", "architecture", "schedule", "fmax_hz", "seeds", "uar_mean", "uar_sd",
+        ``{"architectures": [{"recipe", "architecture", "schedule", "fmax_hz", "vtlp", "seeds", "uar_mean", "uar_sd",
         "uar_min", "uar_max", "ms_per_window", "eligible"}, ...] best first (one entry per
         recipe), "chosen_recipe", "chosen_architecture", "chosen": path}``. ``uar_sd`` is the
         sample standard deviation (0.0 for one seed);
@@ -165,6 +172,7 @@ def rank(candidates: list[Candidate]) -> dict:
             "architecture": items[0].architecture,
             "schedule": items[0].schedule,
             "fmax_hz": items[0].fmax_hz,
+            "vtlp": items[0].vtlp,
             "seeds": len(items),
             "uar_mean": statistics.fmean(uars),
             "uar_sd": statistics.stdev(uars) if len(uars) > 1 else 0.0,
@@ -246,7 +254,8 @@ def score_candidate(path: Path, utts, split: Split, max_ms: float | None = None)
 
     return Candidate(str(path), str(prov["architecture"]), prov.get("seed"), mean("clip", "uar"), mean("clip", "wa"),
                      mean("clip", "macro_f1"), mean("window", "uar"), ms, max_ms is None or ms <= max_ms,
-                     str(prov.get("schedule") or "plateau"), fmax_hz=model.feature_config.fmax_hz)
+                     str(prov.get("schedule") or "plateau"), fmax_hz=model.feature_config.fmax_hz,
+                     vtlp=float(prov.get("vtlp") or 0.0))
 
 
 def _real_windows(utts, model: EmotionModel, n: int = 16) -> np.ndarray:
@@ -273,7 +282,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m training.select",
         description="Rank exported models on the validation speakers (clip UAR): best recipe (architecture, "
-        "learning-rate schedule, highest mel band edge) by its mean over seeds, then its best seed. The test speakers are not used.",
+        "learning-rate schedule, highest mel band edge, VTLP) by its mean over seeds, then its best seed. The test speakers are not used.",
         epilog="Example: python -m training.select --data ../shared/data --models runs/*/*.onnx "
         "--out training/results/selection.json",
     )

@@ -242,10 +242,16 @@ def train(args: argparse.Namespace) -> Path:
     )
     log.info("%s: %d parameters", model.name, count_params(model))
     sample_w = np.array([weights[c] for c in y_train], dtype=np.float32)
+    vtlp = getattr(args, "vtlp", 0.0)  # namespaces built by older callers have none
+    factors = vtlp_factors(vtlp)
+
+    def augment(x, y, w):
+        return (spec_augment(mel_warp(x, config, factors) if vtlp else x), y, w)
+
     ds = (
         tf.data.Dataset.from_tensor_slices((x_train, y_train, sample_w))
         .shuffle(len(y_train), seed=args.seed, reshuffle_each_iteration=True)
-        .map(lambda x, y, w: (spec_augment(x), y, w), num_parallel_calls=tf.data.AUTOTUNE)
+        .map(augment, num_parallel_calls=tf.data.AUTOTUNE)
         .batch(args.batch_size)
         .prefetch(2)
     )
@@ -275,6 +281,7 @@ def train(args: argparse.Namespace) -> Path:
         "epochs_run": len(hist.history["loss"]),
         "best_epoch": best_epoch,
         "schedule": schedule,
+        **({"vtlp": vtlp} if vtlp else {}),
         "train_wall_s": round(wall_s, 1),
         "seed": args.seed,
         "tensorflow": tf.__version__,
@@ -312,6 +319,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fmax", type=float, default=None, metavar="HZ",
                         help="highest mel band edge in Hz (default: the runtime recipe's 8000). The exported model "
                         "carries its recipe in its metadata, and the runtime computes its features with it")
+    parser.add_argument("--vtlp", type=float, default=0.0, metavar="W",
+                        help="vocal tract length perturbation of the training log-mels: each window's frequency axis "
+                        "scaled by a factor drawn from [1-W, 1+W] (Jaitly & Hinton 2013; 0.1 is the usual range; "
+                        "default 0 = off)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
@@ -322,6 +333,7 @@ def main(argv: list[str] | None = None) -> None:
     args.argv = sys.argv[1:] if argv is None else argv
     try:
         feature_config(args)
+        vtlp_factors(args.vtlp)
     except ValueError as exc:
         parser.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
