@@ -7,7 +7,10 @@ Prints median, p99 and spread over repeated runs on real speech windows, plus th
 Windows come from the committed fixture clips (tests/fixtures/), cut exactly as the engine cuts
 them. onnxruntime runs with one intra-op thread (the runtime default). Without ``--model`` it
 measures the shipped model; give ``--model`` several times to compare models in one run.
-Pin it to one core for clean figures: ``taskset -c 0 python benchmarks/bench_hop.py``.
+numpy's BLAS (the mel projection) is held to one thread, as ``stream-ser analyse`` and ``listen``
+hold it (:func:`stream_ser.features.one_blas_thread`). Each model's features are computed with
+that model's own recipe (its metadata). Pin it to one core for clean figures: ``taskset -c 0
+python benchmarks/bench_hop.py``.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ def machine() -> str:
 
 def main() -> None:
     from stream_ser.engine import cut_window, window_ends
-    from stream_ser.features import log_mel, preprocess, window_features
+    from stream_ser.features import log_mel, one_blas_thread, preprocess, window_features
     from stream_ser.model import EmotionModel
     from stream_ser.sources import load_audio
 
@@ -49,14 +52,14 @@ def main() -> None:
     root = Path(__file__).resolve().parents[1]
     paths = args.model or [None]
     models = [EmotionModel(p, num_threads=1) for p in paths]
-    cfg = models[0].feature_config
     clips = sorted((root / "tests" / "fixtures").glob("*.flac"))
-    windows = []
-    for clip in clips:
-        x = load_audio(clip, cfg.sample_rate_hz)
-        windows += [cut_window(x, e, cfg.window_samples) for e in window_ends(x.size, cfg.hop_samples)]
-    speech = [w for w in windows if preprocess(w, cfg) is not None]
-    feats = [log_mel(preprocess(w, cfg), cfg) for w in speech]
+
+    def speech_windows(cfg):
+        windows = []
+        for clip in clips:
+            x = load_audio(clip, cfg.sample_rate_hz)
+            windows += [cut_window(x, e, cfg.window_samples) for e in window_ends(x.size, cfg.hop_samples)]
+        return [w for w in windows if preprocess(w, cfg) is not None]
 
     def timed(fn, items):
         for item in items[:20]:  # warm-up
@@ -69,23 +72,33 @@ def main() -> None:
             out.append((time.perf_counter() - t0) * 1e3)
         return np.array(out)
 
-    rows = {"features (gate+normalise+trim+log-mel)": timed(lambda w: window_features(w, cfg), speech)}
-    for model in models:
-        rows[f"inference, {model.path.name} (1 thread)"] = timed(model.predict, feats)
-        rows[f"features + inference, {model.path.name}"] = timed(
-            lambda w, m=model: m.predict(window_features(w, cfg)), speech
-        )
-        for n in args.batch:
-            batches = [np.stack([feats[(i + j) % len(feats)] for j in range(n)]) for i in range(len(feats))]
-            rows[f"inference per window, batch {n}, {model.path.name}"] = timed(model.predict, batches) / n
+    rows = {}
+    recipes = {m.feature_config for m in models}
+    with one_blas_thread():
+        for model in models:
+            cfg = model.feature_config
+            speech = speech_windows(cfg)
+            feats = [log_mel(preprocess(w, cfg), cfg) for w in speech]
+            if len(recipes) > 1 or not rows:
+                which = f", recipe of {model.path.name}" if len(recipes) > 1 else ""
+                rows[f"features (gate+normalise+trim+log-mel){which}"] = timed(lambda w, c=cfg: window_features(w, c), speech)
+            rows[f"inference, {model.path.name} (1 thread)"] = timed(model.predict, feats)
+            rows[f"features + inference, {model.path.name}"] = timed(
+                lambda w, m=model, c=cfg: m.predict(window_features(w, c)), speech
+            )
+            for n in args.batch:
+                batches = [np.stack([feats[(i + j) % len(feats)] for j in range(n)]) for i in range(len(feats))]
+                rows[f"inference per window, batch {n}, {model.path.name}"] = timed(model.predict, batches) / n
     print(f"machine: {machine()}")
     for model in models:
-        print(f"model: {model.path} ({model.path.stat().st_size / 1e6:.1f} MB), input {cfg.input_shape}")
+        print(f"model: {model.path} ({model.path.stat().st_size / 1e6:.1f} MB), input {model.feature_config.input_shape}, "
+              f"mel bands {model.feature_config.fmin_hz:g}-{model.feature_config.fmax_hz:g} Hz")
     print(f"{len(speech)} real speech windows from {len(clips)} fixture clips, {args.repeats} runs each")
-    print(f"{'stage':52s} {'p50 ms':>8s} {'p99 ms':>8s} {'IQR ms':>8s}")
+    width = max(52, *map(len, rows))
+    print(f"{'stage':{width}s} {'p50 ms':>8s} {'p99 ms':>8s} {'IQR ms':>8s}")
     for name, t in rows.items():
         q1, q3 = np.percentile(t, [25, 75])
-        print(f"{name:52s} {np.median(t):8.2f} {np.percentile(t, 99):8.2f} {q3 - q1:8.2f}")
+        print(f"{name:{width}s} {np.median(t):8.2f} {np.percentile(t, 99):8.2f} {q3 - q1:8.2f}")
 
 
 if __name__ == "__main__":
