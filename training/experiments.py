@@ -290,14 +290,13 @@ def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, args: argpars
         vtlp = getattr(args, "vtlp", 0.0)  # namespaces built by older callers have none
         if vtlp and spec.input_kind != "log_mel":
             raise ValueError("VTLP (--vtlp) is implemented for log-mel inputs only")
-        if spec.input_kind == "log_mel" and vtlp:
+        if spec.input_kind == "log_mel":
             config, factors = feature_config(args), vtlp_factors(vtlp)
-            ds = ds.map(lambda x, y, w: (spec_augment(mel_warp(x, config, factors)), y, w),
+            ds = ds.map(lambda x, y, w: (spec_augment(mel_warp(x, config, factors) if vtlp else x), y, w),
                         num_parallel_calls=tf.data.AUTOTUNE)
-            record["augmentation"] += f" + VTLP (frequency warp {factors[0]:g}-{factors[-1]:g}, {len(factors)} factors)"
-            record["vtlp"] = vtlp
-        elif spec.input_kind == "log_mel":
-            ds = ds.map(lambda x, y, w: (spec_augment(x), y, w), num_parallel_calls=tf.data.AUTOTUNE)
+            if vtlp:
+                record["augmentation"] += f" + VTLP (frequency warp {factors[0]:g}-{factors[-1]:g}, {len(factors)} factors)"
+                record["vtlp"] = vtlp
         ds = ds.batch(args.batch_size).prefetch(2)
         callbacks = [EpochProgress(epochs), *schedule_callbacks(schedule, spec.lr, epochs, args.patience, warmup,
                                                                 validation=bool(len(va)))]
