@@ -461,8 +461,10 @@ def write_report(out: Path, results: Path, command: str) -> str:
               "schedule; 4-15 minutes per ravdess8 fold and 17-29 minutes per pooled7 fold on one core), all with "
               "one seed except ravdess8 with the cosine schedule (three seeds);",
               "- for `cnn_gap_small`: the shipped recipe (mel bands to 4 kHz, `train --schedule cosine --fmax "
-              "4000`; one seed on ravdess8 and on pooled7 folds 5 and 6) with more seeds and on every pooled7 fold, and "
-              "other band edges (only 4000 Hz was tried); the cosine schedule with 8 kHz bands on pooled7 folds "
+              "4000`; two seeds on ravdess8, one on pooled7 folds 5 and 6) with more seeds and on every pooled7 fold; "
+              "other band edges (3 kHz, one ravdess8 seed, was level with 4 kHz; nothing between 4 and 8 kHz was "
+              "tried); VTLP (`--vtlp 0.1`) with other warps or on pooled7 (0.9-1.1 on ravdess8, one seed, was below "
+              "the same seed without it); the cosine schedule with 8 kHz bands on pooled7 folds "
               "1-4 (done on folds 5 and 6; three seeds on ravdess8; retrained on the fixed fold with `python -m training.train "
               "--schedule cosine`, four seeds, it was not better on the validation speakers than the plateau "
               "recipe: section 3c); causal speaker normalisation of the log-mel did not "
