@@ -330,10 +330,12 @@ def _interrupt(on_stop):
 # In-process: the session of `stream-ser listen --no-tui --csv OUT`
 
 
-def run_in_process(duration_s: float, tmp: Path, block_s: float | None = None) -> None:
+def run_in_process(duration_s: float, tmp: Path, block_s: float | None = None, levels: bool = False) -> None:
     """Run the listen session for ``duration_s`` of audio from the default input and print the
     figures (see the module docstring). ``PULSE_SERVER`` must already be set. ``block_s``: the
-    capture block (None: ``MicrophoneSource``'s default, what ``listen`` uses)."""
+    capture block (None: ``MicrophoneSource``'s default, what ``listen`` uses). ``levels``: also
+    measure the input level every 0.1 s, as ``listen`` does for its terminal UI's meter (without
+    it, as ``listen --no-tui``, the worker is woken once per hop instead of once per block)."""
     import numpy as np
 
     from stream_ser.model import EmotionModel
@@ -367,7 +369,12 @@ def run_in_process(duration_s: float, tmp: Path, block_s: float | None = None) -
         sources.append(src)
         return src
 
-    session = ListenSession(model, open_source, sinks, SessionOptions(duration_s=duration_s))
+    options = {"duration_s": duration_s}
+    if hasattr(MicrophoneSource, "wake_at"):  # code before the per-hop wake always measured levels
+        options["level_interval_s"] = 0.1 if levels else None
+    elif not levels:
+        print("(this stream_ser always measures the input level and wakes per block)")
+    session = ListenSession(model, open_source, sinks, SessionOptions(**options))
     latencies_ms: list[float] = []
     captured_ms: list[float] = []
     speech = 0
@@ -602,6 +609,9 @@ def main() -> None:
     parser.add_argument("--resampler", choices=["LQ", "MQ", "HQ", "VHQ"], default=None,
                         help="in-process only: soxr preset from the device rate to 16 kHz (default: the runtime's, "
                         "stream_ser.sources.RESAMPLER_QUALITY); see bench_resampler.py")
+    parser.add_argument("--levels", action="store_true",
+                        help="in-process only: measure the input level every 0.1 s for a meter, as listen's terminal UI "
+                        "does (default: as listen --no-tui, no level, the worker woken once per hop)")
     parser.add_argument("--render-to", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--render-seconds", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -623,7 +633,7 @@ def main() -> None:
         if args.cli:
             run_cli(duration_s, tmp, vmic.env())
         else:
-            run_in_process(duration_s, tmp, None if args.block_ms is None else args.block_ms / 1e3)
+            run_in_process(duration_s, tmp, None if args.block_ms is None else args.block_ms / 1e3, args.levels)
     print(f"load average after: {' '.join(open('/proc/loadavg').read().split()[:3])}")
 
 

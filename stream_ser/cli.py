@@ -513,7 +513,9 @@ def cmd_listen(args: argparse.Namespace) -> int:
             _listen_source(args, cfg.sample_rate_hz),
             sinks,
             SessionOptions(hop_s=args.hop, duration_s=args.duration, channel_names=_channel_names(args),
-                           calibrate_s=args.calibrate or 0.0),
+                           calibrate_s=args.calibrate or 0.0,
+                           # only the UI's meter shows levels; without it the worker wakes once per hop
+                           level_interval_s=0.1 if tui else None),
         )
     except BaseException:
         if csv_sink:

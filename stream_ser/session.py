@@ -84,6 +84,10 @@ class SessionOptions:
             stopped or until the replayed file ends.
         level_interval_s: Stream-clock period (s) of the input level reported for the meter
             (one :class:`LevelMeasured` per interval); 0.1 s gives a lively meter at 10 events/s.
+            None: no level events, for a session nobody watches (``listen --no-tui``); a source
+            with ``wake_at`` (:meth:`~stream_ser.sources.MicrophoneSource.wake_at`) then wakes
+            the worker about once per hop instead of once per 40 ms capture block: the worker
+            thread's CPU fell from 1.0 to 0.5 % of a core (``benchmarks/bench_live.py``).
         smoothing_half_life_s: Half-life (s of speech) of the displayed probability smoothing
             (:class:`~stream_ser.smoothing.ProbabilitySmoother`); 0 disables it.
         clip_dbfs: Peak sample level (dBFS) at or above which an interval counts as clipped;
@@ -98,12 +102,12 @@ class SessionOptions:
             Those hops write no CSV row; :class:`CalibrationProgress` reports them. 0: none.
 
     Raises:
-        ValueError: If ``calibrate_s`` is negative.
+        ValueError: If ``calibrate_s`` is negative or ``level_interval_s`` is not positive.
     """
 
     hop_s: float | None = None
     duration_s: float | None = None
-    level_interval_s: float = 0.1
+    level_interval_s: float | None = 0.1
     smoothing_half_life_s: float = DEFAULT_HALF_LIFE_S
     clip_dbfs: float = -0.1
     channel_names: tuple[str, ...] | None = None
@@ -112,6 +116,8 @@ class SessionOptions:
     def __post_init__(self) -> None:
         if not self.calibrate_s >= 0:
             raise ValueError(f"calibrate_s must be >= 0 seconds, got {self.calibrate_s}")
+        if self.level_interval_s is not None and not self.level_interval_s > 0:
+            raise ValueError(f"level_interval_s must be > 0 seconds or None, got {self.level_interval_s}")
 
 
 @dataclass(frozen=True)
@@ -385,6 +391,11 @@ class _LevelAccumulator:
                 self._n = 0
         return out
 
+    @property
+    def remaining(self) -> int:
+        """Samples still missing from the current interval (1 .. interval)."""
+        return self._buf.shape[0] - self._n
+
 
 class ListenSession:
     """A listening session: open a source, score it every hop, write sinks, report events.
@@ -639,12 +650,15 @@ class ListenSession:
         sr = cfg.sample_rate_hz
         hop = self.hop_samples
         max_samples = int(round(self.options.duration_s * sr)) if self.options.duration_s else None
-        interval = max(cfg.level_frame_length, int(round(self.options.level_interval_s * sr)))
         engine: ChannelEngines | None = self._new_engine(source)
         normalisers = [e.normaliser for e in engine.engines]  # one voice per channel, kept across pauses
         n_channels = len(engine.channels)
         channel_index = {(c, n): i for i, (c, n) in enumerate(zip(engine.channels, engine.channel_names))}
-        levels = _LevelAccumulator(interval, cfg, self.options.clip_dbfs, n_channels)
+        levels = None
+        if self.options.level_interval_s is not None:
+            interval = max(cfg.level_frame_length, int(round(self.options.level_interval_s * sr)))
+            levels = _LevelAccumulator(interval, cfg, self.options.clip_dbfs, n_channels)
+        wake_at = getattr(source, "wake_at", None)  # MicrophoneSource: wake the worker only when needed
         smoothers = [ProbabilitySmoother(len(self.model.labels), self.hop_s, self.options.smoothing_half_life_s)
                      for _ in range(n_channels)]
         summary = self._summary
@@ -699,7 +713,7 @@ class ListenSession:
                         if calibrating and self._stream_samples + take == next_boundary:
                             emit(self._calibration_progress(engine, next_boundary))
                     self._stream_samples += take
-                    for level, peak, clipped, per_channel in levels.add(piece):
+                    for level, peak, clipped, per_channel in levels.add(piece) if levels is not None else ():
                         emit(LevelMeasured(self._stream_samples / sr, level, peak, clipped, self._stats(), per_channel))
                     if self._stream_samples == next_boundary:
                         if paused:
@@ -714,6 +728,8 @@ class ListenSession:
                             emit(PauseApplied(paused, next_boundary / sr, self._stats()))
                         next_boundary += hop
                 self._take_requests(source, emit)
+                if wake_at is not None:  # nothing to do before the next hop boundary or level interval
+                    wake_at(next_boundary if levels is None else min(next_boundary, self._stream_samples + levels.remaining))
                 if max_samples is not None and self._stream_samples >= max_samples and not self._duration_reached:
                     self._duration_reached = True
                     source.stop()

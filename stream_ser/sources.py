@@ -835,6 +835,8 @@ class MicrophoneSource:
                     f"{self.device_sample_rate_hz} Hz, {open_channels} channel(s): {exc}"
                 ) from None
         self._read = 0
+        self._wake_frames = 0  # native frames written at which the callback wakes the consumer
+        self._yielded = 0  # output samples frames() has yielded
         self._closed = False
         self._stop_requested = threading.Event()
         self._last_data_s = clock()
@@ -858,8 +860,10 @@ class MicrophoneSource:
             if getattr(status, "input_overflow", False):
                 self.overflows += 1
         self._ring.write(indata)
-        self.clock_point = (self._clock(), self._ring.written)
-        self._data.set()
+        written = self._ring.written
+        self.clock_point = (self._clock(), written)
+        if written >= self._wake_frames:
+            self._data.set()
 
     def _on_finished(self) -> None:
         self._ended.set()
@@ -893,6 +897,30 @@ class MicrophoneSource:
             finally:
                 self._ended.set()
                 self._data.set()
+
+    def wake_at(self, samples: int) -> None:
+        """Let the capture callback wake :meth:`frames`' consumer only once the stream can reach
+        ``samples`` output samples (at ``sample_rate_hz``, counted from the first sample
+        :meth:`frames` yielded); until then the blocks pile up in the ring buffer unread.
+
+        A consumer with nothing to do between hop boundaries (``listen`` without its level meter)
+        then wakes about once per hop instead of once per capture block: every wake-up costs a
+        thread switch, the ring-buffer copy and a resampler call on top of PortAudio's own callback
+        (``benchmarks/bench_live.py``). The frame count is converted at the nominal rate ratio;
+        the resampler holds a few milliseconds back (soxr's filter delay, at most about 20 ms with
+        the LQ preset), so the first wake-up may yield a little less than asked and the consumer
+        asks again, then wakes at the next block: the hop's last sample is released at the same
+        block as without a target. Stopping, the end of the stream and the stall check still wake
+        the consumer at once. Consumer thread; a value already reached means every block.
+        """
+        ahead = samples - self._yielded
+        if ahead <= 0:
+            self._wake_frames = 0
+            return
+        frames = math.ceil(ahead * self.device_sample_rate_hz / self.sample_rate_hz)
+        # never let a quarter of the ring buffer wait: a long hop must not overrun it, and a replay
+        # that is not paced only writes while the buffer is less than half full
+        self._wake_frames = self._read + min(frames, self._ring.capacity // 4)
 
     def __enter__(self) -> "MicrophoneSource":
         self.start()
@@ -953,6 +981,8 @@ class MicrophoneSource:
         k = len(self.channel_numbers)
         resample = _resampler(self.device_sample_rate_hz, self.sample_rate_hz, k)
         self._last_data_s = self._clock()
+        self._yielded = 0
+        self._wake_frames = 0
         while True:
             if self._stop_requested.is_set():
                 self.close()
@@ -960,14 +990,21 @@ class MicrophoneSource:
                 self.failure = f"{self.name}: no audio for {self.stall_timeout_s:g} s (device stalled or disconnected)"
                 self.close()
             ended = self._ended.is_set()
-            self._data.wait(poll_s)
+            waiting = self._ring.written < self._wake_frames  # a wake_at() target not yet reached
+            self._data.wait(max(poll_s, 1.0) if waiting else poll_s)
             self._data.clear()
+            written = self._ring.written
+            if written < self._wake_frames and not (self._ended.is_set() or self._stop_requested.is_set()):
+                if written > self._read:  # audio is arriving: not a stall
+                    self._last_data_s = self._clock()
+                continue
             native, _lost = self._take()
             if native is None:
                 continue
             if native.shape[0]:
                 out = resample(select_channels(native, self.channel_numbers), False)
                 if out.size:
+                    self._yielded += out.shape[0]
                     yield out
             elif ended:
                 tail = resample(np.zeros((0, k), dtype=np.float32), True)
