@@ -678,3 +678,79 @@ def test_vtlp_in_the_harness_record_and_report(tmp_path, capsys) -> None:
     err = capsys.readouterr().err
     assert "the VTLP warp must be in [0, 0.5), got 0.5" in err and "mlp_time_avg does not take them" in err
     assert "got -0.1" in err
+
+
+def test_mixup_blends_inputs_targets_and_weights_by_one_beta_factor() -> None:
+    """``--mixup``: every example is ``lam * x_i + (1 - lam) * x_j`` for another example ``j`` of
+    the batch, its target puts ``lam`` on ``y_i`` and ``1 - lam`` on ``y_j``, its weight mixes the
+    same way, and ``lam`` follows Beta(alpha, alpha) (mean 1/2, variance 1 / (4 (2 alpha + 1)))."""
+    _tensorflow()
+    import tensorflow as tf
+
+    from training.train import mixup_batch
+
+    tf.random.set_seed(0)
+    n = 16  # example i: input all i, class i, weight 100 + i, so the partner is readable from the target
+    x = tf.constant(np.broadcast_to(np.arange(n, dtype=np.float32)[:, None, None, None], (n, 4, 5, 1)).copy())
+    y = tf.range(n, dtype=tf.int32)
+    w = tf.constant(100.0 + np.arange(n, dtype=np.float32))
+    for alpha in (0.2, 1.0):
+        lams = []
+        for _ in range(250):
+            xm, t, wm = (v.numpy() for v in mixup_batch(x, y, w, alpha, n))
+            np.testing.assert_allclose(t.sum(axis=1), 1.0, atol=1e-6)
+            for i in range(n):
+                lam = t[i, i]
+                rest = t[i].copy()
+                rest[i] = 0.0
+                j = int(np.argmax(rest)) if rest.max() > 0 else i  # j == i when mixed with itself
+                assert np.count_nonzero(rest > 1e-6) <= 1
+                np.testing.assert_allclose(xm[i], lam * i + (1 - lam) * j, atol=1e-4)
+                np.testing.assert_allclose(wm[i], lam * (100 + i) + (1 - lam) * (100 + j), atol=1e-3)
+                if j != i:
+                    lams.append(lam)
+        lams = np.array(lams)
+        assert abs(lams.mean() - 0.5) < 0.03, alpha
+        assert abs(lams.var() - 1 / (4 * (2 * alpha + 1))) < 0.015, (alpha, lams.var())
+
+
+def test_mixup_in_the_harness_record_and_report(tmp_path, capsys) -> None:
+    """A harness fold with ``--mixup 0.2`` trains on soft targets, records it and keeps the usual
+    accuracy keys; the report names the variant; a bad alpha or a non-log-mel architecture is a
+    usage error."""
+    _tensorflow()
+    import argparse
+    import json
+
+    from training import experiments
+    from training.architectures import ArchSpec, conv1d_mfcc13
+    from training.evaluate import scores_to_dict
+    from training.report import write_report
+
+    fs = _synthetic_ravdess7(np.random.default_rng(0), 2)
+    spec = ArchSpec("tiny", "tiny", conv1d_mfcc13, optimizer="rmsprop", lr=1e-3, source="test")
+    args = argparse.Namespace(seed=0, epochs=1, patience=1, batch_size=32, save_models=False, argv=["test"],
+                              work=str(tmp_path), mixup=0.2, fmax=None)
+    rec = experiments.train_fold(spec, PROTOCOLS["ravdess7"], 6, fs, None, args)
+    assert rec["mixup"] == 0.2 and "mixup (alpha 0.2, within each batch)" in rec["augmentation"]
+    assert set(rec["history"]) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert rec["clip"]["ravdess"]["n"] == 28
+
+    res = tmp_path / "results"
+    (res / "runs").mkdir(parents=True)
+    labels = PROTOCOLS["ravdess8"].labels
+    sc = scores_to_dict(score(list(labels), list(labels), labels))
+    run = {"arch": "cnn_gap_small", "protocol": "ravdess8", "fold": 1, "seed": 0, "speaker_norm": "none",
+           "epochs_run": 9, "best_epoch": 9, "wall_s": 1.0, "clip": {"ravdess": sc}, "window": {"ravdess": sc},
+           "mixup": 0.2, "fmax_hz": 4000.0}
+    (res / "runs" / "mixup1.json").write_text(json.dumps(run))
+    text = write_report(tmp_path / "RESULTS.md", res, "python -m training.experiments report")
+    assert "| `cnn_gap_small`, mel fmax 4000 Hz, mixup 0.2 | none | ravdess8 | 0 | ravdess | 1 of 6 |" in text
+
+    for argv in (["train", "--data", "nowhere", "--arch", "cnn_gap_small", "--mixup", "1.5"],
+                 ["train", "--data", "nowhere", "--arch", "mlp_time_avg", "--mixup", "0.2"]):
+        with pytest.raises(SystemExit) as exc:
+            experiments.main(argv)
+        assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "the mixup alpha must be in [0, 1], got 1.5" in err and "mlp_time_avg does not take them" in err

@@ -59,7 +59,7 @@ from .evaluate import (
     summarize_folds,
 )
 from .folds import FIXED_FOLD, PROTOCOLS, Protocol
-from .train import COSINE_FINAL_FRACTION, SCHEDULES, feature_config, vtlp_factors
+from .train import COSINE_FINAL_FRACTION, SCHEDULES, check_mixup, feature_config, vtlp_factors
 
 log = logging.getLogger("training.experiments")
 
@@ -252,7 +252,8 @@ def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, args: argpars
         import keras
         import tensorflow as tf
 
-        from .train import EpochProgress, balanced_class_weights, mel_warp, schedule_callbacks, spec_augment, vtlp_factors
+        from .train import (EpochProgress, balanced_class_weights, mel_warp, mixup_batch, schedule_callbacks, spec_augment,
+                            vtlp_factors)
 
         keras.utils.set_random_seed(args.seed)
         stats = InputStats.from_log_mels(fs.log_mels[tr], seed=args.seed)
@@ -283,7 +284,13 @@ def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, args: argpars
         model = spec.build(fs.log_mels.shape[1:], len(labels), stats=stats)
         epochs = args.epochs if len(va) else min(args.epochs, EPOCHS_WITHOUT_VALIDATION)
         opt = keras.optimizers.RMSprop(spec.lr) if spec.optimizer == "rmsprop" else keras.optimizers.Adam(spec.lr)
-        model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        mixup = getattr(args, "mixup", 0.0)  # namespaces built by older callers have none
+        if mixup and spec.input_kind != "log_mel":
+            raise ValueError("mixup (--mixup) is implemented for log-mel inputs only")
+        # mixup trains on soft targets; the validation targets are then one-hot (the same loss values)
+        # (named "accuracy" either way: the progress log, the report and _did_not_learn read that key)
+        model.compile(optimizer=opt, loss="categorical_crossentropy" if mixup else "sparse_categorical_crossentropy",
+                      metrics=[keras.metrics.CategoricalAccuracy(name="accuracy") if mixup else "accuracy"])
         weights = balanced_class_weights(y_tr, len(labels))
         sw = np.array([weights[c] for c in y_tr], dtype=np.float32)
         ds = tf.data.Dataset.from_tensor_slices((x_tr, y_tr, sw)).shuffle(len(y_tr), seed=args.seed)
@@ -297,12 +304,19 @@ def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, args: argpars
             if vtlp:
                 record["augmentation"] += f" + VTLP (frequency warp {factors[0]:g}-{factors[-1]:g}, {len(factors)} factors)"
                 record["vtlp"] = vtlp
-        ds = ds.batch(args.batch_size).prefetch(2)
+        ds = ds.batch(args.batch_size)
+        val_y = win_y[va]
+        if mixup:
+            ds = ds.map(lambda x, y, w: mixup_batch(x, y, w, mixup, len(labels)), num_parallel_calls=tf.data.AUTOTUNE)
+            val_y = np.eye(len(labels), dtype=np.float32)[val_y]
+            record["augmentation"] += f" + mixup (alpha {mixup:g}, within each batch)"
+            record["mixup"] = mixup
+        ds = ds.prefetch(2)
         callbacks = [EpochProgress(epochs), *schedule_callbacks(schedule, spec.lr, epochs, args.patience, warmup,
                                                                 validation=bool(len(va)))]
         val_ds = None
         if len(va):
-            val_ds = tf.data.Dataset.from_tensor_slices((_inputs(spec, fs, extras, va, scaler), win_y[va])).batch(256)
+            val_ds = tf.data.Dataset.from_tensor_slices((_inputs(spec, fs, extras, va, scaler), val_y)).batch(256)
         hist = model.fit(ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=0)
         probs = model.predict(_inputs(spec, fs, extras, te, scaler), batch_size=256, verbose=0)
         record.update({
@@ -380,6 +394,7 @@ def run_train(args: argparse.Namespace) -> list[dict]:
         aug += f"__{args.schedule}" if args.schedule != "plateau" else ""
         aug += f"__fmax{rec['fmax_hz']:g}" if "fmax_hz" in rec else ""
         aug += f"__vtlp{rec['vtlp']:g}" if rec.get("vtlp") else ""
+        aug += f"__mixup{rec['mixup']:g}" if rec.get("mixup") else ""
         path = out_dir / f"{spec.name}__{proto.name}__f{k}__s{args.seed}{norm}{aug}.json"
         path.write_text(json.dumps(rec, indent=1))
         for c, s in rec["clip"].items():
@@ -696,6 +711,9 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--vtlp", type=float, default=0.0, metavar="W",
                    help="vocal tract length perturbation of the training log-mels: scale each window's frequency "
                    "axis by a factor drawn from [1-W, 1+W] (Jaitly & Hinton 2013; 0.1 is the usual range; default 0 = off)")
+    t.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA",
+                   help="mixup of the training log-mels within each batch: inputs, one-hot targets and class weights "
+                   "blended by a factor drawn from Beta(ALPHA, ALPHA) (Zhang et al. 2018; 0.2 is usual; default 0 = off)")
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--speaker-norm", default="none", choices=["none", "speaker", "causal"],
@@ -722,10 +740,13 @@ def main(argv: list[str] | None = None) -> None:
         try:
             feature_config(args)
             vtlp_factors(args.vtlp)
+            check_mixup(args.mixup)
             from .architectures import REGISTRY
 
             if args.vtlp and args.arch in REGISTRY and REGISTRY[args.arch].input_kind != "log_mel":
                 raise ValueError(f"--vtlp warps log-mel inputs; {args.arch} does not take them")
+            if args.mixup and args.arch in REGISTRY and REGISTRY[args.arch].input_kind != "log_mel":
+                raise ValueError(f"--mixup blends log-mel inputs; {args.arch} does not take them")
         except ValueError as exc:
             parser.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")

@@ -77,6 +77,8 @@ def _variant(r: dict) -> str:
         out += f", mel fmax {r['fmax_hz']:g} Hz"
     if r.get("vtlp"):
         out += f", VTLP {1 - r['vtlp']:g}-{1 + r['vtlp']:g}"
+    if r.get("mixup"):
+        out += f", mixup {r['mixup']:g}"
     return out
 
 

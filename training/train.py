@@ -146,6 +146,53 @@ def mel_warp(x, config: FeatureConfig, factors):
     return (1.0 - frac) * tf.gather(x, lo, axis=0) + frac * tf.gather(x, hi, axis=0)
 
 
+def check_mixup(alpha: float) -> float:
+    """``alpha`` if it is a usable mixup parameter (0 = off).
+
+    Raises:
+        ValueError: If ``alpha`` is negative or above 1 (Zhang et al. found 0.1-0.4 best; above 1
+            the mixes are mostly half-and-half).
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"the mixup alpha must be in [0, 1], got {alpha:g}")
+    return alpha
+
+
+def mixup_batch(x, y, w, alpha: float, n_classes: int):
+    """mixup within a batch (Zhang et al. 2018, "mixup: Beyond Empirical Risk Minimization").
+
+    Each example is blended with another example of the same batch (a random permutation): inputs,
+    one-hot targets and sample weights all by the same factor ``lam ~ Beta(alpha, alpha)``, drawn
+    per example. The model then trains on soft targets between classes (and, in a speaker-independent
+    setting, between speakers), a regulariser for small corpora. Train with
+    ``categorical_crossentropy`` on the returned targets; validation keeps plain one-hot targets.
+
+    Args:
+        x: float32 tensor ``(batch, n_mels, n_frames, 1)`` (log-mel, dB; after SpecAugment).
+        y: int32 class indices ``(batch,)``.
+        w: float32 sample (class-balance) weights ``(batch,)``.
+        alpha: Beta distribution parameter (> 0); small values keep most mixes close to one example.
+        n_classes: Number of classes (the one-hot width).
+
+    Returns:
+        ``(x, targets, w)``: mixed inputs of the shape of ``x``, float32 soft targets
+        ``(batch, n_classes)`` whose rows sum to 1, mixed weights ``(batch,)``.
+    """
+    import tensorflow as tf
+
+    n = tf.shape(x)[0]
+    a = tf.random.gamma([n], alpha)
+    b = tf.random.gamma([n], alpha)
+    lam = a / tf.maximum(a + b, 1e-12)  # Beta(alpha, alpha) as a ratio of gammas
+    perm = tf.random.shuffle(tf.range(n))
+    onehot = tf.one_hot(y, n_classes, dtype=tf.float32)
+    lx = tf.reshape(lam, [-1, 1, 1, 1])
+    x_mix = lx * x + (1.0 - lx) * tf.gather(x, perm)
+    y_mix = lam[:, None] * onehot + (1.0 - lam[:, None]) * tf.gather(onehot, perm)
+    w_mix = lam * w + (1.0 - lam) * tf.gather(w, perm)
+    return x_mix, y_mix, w_mix
+
+
 #: Learning-rate schedules of ``training.train`` and ``training.experiments train`` (``--schedule``).
 SCHEDULES: tuple[str, ...] = ("plateau", "cosine")
 #: Final learning rate of the cosine schedule as a fraction of the initial one (chosen a priori:
