@@ -459,11 +459,11 @@ def write_report(out: Path, results: Path, command: str) -> str:
               "one-fold result (one fold of the item-4 family takes 40-50 minutes on one core). Done so far: "
               "`crnn_small` (pooled7, ravdess8 with causal normalisation) and the shipped architecture "
               "`cnn_gap_small` (ravdess8 with both schedules, with causal normalisation and with 4 kHz mel bands, pooled7 "
-              "with the plateau "
-              "schedule; 4-15 minutes per ravdess8 fold and 17-29 minutes per pooled7 fold on one core), all with "
-              "one seed except ravdess8 with the cosine schedule (three seeds);",
+              "with the plateau schedule and with the shipped recipe; 4-15 minutes per ravdess8 fold and 17-29 minutes per "
+              "pooled7 fold on one core), all with "
+              "one seed except ravdess8 with the cosine schedule (three seeds) and with 4 kHz bands (two);",
               "- for `cnn_gap_small`: the shipped recipe (mel bands to 4 kHz, `train --schedule cosine --fmax "
-              "4000`; two seeds on ravdess8, one on pooled7 folds 5 and 6) with more seeds and on every pooled7 fold; "
+              "4000`; two seeds on ravdess8, one on every pooled7 fold) with more seeds, above all on pooled7; "
               "other band edges (3 kHz, one ravdess8 seed, was level with 4 kHz; nothing between 4 and 8 kHz was "
               "tried); VTLP (`--vtlp 0.1`) with other warps or on pooled7 (0.9-1.1 on ravdess8, one seed, was below "
               "the same seed without it); the cosine schedule with 8 kHz bands on pooled7 folds "
