@@ -910,8 +910,9 @@ class MicrophoneSource:
         the resampler holds a few milliseconds back (soxr's filter delay, at most about 20 ms with
         the LQ preset), so the first wake-up may yield a little less than asked and the consumer
         asks again, then wakes at the next block: the hop's last sample is released at the same
-        block as without a target. Stopping, the end of the stream and the stall check still wake
-        the consumer at once. Consumer thread; a value already reached means every block.
+        block as without a target. Stopping and the end of the stream still wake the consumer at
+        once, and it still checks for a stalled device at least once a second. Consumer thread; a
+        value already reached means every block.
         """
         ahead = samples - self._yielded
         if ahead <= 0:
