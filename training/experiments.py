@@ -284,9 +284,11 @@ def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, args: argpars
         model = spec.build(fs.log_mels.shape[1:], len(labels), stats=stats)
         epochs = args.epochs if len(va) else min(args.epochs, EPOCHS_WITHOUT_VALIDATION)
         opt = keras.optimizers.RMSprop(spec.lr) if spec.optimizer == "rmsprop" else keras.optimizers.Adam(spec.lr)
-        mixup = getattr(args, "mixup", 0.0)  # namespaces built by older callers have none
-        if mixup and spec.input_kind != "log_mel":
-            raise ValueError("mixup (--mixup) is implemented for log-mel inputs only")
+        # namespaces built by older callers have neither
+        vtlp, mixup = getattr(args, "vtlp", 0.0), getattr(args, "mixup", 0.0)
+        for name, on in (("VTLP (--vtlp)", vtlp), ("mixup (--mixup)", mixup)):
+            if on and spec.input_kind != "log_mel":
+                raise ValueError(f"{name} is implemented for log-mel inputs only")
         # mixup trains on soft targets; the validation targets are then one-hot (the same loss values)
         # (named "accuracy" either way: the progress log, the report and _did_not_learn read that key)
         model.compile(optimizer=opt, loss="categorical_crossentropy" if mixup else "sparse_categorical_crossentropy",
@@ -294,9 +296,6 @@ def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, args: argpars
         weights = balanced_class_weights(y_tr, len(labels))
         sw = np.array([weights[c] for c in y_tr], dtype=np.float32)
         ds = tf.data.Dataset.from_tensor_slices((x_tr, y_tr, sw)).shuffle(len(y_tr), seed=args.seed)
-        vtlp = getattr(args, "vtlp", 0.0)  # namespaces built by older callers have none
-        if vtlp and spec.input_kind != "log_mel":
-            raise ValueError("VTLP (--vtlp) is implemented for log-mel inputs only")
         if spec.input_kind == "log_mel":
             config, factors = feature_config(args), vtlp_factors(vtlp)
             ds = ds.map(lambda x, y, w: (spec_augment(mel_warp(x, config, factors) if vtlp else x), y, w),
@@ -743,10 +742,9 @@ def main(argv: list[str] | None = None) -> None:
             check_mixup(args.mixup)
             from .architectures import REGISTRY
 
-            if args.vtlp and args.arch in REGISTRY and REGISTRY[args.arch].input_kind != "log_mel":
-                raise ValueError(f"--vtlp warps log-mel inputs; {args.arch} does not take them")
-            if args.mixup and args.arch in REGISTRY and REGISTRY[args.arch].input_kind != "log_mel":
-                raise ValueError(f"--mixup blends log-mel inputs; {args.arch} does not take them")
+            for flag, does in (("vtlp", "warps"), ("mixup", "blends")):
+                if getattr(args, flag) and args.arch in REGISTRY and REGISTRY[args.arch].input_kind != "log_mel":
+                    raise ValueError(f"--{flag} {does} log-mel inputs; {args.arch} does not take them")
         except ValueError as exc:
             parser.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
