@@ -636,14 +636,30 @@ def test_vtlp_warp_matches_speech_with_its_frequencies_scaled(warp: float) -> No
         assert err < 1.5 and err < off / 2.5, (clip.name, err, off)
 
 
-def test_vtlp_in_the_harness_record_and_report(tmp_path, capsys) -> None:
-    """A harness fold with ``--vtlp 0.1`` records it (augmentation text, ``vtlp`` field) and the
-    report names the variant; an impossible warp or a non-log-mel architecture is a usage error."""
+# (option, value, augmentation text, report variant, bad command lines (main, argv), expected errors)
+_HARNESS_OPTIONS = [
+    ("vtlp", 0.1, "VTLP (frequency warp 0.9-1.1, 41 factors)", "VTLP 0.9-1.1",
+     [("experiments", ["--arch", "cnn_gap_small", "--vtlp", "0.5"]), ("experiments", ["--arch", "mlp_time_avg", "--vtlp", "0.1"]),
+      ("train", ["--vtlp", "-0.1"])],
+     ["the VTLP warp must be in [0, 0.5), got 0.5", "mlp_time_avg does not take them", "got -0.1"]),
+    ("mixup", 0.2, "mixup (alpha 0.2, within each batch)", "mixup 0.2",
+     [("experiments", ["--arch", "cnn_gap_small", "--mixup", "1.5"]), ("experiments", ["--arch", "mlp_time_avg", "--mixup", "0.2"])],
+     ["the mixup alpha must be in [0, 1], got 1.5", "mlp_time_avg does not take them"]),
+]
+
+
+@pytest.mark.parametrize("option, value, augmentation, variant, bad, errors", _HARNESS_OPTIONS,
+                         ids=[o[0] for o in _HARNESS_OPTIONS])
+def test_training_option_in_the_harness_record_and_report(tmp_path, capsys, option, value, augmentation, variant,
+                                                          bad, errors) -> None:
+    """A harness fold with ``--vtlp 0.1`` or ``--mixup 0.2`` records it (augmentation text, its
+    field) and keeps the usual accuracy keys (mixup trains on soft targets); the report names the
+    variant; an impossible value or a non-log-mel architecture is a usage error."""
     _tensorflow()
     import argparse
     import json
 
-    from training import experiments
+    from training import experiments, train
     from training.architectures import ArchSpec, conv1d_mfcc13
     from training.evaluate import scores_to_dict
     from training.report import write_report
@@ -651,9 +667,10 @@ def test_vtlp_in_the_harness_record_and_report(tmp_path, capsys) -> None:
     fs = _synthetic_ravdess7(np.random.default_rng(0), 2)
     spec = ArchSpec("tiny", "tiny", conv1d_mfcc13, optimizer="rmsprop", lr=1e-3, source="test")
     args = argparse.Namespace(seed=0, epochs=1, patience=1, batch_size=32, save_models=False, argv=["test"],
-                              work=str(tmp_path), vtlp=0.1, fmax=None)
+                              work=str(tmp_path), fmax=None, **{option: value})
     rec = experiments.train_fold(spec, PROTOCOLS["ravdess7"], 6, fs, None, args)
-    assert rec["vtlp"] == 0.1 and "VTLP (frequency warp 0.9-1.1, 41 factors)" in rec["augmentation"]
+    assert rec[option] == value and augmentation in rec["augmentation"]
+    assert set(rec["history"]) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
     assert rec["clip"]["ravdess"]["n"] == 28
 
     res = tmp_path / "results"
@@ -662,22 +679,20 @@ def test_vtlp_in_the_harness_record_and_report(tmp_path, capsys) -> None:
     sc = scores_to_dict(score(list(labels), list(labels), labels))
     run = {"arch": "cnn_gap_small", "protocol": "ravdess8", "fold": 1, "seed": 0, "speaker_norm": "none",
            "epochs_run": 9, "best_epoch": 9, "wall_s": 1.0, "clip": {"ravdess": sc}, "window": {"ravdess": sc},
-           "vtlp": 0.1, "fmax_hz": 4000.0}
-    (res / "runs" / "vtlp1.json").write_text(json.dumps(run))
+           option: value, "fmax_hz": 4000.0}
+    (res / "runs" / f"{option}1.json").write_text(json.dumps(run))
     text = write_report(tmp_path / "RESULTS.md", res, "python -m training.experiments report")
-    assert "| `cnn_gap_small`, mel fmax 4000 Hz, VTLP 0.9-1.1 | none | ravdess8 | 0 | ravdess | 1 of 6 |" in text
+    assert f"| `cnn_gap_small`, mel fmax 4000 Hz, {variant} | none | ravdess8 | 0 | ravdess | 1 of 6 |" in text
 
-    from training import train
-
-    for main, argv in ((experiments.main, ["train", "--data", "nowhere", "--arch", "cnn_gap_small", "--vtlp", "0.5"]),
-                       (experiments.main, ["train", "--data", "nowhere", "--arch", "mlp_time_avg", "--vtlp", "0.1"]),
-                       (train.main, ["--data", "nowhere", "--vtlp", "-0.1"])):
+    for which, argv in bad:
+        main, argv = ((experiments.main, ["train", "--data", "nowhere", *argv]) if which == "experiments"
+                      else (train.main, ["--data", "nowhere", *argv]))
         with pytest.raises(SystemExit) as exc:
             main(argv)
         assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert "the VTLP warp must be in [0, 0.5), got 0.5" in err and "mlp_time_avg does not take them" in err
-    assert "got -0.1" in err
+    for e in errors:
+        assert e in err
 
 
 def test_mixup_blends_inputs_targets_and_weights_by_one_beta_factor() -> None:
@@ -712,45 +727,3 @@ def test_mixup_blends_inputs_targets_and_weights_by_one_beta_factor() -> None:
         lams = np.array(lams)
         assert abs(lams.mean() - 0.5) < 0.03, alpha
         assert abs(lams.var() - 1 / (4 * (2 * alpha + 1))) < 0.015, (alpha, lams.var())
-
-
-def test_mixup_in_the_harness_record_and_report(tmp_path, capsys) -> None:
-    """A harness fold with ``--mixup 0.2`` trains on soft targets, records it and keeps the usual
-    accuracy keys; the report names the variant; a bad alpha or a non-log-mel architecture is a
-    usage error."""
-    _tensorflow()
-    import argparse
-    import json
-
-    from training import experiments
-    from training.architectures import ArchSpec, conv1d_mfcc13
-    from training.evaluate import scores_to_dict
-    from training.report import write_report
-
-    fs = _synthetic_ravdess7(np.random.default_rng(0), 2)
-    spec = ArchSpec("tiny", "tiny", conv1d_mfcc13, optimizer="rmsprop", lr=1e-3, source="test")
-    args = argparse.Namespace(seed=0, epochs=1, patience=1, batch_size=32, save_models=False, argv=["test"],
-                              work=str(tmp_path), mixup=0.2, fmax=None)
-    rec = experiments.train_fold(spec, PROTOCOLS["ravdess7"], 6, fs, None, args)
-    assert rec["mixup"] == 0.2 and "mixup (alpha 0.2, within each batch)" in rec["augmentation"]
-    assert set(rec["history"]) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
-    assert rec["clip"]["ravdess"]["n"] == 28
-
-    res = tmp_path / "results"
-    (res / "runs").mkdir(parents=True)
-    labels = PROTOCOLS["ravdess8"].labels
-    sc = scores_to_dict(score(list(labels), list(labels), labels))
-    run = {"arch": "cnn_gap_small", "protocol": "ravdess8", "fold": 1, "seed": 0, "speaker_norm": "none",
-           "epochs_run": 9, "best_epoch": 9, "wall_s": 1.0, "clip": {"ravdess": sc}, "window": {"ravdess": sc},
-           "mixup": 0.2, "fmax_hz": 4000.0}
-    (res / "runs" / "mixup1.json").write_text(json.dumps(run))
-    text = write_report(tmp_path / "RESULTS.md", res, "python -m training.experiments report")
-    assert "| `cnn_gap_small`, mel fmax 4000 Hz, mixup 0.2 | none | ravdess8 | 0 | ravdess | 1 of 6 |" in text
-
-    for argv in (["train", "--data", "nowhere", "--arch", "cnn_gap_small", "--mixup", "1.5"],
-                 ["train", "--data", "nowhere", "--arch", "mlp_time_avg", "--mixup", "0.2"]):
-        with pytest.raises(SystemExit) as exc:
-            experiments.main(argv)
-        assert exc.value.code == 2
-    err = capsys.readouterr().err
-    assert "the mixup alpha must be in [0, 1], got 1.5" in err and "mlp_time_avg does not take them" in err
