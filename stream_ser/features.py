@@ -192,9 +192,14 @@ def _frames(x: np.ndarray, length: int, hop: int) -> np.ndarray:
 
 def _frame_mean_square(x: np.ndarray, length: int, hop: int) -> np.ndarray:
     """float32 mean of squares of every frame: ``librosa.feature.rms(center=False) ** 2``
-    (a dot product per frame, so no squared copy of the audio is made)."""
+    (a dot product per frame, so no squared copy of the audio is made).
+
+    ``numpy.vecdot`` (numpy >= 2.0) runs the ~300 dot products of a 3 s window in 8 us against
+    19 us for ``einsum("ij,ij->i")``; it sums in another order, so values can differ in the last
+    bits, but over every window of RAVDESS, TESS and the benchmark recording (25,579 windows) no
+    gate decision or trim bound changed and every log-mel stayed bit-identical (issue #6)."""
     v = _frames(x, length, hop)
-    return np.einsum("ij,ij->i", v, v) / np.float32(length)
+    return np.vecdot(v, v) / np.float32(length)
 
 
 def frame_levels_dbfs(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
@@ -214,7 +219,11 @@ def frame_levels_dbfs(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
     Raises:
         ValueError: If ``audio`` is not 1-D.
     """
-    x = _as_mono_float32(audio)
+    return _levels_dbfs(_as_mono_float32(audio), config)
+
+
+def _levels_dbfs(x: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """:func:`frame_levels_dbfs` of samples already known to be finite float32 ``(n,)``."""
     if x.size < config.level_frame_length:
         return np.zeros(0, dtype=np.float32)
     rms = np.sqrt(_frame_mean_square(x, config.level_frame_length, config.level_hop_length))
@@ -244,7 +253,8 @@ def _conditioned(audio: np.ndarray, config: FeatureConfig) -> np.ndarray:
 
 
 def _gate(x: np.ndarray, config: FeatureConfig) -> bool:
-    levels = frame_levels_dbfs(x, config)
+    """The speech gate on finite float32 samples (see :func:`is_speech`)."""
+    levels = _levels_dbfs(x, config)
     loud_s = np.count_nonzero(levels >= config.gate_dbfs) * config.level_hop_length / config.sample_rate_hz
     return bool(loud_s >= config.gate_min_speech_s)
 
