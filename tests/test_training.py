@@ -73,9 +73,11 @@ def test_export_parity_and_metadata(tmp_path, monkeypatch) -> None:
     assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)  # softmax is inside the graph
     import onnx
 
-    from training.graph_passes import match_scalar_ranks
+    from training.graph_passes import fuse_channel_affine, match_scalar_ranks
 
-    assert match_scalar_ranks(onnx.load(str(path))) == 0  # the export already applied the pass
+    exported = onnx.load(str(path))
+    # the export already applied both passes (parity above ran through the rewritten graph)
+    assert match_scalar_ranks(exported) == 0 and fuse_channel_affine(exported) == 0
 
     # a runtime that disagrees with Keras by 1e-3 must abort the export and remove the file
     original = EmotionModel.predict
@@ -83,6 +85,35 @@ def test_export_parity_and_metadata(tmp_path, monkeypatch) -> None:
     with pytest.raises(ExportParityError):
         export_onnx(model, tmp_path / "bad.onnx", labels, cfg, {}, windows)
     assert not (tmp_path / "bad.onnx").exists()
+
+
+def test_export_of_relu_then_batchnorm_blocks_keeps_parity_through_the_rewrite(tmp_path) -> None:
+    """The shipped architecture's block order (Conv -> ReLU -> BatchNorm -> MaxPool), at a tiny
+    width with trained-looking BatchNorm statistics: the export rewrites each BatchNorm as a
+    depthwise Conv after its pool, and Keras and onnxruntime still agree on real windows."""
+    _tensorflow()
+    import keras
+    import onnx
+
+    from training.architectures import cnn_blstm_att
+    from training.export import export_onnx
+
+    keras.utils.set_random_seed(0)
+    cfg = FeatureConfig()
+    labels = ("neutral", "happy", "sad")
+    model = cnn_blstm_att(cfg.input_shape, len(labels), use_lstm=False, filters=(4, 8), dense_units=8,
+                          norm_mean=-60.0, norm_var=900.0, name="tiny_gap")
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):  # not the identity of a fresh layer
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([rng.uniform(0.5, 2.0, gamma.shape), rng.normal(0, 0.5, beta.shape),
+                               rng.normal(0, 0.5, mean.shape), rng.uniform(0.5, 2.0, var.shape)])
+    windows = np.stack(clip_features(load_audio(TESS_CLIP), cfg)[0] + clip_features(load_audio(ANGRY_CLIP), cfg)[0])
+    assert export_onnx(model, tmp_path / "gap.onnx", labels, cfg, {}, windows) <= 1e-4
+    nodes = onnx.load(str(tmp_path / "gap.onnx")).graph.node
+    assert sum(n.name.endswith("__channel_affine") for n in nodes) == 2  # one per block
+    assert not any(n.op_type == "BatchNormalization" for n in nodes)
 
 
 def test_shipped_model_beats_twice_chance_on_unseen_speakers(shipped_model, data_dir) -> None:
@@ -124,3 +155,72 @@ def test_scalar_rank_pass_is_exact_on_the_shipped_graph(tmp_path, shipped_model)
     after = EmotionModel(tmp_path / "rewritten.onnx").predict(windows)
     assert np.array_equal(before, after)
     assert np.array_equal(after, shipped_model.predict(windows))
+
+
+def _affine_pool_graph(scale: np.ndarray, shift: np.ndarray):
+    """ONNX graph ``x -> Relu -> Mul(scale) -> Add(shift) -> MaxPool 2x2``, as tf2onnx writes a
+    Conv -> ReLU -> BatchNorm -> MaxPool block (per-channel ``(1, C, 1, 1)`` constants)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    c = scale.size
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"], name="relu"),
+        helper.make_node("Mul", ["r", "scale"], ["m"], name="bn/mul"),
+        helper.make_node("Add", ["m", "shift"], ["a"], name="bn/add"),
+        helper.make_node("MaxPool", ["a"], ["y"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+    ]
+    inits = [numpy_helper.from_array(scale.reshape(1, c, 1, 1).astype(np.float32), "scale"),
+             numpy_helper.from_array(shift.reshape(1, c, 1, 1).astype(np.float32), "shift")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, c, 10, 37])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, c, 5, 18])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("negative", [False, True])
+def test_channel_affine_pass_is_exact_and_moves_the_pool_only_for_positive_scales(tmp_path, negative) -> None:
+    """The BatchNorm-after-ReLU rewrite (training.graph_passes.fuse_channel_affine): one
+    depthwise Conv instead of Mul + Add, after the MaxPool when every scale is positive, and
+    the same outputs bit for bit; a negative scale (max-pooling does not commute with it) keeps
+    the pool after the affine."""
+    import onnx
+    import onnxruntime as ort
+
+    from training.graph_passes import fuse_channel_affine
+
+    rng = np.random.default_rng(1)
+    scale = rng.uniform(0.05, 3.0, 32)
+    if negative:
+        scale[5] = -0.7
+    proto = _affine_pool_graph(scale, rng.normal(0.0, 2.0, 32))
+    x = (rng.normal(0.0, 3.0, (4, 32, 10, 37))).astype(np.float32)
+
+    def run(model) -> np.ndarray:
+        onnx.save(model, str(tmp_path / "m.onnx"))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        return ort.InferenceSession(str(tmp_path / "m.onnx"), options, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+    before = run(proto)
+    assert fuse_channel_affine(proto) == 1
+    onnx.checker.check_model(proto)
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops == (["Relu", "Conv", "MaxPool"] if negative else ["Relu", "MaxPool", "Conv"])
+    conv = proto.graph.node[ops.index("Conv")]
+    assert {a.name: a.i for a in conv.attribute}["group"] == 32
+    assert {i.name for i in proto.graph.initializer} == {conv.input[1], conv.input[2]}  # old constants gone
+    np.testing.assert_array_equal(run(proto), before)
+    assert fuse_channel_affine(proto) == 0  # nothing left to rewrite
+
+
+def test_channel_affine_pass_is_exact_on_the_shipped_graph(shipped_model) -> None:
+    """The shipped float32 graph carries the rewrite (its four BatchNorms are depthwise Convs
+    after their pools), and its decisions on real speech are those the training run exported."""
+    import onnx
+
+    from training.graph_passes import fuse_channel_affine
+
+    proto = onnx.load(str(shipped_model.path))
+    assert fuse_channel_affine(proto) == 0
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops.count("MaxPool") == 4 and all(ops[i + 1] == "Conv" for i, op in enumerate(ops) if op == "MaxPool")

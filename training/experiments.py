@@ -452,13 +452,13 @@ def export_for_timing(model, path: Path) -> None:
     import tf2onnx
 
     from .export import OPSET
-    from .graph_passes import match_scalar_ranks
+    from .graph_passes import apply_all
 
     shape = tuple(model.inputs[0].shape[1:])
     spec = (tf.TensorSpec((None, *shape), tf.float32, name="x"),)
     fn = tf.function(lambda x: model(x, training=False))
     proto, _ = tf2onnx.convert.from_function(fn, input_signature=spec, opset=OPSET)
-    match_scalar_ranks(proto)
+    apply_all(proto)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(proto, str(path))
 

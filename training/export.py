@@ -8,7 +8,8 @@ model's last layer, so it is inside the graph), writes labels, the full
 (:mod:`stream_ser.metadata`), then loads the file back through the runtime's
 :class:`~stream_ser.model.EmotionModel` and compares Keras and onnxruntime outputs on real
 windows. A difference above :data:`PARITY_TOLERANCE` aborts the export. Before saving, the
-graph gets the exact rewrites of :mod:`training.graph_passes` (scalar constants at full rank).
+graph gets the exact rewrites of :mod:`training.graph_passes` (scalar constants at full rank,
+per-channel affines as blocked convolutions after the max-pool).
 
 Usage (re-export a saved Keras model)::
 
@@ -28,7 +29,7 @@ from stream_ser.adaptation import SpeakerNorm
 from stream_ser.features import FeatureConfig
 from stream_ser.metadata import METADATA_KEY, ModelMetadata
 
-from .graph_passes import match_scalar_ranks
+from .graph_passes import apply_all
 
 log = logging.getLogger("training.export")
 
@@ -105,7 +106,7 @@ def export_onnx(
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, meta.to_json()
     proto.producer_name = "stream-ser training.export"
-    match_scalar_ranks(proto)  # exact; avoids onnxruntime's slow scalar broadcast (graph_passes)
+    apply_all(proto)  # exact rewrites for onnxruntime's fast paths (training.graph_passes)
     onnx.checker.check_model(proto)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(proto, str(path))

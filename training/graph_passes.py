@@ -11,11 +11,26 @@ an elementwise node the rank of the node's other input. The arithmetic is the sa
 values, same broadcast result), so outputs are bit-identical; ``benchmarks/bench_hop.py`` and
 ``onnxruntime``'s profiler show the gain.
 
+**Batch normalisation after ReLU as one blocked convolution, after the max-pool.** The CNN
+blocks of ``relu_before_bn`` architectures (``cnn_gap_small``, the shipped model) run Conv ->
+ReLU -> BatchNorm -> MaxPool; tf2onnx writes the inference-mode BatchNorm as ``Mul`` and ``Add``
+with per-channel ``(1, C, 1, 1)`` constants, which onnxruntime cannot fold into the convolution
+before it (the ReLU is in between). onnxruntime's NCHWc layout transformer turns the ``Mul`` into a
+blocked depthwise convolution but leaves the ``Add`` in plain NCHW, so every block also pays a
+reorder out of the blocked layout and back: 60-70 us per window of the shipped model's 450.
+:func:`fuse_channel_affine` writes each ``Mul`` + ``Add`` pair as one depthwise 1x1 ``Conv``
+(weights ``a``, bias ``b``, ``group = C``: the same ``a * x + b`` per channel), which stays in the
+blocked layout; when the pair feeds a ``MaxPool`` and every ``a`` is positive, the pool moves in
+front of it (``max(a * x + b) == a * max(x) + b`` for ``a > 0``, also after rounding, since
+rounding is monotonic), so the affine runs on a quarter of the values. Inference
+0.45 -> 0.39 ms per window, outputs bit-identical on real windows (``python -m
+training.graph_passes`` checks it before rewriting; ``benchmarks/bench_hop.py``).
+
 Usage (rewrite an exported model in place; outputs are compared on real windows first)::
 
     python -m training.graph_passes models/stream-ser.onnx --data ../shared/data
 
-:func:`training.export.export_onnx` applies the pass to every new export.
+:func:`training.export.export_onnx` applies both passes to every new export (:func:`apply_all`).
 """
 
 from __future__ import annotations
@@ -94,6 +109,105 @@ def match_scalar_ranks(proto: Any) -> int:
     return rewritten
 
 
+def _channel_constant(init: Any, rank: int) -> np.ndarray | None:
+    """The values of a per-channel constant of shape ``(1, C, 1, ..., 1)`` (``C > 1``) meeting
+    a tensor of rank ``rank``, as float32 ``(C,)``; None for any other constant."""
+    from onnx import numpy_helper
+
+    dims = tuple(init.dims)
+    if len(dims) != rank or rank < 3 or dims[0] != 1 or dims[1] < 2 or any(d != 1 for d in dims[2:]):
+        return None
+    value = numpy_helper.to_array(init)
+    return value.reshape(-1).astype(np.float32) if value.dtype == np.float32 else None
+
+
+def fuse_channel_affine(proto: Any) -> int:
+    """Rewrite per-channel ``Mul`` then ``Add`` as one depthwise 1x1 ``Conv``, after the
+    ``MaxPool`` it feeds when every scale is positive (see the module docstring).
+
+    A pair qualifies when the ``Mul`` multiplies a tensor of known rank >= 3 by a ``(1, C, 1,
+    ...)`` float32 initializer, its only consumer is an ``Add`` of another such initializer, and
+    ``C`` equals the tensor's axis 1 (the channel axis ``Conv`` uses). The new ``Conv`` computes
+    ``x * a[c] + b[c]`` for channel ``c``, as the pair did. If the ``Add``'s only consumer is a
+    ``MaxPool`` and all ``a > 0``, the ``MaxPool`` reads the ``Mul``'s input instead and the
+    ``Conv`` its output: an increasing map commutes with a maximum, so the result is unchanged.
+
+    Args:
+        proto: An ``onnx.ModelProto``, modified in place (nodes kept in topological order).
+
+    Returns:
+        The number of pairs rewritten (0 when there is nothing to do).
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    g = proto.graph
+    inits = {i.name: i for i in g.initializer}
+    inferred = onnx.shape_inference.infer_shapes(proto).graph
+    shapes: dict[str, tuple] = {}
+    for v in list(inferred.input) + list(inferred.value_info) + list(inferred.output):
+        t = v.type.tensor_type
+        if t.HasField("shape"):
+            shapes[v.name] = tuple(d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim)
+    consumers: dict[str, list] = {}
+    for n in g.node:
+        for name in n.input:
+            consumers.setdefault(name, []).append(n)
+    outputs = {v.name for v in g.output}
+    rewritten = 0
+    for mul in list(g.node):
+        if mul.op_type != "Mul" or len(mul.input) != 2 or mul.input[1] not in inits:
+            continue
+        x, shape = mul.input[0], shapes.get(mul.input[0])
+        if shape is None:
+            continue
+        a = _channel_constant(inits[mul.input[1]], len(shape))
+        if a is None or shape[1] != a.size or mul.output[0] in outputs:
+            continue
+        after = consumers.get(mul.output[0], [])
+        if len(after) != 1 or after[0].op_type != "Add" or len(after[0].input) != 2:
+            continue
+        add = after[0]
+        other = add.input[1] if add.input[0] == mul.output[0] else add.input[0]
+        b = _channel_constant(inits[other], len(shape)) if other in inits else None
+        if b is None or b.size != a.size:
+            continue
+        pool = consumers.get(add.output[0], [])
+        move = (len(pool) == 1 and pool[0].op_type == "MaxPool" and add.output[0] not in outputs
+                and bool(np.all(a > 0)))
+        tag = f"{mul.name or mul.output[0]}__channel_affine"
+        weight = numpy_helper.from_array(a.reshape(a.size, 1, *([1] * (len(shape) - 2))), f"{tag}_w")
+        bias = numpy_helper.from_array(b, f"{tag}_b")
+        g.initializer.extend([weight, bias])
+        kernel = [1] * (len(shape) - 2)
+        if move:
+            pooled, result = f"{tag}_pooled", pool[0].output[0]
+            pool[0].input[0] = x
+            pool[0].output[0] = pooled
+            conv = helper.make_node("Conv", [pooled, weight.name, bias.name], [result], name=tag,
+                                    group=int(a.size), kernel_shape=kernel)
+            index = list(g.node).index(pool[0]) + 1
+        else:
+            conv = helper.make_node("Conv", [x, weight.name, bias.name], [add.output[0]], name=tag,
+                                    group=int(a.size), kernel_shape=kernel)
+            index = list(g.node).index(add) + 1
+        g.node.insert(index, conv)
+        g.node.remove(mul)
+        g.node.remove(add)
+        rewritten += 1
+    used = {i for n in g.node for i in n.input}
+    for init in list(g.initializer):
+        if init.name not in used and init.name in inits:
+            g.initializer.remove(init)
+    return rewritten
+
+
+def apply_all(proto: Any) -> int:
+    """Every exact rewrite of this module (:func:`match_scalar_ranks`, then
+    :func:`fuse_channel_affine`); returns how many places changed in all."""
+    return match_scalar_ranks(proto) + fuse_channel_affine(proto)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Rewrite an exported model in place, after checking its outputs do not change."""
     import onnx
@@ -110,7 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     from .quantize import calibration_windows  # the engine's windows of the given clips
 
     proto = onnx.load(str(args.model))
-    n = match_scalar_ranks(proto)
+    n = apply_all(proto)
     if n == 0:
         log.info("%s: nothing to rewrite", args.model)
         return
@@ -127,7 +241,7 @@ def main(argv: list[str] | None = None) -> None:
         tmp.replace(args.model)
     finally:
         tmp.unlink(missing_ok=True)
-    log.info("%s: %d scalar operands rewritten; outputs identical on %d real windows", args.model, n, len(windows))
+    log.info("%s: %d places rewritten; outputs identical on %d real windows", args.model, n, len(windows))
 
 
 if __name__ == "__main__":
