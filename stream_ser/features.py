@@ -314,6 +314,12 @@ def preprocess(audio: np.ndarray, config: FeatureConfig) -> np.ndarray | None:
 
 def _preprocess_into(audio: np.ndarray, config: FeatureConfig, out: np.ndarray) -> np.ndarray | None:
     """:func:`preprocess` writing into ``out`` (float32 ``(window_samples,)``, overwritten)."""
+    return None if _preprocess_kept(audio, config, out) is None else out
+
+
+def _preprocess_kept(audio: np.ndarray, config: FeatureConfig, out: np.ndarray) -> int | None:
+    """:func:`_preprocess_into`, returning how many leading samples of ``out`` hold the trimmed
+    audio (the rest are the zero padding), or None when the gate finds no speech."""
     x = _as_mono_float32(audio)
     n, half = x.size, config.level_frame_length // 2
     # one per-thread work array: [half zeros | the window | half zeros], conditioned in place
@@ -332,7 +338,7 @@ def _preprocess_into(audio: np.ndarray, config: FeatureConfig, out: np.ndarray) 
     m = min(end - start, config.window_samples)
     out[:m] = y[start : start + m]
     out[m:] = 0.0
-    return out
+    return m
 
 
 def _work_array(size: int) -> np.ndarray:
@@ -459,16 +465,27 @@ def log_mel(window: np.ndarray, config: FeatureConfig) -> np.ndarray:
     return _log_mel_checked(x, config)
 
 
-def _log_mel_checked(x: np.ndarray, config: FeatureConfig) -> np.ndarray:
+def _log_mel_checked(x: np.ndarray, config: FeatureConfig, kept: int | None = None) -> np.ndarray:
     """:func:`log_mel` of a window already known to be finite float32 ``(window_samples,)``
-    (the output of :func:`preprocess`), without checking it again on the per-hop path."""
+    (the output of :func:`preprocess`), without checking it again on the per-hop path.
+
+    ``kept``: only the first ``kept`` samples can be non-zero (the trimmed audio before the
+    padding, from :func:`_preprocess_kept`). Frames that start at or after it hold only zeros,
+    whose power spectrum is exactly 0, so they skip the windowing, the FFT and the squaring and
+    get zero power directly: bit for bit the same log-mel, for a quarter to a half fewer FFTs in
+    a window with a pause (issue #6). The mel projection still runs over every frame, so BLAS
+    sums each value in the same order as before.
+    """
     if config.center:
         x = np.pad(x, (config.n_fft // 2, config.n_fft // 2))
+        kept = None
     # float64 frames, as librosa.stft multiplies float32 audio by its float64 window (numpy's
     # float64 FFT is also ~4x faster than its float32 one here). Written into per-thread scratch
     # arrays: fresh 600 kB temporaries cost more in page faults than the FFT itself.
     frames, spec, power, power32 = _scratch(config)
-    np.multiply(_frames(x, config.n_fft, config.hop_length), stft_window(config), out=frames)
+    live = config.n_frames if kept is None else min(config.n_frames, -(-kept // config.hop_length))
+    frames, spec, power = frames[:live], spec[:live], power[:live]
+    np.multiply(_frames(x, config.n_fft, config.hop_length)[:live], stft_window(config), out=frames)
     np.fft.rfft(frames, axis=-1, out=spec)
     basis = mel_projection(config)
     bins = basis.shape[1]  # only the FFT bins some mel band covers: the rest would be multiplied by 0
@@ -477,10 +494,10 @@ def _log_mel_checked(x: np.ndarray, config: FeatureConfig) -> np.ndarray:
     power += np.square(spec.imag)
     if config.power != 2.0:
         np.power(power, config.power / 2.0, out=power)
-    power32[...] = power
+    power32[:live] = power
+    power32[live:] = 0.0
     mel = basis @ power32.T
     return (10.0 * np.log10(np.maximum(np.float32(config.amin), mel))).astype(np.float32, copy=False)
-
 
 
 def _scratch(config: FeatureConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -533,5 +550,5 @@ def window_features(audio: np.ndarray, config: FeatureConfig) -> np.ndarray | No
     out = getattr(_SCRATCH, "window", None)
     if out is None or out.size != config.window_samples:
         out = _SCRATCH.window = np.empty(config.window_samples, dtype=np.float32)
-    y = _preprocess_into(audio, config, out)  # a per-thread array: log_mel consumes it at once
-    return None if y is None else _log_mel_checked(y, config)
+    kept = _preprocess_kept(audio, config, out)  # a per-thread array: log_mel consumes it at once
+    return None if kept is None else _log_mel_checked(out, config, kept)

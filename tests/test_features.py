@@ -217,12 +217,37 @@ def test_scoring_runs_numpy_blas_on_one_thread(monkeypatch) -> None:
     seen: list[list[int]] = []
     real = features._log_mel_checked  # what window_features calls per speech window
 
-    def spy(window, config):
+    def spy(window, config, kept=None):
         seen.append(blas_threads())
-        return real(window, config)
+        return real(window, config, kept)
 
     monkeypatch.setattr(features, "_log_mel_checked", spy)
     assert main(["analyse", "-q", str(ANGRY_CLIP)]) == 0
     api.analyse(ANGRY_CLIP)
     assert seen and all(t == [1] * len(t) and t for t in seen)
     assert blas_threads() == before
+
+
+@pytest.mark.parametrize("speech_s", [0.4, 1.3, 2.2, 3.0])
+def test_frames_past_the_trimmed_audio_skip_the_fft_bit_for_bit(speech_s: float) -> None:
+    """A window whose speech stops early (a pause, the end of a call) is trimmed and padded
+    with zeros; window_features skips the FFT of the frames that hold only that padding. The
+    log-mel must equal, bit for bit, the one computed with every frame transformed."""
+    import stream_ser.features as features
+
+    for cfg in (FeatureConfig(), FeatureConfig(fmax_hz=4000.0)):
+        speech = load_audio(ANGRY_CLIP)
+        start = int(np.argmax(np.abs(speech) > 0.05))  # where the actor starts speaking
+        n = int(speech_s * cfg.sample_rate_hz)
+        window = np.zeros(cfg.window_samples, np.float32)
+        window[:n] = speech[start : start + n]
+        window += np.random.default_rng(0).normal(0, 1e-4, window.size).astype(np.float32)  # room noise
+        fast = window_features(window, cfg)
+        padded = preprocess(window, cfg)
+        kept = int(np.flatnonzero(padded)[-1]) + 1
+        live = -(-kept // cfg.hop_length)
+        if speech_s < 2.9:
+            assert live < cfg.n_frames - 10  # the shortcut is taken
+        full = features._log_mel_checked(padded, cfg)  # every frame through the FFT
+        assert fast is not None and np.array_equal(fast, full)
+        assert np.all(full[:, live:] == full.min())  # the skipped frames are at the floor
