@@ -7,6 +7,8 @@ Prints median, p99 and spread over repeated runs on real speech windows, plus th
 Windows come from the committed fixture clips (tests/fixtures/), cut exactly as the engine cuts
 them. onnxruntime runs with one intra-op thread (the runtime default). Without ``--model`` it
 measures the shipped model; give ``--model`` several times to compare models in one run.
+``--profile`` adds each model's slowest operators from onnxruntime's own profiler (microseconds
+per window, averaged over the runs): where inference time goes, node by node.
 numpy's BLAS (the mel projection) is held to one thread, as ``stream-ser analyse`` and ``listen``
 hold it (:func:`stream_ser.features.one_blas_thread`). Each model's features are computed with
 that model's own recipe (its metadata). Pin it to one core for clean figures: ``taskset -c 0
@@ -48,6 +50,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, nargs="*", default=[], metavar="N",
                         help="also time inference on batches of N windows, reported per window "
                         "(would batching in `analyse` pay?)")
+    parser.add_argument("--profile", type=int, nargs="?", const=12, default=0, metavar="TOP",
+                        help="also print each model's TOP slowest onnxruntime nodes (default 12)")
     args = parser.parse_args()
     root = Path(__file__).resolve().parents[1]
     paths = args.model or [None]
@@ -99,6 +103,41 @@ def main() -> None:
     for name, t in rows.items():
         q1, q3 = np.percentile(t, [25, 75])
         print(f"{name:{width}s} {np.median(t):8.2f} {np.percentile(t, 99):8.2f} {q3 - q1:8.2f}")
+    if args.profile:
+        for model in models:
+            cfg = model.feature_config
+            feats = [log_mel(preprocess(w, cfg), cfg) for w in speech_windows(cfg)]
+            print(f"\nonnxruntime profile, {model.path.name}: us per window (node, operator), {args.repeats} runs")
+            for (node, op), us in profile_nodes(model.path, feats, args.repeats)[: args.profile]:
+                print(f"{us:8.1f}  {node} ({op})")
+
+
+def profile_nodes(path: Path, feats: list[np.ndarray], runs: int) -> list[tuple[tuple[str, str], float]]:
+    """Mean microseconds per window of each node of ``path`` after onnxruntime's graph
+    optimisations (one thread, batch 1), from its profiler (``SessionOptions.enable_profiling``),
+    slowest first."""
+    import json
+    import tempfile
+    from collections import Counter
+
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(tmp) / "ort")
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        for i in range(runs):
+            session.run(None, {name: feats[i % len(feats)][None, :, :, None]})
+        events = json.loads(Path(session.end_profiling()).read_text())
+    total: Counter = Counter()
+    for e in events:
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
+            total[(e["name"][: -len("_kernel_time")], e.get("args", {}).get("op_name", "?"))] += e["dur"]
+    return [(key, us / runs) for key, us in total.most_common()]
 
 
 if __name__ == "__main__":
