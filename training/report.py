@@ -175,7 +175,8 @@ def _cost_section(cost: dict | None, runs: list[dict]) -> list[str]:
         )
     lines += ["", "Sources (see the docstrings in `training/architectures.py`): items 1-8 follow issue #3's description "
               "of the published reports it builds on (the reports are not named in this repository); the rows `#0` "
-              "are the project's own: `cnn_gap_small` is the shipped model (since 2026-11-22, chosen in section 3c), "
+              "are the project's own: `cnn_gap_small` is the shipped model (since 2026-11-22, chosen in section 3c; "
+              "shipped quantised to int8 since the eleventh session of 2026-11-28, `models/README.md`), "
               "`crnn_small` and `crnn_attention` the previous ones. Inputs: `log_mel` = the runtime's 40 x 149 window (MFCC models "
               "compute MFCCs in the graph as the DCT of it, so they run in the unchanged runtime); `frames` / "
               "`time_avg` need ZCR, RMS or chroma from the same preprocessed window (`training/inputs.py`), which "
