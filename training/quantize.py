@@ -18,7 +18,7 @@ float32.
 
 **The first convolution stays float32** (:func:`float_prefix`): every node before the first
 convolution that reads two or more channels per group. onnxruntime 1.32's int8 convolution of a
-one-channel input (the log-mel) took 144 us per window against 20 us in float32, and the
+one-channel input (the log-mel) took 139 us per window against 20 us in float32, and the
 first block's pool and per-channel affine stay with it so no quantise/dequantise pair sits in
 between (the shipped ``cnn_gap_small``: 0.18 ms per window with the float first block, 0.31 ms
 with everything int8, 0.39 ms float32; ``benchmarks/bench_hop.py``).
