@@ -68,6 +68,10 @@ def test_shipped_model_is_the_int8_quantisation_of_the_float_one() -> None:
     fp32, int8 = EmotionModel(FP32), EmotionModel(default_model_path())
     assert "QuantizeLinear" not in op_types(fp32.path) and "QuantizeLinear" in op_types(int8.path)
     assert int8.metadata == fp32.metadata
+    made = int8.metadata.provenance.pop("quantisation")  # what stream-ser info shows about it
+    assert int8.metadata.provenance == fp32.metadata.provenance
+    assert made["from"] == FP32.name and made["command"].startswith("python -m training.quantize")
+    assert any("conv0" in n for n in made["float32_nodes"]) and made["calibration"]["windows"] >= 1000
     inputs = _conv_inputs(int8.path)
     # first block float (its BatchNorm conv reads the float MaxPool), then int8 convolutions
     assert inputs[:2] == ["Reshape", "MaxPool"] and set(inputs[2:]) == {"DequantizeLinear"}

@@ -37,8 +37,10 @@ allows the int8 model only within one UAR point of the fp32 one.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import random
+import sys
 import tempfile
 from pathlib import Path
 
@@ -117,7 +119,7 @@ def float_prefix(proto) -> list[str]:
 
 
 def quantize(model_path: Path, out_path: Path, windows: np.ndarray, percentile: float = CALIBRATION["percentile"],
-             float_first_block: bool = True) -> Path:
+             float_first_block: bool = True, command: str | None = None) -> Path:
     """Write the int8 (QDQ) version of ``model_path`` to ``out_path``.
 
     Args:
@@ -128,6 +130,8 @@ def quantize(model_path: Path, out_path: Path, windows: np.ndarray, percentile: 
             (onnxruntime's ``CalibrationMethod.Percentile``); 100 takes the full min-max range.
         float_first_block: Keep :func:`float_prefix` in float32 (False quantises every
             supported node, for comparison).
+        command: The command line, recorded with the rest of the quantisation in the
+            metadata's provenance (``quantisation``; ``stream-ser info`` shows it).
 
     Returns:
         ``out_path``.
@@ -154,14 +158,41 @@ def quantize(model_path: Path, out_path: Path, windows: np.ndarray, percentile: 
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(model_path), str(pre))
         method = CalibrationMethod.MinMax if percentile >= 100 else CalibrationMethod.Percentile
+        excluded = float_prefix(onnx.load(str(pre))) if float_first_block else []
         quantize_static(
             str(pre), str(out_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, op_types_to_quantize=QUANTISED_OPS,
-            nodes_to_exclude=float_prefix(onnx.load(str(pre))) if float_first_block else [], calibrate_method=method,
+            nodes_to_exclude=excluded, calibrate_method=method,
             extra_options={"CalibPercentile": percentile} if method == CalibrationMethod.Percentile else {},
         )
+    _record_quantisation(out_path, {
+        "from": model_path.name, "onnxruntime": ort_version(), "format": "QDQ",
+        "weights": "int8 per output channel", "activations": "uint8", "operators": QUANTISED_OPS,
+        "float32_nodes": excluded,
+        "calibration": {"windows": int(len(windows)), "percentile": percentile}, "command": command,
+    })
     EmotionModel(out_path)  # loads through the runtime: metadata kept, input/output as expected
     return out_path
+
+
+def ort_version() -> str:
+    """The installed onnxruntime's version."""
+    import onnxruntime
+
+    return onnxruntime.__version__
+
+
+def _record_quantisation(path: Path, facts: dict) -> None:
+    """Add ``facts`` to the provenance of the stream-ser metadata of ``path`` (in place)."""
+    import onnx
+
+    from stream_ser.metadata import METADATA_KEY, ModelMetadata
+
+    proto = onnx.load(str(path))
+    entry = next(p for p in proto.metadata_props if p.key == METADATA_KEY)
+    meta = ModelMetadata.from_json(entry.value)
+    entry.value = dataclasses.replace(meta, provenance={**meta.provenance, "quantisation": facts}).to_json()
+    onnx.save(proto, str(path))
 
 
 def main() -> None:
@@ -192,7 +223,8 @@ def main() -> None:
     random.Random(args.seed).shuffle(train)
     windows = calibration_windows(train[: args.clips], EmotionModel(args.model), max_windows=args.windows)
     log.info("calibrating on %d windows of %d training clips", len(windows), min(args.clips, len(train)))
-    quantize(args.model, args.out, windows, percentile=args.percentile, float_first_block=args.float_first_block)
+    quantize(args.model, args.out, windows, percentile=args.percentile, float_first_block=args.float_first_block,
+             command="python -m training.quantize " + " ".join(sys.argv[1:]))
     log.info("wrote %s (%.2f MB)", args.out, args.out.stat().st_size / 1e6)
 
 
