@@ -309,17 +309,14 @@ def preprocess(audio: np.ndarray, config: FeatureConfig) -> np.ndarray | None:
     Raises:
         ValueError: If ``audio`` is not 1-D.
     """
-    return _preprocess_into(audio, config, np.zeros(config.window_samples, dtype=np.float32))
-
-
-def _preprocess_into(audio: np.ndarray, config: FeatureConfig, out: np.ndarray) -> np.ndarray | None:
-    """:func:`preprocess` writing into ``out`` (float32 ``(window_samples,)``, overwritten)."""
+    out = np.zeros(config.window_samples, dtype=np.float32)
     return None if _preprocess_kept(audio, config, out) is None else out
 
 
 def _preprocess_kept(audio: np.ndarray, config: FeatureConfig, out: np.ndarray) -> int | None:
-    """:func:`_preprocess_into`, returning how many leading samples of ``out`` hold the trimmed
-    audio (the rest are the zero padding), or None when the gate finds no speech."""
+    """:func:`preprocess` writing into ``out`` (float32 ``(window_samples,)``, overwritten);
+    returns how many leading samples of ``out`` hold the trimmed audio (the rest are the zero
+    padding), or None when the gate finds no speech."""
     x = _as_mono_float32(audio)
     n, half = x.size, config.level_frame_length // 2
     # one per-thread work array: [half zeros | the window | half zeros], conditioned in place

@@ -193,6 +193,18 @@ def _best_epoch(val_loss: list[float], warmup: int = 0) -> int:
     return warmup + int(np.argmin(val_loss[warmup:])) + 1
 
 
+def check_log_mel_options(arch: str, input_kind: str, vtlp: float, mixup: float) -> None:
+    """Refuse ``--vtlp`` and ``--mixup`` for an architecture whose input is not the log-mel
+    (both transform log-mel windows).
+
+    Raises:
+        ValueError: Naming the option and the architecture.
+    """
+    for flag, does, on in (("vtlp", "warps", vtlp), ("mixup", "blends", mixup)):
+        if on and input_kind != "log_mel":
+            raise ValueError(f"--{flag} {does} log-mel inputs; {arch} does not take them")
+
+
 def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, args: argparse.Namespace, augmented=()) -> dict:
     """Train ``spec`` on one fold and score its test speakers (clip and window level).
 
@@ -286,9 +298,7 @@ def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, args: argpars
         opt = keras.optimizers.RMSprop(spec.lr) if spec.optimizer == "rmsprop" else keras.optimizers.Adam(spec.lr)
         # namespaces built by older callers have neither
         vtlp, mixup = getattr(args, "vtlp", 0.0), getattr(args, "mixup", 0.0)
-        for name, on in (("VTLP (--vtlp)", vtlp), ("mixup (--mixup)", mixup)):
-            if on and spec.input_kind != "log_mel":
-                raise ValueError(f"{name} is implemented for log-mel inputs only")
+        check_log_mel_options(spec.name, spec.input_kind, vtlp, mixup)
         # mixup trains on soft targets; the validation targets are then one-hot (the same loss values)
         # (named "accuracy" either way: the progress log, the report and _did_not_learn read that key)
         model.compile(optimizer=opt, loss="categorical_crossentropy" if mixup else "sparse_categorical_crossentropy",
@@ -742,9 +752,8 @@ def main(argv: list[str] | None = None) -> None:
             check_mixup(args.mixup)
             from .architectures import REGISTRY
 
-            for flag, does in (("vtlp", "warps"), ("mixup", "blends")):
-                if getattr(args, flag) and args.arch in REGISTRY and REGISTRY[args.arch].input_kind != "log_mel":
-                    raise ValueError(f"--{flag} {does} log-mel inputs; {args.arch} does not take them")
+            if args.arch in REGISTRY:
+                check_log_mel_options(args.arch, REGISTRY[args.arch].input_kind, args.vtlp, args.mixup)
         except ValueError as exc:
             parser.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")

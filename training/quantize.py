@@ -140,6 +140,7 @@ def quantize(model_path: Path, out_path: Path, windows: np.ndarray, percentile: 
         stream_ser.model.ModelError: If either file is not a valid stream-ser model.
     """
     import onnx
+    import onnxruntime
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -166,20 +167,13 @@ def quantize(model_path: Path, out_path: Path, windows: np.ndarray, percentile: 
             extra_options={"CalibPercentile": percentile} if method == CalibrationMethod.Percentile else {},
         )
     _record_quantisation(out_path, {
-        "from": model_path.name, "onnxruntime": ort_version(), "format": "QDQ",
+        "from": model_path.name, "onnxruntime": onnxruntime.__version__, "format": "QDQ",
         "weights": "int8 per output channel", "activations": "uint8", "operators": QUANTISED_OPS,
         "float32_nodes": excluded,
         "calibration": {"windows": int(len(windows)), "percentile": percentile}, "command": command,
     })
     EmotionModel(out_path)  # loads through the runtime: metadata kept, input/output as expected
     return out_path
-
-
-def ort_version() -> str:
-    """The installed onnxruntime's version."""
-    import onnxruntime
-
-    return onnxruntime.__version__
 
 
 def _record_quantisation(path: Path, facts: dict) -> None:
