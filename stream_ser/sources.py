@@ -998,8 +998,12 @@ class MicrophoneSource:
             self._data.clear()
             written = self._ring.written
             if written < self._wake_frames and not (self._ended.is_set() or self._stop_requested.is_set()):
-                if written > self._read:  # audio is arriving: not a stall
-                    self._last_data_s = self._clock()
+                # audio arrived while it waits (the latest callback's time) is not a stall; frames
+                # written but not yet read are no proof of life (a device that stalls below the
+                # target would otherwise never be detected)
+                point = self.clock_point
+                if point is not None:
+                    self._last_data_s = max(self._last_data_s, point[0])
                 continue
             native, _lost = self._take()
             if native is None:

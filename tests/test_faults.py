@@ -102,6 +102,30 @@ def test_stalled_device_is_detected(shipped_model) -> None:
     assert len(preds) == 2  # 1 s of audio, hop 0.5 s
 
 
+def test_device_stalling_below_a_wake_target_is_detected() -> None:
+    """A device that stops delivering while the consumer waits for a wake_at() target (listen
+    --no-tui between hop boundaries) must still be detected as stalled: the frames it wrote
+    after the last read, below the target and never read, are no proof of life (this once hung
+    listen forever)."""
+    audio = np.zeros(int(0.4 * RATE), np.float32)  # ten 40 ms blocks, then silence from the driver
+    source = MicrophoneSource(stream_factory=factory(audio=audio, then="stall", pace_s=0.02), stall_timeout_s=0.5)
+    watchdog = threading.Timer(10.0, source.stop)  # without the fix: stop instead of hanging the suite
+    watchdog.start()
+    error = None
+    t0 = time.monotonic()
+    try:
+        source.start()
+        for _ in source.frames():
+            source.wake_at(16000)  # 1 s of output: more than the device will ever deliver
+    except AudioSourceError as exc:
+        error = exc
+    finally:
+        watchdog.cancel()
+        source.close()
+    assert error is not None and "no audio for 0.5 s" in str(error)
+    assert time.monotonic() - t0 < 5
+
+
 def test_overflow_storm_is_counted_not_fatal(shipped_model) -> None:
     flagged = type("Flags", (), {"input_overflow": True, "__bool__": lambda self: True})()
     audio = clip_48k()
