@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from training.corpora import READERS, Utterance, crema_d, discover, emodb, ravdess, savee, tess
+from training.corpora import READERS, Utterance, crema_d, discover, emodb, nemo, ravdess, savee, tess
 from training.labels import EMOTIONS
 from training.split import DEFAULT_SPLIT_PATH, PARTITIONS, Split, load_split
 
@@ -325,6 +325,40 @@ def test_emodb_rejects(tmp_path, name):
     assert parsed(emodb, name, tmp_path) is None
 
 
+@pytest.mark.parametrize(
+    ("rel", "speaker", "source", "label"),
+    [
+        ("samples/EB0_anger_1.ogg", "nemo:EB0", "anger", "angry"),
+        ("samples/WR0_surprised_64.wav", "nemo:WR0", "surprised", "surprise"),
+        ("MP0_happiness_250.flac", "nemo:MP0", "happiness", "happy"),
+        ("samples/KD0_sadness_7.OGG", "nemo:KD0", "sadness", "sad"),
+        ("samples/ic0_Fear_3.ogg", "nemo:IC0", "fear", "fear"),
+        ("samples/TP0_neutral_13.ogg", "nemo:TP0", "neutral", "neutral"),
+    ],
+)
+def test_nemo_parses(tmp_path, rel, speaker, source, label):
+    assert parsed(nemo, rel, tmp_path) == Utterance(tmp_path / rel, "nemo", speaker, label, source)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "XX0_anger_1.ogg",  # no such actor
+        "EB0_disgust_1.ogg",  # nEMO has no disgust
+        "EB0_anger.ogg",  # no number
+        "EB0_anger_1b.ogg",
+        "EB0_anger_1.txt",
+        "data.tsv",
+    ],
+)
+def test_nemo_rejects(tmp_path, name):
+    assert parsed(nemo, name, tmp_path) is None
+
+
+def test_nemo_has_no_disgust():
+    assert set(nemo.TO_SCHEMA.values()) == set(EMOTIONS) - {"disgust"}
+
+
 # --- discover --------------------------------------------------------------------------------
 
 
@@ -336,12 +370,14 @@ def test_discover_all_corpora(tmp_path):
         "crema-d/AudioWAV/1001_DFA_ANG_XX.ogg",
         "savee/AudioData/DC/a01.wav",
         "emodb/wav/03a01La.wav",
+        "nemo/samples/EB0_anger_1.ogg",
+        "nemo/data.tsv",
         "README.md",
     )
     utts = discover(tmp_path)
-    assert [u.corpus for u in utts] == ["ravdess", "tess", "crema-d", "savee", "emodb"]
-    assert [u.speaker for u in utts] == ["ravdess:01", "tess:OAF", "crema-d:1001", "savee:DC", "emodb:03"]
-    assert utts[-1].label is None
+    assert [u.corpus for u in utts] == ["ravdess", "tess", "crema-d", "savee", "emodb", "nemo"]
+    assert [u.speaker for u in utts] == ["ravdess:01", "tess:OAF", "crema-d:1001", "savee:DC", "emodb:03", "nemo:EB0"]
+    assert utts[-2].label is None
 
 
 def test_discover_skips_absent_and_empty_corpora(tmp_path, caplog):
@@ -478,10 +514,22 @@ def test_real_tess(real_tess):
     assert labels == {name: 400 for name in EMOTIONS} | {"neutral": 399}
 
 
+def test_real_nemo_agrees_with_its_table(data_dir):
+    """Every file of nEMO parses, and speaker and emotion agree with the corpus's data.tsv."""
+    utts = nemo.scan(data_dir / "nemo")
+    assert len(utts) == 4481
+    rows = [line.split("\t") for line in (data_dir / "nemo" / "data.tsv").read_text(encoding="utf-8").splitlines()[1:]]
+    table = {Path(row[0]).stem: (row[4].strip(), row[1]) for row in rows}
+    assert {u.path.stem: (u.speaker.split(":")[1], u.source_label) for u in utts} == table
+    assert Counter(u.speaker for u in utts) == {f"nemo:{s}": n for s, n in Counter(s for s, _ in table.values()).items()}
+    assert Counter(u.label for u in utts) == {
+        "neutral": 809, "sad": 769, "angry": 749, "happy": 749, "fear": 736, "surprise": 669}
+
+
 def test_real_discover(data_dir):
     utts = discover(data_dir)
     corpora = Counter(u.corpus for u in utts)
-    assert corpora["ravdess"] == 1440 and corpora["tess"] == 2799
+    assert corpora["ravdess"] == 1440 and corpora["tess"] == 2799 and corpora["nemo"] == 4481
 
 
 def test_real_split_is_speaker_independent(real_ravdess, real_tess):

@@ -12,6 +12,7 @@ name          module                 folder under the data directory
 ``crema-d``   :mod:`.crema_d`        ``crema-d/`` (audio in ``AudioWAV/``)
 ``savee``     :mod:`.savee`          ``savee/``
 ``emodb``     :mod:`.emodb`          ``emodb/``
+``nemo``      :mod:`.nemo`           ``nemo/`` (audio in ``samples/``)
 ============  =====================  ==========================================
 
 The corpus name is also the folder name and the prefix of every speaker id.
@@ -24,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 
-from training.corpora import crema_d, emodb, ravdess, savee, tess
+from training.corpora import crema_d, emodb, nemo, ravdess, savee, tess
 from training.corpora.base import AUDIO_EXTENSIONS, CorpusReader, Utterance
 
 __all__ = ["AUDIO_EXTENSIONS", "READERS", "CorpusReader", "Utterance", "discover"]
@@ -38,6 +39,7 @@ READERS: Mapping[str, CorpusReader] = MappingProxyType(
         crema_d.CORPUS: crema_d,
         savee.CORPUS: savee,
         emodb.CORPUS: emodb,
+        nemo.CORPUS: nemo,
     }
 )
 """Corpus name (= folder name under the data directory) -> reader module."""
@@ -47,7 +49,7 @@ def discover(data_dir: Path, corpora: Iterable[str] | None = None) -> list[Utter
     """Scans every corpus present under a data directory.
 
     Looks for ``data_dir/<name>`` for each name in :data:`READERS` (``ravdess``,
-    ``tess``, ``crema-d``, ``savee``, ``emodb``). A corpus whose folder is
+    ``tess``, ``crema-d``, ``savee``, ``emodb``, ``nemo``). A corpus whose folder is
     absent, or holds no parseable audio (e.g. CREMA-D metadata only), is
     skipped with an INFO log message.
 

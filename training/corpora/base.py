@@ -25,11 +25,11 @@ class Utterance:
 
     Attributes:
         path: The audio file.
-        corpus: Corpus name: ``"ravdess"``, ``"tess"``, ``"crema-d"``, ``"savee"``
-            or ``"emodb"``.
+        corpus: Corpus name: ``"ravdess"``, ``"tess"``, ``"crema-d"``, ``"savee"``,
+            ``"emodb"`` or ``"nemo"``.
         speaker: Corpus-qualified speaker id, ``"<corpus>:<id>"`` with the id as
             written in the corpus's file names, e.g. ``"ravdess:12"``,
-            ``"tess:OAF"``, ``"crema-d:1001"``, ``"savee:DC"``, ``"emodb:03"``.
+            ``"tess:OAF"``, ``"crema-d:1001"``, ``"savee:DC"``, ``"emodb:03"``, ``"nemo:EB0"``.
         label: One of :data:`training.labels.EMOTIONS`, or ``None`` when the
             corpus's emotion has no class in the schema (EmoDB boredom).
         source_label: The corpus's own emotion name, e.g. ``"calm"``, ``"ps"``,
