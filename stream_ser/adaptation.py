@@ -137,3 +137,134 @@ class SpeakerNormaliser:
         mu = self._s1 / self._n
         sd = np.sqrt(np.maximum(self._s2 / self._n - mu**2, MIN_VARIANCE_DB2))
         return ((x64 - mu[:, None]) / sd[:, None]).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class OutputPrior:
+    """What a model says on average about the voices it was trained on: the prior of
+    :class:`OutputAdapter`, carried in the model metadata (``output_prior``).
+
+    Attributes:
+        mean_log_prob: Per class, in the model's label order, the mean over training speech
+            windows of the natural log of the model's probability; only differences between
+            classes matter (:meth:`from_probabilities` centres it, the adapter centres it again).
+        prior_windows: Weight of the prior in windows (at the 0.5 s hop, 20 windows = 10 s of
+            speech before a voice's own statistics weigh as much as the prior).
+
+    Raises:
+        ValueError: If ``mean_log_prob`` has fewer than two classes or is not finite, or
+            ``prior_windows`` is not positive and finite.
+    """
+
+    mean_log_prob: tuple[float, ...]
+    prior_windows: float = 20.0
+
+    def __post_init__(self) -> None:
+        values = np.asarray([float(v) for v in self.mean_log_prob], dtype=np.float64)
+        if values.size < 2 or not np.all(np.isfinite(values)):
+            raise ValueError("mean_log_prob must hold at least two finite values")
+        object.__setattr__(self, "mean_log_prob", tuple(float(v) for v in values))
+        if not (np.isfinite(self.prior_windows) and self.prior_windows > 0):
+            raise ValueError(f"prior_windows must be positive and finite, got {self.prior_windows}")
+
+    @property
+    def n_classes(self) -> int:
+        """Number of classes."""
+        return len(self.mean_log_prob)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (the ``output_prior`` entry of the model metadata)."""
+        return {"mean_log_prob": list(self.mean_log_prob), "prior_windows": self.prior_windows}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "OutputPrior":
+        """Parse :meth:`to_dict` output.
+
+        Raises:
+            ValueError: If a field is missing or invalid.
+        """
+        try:
+            return cls(tuple(data["mean_log_prob"]), float(data["prior_windows"]))
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"output prior entry is incomplete: {exc}") from None
+
+    @classmethod
+    def from_probabilities(cls, probabilities: np.ndarray, prior_windows: float = 20.0) -> "OutputPrior":
+        """The prior from the model's probabilities on training speech windows.
+
+        Args:
+            probabilities: float ``(n_windows, n_classes)``, each row a softmax output.
+            prior_windows: Weight of the prior in windows.
+        """
+        p = np.asarray(probabilities, dtype=np.float64)
+        mean = np.log(np.maximum(p, PROBABILITY_FLOOR)).mean(axis=0)
+        return cls(tuple(mean - mean.mean()), prior_windows)
+
+
+#: Floor of a probability before its log (the model's float32 softmax can round to 0).
+PROBABILITY_FLOOR = 1e-12
+
+
+class OutputAdapter:
+    """Causal adaptation of a model's output to one voice: running log-probability centring.
+
+    A voice the model never heard shifts all of its windows toward the same classes (a new
+    speaker, language or microphone; "every window is fear"). Per class, the adapter keeps the
+    running mean of the log-probabilities of this channel's speech windows, starting from the
+    training mean (:class:`OutputPrior`) with a weight of ``prior_windows`` windows, and
+    subtracts the voice's shift from that mean before the softmax:
+
+    ``adapted = softmax(log p - (running mean - training mean))``
+
+    The window itself is added to the running mean first. With no speech heard yet the output is
+    the model's own; the voice's own statistics take over gradually. This is the output-side
+    counterpart of per-speaker feature normalisation (the causal mean normalisation of
+    Viikki & Laurila 1998, applied to log-probabilities, i.e. to logits up to a per-window
+    constant) and assumes what a conversation usually holds: over tens of seconds a voice shows
+    several emotions. A long stretch of one emotion is pulled toward the others over time.
+
+    Args:
+        prior: The model's training statistics.
+
+    Thread: used by one thread (the engine's model thread).
+    """
+
+    def __init__(self, prior: OutputPrior) -> None:
+        self.prior = prior
+        mean0 = np.asarray(prior.mean_log_prob, dtype=np.float64)
+        self._mean0 = mean0 - mean0.mean()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the voice: back to the training prior."""
+        self._sum = self.prior.prior_windows * self._mean0
+        self._n = self.prior.prior_windows
+        self.windows = 0
+
+    @property
+    def shift(self) -> np.ndarray:
+        """float64 ``(n_classes,)``: the voice's current shift of the centred log-probabilities."""
+        return self._sum / self._n - self._mean0
+
+    def __call__(self, probabilities: np.ndarray) -> np.ndarray:
+        """Add one speech window to the statistics, then return its adapted probabilities.
+
+        Args:
+            probabilities: ``(n_classes,)`` softmax output of the model for one speech window.
+
+        Returns:
+            float32 ``(n_classes,)``, non-negative, summing to 1.
+
+        Raises:
+            ValueError: If the number of classes differs from the prior's.
+        """
+        p = np.asarray(probabilities, dtype=np.float64)
+        if p.shape != (self.prior.n_classes,):
+            raise ValueError(f"expected {self.prior.n_classes} probabilities, got shape {p.shape}")
+        log_p = np.log(np.maximum(p, PROBABILITY_FLOOR))
+        self._sum = self._sum + (log_p - log_p.mean())
+        self._n += 1
+        self.windows += 1
+        z = log_p - self.shift
+        z = np.exp(z - z.max())
+        return (z / z.sum()).astype(np.float32)

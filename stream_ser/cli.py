@@ -295,6 +295,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     norm = model.metadata.speaker_norm
     print("speaker normalisation: " + ("none" if norm is None else
           f"causal, per channel (running per-band statistics of the voice, prior weight {norm.prior_windows:g} windows)"))
+    prior = model.metadata.output_prior
+    print("output adaptation: " + ("not available (no output prior in the model)" if prior is None else
+          f"available, on by default (--adapt none turns it off): running per-class log-probability mean of each "
+          f"channel's voice, prior weight {prior.prior_windows:g} windows"))
     print(f"provenance: {json.dumps(model.metadata.provenance, indent=2)}")
     return 0
 
@@ -373,7 +377,7 @@ def cmd_analyse(args: argparse.Namespace) -> int:
                             f"{len(numbers)} channel(s)"
                         )
                     engine = ChannelEngines(model, hop_s=args.hop, source=source.name, channels=numbers,
-                                            channel_names=names)
+                                            channel_names=names, adapt_output=args.adapt == "output")
                     builder = CallSummaryBuilder(source.name, model.labels, engine.hop_s, numbers, names,
                                                  [source.name if n == 0 else f"channel {n}" for n in numbers])
                     preds = []
@@ -513,7 +517,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
             _listen_source(args, cfg.sample_rate_hz),
             sinks,
             SessionOptions(hop_s=args.hop, duration_s=args.duration, channel_names=_channel_names(args),
-                           calibrate_s=args.calibrate or 0.0,
+                           calibrate_s=args.calibrate or 0.0, adapt_output=args.adapt == "output",
                            # only the UI's meter shows levels; without it the worker wakes once per hop
                            level_interval_s=0.1 if tui else None),
         )
@@ -677,6 +681,12 @@ def build_parser() -> argparse.ArgumentParser:
     scoring.add_argument("--channel-names", type=_name_list, default=None, metavar="NAMES",
                          help="names for the channels, comma-separated in channel order (e.g. agent,customer); "
                          "written in the CSV's channel column instead of the numbers")
+    scoring.add_argument("--adapt", choices=("output", "none"), default="output",
+                         help="adapt the model's output to each channel's voice as it talks (default: output; a "
+                         "model without an output prior, see `stream-ser info`, is never adapted): a running "
+                         "per-class mean of the log-probabilities, started from the training voices' mean, "
+                         "removes the shift a new voice, language or microphone gives every window. 'none' "
+                         "scores each window on its own. The CSV's and JSON lines' adaptation field says which ran")
     scoring.add_argument("--summary-json", default=None, metavar="FILE",
                          help="write the call summary (per channel: speech time, time in each emotion, longest "
                          "span of each emotion, emotion changes) to FILE as JSON")

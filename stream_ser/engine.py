@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .adaptation import SpeakerNormaliser
+from .adaptation import OutputAdapter, SpeakerNormaliser
 from .features import window_features
 from .model import EmotionModel
 from .ring_buffer import RingBuffer
@@ -122,6 +122,12 @@ class Engine:
             prediction equals the uncalibrated engine's; calibration only withholds the first
             ones, made while the statistics still lean on the training prior. 0 (default): none.
             Ignored for other models.
+        adapt_output: Adapt the model's output to this channel's voice
+            (:class:`~stream_ser.adaptation.OutputAdapter`), for a model that carries an
+            ``output_prior``; the predictions then hold the adapted probabilities and
+            :attr:`adaptation` is ``"output"``. False, or a model without a prior: ``"none"``.
+        adapter: The output adapter to use (carry a voice across engines, as ``normaliser``);
+            None makes a fresh one when ``adapt_output`` applies.
 
     Raises:
         ValueError: If ``hop_s`` is not in (0, window_s] or is shorter than one sample, or
@@ -137,6 +143,8 @@ class Engine:
         channel_name: str | None = None,
         normaliser: SpeakerNormaliser | None = None,
         calibration_windows: int = 0,
+        adapt_output: bool = True,
+        adapter: OutputAdapter | None = None,
     ) -> None:
         cfg = model.feature_config
         self.model = model
@@ -153,6 +161,8 @@ class Engine:
         if calibration_windows < 0:
             raise ValueError(f"calibration_windows must be >= 0, got {calibration_windows}")
         self.calibration_windows = int(calibration_windows) if self.normaliser is not None else 0
+        prior = model.metadata.output_prior
+        self.adapter = None if prior is None or not adapt_output else (adapter or OutputAdapter(prior))
         self._ring = RingBuffer(cfg.window_samples + self.hop_samples)
         self._window_buf = np.empty((cfg.window_samples, 1), dtype=np.float32)
         self._next_boundary = self.hop_samples
@@ -162,6 +172,11 @@ class Engine:
     def samples_seen(self) -> int:
         """Samples pushed so far (the stream clock, at ``sample_rate_hz``)."""
         return self._ring.written
+
+    @property
+    def adaptation(self) -> str:
+        """The adaptation to the voice that runs: ``"output"`` (:attr:`adapter`) or ``"none"``."""
+        return "none" if self.adapter is None else "output"
 
     @property
     def calibrating(self) -> bool:
@@ -244,7 +259,9 @@ class Engine:
         """The prediction for window ``w`` given the model's probabilities (None: not speech)."""
         if probs is None:
             return Prediction(self.source, self.channel, w.start_s, w.end_s, False, None, None, None,
-                              self.model.labels, self.channel_name)
+                              self.model.labels, self.channel_name, self.adaptation)
+        if self.adapter is not None:
+            probs = self.adapter(probs)
         best = int(np.argmax(probs))
         return Prediction(
             self.source,
@@ -257,6 +274,7 @@ class Engine:
             tuple(float(p) for p in probs),
             self.model.labels,
             self.channel_name,
+            self.adaptation,
         )
 
     def run(self, chunks: Iterable[np.ndarray], jobs: int = 1) -> Iterator[Prediction]:
@@ -292,6 +310,10 @@ class ChannelEngines:
         channel_names: A name per channel, or None (unnamed channels are written as numbers).
         normalisers: One speaker normaliser per channel to carry voices across engines (see
             :class:`Engine`), or None for fresh ones.
+        calibration_windows: See :class:`Engine`.
+        adapt_output: See :class:`Engine`.
+        adapters: One output adapter per channel to carry voices across engines, or None for
+            fresh ones.
 
     Raises:
         ValueError: A bad hop, no channel, or names (normalisers) not matching the channels in number.
@@ -308,6 +330,8 @@ class ChannelEngines:
         channel_names: Sequence[str | None] | None = None,
         normalisers: Sequence[SpeakerNormaliser | None] | None = None,
         calibration_windows: int = 0,
+        adapt_output: bool = True,
+        adapters: Sequence[OutputAdapter | None] | None = None,
     ) -> None:
         channels = tuple(channels)
         if not channels:
@@ -318,12 +342,15 @@ class ChannelEngines:
         self.channels = channels
         self.channel_names = names
         norms = tuple(normalisers) if normalisers is not None else (None,) * len(channels)
-        if len(norms) != len(channels):
-            raise ValueError(f"{len(norms)} normaliser(s) for {len(channels)} channel(s)")
-        self.engines = [Engine(model, hop_s, source, c, n, z, calibration_windows)
-                        for c, n, z in zip(channels, names, norms)]
+        adapters = tuple(adapters) if adapters is not None else (None,) * len(channels)
+        for what, given in (("normaliser", norms), ("adapter", adapters)):
+            if len(given) != len(channels):
+                raise ValueError(f"{len(given)} {what}(s) for {len(channels)} channel(s)")
+        self.engines = [Engine(model, hop_s, source, c, n, z, calibration_windows, adapt_output, a)
+                        for c, n, z, a in zip(channels, names, norms, adapters)]
         self.hop_s = self.engines[0].hop_s
         self.hop_samples = self.engines[0].hop_samples
+        self.adaptation = self.engines[0].adaptation
 
     @property
     def samples_seen(self) -> int:

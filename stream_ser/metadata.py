@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .adaptation import SpeakerNorm
+from .adaptation import OutputPrior, SpeakerNorm
 from .features import FEATURE_VERSION, FeatureConfig
 
 #: Key of the JSON entry in the ONNX ``metadata_props``.
@@ -42,6 +42,9 @@ class ModelMetadata:
             causal normalisation the engine applies per channel
             (:class:`~stream_ser.adaptation.SpeakerNorm`); None for a model that takes the
             recipe's log-mel as is.
+        output_prior: The model's mean log-probabilities on its training speakers, the prior of
+            output adaptation (:class:`~stream_ser.adaptation.OutputAdapter`); None for a model
+            that does not carry one (it cannot be adapted at its output).
     """
 
     labels: tuple[str, ...]
@@ -50,6 +53,7 @@ class ModelMetadata:
     output_name: str = "probabilities"
     provenance: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     speaker_norm: SpeakerNorm | None = None
+    output_prior: OutputPrior | None = None
 
     def to_json(self) -> str:
         """Serialise to the JSON string stored under :data:`METADATA_KEY`."""
@@ -63,6 +67,8 @@ class ModelMetadata:
         }
         if self.speaker_norm is not None:
             data["speaker_norm"] = self.speaker_norm.to_dict()
+        if self.output_prior is not None:
+            data["output_prior"] = self.output_prior.to_dict()
         return json.dumps(data, sort_keys=True)
 
     @classmethod
@@ -117,6 +123,18 @@ class ModelMetadata:
                 raise ModelMetadataError(
                     f"metadata 'speaker_norm' has {speaker_norm.n_mels} bands, the recipe {feature_config.n_mels}"
                 )
+        output_prior = None
+        if data.get("output_prior") is not None:
+            if not isinstance(data["output_prior"], dict):
+                raise ModelMetadataError("metadata 'output_prior' must be an object")
+            try:
+                output_prior = OutputPrior.from_dict(data["output_prior"])
+            except ValueError as exc:
+                raise ModelMetadataError(f"metadata 'output_prior': {exc}") from None
+            if output_prior.n_classes != len(labels):
+                raise ModelMetadataError(
+                    f"metadata 'output_prior' has {output_prior.n_classes} classes, 'labels' {len(labels)}"
+                )
         return cls(
             labels=tuple(labels),
             feature_config=feature_config,
@@ -124,4 +142,5 @@ class ModelMetadata:
             output_name=data["output_name"],
             provenance=provenance,
             speaker_norm=speaker_norm,
+            output_prior=output_prior,
         )

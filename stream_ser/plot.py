@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .sinks import BASE_COLUMNS
+from .sinks import ADAPTATION_COLUMN, BASE_COLUMNS
 from .types import Prediction
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -163,17 +163,20 @@ def read_timeline_csv(path: str | os.PathLike[str]) -> list[Timeline]:
             header = next(reader, None)
         except (csv.Error, UnicodeDecodeError) as exc:
             raise TimelineError(f"{p}: not a CSV file ({exc})") from None
+        # the probability columns; the last column, adaptation, is absent from older files
+        n_base = len(BASE_COLUMNS)
+        n_end = len(header) - 1 if header and header[-1] == ADAPTATION_COLUMN else len(header or ())
         if (
             header is None
-            or tuple(header[: len(BASE_COLUMNS)]) != BASE_COLUMNS
-            or len(header) == len(BASE_COLUMNS)
-            or not all(h.startswith("p_") for h in header[len(BASE_COLUMNS) :])
+            or tuple(header[:n_base]) != BASE_COLUMNS
+            or n_end == n_base
+            or not all(h.startswith("p_") for h in header[n_base:n_end])
         ):
             raise TimelineError(
                 f"{p}: not a stream-ser timeline CSV (expected the header "
                 f"{','.join(BASE_COLUMNS)},p_<label>,...; write one with `stream-ser analyse FILE --csv OUT`)"
             )
-        labels = tuple(h[2:] for h in header[len(BASE_COLUMNS) :])
+        labels = tuple(h[2:] for h in header[n_base:n_end])
         groups: dict[tuple[str, int | str], list[tuple[float, float, bool, list[float]]]] = {}
         try:
             for row in reader:
@@ -188,7 +191,7 @@ def read_timeline_csv(path: str | os.PathLike[str]) -> list[Timeline]:
                     speech = row[4] == "1"
                     if row[4] not in ("0", "1"):
                         raise ValueError(f"speech must be 0 or 1, got {row[4]!r}")
-                    probs = [float(x) for x in row[len(BASE_COLUMNS) :]] if speech else [math.nan] * len(labels)
+                    probs = [float(x) for x in row[n_base:n_end]] if speech else [math.nan] * len(labels)
                 except ValueError as exc:
                     raise TimelineError(f"{p}, line {line}: {exc}") from None
                 groups.setdefault((row[0], channel), []).append((start_s, end_s, speech, probs))

@@ -100,6 +100,10 @@ class SessionOptions:
             predictions until it has heard this many seconds of speech (one speech window per
             hop, so ``ceil(calibrate_s / hop_s)`` windows), which only feed its voice statistics.
             Those hops write no CSV row; :class:`CalibrationProgress` reports them. 0: none.
+        adapt_output: Adapt the model's output to each channel's voice
+            (:class:`~stream_ser.adaptation.OutputAdapter`; a model without an ``output_prior``
+            is never adapted). The voice is kept across pauses. ``listen --adapt none`` turns
+            it off.
 
     Raises:
         ValueError: If ``calibrate_s`` is negative or ``level_interval_s`` is not positive.
@@ -112,6 +116,7 @@ class SessionOptions:
     clip_dbfs: float = -0.1
     channel_names: tuple[str, ...] | None = None
     calibrate_s: float = 0.0
+    adapt_output: bool = True
 
     def __post_init__(self) -> None:
         if not self.calibrate_s >= 0:
@@ -637,12 +642,13 @@ class ListenSession:
         emit(ended)
         return ended
 
-    def _new_engine(self, source: Any, normalisers: Any = None) -> ChannelEngines:
-        """Engines for every channel; ``normalisers`` carries each channel's voice statistics
-        (speaker-normalised models) across a pause."""
+    def _new_engine(self, source: Any, normalisers: Any = None, adapters: Any = None) -> ChannelEngines:
+        """Engines for every channel; ``normalisers`` and ``adapters`` carry each channel's voice
+        statistics (feature normalisation, output adaptation) across a pause."""
         return ChannelEngines(self.model, hop_s=self.hop_s, source=source.name,
                               channels=tuple(getattr(source, "channel_numbers", (0,))), channel_names=self._channel_names,
-                              normalisers=normalisers, calibration_windows=self.calibration_windows)
+                              normalisers=normalisers, calibration_windows=self.calibration_windows,
+                              adapt_output=self.options.adapt_output, adapters=adapters)
 
     def _loop(self, source: Any, emit: Callable[[Any], None]) -> str:
         """The capture loop; returns why it ended (``stopped``, ``duration reached``, ``input ended``)."""
@@ -652,6 +658,7 @@ class ListenSession:
         max_samples = int(round(self.options.duration_s * sr)) if self.options.duration_s else None
         engine: ChannelEngines | None = self._new_engine(source)
         normalisers = [e.normaliser for e in engine.engines]  # one voice per channel, kept across pauses
+        adapters = [e.adapter for e in engine.engines]
         n_channels = len(engine.channels)
         channel_index = {(c, n): i for i, (c, n) in enumerate(zip(engine.channels, engine.channel_names))}
         levels = None
@@ -724,7 +731,7 @@ class ListenSession:
                             if paused:
                                 engine = None
                             else:
-                                engine, offset = self._new_engine(source, normalisers), next_boundary
+                                engine, offset = self._new_engine(source, normalisers, adapters), next_boundary
                             emit(PauseApplied(paused, next_boundary / sr, self._stats()))
                         next_boundary += hop
                 self._take_requests(source, emit)

@@ -5,9 +5,11 @@ Position in the pipeline: the last stage; every sink receives the engine's
 
 The timeline CSV is a stable interface. Header::
 
-    source,channel,start_s,end_s,speech,label,confidence,p_<label1>,p_<label2>,...
+    source,channel,start_s,end_s,speech,label,confidence,p_<label1>,p_<label2>,...,adaptation
 
-one ``p_`` column per model label in model order; ``speech`` is 1 or 0; ``label``,
+one ``p_`` column per model label in model order; ``adaptation`` says which adaptation to the
+voice produced the probabilities (``output`` or ``none``, :mod:`stream_ser.adaptation`; empty on
+marker rows); ``speech`` is 1 or 0; ``label``,
 ``confidence`` and the ``p_`` columns are empty when ``speech`` is 0 (a *marker* row, written when
 the user presses ``m`` in the terminal UI, has ``speech`` 0, ``label`` ``marker`` and
 ``start_s`` = ``end_s``); times are seconds with millisecond precision, probabilities have 4
@@ -23,7 +25,7 @@ line, UTF-8, flushed per line, keys in the order below, with a ``type`` field sa
 object is::
 
     {"type":"prediction","source":"a.flac","channel":0,"start_s":0.0,"end_s":1.5,"speech":true,
-     "label":"angry","confidence":0.7012,"probabilities":{"neutral":0.021,...}}
+     "label":"angry","confidence":0.7012,"probabilities":{"neutral":0.021,...},"adaptation":"output"}
     {"type":"clip","source":"a.flac","duration_s":4.37,"n_windows":9,"n_speech_windows":7,
      "label":"angry","confidence":0.62,"probabilities":{"neutral":0.05,...}}
     {"type":"error","source":"b.wav","message":"b.wav: no such file"}
@@ -32,7 +34,7 @@ object is::
 ``prediction`` objects carry the CSV's fields (``channel`` is the CSV's value: a JSON number,
 or the channel's name as a string; ``speech`` is a JSON boolean; ``label``,
 ``confidence`` and ``probabilities`` are null when ``speech`` is false; ``probabilities`` maps
-every model label, in model order, to its probability). ``clip`` objects (``analyse`` only, one
+every model label, in model order, to its probability; ``adaptation`` is the CSV's). ``clip`` objects (``analyse`` only, one
 per file after its predictions; one per channel, with a ``channel`` key added at the end, when
 channels are scored on their own) carry the clip-level result; ``error`` objects (``analyse``
 only) name a file that could not be scored. Rounding matches the CSV (times 3 decimals,
@@ -74,7 +76,11 @@ class OutputError(RuntimeError):
 
 def csv_header(labels: tuple[str, ...]) -> list[str]:
     """The timeline CSV header for a model's labels."""
-    return [*BASE_COLUMNS, *(f"p_{label}" for label in labels)]
+    return [*BASE_COLUMNS, *(f"p_{label}" for label in labels), ADAPTATION_COLUMN]
+
+
+#: The last column of the timeline CSV: the adaptation to the voice that ran (``output``, ``none``).
+ADAPTATION_COLUMN = "adaptation"
 
 
 #: ``label`` of a marker row in the timeline CSV (a user's mark on the timeline, ``m`` in the UI).
@@ -89,7 +95,7 @@ def marker_csv_row(marker: Marker, labels: tuple[str, ...]) -> list[str]:
     Readers that keep ``speech == 1`` rows see exactly the scored speech windows.
     """
     t = f"{marker.time_s:.3f}"
-    return [marker.source, str(marker.channel_id), t, t, "0", MARKER_LABEL, "", *([""] * len(labels))]
+    return [marker.source, str(marker.channel_id), t, t, "0", MARKER_LABEL, "", *([""] * len(labels)), ""]
 
 
 def csv_row(p: Prediction) -> list[str]:
@@ -99,6 +105,7 @@ def csv_row(p: Prediction) -> list[str]:
         row += [p.label or "", f"{p.confidence:.4f}", *(f"{x:.4f}" for x in p.probabilities)]
     else:
         row += ["", "", *([""] * len(p.labels))]
+    row.append(p.adaptation)
     return row
 
 
@@ -275,6 +282,7 @@ def prediction_record(p: Prediction) -> dict[str, Any]:
         "label": p.label if speech else None,
         "confidence": round(float(p.confidence), 4) if speech and p.confidence is not None else None,
         "probabilities": _probs(p.labels, p.probabilities) if speech else None,
+        "adaptation": p.adaptation,
     }
 
 

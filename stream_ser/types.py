@@ -48,6 +48,8 @@ class Prediction:
             None when not speech.
         labels: The model's class names in output order.
         channel_name: The channel's name (``--channel-names``), or None when unnamed.
+        adaptation: The adaptation to the voice that produced ``probabilities``: ``"output"``
+            (:class:`~stream_ser.adaptation.OutputAdapter`) or ``"none"`` (the model's own).
     """
 
     source: str
@@ -60,6 +62,7 @@ class Prediction:
     probabilities: tuple[float, ...] | None
     labels: tuple[str, ...]
     channel_name: str | None = None
+    adaptation: str = "none"
 
     @property
     def channel_id(self) -> int | str:

@@ -35,11 +35,11 @@ def test_analyse_writes_the_documented_csv(tmp_path, capsys) -> None:
     for line, clip in zip(printed, (ANGRY_CLIP, HAPPY_CLIP, TESS_CLIP)):
         assert line.startswith(f"{clip}: ") and line.split(": ")[1].split()[0] in LABELS
     rows = read_csv(out)
-    assert rows[0] == [*BASE_COLUMNS, *(f"p_{lab}" for lab in LABELS)]
+    assert rows[0] == [*BASE_COLUMNS, *(f"p_{lab}" for lab in LABELS), "adaptation"]
     assert len(rows) - 1 == expected_rows(ANGRY_CLIP, HAPPY_CLIP, TESS_CLIP)
     for row in rows[1:]:
         rec = dict(zip(rows[0], row))
-        assert rec["channel"] == "0" and rec["speech"] in ("0", "1")
+        assert rec["channel"] == "0" and rec["speech"] in ("0", "1") and rec["adaptation"] in ("output", "none")
         for key in ("start_s", "end_s"):
             assert len(rec[key].split(".")[1]) == 3  # millisecond precision
         assert float(rec["start_s"]) <= float(rec["end_s"])
@@ -113,7 +113,7 @@ def test_bad_model_is_a_clear_error(tmp_path, capsys) -> None:
 def test_csv_sink_header_follows_model_labels(tmp_path) -> None:
     sink = CsvSink(tmp_path / "x.csv", ("calm", "angry"))
     sink.close()
-    assert read_csv(tmp_path / "x.csv") == [csv_header(("calm", "angry"))] == [[*BASE_COLUMNS, "p_calm", "p_angry"]]
+    assert read_csv(tmp_path / "x.csv") == [csv_header(("calm", "angry"))] == [[*BASE_COLUMNS, "p_calm", "p_angry", "adaptation"]]
     with pytest.raises(OutputError, match="header differs"):
         CsvSink(tmp_path / "x.csv", ("a", "b"), append=True)
 

@@ -23,7 +23,8 @@ from stream_ser.sinks import (
 from stream_ser.sources import audio_info
 from stream_ser.types import ClipResult, Prediction
 
-PREDICTION_KEYS = ["type", "source", "channel", "start_s", "end_s", "speech", "label", "confidence", "probabilities"]
+PREDICTION_KEYS = ["type", "source", "channel", "start_s", "end_s", "speech", "label", "confidence", "probabilities",
+                   "adaptation"]
 CLIP_KEYS = ["type", "source", "duration_s", "n_windows", "n_speech_windows", "label", "confidence", "probabilities"]
 
 
@@ -41,7 +42,7 @@ def check_prediction(obj: dict, labels: list[str]) -> None:
     assert list(obj) == PREDICTION_KEYS and obj["type"] == "prediction"
     assert isinstance(obj["channel"], int) and obj["channel"] == 0
     assert 0 <= obj["start_s"] <= obj["end_s"] and round(obj["end_s"], 3) == obj["end_s"]
-    assert isinstance(obj["speech"], bool)
+    assert isinstance(obj["speech"], bool) and obj["adaptation"] in ("output", "none")
     if obj["speech"]:
         probs = obj["probabilities"]
         assert list(probs) == labels and abs(sum(probs.values()) - 1) < 2e-3
@@ -144,7 +145,7 @@ def test_records_and_sink_units(tmp_path) -> None:
     speech = Prediction("x.wav", 0, 0.1234, 3.12345, True, "angry", 0.876543, (0.123457, 0.876543), labels)
     assert prediction_record(silent) == {
         "type": "prediction", "source": "mic:Ünïcode", "channel": 1, "start_s": 0.0, "end_s": 0.5,
-        "speech": False, "label": None, "confidence": None, "probabilities": None,
+        "speech": False, "label": None, "confidence": None, "probabilities": None, "adaptation": "none",
     }
     rec = prediction_record(speech)
     assert rec["start_s"] == 0.123 and rec["end_s"] == 3.123

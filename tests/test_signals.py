@@ -17,7 +17,7 @@ from conftest import ANGRY_CLIP, HAPPY_CLIP
 
 from stream_ser.sources import load_audio
 
-N_COLUMNS = 7 + 7
+N_COLUMNS = 7 + 7 + 1  # base columns, one per label, adaptation
 
 
 @pytest.fixture(scope="module")

@@ -74,11 +74,17 @@ EPOCHS_WITHOUT_VALIDATION = 15
 # ------------------------------------------------------------------------------------------
 
 
-def load_utterances(data: Path) -> list:
-    """All labelled RAVDESS and TESS clips, in :func:`training.corpora.discover` order."""
+def load_utterances(data: Path, protocols=()) -> list:
+    """All labelled clips of RAVDESS, TESS and the corpora of ``protocols``, in
+    :func:`training.corpora.discover` order.
+
+    RAVDESS and TESS are always read, so every protocol over them shares one feature cache
+    (its key is the list of clips); nEMO only when a protocol (``loco6``) uses it.
+    """
     from .corpora import discover
 
-    return [u for u in discover(Path(data), corpora=["ravdess", "tess"]) if u.label is not None]
+    corpora = {"ravdess", "tess"}.union(*(p.corpora for p in protocols))
+    return [u for u in discover(Path(data), corpora=sorted(corpora)) if u.label is not None]
 
 
 def _speaker_mask(utts, speakers) -> np.ndarray:
@@ -105,7 +111,7 @@ def run_baseline(args: argparse.Namespace) -> dict:
     from .baseline_egemaps import SVM_PARAMS, extract, svm_fold
 
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    utts = load_utterances(args.data)
+    utts = load_utterances(args.data, [PROTOCOLS[p] for p in args.protocols])
     t0 = time.monotonic()
     feats = extract(utts, Path(args.cache))
     extract_s = time.monotonic() - t0
@@ -374,15 +380,16 @@ def run_train(args: argparse.Namespace) -> list[dict]:
         spec.build(None, None)  # raises NotReproducibleOffline with the reason
     proto = PROTOCOLS[args.protocol]
     config = feature_config(args)
-    utts = load_utterances(args.data)
+    utts = load_utterances(args.data, [proto])
     fs_all = build_features(utts, config, Path(args.cache))
-    keep = frozenset(u.speaker for u in proto.utterances(utts))
-    fs = fs_all.select(keep)
+    # the protocol's clips: its corpora, and a label in its scheme (loco6 leaves disgust out)
+    in_protocol = set(map(id, proto.utterances(utts)))
+    keep_clip = np.array([id(u) in in_protocol for u in fs_all.utterances])
+    fs = fs_all.select_clips(keep_clip)
     extras = None
     if spec.input_kind != "log_mel":
         extras_all = build_extras(list(utts), config, Path(args.cache))
-        keep_win = np.isin(np.array([u.speaker for u in fs_all.utterances])[fs_all.clip_index], list(keep))
-        extras = extras_all[keep_win]
+        extras = extras_all[keep_clip[fs_all.clip_index]]
         if len(extras) != len(fs.log_mels):
             raise RuntimeError("extras and log-mel windows do not line up (feature recipe changed?)")
     augmented = []

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from stream_ser.adaptation import SpeakerNorm
+from stream_ser.adaptation import OutputPrior, SpeakerNorm
 from stream_ser.features import FeatureConfig
 from stream_ser.metadata import METADATA_KEY, ModelMetadata
 
@@ -60,6 +60,7 @@ def export_onnx(
     provenance: dict[str, Any],
     parity_windows: np.ndarray,
     speaker_norm: SpeakerNorm | None = None,
+    output_prior: OutputPrior | None = None,
 ) -> float:
     """Convert, annotate, save and verify.
 
@@ -74,6 +75,9 @@ def export_onnx(
         speaker_norm: For a model trained on causally speaker-normalised log-mels
             (``training.experiments train --speaker-norm causal``), the prior written into the
             metadata, so the runtime normalises each channel the same way.
+        output_prior: The model's mean log-probabilities on its training windows, written into
+            the metadata so the runtime can adapt the output to each voice
+            (:class:`stream_ser.adaptation.OutputAdapter`); None writes none.
 
     Returns:
         The largest absolute Keras-vs-onnxruntime difference observed.
@@ -102,7 +106,8 @@ def export_onnx(
     for v in (graph.input[0], graph.output[0]):
         v.type.tensor_type.shape.dim[0].dim_param = "batch"
     tf_versions = {"tf2onnx": tf2onnx.__version__, "onnx": onnx.__version__, "opset": OPSET}
-    meta = ModelMetadata(labels, config, "log_mel", "probabilities", {**provenance, **tf_versions}, speaker_norm)
+    meta = ModelMetadata(labels, config, "log_mel", "probabilities", {**provenance, **tf_versions}, speaker_norm,
+                         output_prior)
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, meta.to_json()
     proto.producer_name = "stream-ser training.export"

@@ -1,4 +1,4 @@
-"""Speaker-independent cross-validation protocols (issue #3).
+"""Speaker-independent cross-validation protocols.
 
 Sits beside :mod:`training.split`: where the committed split ``si_v1`` is one fixed partition,
 a *protocol* here is a list of :class:`~training.split.Split` folds plus a label scheme, so the
@@ -16,6 +16,12 @@ Protocols (:data:`PROTOCOLS`):
 ``tess7``
     TESS leave-one-speaker-out: train OAF, test YAF, and the reverse (7 classes; ``ps`` is
     surprise). TESS has only two talkers, so these folds have no validation speaker.
+``loco6``
+    Leave one corpus out over RAVDESS, TESS and nEMO: fold *k* trains on two corpora and tests
+    on every speaker of the third, in the 6 classes all three share (nEMO has no disgust;
+    RAVDESS calm is neutral). Validation speakers come from a training corpus: two nEMO actors
+    (one female, one male: :data:`LOCO_NEMO_VALIDATION`) when nEMO trains, else RAVDESS actors
+    17-20. It measures what a voice, a language and a studio never heard do to a model.
 ``pooled7``
     RAVDESS + TESS in 7 classes: fold *k* tests RAVDESS fold *k* together with one TESS
     talker, alternating OAF (folds 1, 3, 5) and YAF (folds 2, 4, 6), and trains on the other
@@ -24,7 +30,7 @@ Protocols (:data:`PROTOCOLS`):
 
 Validation speakers (early stopping, model selection) always come from the training side of
 the fold, never from its test speakers: the 4 RAVDESS actors of the preceding fold (fold 1 takes
-actors 21-24). The 6-fold grouping of 4 consecutive actors is the protocol specified in issue #3;
+actors 21-24). The 6-fold grouping of 4 consecutive actors is this project's protocol;
 published "speaker-independent" RAVDESS figures use similar actor-disjoint partitions (e.g.
 Krasnoproshin & Vashkevich 2026, arXiv:2606.03359), but their exact folds may differ.
 """
@@ -35,8 +41,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .corpora.base import Utterance
+from .corpora.nemo import SPEAKERS as NEMO_SPEAKERS
 from .labels import EMOTIONS
 from .split import Split
+
+#: nEMO's validation actors in ``loco6`` when nEMO trains: one female, one male, chosen a priori.
+LOCO_NEMO_VALIDATION: tuple[str, ...] = ("IC0", "SM0")
+#: The classes RAVDESS, TESS and nEMO share: the 7-class schema without disgust.
+SHARED_6: tuple[str, ...] = tuple(e for e in EMOTIONS if e != "disgust")
 
 #: RAVDESS's own 8 emotion names (file-name codes 01-08), the literature's 8-class setting.
 RAVDESS_8: tuple[str, ...] = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
@@ -100,6 +112,34 @@ def pooled_folds() -> tuple[Split, ...]:
     return tuple(out)
 
 
+def loco_folds() -> tuple[Split, ...]:
+    """Leave-one-corpus-out folds: test RAVDESS, then TESS, then nEMO (all their speakers).
+
+    Returns:
+        3 splits. Validation: nEMO actors :data:`LOCO_NEMO_VALIDATION` when nEMO trains, else
+        RAVDESS actors 17-20; training: every other speaker of the two training corpora.
+    """
+    speakers = {
+        "ravdess": {ravdess_speaker(a) for a in range(1, N_RAVDESS_ACTORS + 1)},
+        "tess": {f"tess:{t}" for t in TESS_SPEAKERS},
+        "nemo": {f"nemo:{n}" for n in NEMO_SPEAKERS},
+    }
+    out = []
+    for test in speakers:
+        if test != "nemo":
+            val = {f"nemo:{n}" for n in LOCO_NEMO_VALIDATION}
+        else:
+            val = {ravdess_speaker(a) for a in ravdess_fold_actors(4)}
+        train = set().union(*(v for c, v in speakers.items() if c != test)) - val
+        out.append(Split(f"loco-test-{test}", train, val, speakers[test]))
+    return tuple(out)
+
+
+def label_6(u: Utterance) -> str | None:
+    """The label in the 6 classes the three corpora share (:data:`SHARED_6`); None for disgust."""
+    return u.label if u.label in SHARED_6 else None
+
+
 def label_7(u: Utterance) -> str | None:
     """The 7-class schema label (:data:`training.labels.EMOTIONS`)."""
     return u.label
@@ -115,7 +155,7 @@ class Protocol:
     """A speaker-independent evaluation protocol.
 
     Attributes:
-        name: Registry key (``ravdess8``, ``ravdess7``, ``tess7``, ``pooled7``).
+        name: Registry key (``ravdess8``, ``ravdess7``, ``tess7``, ``pooled7``, ``loco6``).
         description: One line for reports.
         corpora: Corpora whose utterances take part.
         labels: Class names in model output order.
@@ -152,6 +192,10 @@ PROTOCOLS: dict[str, Protocol] = {
     "pooled7": Protocol(
         "pooled7", "RAVDESS + TESS, 7 classes, 6 folds (RAVDESS fold k + one TESS talker)", ("ravdess", "tess"),
         EMOTIONS, label_7, pooled_folds(),
+    ),
+    "loco6": Protocol(
+        "loco6", "leave one corpus out over RAVDESS, TESS and nEMO, the 6 shared classes", ("ravdess", "tess", "nemo"),
+        SHARED_6, label_6, loco_folds(),
     ),
 }
 """Protocol name -> :class:`Protocol`."""

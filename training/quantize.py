@@ -198,7 +198,7 @@ def main() -> None:
         epilog="Example: python -m training.quantize --data ../shared/data --model models/stream-ser-fp32.onnx "
         "--out models/stream-ser.onnx",
     )
-    parser.add_argument("--data", required=True, type=Path, help="folder with ravdess/ and tess/")
+    parser.add_argument("--data", required=True, type=Path, help="folder of the corpora (ravdess/, tess/, nemo/)")
     parser.add_argument("--model", required=True, type=Path, help="fp32 ONNX model")
     parser.add_argument("--out", required=True, type=Path, help="int8 ONNX model to write")
     parser.add_argument("--clips", type=int, default=CALIBRATION["clips"],
@@ -208,11 +208,13 @@ def main() -> None:
     parser.add_argument("--percentile", type=float, default=CALIBRATION["percentile"],
                         help=f"activation range percentile; 100 = min-max (default {CALIBRATION['percentile']})")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--split", type=Path, default=None,
+                        help="split JSON whose training speakers calibrate (default: training/splits/si_v1.json)")
     parser.add_argument("--no-float-first-block", dest="float_first_block", action="store_false",
                         help="quantise the first convolution block too (slower; for comparison)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    split = load_split()
+    split = load_split(args.split)
     train = [u.path for u in discover(args.data) if u.speaker in split.train]
     random.Random(args.seed).shuffle(train)
     windows = calibration_windows(train[: args.clips], EmotionModel(args.model), max_windows=args.windows)

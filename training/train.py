@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stream_ser.adaptation import OutputPrior
 from stream_ser.features import FeatureConfig
 
 from .architectures import ARCHITECTURES, count_params
@@ -336,9 +337,12 @@ def train(args: argparse.Namespace) -> Path:
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": "python -m training.train " + " ".join(args.argv),
     }
+    # what the model says on average about its training voices: the prior of output adaptation
+    prior = OutputPrior.from_probabilities(model.predict(x_train, batch_size=256, verbose=0))
     out = Path(args.out)
     onnx_path = out / f"{args.name}.onnx" if out.suffix != ".onnx" else out
-    export_onnx(model, onnx_path, EMOTIONS, config, provenance, parity_windows=x_val[: args.parity_windows, ..., 0])
+    export_onnx(model, onnx_path, EMOTIONS, config, provenance, parity_windows=x_val[: args.parity_windows, ..., 0],
+                output_prior=prior)
     return onnx_path
 
 

@@ -54,7 +54,11 @@ class FeatureSet:
 
     def select(self, speakers: frozenset[str]) -> "FeatureSet":
         """The subset of clips (and their windows) whose speaker is in ``speakers``."""
-        keep_clip = np.array([u.speaker in speakers for u in self.utterances], dtype=bool)
+        return self.select_clips(np.array([u.speaker in speakers for u in self.utterances], dtype=bool))
+
+    def select_clips(self, keep_clip: np.ndarray) -> "FeatureSet":
+        """The subset of clips (and their windows) where ``keep_clip``, a bool ``(n_clips,)``, is True."""
+        keep_clip = np.asarray(keep_clip, dtype=bool)
         new_index = np.cumsum(keep_clip) - 1
         keep_win = keep_clip[self.clip_index]
         return FeatureSet(

@@ -1,0 +1,302 @@
+"""The stream protocol: each test speaker as one long recording, scored as ``listen`` would.
+
+Usage::
+
+    # the shipped model on the committed split's test speakers, and on nEMO (never trained on)
+    python -m training.stream_protocol --data ../shared/data --speakers test nemo
+
+At a desk or on a call one voice talks for minutes, and a tool may use that: it can adapt to
+the voice. Clip-by-clip evaluation (:mod:`training.evaluate`) cannot show it, because every clip
+is a fresh stream. Here each speaker's clips are shuffled with a fixed seed and joined into one
+recording with 1 s of silence between them; :class:`stream_ser.engine.Engine` scores it exactly
+as ``listen`` or ``analyse`` would (0.5 s hop, 3 s window, speech gate, final partial hop). Each
+window belongs to the clip it overlaps most; a clip's label is the argmax of the mean
+probabilities over its speech windows (a clip with none is a miss, as in clip evaluation).
+
+Adaptation modes compared on the same windows (the model's raw probabilities are computed once):
+
+``none``
+    the model's probabilities as they are;
+``output``
+    causal output adaptation, :class:`stream_ser.adaptation.OutputAdapter`, the runtime's own
+    class, run over the stream's speech windows in time order, with the model's
+    ``output_prior`` (or, for a model without one, a prior computed here from the committed
+    split's training speakers);
+``output-transductive``
+    the upper bound of ``output``: the shift measured on all of the speaker's speech windows
+    at once (future ones included), which no live tool can know.
+
+A model trained on speaker-normalised log-mels (``speaker_norm`` in its metadata) normalises
+inside the engine, causally, in every mode: compare such a model with ``none`` of another.
+
+Scores are per corpus: UAR, WA and macro-F1 over the clips of all the speakers asked for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from stream_ser.adaptation import PROBABILITY_FLOOR, OutputAdapter, OutputPrior
+from stream_ser.engine import Engine
+from stream_ser.features import one_blas_thread
+from stream_ser.model import EmotionModel
+from stream_ser.sources import load_audio
+
+from .corpora import Utterance, discover
+from .evaluate import NO_SPEECH, Scores, score, scores_to_dict
+from .split import load_split
+
+log = logging.getLogger("training.stream_protocol")
+
+#: Silence between two clips of a stream (s).
+PAUSE_S = 1.0
+#: Adaptation modes, in report order.
+MODES: tuple[str, ...] = ("none", "output", "output-transductive")
+
+
+@dataclass(frozen=True)
+class SpeakerStream:
+    """One speaker's clips joined into one recording.
+
+    Attributes:
+        speaker: Speaker id, e.g. ``"ravdess:21"``.
+        utterances: The clips in stream order.
+        bounds_s: float64 ``(n_clips, 2)``: each clip's start and end on the stream clock (s).
+        samples: float32 ``(n_samples,)`` mono audio at the model's rate.
+    """
+
+    speaker: str
+    utterances: tuple[Utterance, ...]
+    bounds_s: np.ndarray
+    samples: np.ndarray
+
+
+def build_stream(utts: list[Utterance], sample_rate_hz: int, seed: int = 0, pause_s: float = PAUSE_S) -> SpeakerStream:
+    """Shuffle one speaker's clips with ``seed`` and join them with ``pause_s`` of digital silence.
+
+    Raises:
+        ValueError: If the clips are not all of one speaker, or there are none.
+    """
+    speakers = {u.speaker for u in utts}
+    if len(speakers) != 1:
+        raise ValueError(f"a stream holds one speaker's clips, got {sorted(speakers)}")
+    order = np.random.default_rng(seed).permutation(len(utts))
+    pause = np.zeros(int(round(pause_s * sample_rate_hz)), dtype=np.float32)
+    parts, bounds, pos = [], [], 0
+    for i in order:
+        x = load_audio(utts[i].path, sample_rate_hz)
+        if parts:
+            parts.append(pause)
+            pos += pause.size
+        parts.append(x)
+        bounds.append((pos / sample_rate_hz, (pos + x.size) / sample_rate_hz))
+        pos += x.size
+    return SpeakerStream(speakers.pop(), tuple(utts[i] for i in order), np.asarray(bounds, dtype=np.float64),
+                         np.concatenate(parts))
+
+
+def window_clips(starts_s: np.ndarray, ends_s: np.ndarray, bounds_s: np.ndarray) -> np.ndarray:
+    """The clip each window overlaps most (-1: none).
+
+    Args:
+        starts_s: ``(n_windows,)`` window starts (s).
+        ends_s: ``(n_windows,)`` window ends (s).
+        bounds_s: ``(n_clips, 2)`` clip starts and ends (s), in time order, not overlapping.
+
+    Returns:
+        int64 ``(n_windows,)`` clip indices; ties go to the earlier clip.
+    """
+    out = np.full(len(starts_s), -1, dtype=np.int64)
+    for w, (a, b) in enumerate(zip(starts_s, ends_s)):
+        lo = int(np.searchsorted(bounds_s[:, 1], a, side="right"))
+        hi = int(np.searchsorted(bounds_s[:, 0], b, side="left"))
+        if hi <= lo:
+            continue
+        overlap = np.minimum(bounds_s[lo:hi, 1], b) - np.maximum(bounds_s[lo:hi, 0], a)
+        if overlap.max() > 0:
+            out[w] = lo + int(np.argmax(overlap))
+    return out
+
+
+@dataclass(frozen=True)
+class ScoredStream:
+    """The model's speech windows over one :class:`SpeakerStream`.
+
+    Attributes:
+        stream: The stream.
+        clip: int64 ``(n_speech,)``: the clip each speech window overlaps most (-1: none).
+        probabilities: float64 ``(n_speech, n_classes)``: the model's raw probabilities, in time
+            order.
+    """
+
+    stream: SpeakerStream
+    clip: np.ndarray
+    probabilities: np.ndarray
+
+
+def score_stream(model: EmotionModel, stream: SpeakerStream) -> ScoredStream:
+    """Run the engine over the stream, as ``analyse`` does for a mono file."""
+    engine = Engine(model, source=stream.speaker)
+    with one_blas_thread():
+        preds = [p for p in engine.run([stream.samples]) if p.is_speech]
+    starts = np.array([p.start_s for p in preds])
+    ends = np.array([p.end_s for p in preds])
+    probs = np.array([p.probabilities for p in preds], dtype=np.float64).reshape(len(preds), len(model.labels))
+    return ScoredStream(stream, window_clips(starts, ends, stream.bounds_s), probs)
+
+
+def adapt(probabilities: np.ndarray, mode: str, prior: OutputPrior) -> np.ndarray:
+    """The probabilities of one stream's speech windows after adaptation ``mode``.
+
+    Args:
+        probabilities: ``(n, n_classes)`` raw probabilities in time order.
+        mode: One of :data:`MODES`.
+        prior: The output prior (for ``output``, and the training mean for the transductive bound).
+
+    Raises:
+        ValueError: For an unknown mode.
+    """
+    if mode == "none" or len(probabilities) == 0:
+        return probabilities
+    if mode == "output":
+        adapter = OutputAdapter(prior)
+        return np.array([adapter(p) for p in probabilities], dtype=np.float64)
+    if mode == "output-transductive":
+        log_p = np.log(np.maximum(probabilities, PROBABILITY_FLOOR))
+        centred = log_p - log_p.mean(axis=1, keepdims=True)
+        mean0 = np.asarray(prior.mean_log_prob) - np.mean(prior.mean_log_prob)
+        z = log_p - (centred.mean(axis=0) - mean0)
+        z = np.exp(z - z.max(axis=1, keepdims=True))
+        return z / z.sum(axis=1, keepdims=True)
+    raise ValueError(f"unknown adaptation mode {mode!r}; one of {MODES}")
+
+
+def clip_labels(scored: ScoredStream, probabilities: np.ndarray, labels: tuple[str, ...]) -> list[str]:
+    """Each clip's label: argmax of the mean probabilities of its speech windows (:data:`NO_SPEECH`
+    without any)."""
+    n = len(scored.stream.utterances)
+    out = [NO_SPEECH] * n
+    for c in range(n):
+        rows = scored.clip == c
+        if rows.any():
+            out[c] = labels[int(np.argmax(probabilities[rows].mean(axis=0)))]
+    return out
+
+
+def training_prior(model: EmotionModel, data: Path, prior_windows: float = 20.0) -> OutputPrior:
+    """The output prior of a model that carries none: its mean log-probabilities over the
+    speech windows of the committed split's training speakers (each clip streamed alone)."""
+    split = load_split()
+    utts = [u for u in discover(data, corpora=["ravdess", "tess"]) if u.speaker in split.train and u.label]
+    probs = []
+    with one_blas_thread():
+        for u in utts:
+            engine = Engine(model)
+            probs.extend(p.probabilities for p in engine.run([load_audio(u.path, model.feature_config.sample_rate_hz)])
+                         if p.is_speech)
+    return OutputPrior.from_probabilities(np.asarray(probs), prior_windows)
+
+
+def select_speakers(utts: list[Utterance], names: list[str]) -> list[str]:
+    """Speaker ids for ``names``: ``test`` / ``validation`` / ``train`` (the committed split's
+    partitions), a corpus name (every speaker of it), or a speaker id such as ``nemo:EB0``."""
+    split = load_split()
+    corpora = {u.corpus for u in utts}
+    out: list[str] = []
+    for name in names:
+        if name in ("train", "validation", "test"):
+            picked = sorted(getattr(split, name))
+        elif name in corpora:
+            picked = sorted({u.speaker for u in utts if u.corpus == name})
+        else:
+            picked = [name]
+        out.extend(s for s in picked if s not in out)
+    known = {u.speaker for u in utts}
+    unknown = [s for s in out if s not in known]
+    if unknown:
+        raise ValueError(f"no clips of speakers {unknown} (is the corpus under --data?)")
+    return out
+
+
+def run(model: EmotionModel, utts: list[Utterance], speakers: list[str], prior: OutputPrior, seed: int = 0) -> dict:
+    """Score every speaker's stream in every mode; per corpus and per speaker figures."""
+    labels = model.labels
+    truth: dict[str, list[str]] = {}
+    predicted: dict[tuple[str, str], list[str]] = {}
+    per_speaker: dict[str, dict] = {}
+    for spk in speakers:
+        t0 = time.monotonic()
+        mine = [u for u in utts if u.speaker == spk and u.label is not None]
+        scored = score_stream(model, build_stream(mine, model.feature_config.sample_rate_hz, seed))
+        corpus = mine[0].corpus
+        y = [u.label for u in scored.stream.utterances]
+        truth.setdefault(corpus, []).extend(y)
+        per_speaker[spk] = {"clips": len(y), "speech_windows": int(len(scored.clip)),
+                            "stream_s": round(scored.stream.samples.size / model.feature_config.sample_rate_hz, 1)}
+        for mode in MODES:
+            pred = clip_labels(scored, adapt(scored.probabilities, mode, prior), labels)
+            predicted.setdefault((corpus, mode), []).extend(pred)
+            per_speaker[spk][mode] = round(score(y, pred, labels).uar, 4)
+        log.info("%s: %d clips, %.0f s of stream, UAR %s (%.1f s)", spk, len(y), per_speaker[spk]["stream_s"],
+                 " / ".join(f"{m} {per_speaker[spk][m]:.3f}" for m in MODES), time.monotonic() - t0)
+    corpora: dict[str, dict[str, dict]] = {}
+    for (corpus, mode), pred in predicted.items():
+        s: Scores = score(truth[corpus], pred, labels)
+        corpora.setdefault(corpus, {})[mode] = scores_to_dict(s)
+    return {"modes": list(MODES), "corpora": corpora, "speakers": per_speaker}
+
+
+def markdown(result: dict) -> str:
+    """The per-corpus table of :func:`run`'s result."""
+    lines = ["| corpus | clips | " + " | ".join(f"UAR {m}" for m in result["modes"]) + " | WA none / output | macro-F1 none / output |",
+             "| --- | ---: | " + " | ".join("---:" for _ in result["modes"]) + " | ---: | ---: |"]
+    for corpus, by_mode in result["corpora"].items():
+        lines.append(f"| {corpus} | {by_mode['none']['n']} | " + " | ".join(f"{by_mode[m]['uar']:.3f}" for m in result["modes"])
+                     + f" | {by_mode['none']['wa']:.3f} / {by_mode['output']['wa']:.3f}"
+                     + f" | {by_mode['none']['macro_f1']:.3f} / {by_mode['output']['macro_f1']:.3f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: see the module docstring."""
+    p = argparse.ArgumentParser(prog="python -m training.stream_protocol", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, type=Path, help="folder of the corpora (ravdess/, tess/, nemo/)")
+    p.add_argument("--model", default=None, help="ONNX model (default: the shipped one)")
+    p.add_argument("--speakers", nargs="+", default=["test"],
+                   help="'test', 'validation', 'train' (the committed split), a corpus name, or speaker ids")
+    p.add_argument("--seed", type=int, default=0, help="clip order within each stream")
+    p.add_argument("--prior-windows", type=float, default=None,
+                   help="weight of the output prior in windows (default: the model's, else 20)")
+    p.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    model = EmotionModel(args.model)
+    utts = [u for u in discover(args.data) if u.label is not None]
+    speakers = select_speakers(utts, args.speakers)
+    prior = model.metadata.output_prior
+    source = "model metadata"
+    if prior is None:
+        prior = training_prior(model, args.data, args.prior_windows or 20.0)
+        source = "computed from the committed split's training speakers"
+    elif args.prior_windows is not None:
+        prior = OutputPrior(prior.mean_log_prob, args.prior_windows)
+    result = run(model, utts, speakers, prior, args.seed)
+    result.update({"model": str(args.model or "shipped"), "seed": args.seed, "pause_s": PAUSE_S,
+                   "prior": {**prior.to_dict(), "source": source},
+                   "command": "python -m training.stream_protocol " + " ".join(argv if argv is not None else __import__("sys").argv[1:])})
+    print(markdown(result))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
