@@ -121,7 +121,7 @@ def score(y_true: list[str], y_pred: list[str], labels: tuple[str, ...]) -> Scor
 
 def evaluate_clips(
     model: EmotionModel, utts: list[Utterance], hop_s: float | None = None, seed: int = 0,
-    calibration_windows: int = 0,
+    calibration_windows: int = 0, adapt_output: bool = True,
 ) -> list[ClipOutcome]:
     """Stream every clip through the runtime engine and collect its predictions.
 
@@ -141,6 +141,8 @@ def evaluate_clips(
             windows of each speaker only feed its statistics (``listen --calibrate``, see
             :class:`stream_ser.engine.Engine`); clips entirely inside that phase are marked
             :attr:`ClipOutcome.calibration`, partly inside ones are labelled from the rest.
+        adapt_output: Output adaptation as ``stream-ser analyse`` does by default, one fresh
+            voice per clip (a model with an ``output_prior`` only; ``--adapt none``: off).
 
     Returns:
         One :class:`ClipOutcome` per clip, in the order of ``utts``.
@@ -161,7 +163,7 @@ def evaluate_clips(
         u = utts[i]
         source = FileSource(u.path, sr)
         engine = Engine(model, hop_s=hop_s, source=source.name, normaliser=normalisers[u.speaker],
-                        calibration_windows=calibration_windows)
+                        calibration_windows=calibration_windows, adapt_output=adapt_output)
         was_calibrating = engine.calibrating
         preds = list(engine.run(source.chunks()))
         clip = summarize(preds, source.name, engine.samples_seen / sr, model.labels)
@@ -333,9 +335,13 @@ def main(argv: list[str] | None = None) -> None:
         description="Speaker-independent evaluation of an ONNX model on the test speakers of the committed split.",
         epilog="Example: python -m training.evaluate --data ../shared/data --out models/",
     )
-    parser.add_argument("--data", required=True, help="folder with ravdess/ and tess/")
+    parser.add_argument("--data", required=True, help="folder of the corpora (ravdess/, tess/, nemo/)")
     parser.add_argument("--model", default=None, help="ONNX model (default: the shipped model)")
     parser.add_argument("--partition", default="test", choices=["train", "validation", "test"])
+    parser.add_argument("--split", default=None, help="split JSON (default: training/splits/si_v1.json)")
+    parser.add_argument("--adapt", choices=("output", "none"), default="output",
+                        help="output adaptation, one fresh voice per clip, as `stream-ser analyse` (default: output; "
+                        "a model without an output prior is never adapted)")
     parser.add_argument("--out", default=None, help="folder for EVALUATION.md, metrics.json and confusion PNGs")
     parser.add_argument("--calibrate", type=float, default=0.0, metavar="S",
                         help="speaker-normalised models: withhold the predictions of each test speaker's first S s of "
@@ -343,7 +349,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     model = EmotionModel(args.model)
-    split = load_split()
+    split = load_split(Path(args.split) if args.split else None)
     utts = [u for u in split.partition(discover(Path(args.data)))[args.partition] if u.label is not None]
     t0 = time.monotonic()
     windows = 0
@@ -351,7 +357,7 @@ def main(argv: list[str] | None = None) -> None:
         if model.metadata.speaker_norm is None:
             parser.error(f"--calibrate: {model.name} does not normalise speakers")
         windows = int(np.ceil(args.calibrate / model.feature_config.hop_s - 1e-9))
-    outcomes = evaluate_clips(model, utts, calibration_windows=windows)
+    outcomes = evaluate_clips(model, utts, calibration_windows=windows, adapt_output=args.adapt == "output")
     log.info("evaluated %d clips in %.0f s", len(outcomes), time.monotonic() - t0)
     if windows:
         left_out = [o for o in outcomes if o.calibration]

@@ -4,6 +4,9 @@ Usage::
 
     # the shipped model on the committed split's test speakers, and on nEMO (never trained on)
     python -m training.stream_protocol --data ../shared/data --speakers test nemo
+    # a model trained on si_v2, on its validation speakers
+    python -m training.stream_protocol --data ../shared/data --split training/splits/si_v2.json \
+        --speakers validation --model runs/v2/NAME.onnx
 
 At a desk or on a call one voice talks for minutes, and a tool may use that: it can adapt to
 the voice. Clip-by-clip evaluation (:mod:`training.evaluate`) cannot show it, because every clip
@@ -51,7 +54,7 @@ from stream_ser.sources import load_audio
 
 from .corpora import Utterance, discover
 from .evaluate import NO_SPEECH, Scores, score, scores_to_dict
-from .split import load_split
+from .split import Split, load_split
 
 log = logging.getLogger("training.stream_protocol")
 
@@ -190,11 +193,10 @@ def clip_labels(scored: ScoredStream, probabilities: np.ndarray, labels: tuple[s
     return out
 
 
-def training_prior(model: EmotionModel, data: Path, prior_windows: float = 20.0) -> OutputPrior:
+def training_prior(model: EmotionModel, data: Path, split: Split, prior_windows: float = 20.0) -> OutputPrior:
     """The output prior of a model that carries none: its mean log-probabilities over the
-    speech windows of the committed split's training speakers (each clip streamed alone)."""
-    split = load_split()
-    utts = [u for u in discover(data, corpora=["ravdess", "tess"]) if u.speaker in split.train and u.label]
+    speech windows of ``split``'s training speakers (each clip streamed alone)."""
+    utts = [u for u in discover(data) if u.speaker in split.train and u.label]
     probs = []
     with one_blas_thread():
         for u in utts:
@@ -204,10 +206,9 @@ def training_prior(model: EmotionModel, data: Path, prior_windows: float = 20.0)
     return OutputPrior.from_probabilities(np.asarray(probs), prior_windows)
 
 
-def select_speakers(utts: list[Utterance], names: list[str]) -> list[str]:
-    """Speaker ids for ``names``: ``test`` / ``validation`` / ``train`` (the committed split's
+def select_speakers(utts: list[Utterance], names: list[str], split: Split) -> list[str]:
+    """Speaker ids for ``names``: ``test`` / ``validation`` / ``train`` (``split``'s
     partitions), a corpus name (every speaker of it), or a speaker id such as ``nemo:EB0``."""
-    split = load_split()
     corpora = {u.corpus for u in utts}
     out: list[str] = []
     for name in names:
@@ -271,7 +272,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data", required=True, type=Path, help="folder of the corpora (ravdess/, tess/, nemo/)")
     p.add_argument("--model", default=None, help="ONNX model (default: the shipped one)")
     p.add_argument("--speakers", nargs="+", default=["test"],
-                   help="'test', 'validation', 'train' (the committed split), a corpus name, or speaker ids")
+                   help="'test', 'validation', 'train' (partitions of --split), a corpus name, or speaker ids")
+    p.add_argument("--split", type=Path, default=None, help="split JSON (default: training/splits/si_v1.json)")
     p.add_argument("--seed", type=int, default=0, help="clip order within each stream")
     p.add_argument("--prior-windows", type=float, default=None,
                    help="weight of the output prior in windows (default: the model's, else 20)")
@@ -280,12 +282,13 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     model = EmotionModel(args.model)
     utts = [u for u in discover(args.data) if u.label is not None]
-    speakers = select_speakers(utts, args.speakers)
+    split = load_split(args.split)
+    speakers = select_speakers(utts, args.speakers, split)
     prior = model.metadata.output_prior
     source = "model metadata"
     if prior is None:
-        prior = training_prior(model, args.data, args.prior_windows or 20.0)
-        source = "computed from the committed split's training speakers"
+        prior = training_prior(model, args.data, split, args.prior_windows or 20.0)
+        source = f"computed from the training speakers of {split.name}"
     elif args.prior_windows is not None:
         prior = OutputPrior(prior.mean_log_prob, args.prior_windows)
     result = run(model, utts, speakers, prior, args.seed)
