@@ -54,6 +54,7 @@ from stream_ser.sources import load_audio
 
 from .corpora import Utterance, discover
 from .evaluate import NO_SPEECH, Scores, score, scores_to_dict
+from .output_prior import DEFAULT_PRIOR_WINDOWS, training_prior
 from .split import Split, load_split
 
 log = logging.getLogger("training.stream_protocol")
@@ -146,7 +147,7 @@ class ScoredStream:
 
 def score_stream(model: EmotionModel, stream: SpeakerStream) -> ScoredStream:
     """Run the engine over the stream, as ``analyse`` does for a mono file."""
-    engine = Engine(model, source=stream.speaker)
+    engine = Engine(model, source=stream.speaker, adapt_output=False)  # raw; modes adapt after
     with one_blas_thread():
         preds = [p for p in engine.run([stream.samples]) if p.is_speech]
     starts = np.array([p.start_s for p in preds])
@@ -191,19 +192,6 @@ def clip_labels(scored: ScoredStream, probabilities: np.ndarray, labels: tuple[s
         if rows.any():
             out[c] = labels[int(np.argmax(probabilities[rows].mean(axis=0)))]
     return out
-
-
-def training_prior(model: EmotionModel, data: Path, split: Split, prior_windows: float = 20.0) -> OutputPrior:
-    """The output prior of a model that carries none: its mean log-probabilities over the
-    speech windows of ``split``'s training speakers (each clip streamed alone)."""
-    utts = [u for u in discover(data) if u.speaker in split.train and u.label]
-    probs = []
-    with one_blas_thread():
-        for u in utts:
-            engine = Engine(model)
-            probs.extend(p.probabilities for p in engine.run([load_audio(u.path, model.feature_config.sample_rate_hz)])
-                         if p.is_speech)
-    return OutputPrior.from_probabilities(np.asarray(probs), prior_windows)
 
 
 def select_speakers(utts: list[Utterance], names: list[str], split: Split) -> list[str]:
@@ -287,7 +275,7 @@ def main(argv: list[str] | None = None) -> None:
     prior = model.metadata.output_prior
     source = "model metadata"
     if prior is None:
-        prior = training_prior(model, args.data, split, args.prior_windows or 20.0)
+        prior = training_prior(model, args.data, split, args.prior_windows or DEFAULT_PRIOR_WINDOWS)
         source = f"computed from the training speakers of {split.name}"
     elif args.prior_windows is not None:
         prior = OutputPrior(prior.mean_log_prob, args.prior_windows)
