@@ -146,3 +146,29 @@ def test_stream_protocol_on_real_clips(tmp_path: Path, shipped_model) -> None:
     assert same.shape == scored.probabilities.shape and np.allclose(same.sum(axis=1), 1, atol=1e-5)
     with pytest.raises(ValueError, match="one speaker"):
         build_stream([*utts, Utterance(Path(TESS_CLIP), "tess", "tess:YAF", "sad", "sad")], 16000)
+
+
+def test_training_prior_is_written_into_the_model(tmp_path: Path, shipped_model) -> None:
+    """The prior is the mean log-probability of the training speakers' speech windows, written
+    into a copy of the model that the runtime then adapts with."""
+    import shutil
+
+    from stream_ser.model import default_model_path
+    from training.output_prior import training_prior, write_prior
+    from training.split import Split
+
+    data = tmp_path / "data"
+    (data / "ravdess" / "Actor_21").mkdir(parents=True)
+    shutil.copy(ANGRY_CLIP, data / "ravdess" / "Actor_21" / ANGRY_CLIP.name)
+    split = Split("one", {"ravdess:21"}, (), ())
+    prior = training_prior(shipped_model, data, split, prior_windows=7)
+    x = load_audio(ANGRY_CLIP, CFG.sample_rate_hz)
+    probs = np.array([p.probabilities for p in Engine(shipped_model, adapt_output=False).run([x]) if p.is_speech])
+    want = np.log(probs).mean(axis=0)
+    np.testing.assert_allclose(prior.mean_log_prob, want - want.mean(), atol=1e-9)
+    out = write_prior(default_model_path(), prior, {"split": "one"}, tmp_path / "with-prior.onnx")
+    model = EmotionModel(out)
+    assert model.metadata.output_prior == prior and model.metadata.provenance["output_prior"] == {"split": "one"}
+    assert model.labels == shipped_model.labels and Engine(model).adaptation == "output"
+    with pytest.raises(ValueError, match="no clip"):
+        training_prior(shipped_model, data, Split("none", {"ravdess:01"}, (), ()))
