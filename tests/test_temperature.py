@@ -3,6 +3,8 @@ ONNX models the runtime then loads."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import shutil
 from pathlib import Path
@@ -128,8 +130,14 @@ def test_apply_temperature_on_a_tiny_model(tmp_path: Path, windows: np.ndarray, 
     np.testing.assert_allclose(p_new, tempered(p_old, t), atol=1e-5)
     assert check_tempered(p_old, p_new, t) < 1e-5
     assert (p_new.argmax(axis=1) == p_old.argmax(axis=1)).all()
-    assert new.metadata == old.metadata  # labels, recipe, names, speaker norm, output prior
-    assert new.metadata.output_prior == old.metadata.output_prior is not None
+    # labels, recipe, names and speaker norm kept; the output prior divided by T, as the mean
+    # centred log-probability of the tempered outputs is
+    assert dataclasses.replace(new.metadata, output_prior=None) == dataclasses.replace(old.metadata, output_prior=None)
+    np.testing.assert_allclose(new.metadata.output_prior.mean_log_prob,
+                               np.array(old.metadata.output_prior.mean_log_prob) / t, atol=1e-12)
+    prior_of = lambda p: OutputPrior.from_probabilities(p).mean_log_prob  # noqa: E731
+    if min(p_old.min(), p_new.min()) > 1e-12:  # exact while no probability is floored (the tiny model saturates)
+        np.testing.assert_allclose(prior_of(p_new), np.array(prior_of(p_old)) / t, atol=1e-4)
     assert new.metadata.speaker_norm == old.metadata.speaker_norm is not None
     prov = new.metadata.provenance
     assert prov["made_by"] == "tests"

@@ -28,10 +28,10 @@ et al. 2017), the NLL and the window accuracy (unchanged by construction).
 
 Known limits:
 
-* The output prior (``output_prior`` in the metadata, the mean log-probabilities the output
-  adapter starts from) is kept as it is, so it still describes the untempered outputs; a model
-  meant for output adaptation should have its prior recomputed on the tempered model
-  (``python -m training.output_prior --model OUT.onnx``), which divides it by ``T``.
+* The output prior (``output_prior`` in the metadata, the centred mean log-probabilities the
+  output adapter starts from) is divided by ``T``: a window's centred log-probabilities are
+  divided by ``T`` by the tempering, so their mean over the training windows is too (exactly,
+  as long as no probability falls below the adapter's floor).
 * The temperature is fitted on unadapted outputs; with output adaptation on, the runtime's
   probabilities are those of the tempered model shifted per voice, whose calibration is not
   measured here.
@@ -53,6 +53,7 @@ from typing import Any
 
 import numpy as np
 
+from stream_ser.adaptation import OutputPrior
 from stream_ser.engine import Engine
 from stream_ser.features import one_blas_thread
 from stream_ser.metadata import METADATA_KEY, ModelMetadata
@@ -322,7 +323,7 @@ def apply_temperature(in_path: str | Path, out_path: str | Path, temperature: fl
     produces the graph output named in the metadata (``probabilities``); nothing else in the
     graph changes (in an int8 QDQ model the Softmax and its input are float, so the Mul is too).
     The metadata entry is rewritten with every field kept (labels, feature recipe, speaker norm,
-    output prior, the rest of the provenance) and ``provenance["temperature"]`` set to
+    the rest of the provenance), the output prior divided by ``T``, and ``provenance["temperature"]`` set to
     ``{"value": T, "fitted_on": ..., "ece_before": ..., "ece_after": ..., "command": ...}``; a
     temperature recorded there before (a model tempered twice, whose effective temperature is
     the product) is kept under that record's ``"previous"``. The result passes
@@ -385,7 +386,10 @@ def apply_temperature(in_path: str | Path, out_path: str | Path, temperature: fl
                               "ece_after": ece_after, "command": command}
     if "temperature" in meta.provenance:
         record["previous"] = meta.provenance["temperature"]
-    meta = dataclasses.replace(meta, provenance={**meta.provenance, "temperature": record})
+    prior = meta.output_prior
+    if prior is not None:  # the centred log-probabilities of every window are divided by T
+        prior = OutputPrior(tuple(v / t for v in prior.mean_log_prob), prior.prior_windows)
+    meta = dataclasses.replace(meta, output_prior=prior, provenance={**meta.provenance, "temperature": record})
     entries[0].value = ModelMetadata.from_json(meta.to_json()).to_json()  # validated as the runtime reads it
     onnx.checker.check_model(proto)
     target = Path(out_path)
