@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,39 +58,87 @@ FEATURE_VERSION = 2
 #: Per-thread work arrays of the recipe (see :func:`_scratch` and :func:`_work_array`).
 _SCRATCH = threading.local()
 
+# Bounds of a valid :class:`FeatureConfig`. A model file is untrusted input: its recipe is
+# checked against these before any audio is touched, so a hostile or broken recipe is refused
+# with the field's name instead of dividing by zero, allocating gigabytes or running silently.
+#: Sample rates (Hz) a recipe may expect: the 8-96 kHz the audio sources accept.
+SAMPLE_RATE_RANGE_HZ = (8000, 96000)
+#: Longest scored window (s); the published recipes use 3 s.
+MAX_WINDOW_S = 10.0
+#: Largest FFT (samples): 43 ms at 96 kHz; bounds the STFT's work arrays with :data:`MAX_FRAMES`.
+MAX_N_FFT = 4096
+#: Shortest STFT window (samples).
+MIN_WIN_LENGTH = 16
+#: Most STFT frames, and most level frames, in one window (149 and 298 by default); with
+#: :data:`MAX_N_FFT` the STFT's work arrays stay below 100 MB.
+MAX_FRAMES = 1000
+#: STFT window functions: Hann (computed with numpy) and four more that librosa builds.
+WINDOWS = ("hann", "hamming", "blackman", "bartlett", "boxcar")
+#: Mel filter normalisations (``librosa.filters.mel(norm=...)``).
+MEL_NORMS = ("slaney", None)
+#: Range (dBFS) of the gate and trim levels: frame levels are floored at -200 dBFS (digital
+#: silence) and cannot exceed 0 dBFS, so a threshold outside it would let silence through or
+#: nothing at all.
+LEVEL_DBFS_RANGE = (-120.0, 0.0)
+#: Range (dBFS) of the peak level after normalisation.
+PEAK_DBFS_RANGE = (-60.0, 0.0)
+#: Range of the spectrogram exponent (1 = magnitude, 2 = power).
+POWER_RANGE = (0.0, 4.0)
+#: Range of the power floor before the log: -200 dB to -20 dB.
+AMIN_RANGE = (1e-20, 1e-2)
+
+
+def _shown(value: Any) -> str:
+    """A field's value for an error message: its repr, at most 40 characters."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
 
 @dataclass(frozen=True)
 class FeatureConfig:
     """Every parameter of the feature recipe (see the module docstring).
 
     Attributes:
-        version: Feature recipe version (:data:`FEATURE_VERSION`).
+        version: Feature recipe version (:data:`FEATURE_VERSION`, the only one accepted).
         remove_dc: Subtract the window mean before everything else (version 2).
-        sample_rate_hz: Sample rate of the audio the recipe expects (Hz).
-        window_s: Length of the scored window (s); 3.0 s as in the published SER recipes.
-        hop_s: Default hop between scored windows (s); also the hop used to cut training windows.
-        gate_dbfs: Frame RMS level (dBFS) a frame must reach to count as speech.
+        sample_rate_hz: Sample rate of the audio the recipe expects (Hz, an integer in
+            :data:`SAMPLE_RATE_RANGE_HZ`, 8000-96000).
+        window_s: Length of the scored window (s, > 0 and at most :data:`MAX_WINDOW_S`, 10 s;
+            at least ``n_fft`` samples); 3.0 s as in the published SER recipes.
+        hop_s: Default hop between scored windows (s, from 1 sample to ``window_s``); also the
+            hop used to cut training windows.
+        gate_dbfs: Frame RMS level (dBFS, in :data:`LEVEL_DBFS_RANGE`, -120 to 0) a frame must
+            reach to count as speech.
         gate_min_speech_s: Total duration (s) of frames at or above ``gate_dbfs`` needed for the
-            window to count as speech.
-        level_frame_length: Frame length (samples) of the RMS used by gate and trim (25 ms).
-        level_hop_length: Hop (samples) of the RMS used by gate and trim (10 ms).
-        peak_dbfs: Peak level after normalisation (dBFS); 0.0 means the peak sample is 1.0.
+            window to count as speech; > 0 (digital silence must never pass the gate) and at
+            most the level frames of one window can hold.
+        level_frame_length: Frame length (samples, 1 to ``min(window_samples, MAX_N_FFT)``) of
+            the RMS used by gate and trim (25 ms).
+        level_hop_length: Hop (samples, 1 to ``level_frame_length``) of the RMS used by gate and
+            trim (10 ms); at most :data:`MAX_FRAMES` level frames per window.
+        peak_dbfs: Peak level after normalisation (dBFS, in :data:`PEAK_DBFS_RANGE`, -60 to 0);
+            0.0 means the peak sample is 1.0.
         trim_dbfs: Leading/trailing frames with RMS below this level (dBFS, after peak
-            normalisation) are trimmed.
-        n_fft: FFT size (samples).
-        win_length: STFT window length (samples, 25 ms).
-        hop_length: STFT hop (samples, 20 ms).
-        window: STFT window function name (scipy/librosa name).
+            normalisation; from -120 to below ``peak_dbfs``) are trimmed.
+        n_fft: FFT size (samples, ``win_length`` to :data:`MAX_N_FFT`, 4096).
+        win_length: STFT window length (samples, :data:`MIN_WIN_LENGTH` to ``n_fft``; 25 ms).
+        hop_length: STFT hop (samples, 1 to ``win_length``, 20 ms); at most :data:`MAX_FRAMES`
+            frames per window.
+        window: STFT window function name (one of :data:`WINDOWS`, scipy/librosa names).
         center: Whether frames are centred (``librosa.stft(center=...)``); False keeps every frame
             inside the window.
-        n_mels: Number of mel bands.
-        fmin_hz: Lowest mel band edge (Hz).
-        fmax_hz: Highest mel band edge (Hz).
+        n_mels: Number of mel bands (1 to ``n_fft // 2 + 1``).
+        fmin_hz: Lowest mel band edge (Hz, >= 0 and below ``fmax_hz``).
+        fmax_hz: Highest mel band edge (Hz, at most the Nyquist frequency ``sample_rate_hz / 2``).
         mel_htk: HTK mel scale (True) or Slaney (False).
         mel_norm: Mel filter normalisation (``"slaney"`` or None).
-        power: Exponent of the magnitude spectrogram (2.0 = power).
-        amin: Floor of the power before the log (``librosa.power_to_db(amin=...)``); 1e-10 gives a
-            floor of -100 dB.
+        power: Exponent of the magnitude spectrogram (> 0 and at most 4; 2.0 = power).
+        amin: Floor of the power before the log (``librosa.power_to_db(amin=...)``, in
+            :data:`AMIN_RANGE`, 1e-20 to 1e-2); 1e-10 gives a floor of -100 dB.
+
+    Raises:
+        ValueError: If a field has the wrong type or lies outside its range above (the message
+            names the field, its value and the range).
     """
 
     version: int = FEATURE_VERSION
@@ -117,14 +166,82 @@ class FeatureConfig:
     amin: float = 1e-10
 
     def __post_init__(self) -> None:
-        if self.sample_rate_hz <= 0 or self.window_s <= 0 or self.hop_s <= 0:
-            raise ValueError("sample_rate_hz, window_s and hop_s must be positive")
-        if self.window_samples < self.n_fft:
-            raise ValueError(f"window of {self.window_samples} samples is shorter than n_fft={self.n_fft}")
-        if not 0 < self.win_length <= self.n_fft:
-            raise ValueError("win_length must be in (0, n_fft]")
-        if self.fmax_hz > self.sample_rate_hz / 2:
-            raise ValueError(f"fmax_hz={self.fmax_hz} is above the Nyquist frequency")
+        # types first (a float field may be given as an integer), so the ranges compare numbers
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.type == "bool":
+                if not isinstance(value, (bool, np.bool_)):
+                    raise ValueError(f"{f.name} = {_shown(value)}: must be true or false")
+                object.__setattr__(self, f.name, bool(value))
+            elif f.type == "int":
+                if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+                    raise ValueError(f"{f.name} = {_shown(value)}: must be an integer")
+                object.__setattr__(self, f.name, int(value))
+            elif f.type == "float":
+                if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+                    raise ValueError(f"{f.name} = {_shown(value)}: must be a number")
+                try:
+                    number = float(value)
+                except OverflowError:  # an integer beyond the float range
+                    number = math.inf
+                if not math.isfinite(number):
+                    raise ValueError(f"{f.name} = {_shown(value)}: must be a finite number")
+                object.__setattr__(self, f.name, number)
+            elif f.type == "str" and not isinstance(value, str):
+                raise ValueError(f"{f.name} = {_shown(value)}: must be a string")
+            elif f.type == "str | None" and not (value is None or isinstance(value, str)):
+                raise ValueError(f"{f.name} = {_shown(value)}: must be a string or null")
+        self._check_ranges()
+
+    def _check_ranges(self) -> None:
+        """Every field within its documented range (see the class docstring), in dependency order.
+
+        Raises:
+            ValueError: Naming the first field out of range, its value and the range.
+        """
+
+        def need(ok: bool, name: str, rule: str) -> None:
+            if not ok:
+                raise ValueError(f"{name} = {_shown(getattr(self, name))}: must be {rule}")
+
+        need(self.version == FEATURE_VERSION, "version", f"{FEATURE_VERSION} (this stream-ser's feature recipe)")
+        low, high = SAMPLE_RATE_RANGE_HZ
+        need(low <= self.sample_rate_hz <= high, "sample_rate_hz", f"from {low} to {high} Hz")
+        need(0 < self.window_s <= MAX_WINDOW_S, "window_s", f"> 0 and at most {MAX_WINDOW_S:g} s")
+        need(0 < self.hop_s <= self.window_s and 1 <= self.hop_samples <= self.window_samples, "hop_s",
+             f"from 1 sample to the window ({self.window_s:g} s)")
+        need(MIN_WIN_LENGTH <= self.n_fft <= min(MAX_N_FFT, self.window_samples), "n_fft",
+             f"from {MIN_WIN_LENGTH} to {MAX_N_FFT} samples and at most the window ({self.window_samples} samples)")
+        need(MIN_WIN_LENGTH <= self.win_length <= self.n_fft, "win_length",
+             f"from {MIN_WIN_LENGTH} to n_fft ({self.n_fft}) samples")
+        need(1 <= self.hop_length <= self.win_length, "hop_length", f"from 1 to win_length ({self.win_length}) samples")
+        need(self.n_frames <= MAX_FRAMES, "hop_length",
+             f"large enough that a window has at most {MAX_FRAMES} STFT frames (it has {self.n_frames})")
+        need(self.window in WINDOWS, "window", "one of " + ", ".join(WINDOWS))
+        need(1 <= self.n_mels <= self.n_fft // 2 + 1, "n_mels", f"from 1 to n_fft // 2 + 1 ({self.n_fft // 2 + 1})")
+        nyquist = self.sample_rate_hz / 2
+        need(0 <= self.fmin_hz < nyquist, "fmin_hz", f">= 0 and below the Nyquist frequency ({nyquist:g} Hz)")
+        need(self.fmin_hz < self.fmax_hz <= nyquist, "fmax_hz",
+             f"above fmin_hz ({self.fmin_hz:g} Hz) and at most the Nyquist frequency ({nyquist:g} Hz)")
+        need(self.mel_norm in MEL_NORMS, "mel_norm", "'slaney' or null")
+        need(POWER_RANGE[0] < self.power <= POWER_RANGE[1], "power", f"> {POWER_RANGE[0]:g} and at most {POWER_RANGE[1]:g}")
+        need(AMIN_RANGE[0] <= self.amin <= AMIN_RANGE[1], "amin", f"from {AMIN_RANGE[0]:g} to {AMIN_RANGE[1]:g}")
+        need(1 <= self.level_frame_length <= min(self.window_samples, MAX_N_FFT), "level_frame_length",
+             f"from 1 to {min(self.window_samples, MAX_N_FFT)} samples (the window, at most {MAX_N_FFT})")
+        need(1 <= self.level_hop_length <= self.level_frame_length, "level_hop_length",
+             f"from 1 to level_frame_length ({self.level_frame_length}) samples")
+        n_levels = 1 + (self.window_samples - self.level_frame_length) // self.level_hop_length
+        need(n_levels <= MAX_FRAMES, "level_hop_length",
+             f"large enough that a window has at most {MAX_FRAMES} level frames (it has {n_levels})")
+        low, high = LEVEL_DBFS_RANGE
+        need(low <= self.gate_dbfs <= high, "gate_dbfs", f"from {low:g} to {high:g} dBFS")
+        most_s = n_levels * self.level_hop_length / self.sample_rate_hz
+        need(0 < self.gate_min_speech_s <= most_s, "gate_min_speech_s",
+             f"> 0 and at most the {most_s:g} s the level frames of one window hold")
+        need(PEAK_DBFS_RANGE[0] <= self.peak_dbfs <= PEAK_DBFS_RANGE[1], "peak_dbfs",
+             f"from {PEAK_DBFS_RANGE[0]:g} to {PEAK_DBFS_RANGE[1]:g} dBFS")
+        need(low <= self.trim_dbfs < self.peak_dbfs, "trim_dbfs",
+             f"from {low:g} dBFS to below peak_dbfs ({self.peak_dbfs:g} dBFS)")
 
     @property
     def window_samples(self) -> int:
@@ -158,7 +275,7 @@ class FeatureConfig:
 
         Raises:
             ValueError: If a field is missing or unknown (the model was made by another
-                version of the recipe).
+                version of the recipe), has the wrong type or lies outside its range.
         """
         names = {f.name for f in dataclasses.fields(cls)}
         missing, unknown = names - set(data), set(data) - names

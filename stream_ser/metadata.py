@@ -77,12 +77,14 @@ class ModelMetadata:
 
         Raises:
             ModelMetadataError: If the text is not JSON, a field is missing or has the wrong
-                type, the labels are empty or repeated, or the feature recipe version differs
-                from this runtime's :data:`~stream_ser.features.FEATURE_VERSION`.
+                type, the labels are empty or repeated, the feature recipe version differs
+                from this runtime's :data:`~stream_ser.features.FEATURE_VERSION`, or a field of
+                the recipe lies outside its range (:class:`~stream_ser.features.FeatureConfig`;
+                the one-line message names the field).
         """
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as exc:
+        except (ValueError, RecursionError) as exc:  # also a too long integer, or nesting too deep
             raise ModelMetadataError(f"metadata is not valid JSON: {exc}") from None
         if not isinstance(data, dict):
             raise ModelMetadataError("metadata must be a JSON object")
@@ -104,7 +106,7 @@ class ModelMetadata:
         try:
             feature_config = FeatureConfig.from_dict(cfg)
         except (TypeError, ValueError) as exc:
-            raise ModelMetadataError(str(exc)) from None
+            raise ModelMetadataError(f"metadata 'feature_config': {exc}") from None
         for key in ("input_name", "output_name"):
             if not isinstance(data.get(key), str):
                 raise ModelMetadataError(f"metadata '{key}' is missing")
