@@ -32,6 +32,7 @@ Threads: a model may be shared by several scorers used from one thread at a time
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Iterator
 
@@ -334,10 +335,14 @@ def stream_microphone(
         One :class:`~stream_ser.types.Prediction` per hop, ``source`` ``"mic:<device name>"``.
 
     Raises:
+        ValueError: If ``duration_s`` is not None and not a finite number > 0 (before the
+            device is opened).
         AudioSourceError: If PortAudio is missing, no device matches, or the device cannot be
             opened at its default rate.
         ModelError: If ``model`` is a path that cannot be loaded.
     """
+    if duration_s is not None and not (math.isfinite(duration_s) and duration_s > 0):
+        raise ValueError(f"duration_s must be a finite number of seconds > 0 or None, got {duration_s}")
     m = _model(model)
     sr = m.feature_config.sample_rate_hz
     mic = MicrophoneSource(device=device, sample_rate_hz=sr)

@@ -22,6 +22,7 @@ With ``run(..., jobs=2)`` it starts and joins its own model thread.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -130,8 +131,8 @@ class Engine:
             None makes a fresh one when ``adapt_output`` applies.
 
     Raises:
-        ValueError: If ``hop_s`` is not in (0, window_s] or is shorter than one sample, or
-            ``calibration_windows`` is negative.
+        ValueError: If ``hop_s`` is not in (0, window_s] (NaN and infinity are not) or is
+            shorter than one sample, or ``calibration_windows`` is negative.
     """
 
     def __init__(
@@ -150,7 +151,8 @@ class Engine:
         self.model = model
         self.config = cfg
         self.hop_s = cfg.hop_s if hop_s is None else float(hop_s)
-        self.hop_samples = int(round(self.hop_s * cfg.sample_rate_hz))
+        # a non-finite hop has no sample count (int(round(inf)) raises OverflowError)
+        self.hop_samples = int(round(self.hop_s * cfg.sample_rate_hz)) if math.isfinite(self.hop_s) else 0
         if self.hop_samples < 1 or self.hop_samples > cfg.window_samples:
             raise ValueError(f"hop must be between 1 sample and the window ({cfg.window_s} s), got {hop_s} s")
         self.source = source

@@ -18,6 +18,11 @@ from .metadata import METADATA_KEY, ModelMetadata, ModelMetadataError
 #: File name of the shipped model (``models/`` in the repository, ``stream_ser/models/`` once
 #: installed).
 DEFAULT_MODEL_NAME = "stream-ser.onnx"
+#: Most onnxruntime intra-op threads a model may be given (``--threads``).
+MAX_THREADS = 64
+#: How far a row of the model's output may sum from 1 and still count as probabilities: room
+#: for float16 and 8-bit quantised outputs (float32 softmax rows are within 1e-6).
+PROBABILITY_SUM_TOLERANCE = 0.01
 
 
 class ModelError(RuntimeError):
@@ -51,7 +56,8 @@ class EmotionModel:
 
     Args:
         path: The ``.onnx`` file; None for the shipped model (:func:`default_model_path`).
-        num_threads: onnxruntime intra-op threads; 1 keeps live scoring off the other cores.
+        num_threads: onnxruntime intra-op threads, 1 to :data:`MAX_THREADS`; 1 keeps live
+            scoring off the other cores.
 
     Attributes:
         path: The model file.
@@ -60,6 +66,7 @@ class EmotionModel:
         feature_config: The feature recipe the model expects.
 
     Raises:
+        ValueError: If ``num_threads`` is not an integer from 1 to :data:`MAX_THREADS`.
         ModelError: If the file is missing or not a loadable ONNX model, its metadata is missing
             or invalid, or its input/output shapes do not match the metadata.
 
@@ -70,6 +77,8 @@ class EmotionModel:
     def __init__(self, path: str | os.PathLike[str] | None = None, num_threads: int = 1) -> None:
         import onnxruntime as ort
 
+        if isinstance(num_threads, bool) or not isinstance(num_threads, int) or not 1 <= num_threads <= MAX_THREADS:
+            raise ValueError(f"num_threads must be an integer from 1 to {MAX_THREADS}, got {num_threads!r}")
         self.path = Path(path) if path is not None else default_model_path()
         if not self.path.is_file():
             raise ModelError(f"{self.path}: model file not found")
@@ -105,12 +114,20 @@ class EmotionModel:
             raise ModelError(f"{self.path}: input '{meta.input_name}' not in graph inputs {list(inputs)}")
         if meta.output_name not in outputs:
             raise ModelError(f"{self.path}: output '{meta.output_name}' not in graph outputs {list(outputs)}")
+        if len(inputs) != 1:
+            raise ModelError(f"{self.path}: the graph takes inputs {list(inputs)}; only '{meta.input_name}' is fed")
         want_in = (*self.feature_config.input_shape, 1)
         shape = inputs[meta.input_name].shape
         if len(shape) != 4 or tuple(shape[1:]) != want_in:
             raise ModelError(
                 f"{self.path}: input shape {shape} does not match the feature config "
                 f"(batch, {want_in[0]}, {want_in[1]}, 1)"
+            )
+        if inputs[meta.input_name].type != "tensor(float)":
+            raise ModelError(f"{self.path}: input '{meta.input_name}' is {inputs[meta.input_name].type}, not tensor(float)")
+        if outputs[meta.output_name].type not in ("tensor(float)", "tensor(float16)", "tensor(double)"):
+            raise ModelError(
+                f"{self.path}: output '{meta.output_name}' is {outputs[meta.output_name].type}, not a float tensor"
             )
         out_shape = outputs[meta.output_name].shape
         if len(out_shape) != 2 or out_shape[1] != len(self.labels):
@@ -131,11 +148,15 @@ class EmotionModel:
                 ``(n_mels, n_frames)``), as made by :func:`stream_ser.features.window_features`.
 
         Returns:
-            float32 array of shape ``(batch, n_labels)`` (or ``(n_labels,)`` for one window);
-            rows sum to 1.
+            float32 array of shape ``(batch, n_labels)`` (or ``(n_labels,)`` for one window):
+            finite, non-negative, rows summing to 1 (within
+            :data:`PROBABILITY_SUM_TOLERANCE`).
 
         Raises:
             ValueError: If the shape does not match ``feature_config.input_shape``.
+            ModelError: If the model fails to run, or its output is not class probabilities:
+                another shape, a value that is NaN, infinite or negative, or a row that does not
+                sum to 1.
         """
         x = np.asarray(log_mels, dtype=np.float32)
         single = x.ndim == 2
@@ -146,5 +167,30 @@ class EmotionModel:
                 f"expected log-mels of shape (batch, {self.feature_config.input_shape[0]}, "
                 f"{self.feature_config.input_shape[1]}), got {np.asarray(log_mels).shape}"
             )
-        (probs,) = self._session.run([self.metadata.output_name], {self.metadata.input_name: x[..., None]})
+        try:
+            (probs,) = self._session.run([self.metadata.output_name], {self.metadata.input_name: x[..., None]})
+        except Exception as exc:  # onnxruntime raises several private exception types
+            raise ModelError(f"{self.path}: model {self.name} failed to run ({' '.join(str(exc).split())})") from None
+        # one vectorised check per call (the per-hop path): NaN fails both comparisons, an
+        # infinity makes its row's sum infinite
+        if probs.shape != (x.shape[0], len(self.labels)) or (
+            probs.size
+            and not (probs.min() >= 0.0 and np.abs(probs.sum(axis=1) - 1.0).max() <= PROBABILITY_SUM_TOLERANCE)
+        ):
+            raise ModelError(f"{self.path}: model {self.name} {self._not_probabilities(probs, x.shape[0])}")
         return probs[0] if single else probs
+
+    def _not_probabilities(self, probs: np.ndarray, batch: int) -> str:
+        """What is wrong with an output that failed :meth:`predict`'s check (one line)."""
+        want = "finite, non-negative and summing to 1 per row"
+        if probs.shape != (batch, len(self.labels)):
+            return f"output shape {probs.shape} instead of ({batch}, {len(self.labels)}) for {len(self.labels)} labels"
+        if np.isnan(probs).any():
+            return f"output NaN instead of class probabilities ({want})"
+        if np.isinf(probs).any():
+            return f"output an infinite value instead of class probabilities ({want})"
+        if (probs < 0).any():
+            return f"output a negative value ({float(probs.min()):g}) instead of class probabilities ({want})"
+        sums = probs.sum(axis=1, dtype=np.float64)
+        worst = float(sums[np.argmax(np.abs(sums - 1.0))])
+        return f"output a row summing to {worst:g} instead of class probabilities ({want})"

@@ -56,7 +56,7 @@ import numpy as np
 
 from .engine import ChannelEngines, Engine
 from .features import frame_levels_dbfs
-from .model import EmotionModel
+from .model import EmotionModel, ModelError
 from .sinks import MARKER_LABEL, CsvSink  # noqa: F401  (MARKER_LABEL re-exported)
 from .smoothing import DEFAULT_HALF_LIFE_S, ProbabilitySmoother
 from .sources import AudioSourceError
@@ -106,7 +106,8 @@ class SessionOptions:
             it off.
 
     Raises:
-        ValueError: If ``calibrate_s`` is negative or ``level_interval_s`` is not positive.
+        ValueError: If ``duration_s`` is not None and not a finite number > 0, ``calibrate_s``
+            is negative or not finite, or ``level_interval_s`` is not positive.
     """
 
     hop_s: float | None = None
@@ -119,8 +120,10 @@ class SessionOptions:
     adapt_output: bool = True
 
     def __post_init__(self) -> None:
-        if not self.calibrate_s >= 0:
-            raise ValueError(f"calibrate_s must be >= 0 seconds, got {self.calibrate_s}")
+        if self.duration_s is not None and not (math.isfinite(self.duration_s) and self.duration_s > 0):
+            raise ValueError(f"duration_s must be a finite number of seconds > 0 or None, got {self.duration_s}")
+        if not (math.isfinite(self.calibrate_s) and self.calibrate_s >= 0):
+            raise ValueError(f"calibrate_s must be a finite number of seconds >= 0, got {self.calibrate_s}")
         if self.level_interval_s is not None and not self.level_interval_s > 0:
             raise ValueError(f"level_interval_s must be > 0 seconds or None, got {self.level_interval_s}")
 
@@ -621,6 +624,8 @@ class ListenSession:
             reason, error = "error", str(exc)
         except OSError as exc:  # writing the CSV failed (disk full, removed mount)
             reason, error = "error", f"cannot write output: {exc}"
+        except ModelError as exc:  # the model's output is not probabilities, or it failed to run
+            reason, error = "error", str(exc)
         except Exception as exc:  # a bug: report it in the UI instead of a dead worker
             log.exception("listening failed")
             reason, error = "error", f"internal error: {exc!r}"
