@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
+import re
 import signal
 import sys
 import threading
@@ -20,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -314,7 +317,7 @@ def default_jobs() -> int:
 
 
 def cmd_analyse(args: argparse.Namespace) -> int:
-    from .engine import ChannelEngines, Engine, summarize
+    from .engine import ChannelEngines, summarize
     from .sources import AudioSourceError, FileSource, audio_info
     from .summary import CallSummaryBuilder
 
@@ -328,10 +331,9 @@ def cmd_analyse(args: argparse.Namespace) -> int:
         return 2
     model = _load_model(args)
     sr = model.feature_config.sample_rate_hz
-    try:
-        Engine(model, hop_s=args.hop)
-    except ValueError as exc:
-        print(f"stream-ser: error: --hop: {exc}", file=sys.stderr)
+    problem = _hop_problem(args, model)
+    if problem:
+        print(f"stream-ser: error: {problem}", file=sys.stderr)
         return 2
     csv_sink = _open_csv(args, model.labels)
     jsonl_file = _jsonl_file(args)
@@ -493,6 +495,10 @@ def cmd_listen(args: argparse.Namespace) -> int:
         return 2
     model = _load_model(args)
     cfg = model.feature_config
+    problem = _hop_problem(args, model)
+    if problem:
+        print(f"stream-ser: error: {problem}", file=sys.stderr)
+        return 2
     if args.calibrate and model.metadata.speaker_norm is None:
         print(
             f"stream-ser: error: --calibrate: the model {model.name} does not normalise speakers (no speaker_norm in "
@@ -608,11 +614,50 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
+#: Longest ``listen --duration`` (s): a week; without the option a session runs until stopped.
+MAX_DURATION_S = 7 * 24 * 3600.0
+#: Longest ``listen --calibrate`` (s of speech per channel): an hour.
+MAX_CALIBRATE_S = 3600.0
+#: Most panels ``plot --max-panels`` draws: a taller image passes matplotlib's size limit.
+MAX_PANELS = 100
+
+
+def _number(kind: type, low: float, high: float, unit: str = "", above_low: bool = False) -> Callable[[str], Any]:
+    """An argparse ``type``: a finite number of ``kind`` (int or float) from ``low`` to ``high``
+    (greater than ``low`` with ``above_low``); anything else is a one-line usage error saying the
+    range (:class:`_Parser`)."""
+    what = "an integer" if kind is int else "a number"
+    rule = f"greater than {low:g} and at most {high:g}{unit}" if above_low else f"from {low:g} to {high:g}{unit}"
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:  # also an integer of more than 4300 digits
+            raise argparse.ArgumentTypeError(f"expected {what} {rule}, got {text!r}") from None
+        if not ((kind is int or math.isfinite(value)) and (value > low if above_low else value >= low) and value <= high):
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
+        return value
+
+    return parse
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors on one line: ``stream-ser: error: --hop: must be ...``, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        message = re.sub(r"^argument ([^:]+): ", r"\1: ", message)  # "argument --hop: x" -> "--hop: x"
+        self.exit(2, f"stream-ser: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _hop_problem(args: argparse.Namespace, model) -> str | None:
+    """``--hop`` against the model (from 1 sample to its window): the one-line problem, or None."""
+    from .engine import Engine
+
+    try:
+        Engine(model, hop_s=args.hop)
+    except ValueError as exc:
+        return f"--hop: {exc}"
+    return None
 
 
 def _channel_selection(text: str):
@@ -637,7 +682,10 @@ def _name_list(text: str) -> tuple[str, ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and documentation)."""
-    parser = argparse.ArgumentParser(
+    from .features import MAX_WINDOW_S
+    from .model import MAX_THREADS
+
+    parser = _Parser(
         prog="stream-ser",
         description="Real-time speech emotion recognition (neutral, happy, sad, angry, fear, disgust, surprise) "
         "from a microphone or recorded files. Every hop (0.5 s) the latest 3 s window is scored by a small ONNX model.",
@@ -661,11 +709,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     common = argparse.ArgumentParser(add_help=False, parents=[verbosity])
     common.add_argument("--model", default=None, help="ONNX model file (default: the shipped model)")
-    common.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default: 1)")
+    common.add_argument("--threads", type=_number(int, 1, MAX_THREADS), default=1, metavar="N",
+                        help=f"onnxruntime threads, 1 to {MAX_THREADS} (default: 1)")
 
     scoring = argparse.ArgumentParser(add_help=False)
-    scoring.add_argument("--hop", type=_positive_float, default=None, metavar="S",
-                         help="seconds of new audio between predictions (default: the model's, 0.5)")
+    scoring.add_argument("--hop", type=_number(float, 0, MAX_WINDOW_S, " s", above_low=True), default=None, metavar="S",
+                         help="seconds of new audio between predictions, from one sample to the model's window (3 s "
+                         "for the shipped model; default: the model's, 0.5)")
     scoring.add_argument("--csv", default=None, metavar="OUT", help="write the timeline CSV here (flushed per row)")
     scoring.add_argument("--format", choices=("lines", "jsonl"), default="lines",
                          help="standard output: human-readable lines (default) or JSON lines, one object per "
@@ -713,11 +763,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="input device index or name substring (see `stream-ser devices`); give it twice or more to "
                    "capture several devices at once as the channels of one session, aligned on the first one's clock")
     p.add_argument("--input", default=None, metavar="FILE", help="replay FILE through the live path instead of a device")
-    p.add_argument("--duration", type=_positive_float, default=None, metavar="S", help="stop after S seconds of audio")
+    p.add_argument("--duration", type=_number(float, 0, MAX_DURATION_S, " s", above_low=True), default=None,
+                   metavar="S", help=f"stop after S seconds of audio (> 0, at most {MAX_DURATION_S:.0f}: a week)")
     p.add_argument("--fast", action="store_true", help="with --input: do not pace the replay in real time")
-    p.add_argument("--calibrate", type=_positive_float, default=None, metavar="S",
+    p.add_argument("--calibrate", type=_number(float, 0, MAX_CALIBRATE_S, " s", above_low=True), default=None,
+                   metavar="S",
                    help="for a speaker-normalised model (`stream-ser info` shows it): first learn the voice from S "
-                   "seconds of speech per channel (e.g. 30) and only then predict; those hops write no CSV row. "
+                   f"seconds of speech per channel (e.g. 30; > 0, at most {MAX_CALIBRATE_S:.0f}) and only then "
+                   "predict; those hops write no CSV row. "
                    "The running voice statistics go on updating afterwards")
     p.add_argument("--no-tui", action="store_true",
                    help="print one line per hop instead of the terminal UI (the default when stdout is not a terminal)")
@@ -741,7 +794,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeline", action="store_true", help="also print one line per hop (implied by --format jsonl)")
     p.add_argument("--summary", action="store_true",
                    help="print the call summary of each file on stderr (always with --channels)")
-    p.add_argument("-j", "--jobs", type=int, choices=(1, 2), default=None, metavar="N",
+    p.add_argument("-j", "--jobs", type=_number(int, 1, 2), default=None, metavar="N",
                    help="scoring threads: 1 runs decoding, features and the model on one thread; 2 runs the model "
                    "on a second thread while the next windows' features are computed (identical results, about "
                    "1.3x the speed with two free cores). Default: 2 if this process may use two or more CPUs "
@@ -763,7 +816,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="image file; the format follows the suffix (.png, .svg, .pdf). Default: TIMELINE.png")
     p.add_argument("--source", default=None, metavar="TEXT", help="only sources whose name contains TEXT")
     p.add_argument("--title", default=None, help="figure title")
-    p.add_argument("--max-panels", type=int, default=12, metavar="N", help="draw at most N panels (default: 12)")
+    p.add_argument("--max-panels", type=_number(int, 1, MAX_PANELS), default=12, metavar="N",
+                   help=f"draw at most N panels, 1 to {MAX_PANELS} (default: 12)")
     p.add_argument("--force", action="store_true", help="replace an existing image")
     p.set_defaults(func=cmd_plot)
 

@@ -332,3 +332,73 @@ def test_listen_with_a_nan_model_ends_with_the_error(tmp_path, capsys) -> None:
     assert "NaN" not in captured.out and "nan" not in out.read_text().lower()
     errors = [ln for ln in captured.err.splitlines() if ln.startswith("stream-ser: error: ")]
     assert len(errors) == 1 and "model nan-model output NaN" in errors[0] and "Traceback" not in captured.err
+
+
+# --- numeric options -------------------------------------------------------------------------
+
+
+def usage_error(argv: list[str], capsys) -> str:
+    """Run ``stream-ser ARGV``, expecting a usage error: exit 2 and one line on stderr."""
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # the parser's errors
+        code = exc.code
+    assert code == 2, argv
+    return one_error_line(capsys)
+
+
+LISTEN = ["listen", "--input", str(TESS_CLIP), "--fast", "--no-tui"]
+ANALYSE = ["analyse", str(TESS_CLIP)]
+
+
+@pytest.mark.parametrize(
+    "argv,option,value",
+    [(cmd, "--threads", v) for cmd in (ANALYSE, LISTEN, ["info"]) for v in ("5000", "0", "-1", "65", "1.5", "x", "9" * 5000)]
+    + [(cmd, "--hop", v) for cmd in (ANALYSE, LISTEN) for v in ("0", "-1", "inf", "nan", "1e400", "abc", "")]
+    + [(LISTEN, "--duration", v) for v in ("inf", "0", "-3", "nan", "604801", "1e309")]
+    + [(LISTEN, "--calibrate", v) for v in ("inf", "0", "nan", "3601")]
+    + [(ANALYSE, "--jobs", v) for v in ("0", "3", "2.0", "inf")]
+    + [(["plot", "t.csv"], "--max-panels", v) for v in ("0", "-1", "101", "1e9", "inf")],
+)
+def test_numeric_option_out_of_range_is_one_usage_line(tmp_path, capsys, monkeypatch, argv, option, value) -> None:
+    monkeypatch.chdir(tmp_path)
+    line = usage_error([*argv, option, value], capsys)
+    assert line.startswith((f"stream-ser: error: {option}: ", f"stream-ser: error: -j/{option}: "))
+    assert "invalid" not in line  # argparse's "invalid <type name> value"
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+@pytest.mark.parametrize("argv", [ANALYSE, LISTEN])
+def test_hop_longer_than_the_model_window_is_one_usage_line(capsys, argv) -> None:
+    line = usage_error([*argv, "--hop", "5"], capsys)
+    assert line.startswith("stream-ser: error: --hop: ") and "window (3.0 s)" in line
+
+
+def test_numeric_options_document_their_range(capsys) -> None:
+    texts = {}
+    for command in ("analyse", "listen", "plot", "info"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        texts[command] = " ".join(capsys.readouterr().out.split())
+    assert "onnxruntime threads, 1 to 64" in texts["analyse"] and "1 to 64" in texts["info"]
+    assert "from one sample to the model's window" in texts["analyse"] and "from one sample" in texts["listen"]
+    assert "at most 604800" in texts["listen"] and "at most 3600" in texts["listen"]
+    assert "1 to 100" in texts["plot"]
+
+
+def test_the_library_refuses_the_same_numbers(tiny_model_path) -> None:
+    from stream_ser.engine import Engine
+    from stream_ser.session import SessionOptions
+
+    for threads in (0, -1, 5000, 1.5, True):
+        with pytest.raises(ValueError, match="num_threads"):
+            EmotionModel(tiny_model_path, num_threads=threads)
+    model = EmotionModel(tiny_model_path)
+    for hop in (math.inf, -math.inf, math.nan, 0.0, 3.5):
+        with pytest.raises(ValueError, match="hop must be between"):
+            Engine(model, hop_s=hop)
+    for duration in (math.inf, math.nan, 0.0, -1.0):
+        with pytest.raises(ValueError, match="duration_s"):
+            SessionOptions(duration_s=duration)
+    with pytest.raises(ValueError, match="calibrate_s"):
+        SessionOptions(calibrate_s=math.inf)
