@@ -156,6 +156,31 @@ def _summary_file(args: argparse.Namespace):
     return out
 
 
+def _plot_output(args: argparse.Namespace) -> Path:
+    """The image ``plot`` writes: ``-o OUT`` exactly as given (a name without a suffix is
+    written as PNG), else the timeline's name with ``.png``."""
+    return Path(args.output) if args.output else Path(args.timeline).with_suffix(".png")
+
+
+def _check_output_paths(args: argparse.Namespace) -> None:
+    """Refuse, before any output is opened, an output file that is also an input (an audio file,
+    the replayed file, the model, the timeline) or that another output writes too.
+
+    Raises:
+        OutputError: Naming the two (:func:`~stream_ser.sinks.check_output_paths`).
+    """
+    from .sinks import check_output_paths
+
+    if args.func is cmd_plot:
+        check_output_paths([("-o", _plot_output(args))], [("timeline", args.timeline)])
+        return
+    inputs = [("input file", f) for f in getattr(args, "files", None) or ()]
+    inputs += [("--input file", getattr(args, "input", None)), ("--model file", getattr(args, "model", None))]
+    outputs = [(option, getattr(args, option[2:].replace("-", "_"), None))
+               for option in ("--csv", "--jsonl", "--summary-json")]
+    check_output_paths(outputs, inputs)
+
+
 def _print_summary(args: argparse.Namespace, summary) -> None:
     """Print a call summary on stderr (not with -q) and keep it for ``--summary-json``."""
     from .summary import format_summary
@@ -595,7 +620,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
         if not timelines:
             print(f"stream-ser: error: {args.timeline}: no source matches {args.source!r}", file=sys.stderr)
             return 1
-    out = Path(args.output) if args.output else Path(args.timeline).with_suffix(".png")
+    out = _plot_output(args)
     if out.exists() and not args.force:
         raise OutputError(f"{out}: already exists (use --force to replace it)")
     if len(timelines) > args.max_panels:
@@ -813,7 +838,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("timeline", metavar="TIMELINE.csv", help="a timeline CSV written by stream-ser")
     p.add_argument("-o", "--output", default=None, metavar="OUT",
-                   help="image file; the format follows the suffix (.png, .svg, .pdf). Default: TIMELINE.png")
+                   help="image file, written under exactly this name; the format follows the suffix (.png, .svg, "
+                   ".pdf; PNG for a name without one). Default: TIMELINE.png")
     p.add_argument("--source", default=None, metavar="TEXT", help="only sources whose name contains TEXT")
     p.add_argument("--title", default=None, help="figure title")
     p.add_argument("--max-panels", type=_number(int, 1, MAX_PANELS), default=12, metavar="N",
@@ -866,6 +892,7 @@ def main(argv: list[str] | None = None) -> int:
         return status
 
     try:
+        _check_output_paths(args)  # before any output is opened (opening truncates)
         _jsonl_file(args)  # open --jsonl OUT before any model or audio, so a bad path fails first
         _summary_file(args)  # the same for --summary-json FILE
         if args.func in (cmd_analyse, cmd_listen):  # scoring: numpy's BLAS on one thread (see one_blas_thread)

@@ -299,8 +299,8 @@ def plot_timelines(
     Args:
         timelines: :class:`Timeline` objects (from :func:`read_timeline_csv`) or predictions
             (e.g. ``stream_ser.analyse("clip.flac").timeline``).
-        out: Image file to write (format from the suffix: ``.png``, ``.svg``, ``.pdf``); None
-            to only return the figure.
+        out: Image file to write, under exactly this name (format from the suffix: ``.png``,
+            ``.svg``, ``.pdf``; PNG for a name without one); None to only return the figure.
         title: Figure title; default none.
         max_panels: Draw at most this many panels (the first ones).
         dpi: Resolution of raster output (dots per inch); the figure is 10 inches wide.
@@ -310,7 +310,7 @@ def plot_timelines(
 
     Raises:
         MissingDependencyError: If matplotlib is not installed.
-        ValueError: If there is nothing to plot.
+        ValueError: If there is nothing to plot, or ``out``'s suffix is not an image format.
         OSError: If ``out`` cannot be written.
     """
     _import_matplotlib()
@@ -384,5 +384,6 @@ def plot_timelines(
     if title:
         fig.suptitle(title, fontsize=11)
     if out is not None:
-        fig.savefig(os.fspath(out), dpi=dpi)
+        # the format given explicitly: matplotlib would add ".png" to a name without a suffix
+        fig.savefig(os.fspath(out), dpi=dpi, format=Path(out).suffix[1:].lower() or "png")
     return fig

@@ -402,3 +402,126 @@ def test_the_library_refuses_the_same_numbers(tiny_model_path) -> None:
             SessionOptions(duration_s=duration)
     with pytest.raises(ValueError, match="calibrate_s"):
         SessionOptions(calibrate_s=math.inf)
+
+
+# --- output paths ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def clip(tmp_path) -> Path:
+    """A copy of a real clip (an input that a bad output path could destroy)."""
+    path = tmp_path / "in.flac"
+    path.write_bytes(TESS_CLIP.read_bytes())
+    return path
+
+
+@pytest.mark.parametrize(
+    "outputs",
+    [["--csv", "{in}", "--force"], ["--jsonl", "{in}", "--append"], ["--jsonl", "{in}", "--force"],
+     ["--summary-json", "{in}", "--force"], ["--csv", "{link}", "--force"], ["--csv", "{hard}", "--force"],
+     ["--csv", "{dir}/../in.flac", "--force"], ["--csv", "{model}", "--model", "{model}", "--force"]],
+    ids=["csv", "jsonl-append", "jsonl", "summary", "symlink", "hard-link", "dotdot", "model"],
+)
+def test_an_output_that_is_an_input_is_refused_before_any_work(tmp_path, clip, capsys, outputs) -> None:
+    model = make_tiny_onnx(tmp_path / "m.onnx")
+    (tmp_path / "link.flac").symlink_to(clip)
+    (tmp_path / "hard.flac").hardlink_to(clip)
+    (tmp_path / "dir").mkdir()
+    names = {"in": clip, "link": tmp_path / "link.flac", "hard": tmp_path / "hard.flac", "dir": tmp_path / "dir",
+             "model": model}
+    before = {p: p.read_bytes() for p in (clip, model)}
+    argv = [a.format(**names) for a in outputs]
+    for command in (["analyse", str(clip)], ["listen", "--input", str(clip), "--fast", "--no-tui"]):
+        line = usage_error([*command, *argv], capsys)
+        assert "an output must not overwrite an input" in line
+        assert {p: p.read_bytes() for p in (clip, model)} == before
+
+
+@pytest.mark.parametrize(
+    "options",
+    [["--csv", "o", "--jsonl", "o"], ["--csv", "o", "--summary-json", "o"], ["--jsonl", "o", "--summary-json", "o"],
+     ["--csv", "o", "--jsonl", "./sub/../o"], ["--csv", "o", "--jsonl", "link-to-o"]],
+    ids=["csv-jsonl", "csv-summary", "jsonl-summary", "dotdot", "symlink"],
+)
+def test_two_outputs_naming_one_file_are_refused(tmp_path, clip, capsys, monkeypatch, options) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link-to-o").symlink_to(tmp_path / "o")  # dangling until o is written
+    line = usage_error(["analyse", str(clip), *options], capsys)
+    assert "are the same file" in line
+    assert not (tmp_path / "o").exists()
+    (tmp_path / "o").write_text("kept\n")
+    (tmp_path / "hard-o").hardlink_to(tmp_path / "o")
+    assert "are the same file" in usage_error(["analyse", str(clip), "--csv", "o", "--jsonl", "hard-o", "--force"],
+                                              capsys)
+    assert (tmp_path / "o").read_text() == "kept\n"
+
+
+def test_outputs_may_share_a_device_file(clip, capsys) -> None:
+    assert main(["analyse", str(clip), "--csv", "/dev/null", "--jsonl", "/dev/null", "-q"]) == 0
+
+
+@pytest.mark.parametrize("tail", ["", "\n", "in.flac,0,0.000,0.5", 'in.flac,0,0.000,0.500,1,"ang', '"a\nb",0,0.000'],
+                         ids=["header-only", "blank-line", "cut-row", "cut-in-quotes", "cut-after-quoted-newline"])
+def test_append_to_a_csv_with_an_unfinished_line_starts_a_fresh_line(tmp_path, clip, capsys, tail) -> None:
+    import csv
+
+    full = tmp_path / "full.csv"
+    assert main(["analyse", str(clip), "--csv", str(full), "-q"]) == 0
+    rows = full.read_text().splitlines(keepends=True)
+    header, data = rows[0].rstrip("\n"), rows[1:]
+    cut = tmp_path / "cut.csv"
+    cut.write_text(header if tail == "" else header + "\n" + tail)  # a header without its newline, or a cut row
+    assert main(["analyse", str(clip), "--csv", str(cut), "--append", "-q"]) == 0
+    with open(cut, newline="") as f:
+        parsed = list(csv.reader(f))
+    assert parsed[0] == header.split(",")
+    assert parsed[-len(data):] == list(csv.reader(data))  # every new row whole, none glued onto the fragment
+
+
+@pytest.mark.parametrize("tail", ['{"type":"prediction","source":"in.fl', '{"type":"clip"}', ""],
+                         ids=["cut-object", "no-final-newline", "finished"])
+def test_append_to_jsonl_with_an_unfinished_line_starts_a_fresh_line(tmp_path, clip, capsys, tail) -> None:
+    out = tmp_path / "r.jsonl"
+    out.write_text('{"type":"error","source":"x","message":"m"}\n' + tail)
+    assert main(["analyse", str(clip), "--jsonl", str(out), "--append", "-q"]) == 0
+    lines = out.read_text().split("\n")
+    assert lines[0].startswith('{"type":"error"') and lines[-1] == ""
+    if tail:
+        assert lines[1] == tail  # the fragment keeps its own line
+    new = lines[1 + bool(tail) : -1]
+    assert new and json.loads(new[-1])["type"] == "clip"
+    assert all(json.loads(x)["type"] in ("prediction", "clip") for x in new)  # every new line whole
+
+
+def test_append_to_a_file_that_is_not_a_timeline_csv_is_refused(tmp_path, clip, capsys) -> None:
+    other = tmp_path / "other.bin"
+    other.write_bytes(bytes(range(256)) * 100)
+    assert "not a timeline CSV" in usage_error(["analyse", str(clip), "--csv", str(other), "--append"], capsys)
+    assert other.read_bytes() == bytes(range(256)) * 100
+
+
+def test_plot_output_without_a_suffix_is_written_under_that_name(tmp_path, clip, capsys) -> None:
+    pytest.importorskip("matplotlib")
+    timeline = tmp_path / "t.csv"
+    assert main(["analyse", str(clip), "--csv", str(timeline), "-q"]) == 0
+    name = tmp_path / "NAME"
+    assert main(["plot", str(timeline), "-o", str(name)]) == 0
+    assert capsys.readouterr().err.strip() == f"stream-ser: wrote {name}"
+    assert name.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not (tmp_path / "NAME.png").exists()
+    (tmp_path / "NAME.png").write_text("precious")
+    name.write_text("precious too")
+    assert main(["plot", str(timeline), "-o", str(name)]) == 2  # exists: refused without --force
+    assert "already exists" in one_error_line(capsys)
+    assert name.read_text() == "precious too" and (tmp_path / "NAME.png").read_text() == "precious"
+    assert main(["plot", str(timeline), "-o", str(name), "--force", "-q"]) == 0
+    assert name.read_bytes()[:4] == b"\x89PNG" and (tmp_path / "NAME.png").read_text() == "precious"
+
+
+def test_plot_never_overwrites_its_timeline(tmp_path, clip, capsys) -> None:
+    timeline = tmp_path / "t.png"  # a timeline CSV with an image's name: the default output is itself
+    assert main(["analyse", str(clip), "--csv", str(timeline), "-q"]) == 0
+    before = timeline.read_bytes()
+    for extra in ([], ["-o", str(timeline)], ["-o", str(tmp_path / "." / "t.png")]):
+        assert "an output must not overwrite an input" in usage_error(["plot", str(timeline), *extra, "--force"], capsys)
+    assert timeline.read_bytes() == before
