@@ -643,7 +643,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
 MAX_DURATION_S = 7 * 24 * 3600.0
 #: Longest ``listen --calibrate`` (s of speech per channel): an hour.
 MAX_CALIBRATE_S = 3600.0
-#: Most panels ``plot --max-panels`` draws: a taller image passes matplotlib's size limit.
+#: Most panels ``plot --max-panels`` draws: 100 make an image about 32,000 pixels tall, half of
+#: the 65,536 that matplotlib can render.
 MAX_PANELS = 100
 
 
