@@ -221,8 +221,9 @@ class FeatureConfig:
         need(1 <= self.n_mels <= self.n_fft // 2 + 1, "n_mels", f"from 1 to n_fft // 2 + 1 ({self.n_fft // 2 + 1})")
         nyquist = self.sample_rate_hz / 2
         need(0 <= self.fmin_hz < nyquist, "fmin_hz", f">= 0 and below the Nyquist frequency ({nyquist:g} Hz)")
-        need(self.fmin_hz < self.fmax_hz <= nyquist, "fmax_hz",
-             f"above fmin_hz ({self.fmin_hz:g} Hz) and at most the Nyquist frequency ({nyquist:g} Hz)")
+        if self.fmax_hz > nyquist:
+            raise ValueError(f"fmax_hz = {_shown(self.fmax_hz)}: is above the Nyquist frequency ({nyquist:g} Hz)")
+        need(self.fmin_hz < self.fmax_hz, "fmax_hz", f"above fmin_hz ({self.fmin_hz:g} Hz)")
         need(self.mel_norm in MEL_NORMS, "mel_norm", "'slaney' or null")
         need(POWER_RANGE[0] < self.power <= POWER_RANGE[1], "power", f"> {POWER_RANGE[0]:g} and at most {POWER_RANGE[1]:g}")
         need(AMIN_RANGE[0] <= self.amin <= AMIN_RANGE[1], "amin", f"from {AMIN_RANGE[0]:g} to {AMIN_RANGE[1]:g}")
