@@ -27,6 +27,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from . import __version__
+from .text import printable
 
 log = logging.getLogger("stream_ser")
 
@@ -72,6 +73,12 @@ class _Stop:
     def __exit__(self, *exc: object) -> None:
         for sig, old in self._old.items():
             signal.signal(sig, old)  # type: ignore[arg-type]
+
+
+def _error(message: str) -> None:
+    """Print one error line on stderr, ``stream-ser: error: MESSAGE``, with the unprintable
+    characters of names in it escaped (:func:`~stream_ser.text.printable`)."""
+    print(f"stream-ser: error: {printable(message)}", file=sys.stderr, flush=True)
 
 
 def _warm_up(config, quiet: bool = False) -> None:
@@ -429,7 +436,7 @@ def cmd_analyse(args: argparse.Namespace) -> int:
                             if summary_file is not None:
                                 summary_file.add(builder.result())
                 except AudioSourceError as exc:
-                    print(f"stream-ser: error: {exc}", file=sys.stderr, flush=True)
+                    _error(str(exc))
                     failed.append(str(path))
                     for sink in record_sinks:
                         if hasattr(sink, "write_error"):
@@ -449,7 +456,8 @@ def cmd_analyse(args: argparse.Namespace) -> int:
     else:
         log.info("%s", summary)
     if failed:
-        print(f"stream-ser: {len(failed)} of {len(args.files)} file(s) failed: {', '.join(failed)}", file=sys.stderr)
+        print(f"stream-ser: {len(failed)} of {len(args.files)} file(s) failed: {printable(', '.join(failed))}",
+              file=sys.stderr)
     if stop.event.is_set():
         print("stream-ser: interrupted; the CSV holds every row written so far", file=sys.stderr)
         return 128 + stop.signum
@@ -885,11 +893,14 @@ def main(argv: list[str] | None = None) -> int:
     level = logging.ERROR if args.quiet else {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="stream-ser: %(levelname)s: %(message)s")
     logging.getLogger("stream_ser").setLevel(level)
+    # names from outside (a file name's bytes that are not UTF-8) never make a write to stdout fail
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="backslashreplace")
 
     def fail(exc: BaseException, status: int, what: str = "error") -> int:
         if args.verbose:
             raise exc
-        print(f"stream-ser: {what}: {exc}", file=sys.stderr)
+        print(f"stream-ser: {what}: {printable(exc)}", file=sys.stderr)
         return status
 
     try:
@@ -915,7 +926,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             raise
         print(
-            f"stream-ser: unexpected error: {type(exc).__name__}: {exc} (run with --verbose for the traceback)",
+            f"stream-ser: unexpected error: {type(exc).__name__}: {printable(exc)} (run with --verbose for the traceback)",
             file=sys.stderr,
         )
         return 1

@@ -53,6 +53,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from .text import printable
 from .types import ClipResult, Marker, Prediction
 
 #: Columns before the per-label probability columns.
@@ -243,7 +244,7 @@ class CsvSink:
                 raise OutputError(f"{self.path}: cannot append, its header differs from this model's columns")
         mode = "a" if (exists and append) else "w"
         try:
-            self._file: TextIO = open(self.path, mode, newline="", encoding="utf-8")
+            self._file: TextIO = open(self.path, mode, newline="", encoding="utf-8", errors="backslashreplace")
         except OSError as exc:
             raise OutputError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
         self._writer = csv.writer(self._file, lineterminator="\n")
@@ -313,7 +314,8 @@ def format_clip(r: ClipResult) -> str:
 
 
 class LinePrinter:
-    """Prints :func:`format_prediction` lines to a stream (stdout by default), flushed per line.
+    """Prints :func:`format_prediction` lines to a stream (stdout by default), flushed per line,
+    with unprintable characters of names escaped (:func:`~stream_ser.text.printable`).
 
     With no ``stream``, ``sys.stdout`` is looked up at every write, so a progress display that
     redirects stdout (rich) still gets the lines.
@@ -329,7 +331,7 @@ class LinePrinter:
 
     def _line(self, text: str) -> None:
         try:
-            self.stream.write(text + "\n")
+            self.stream.write(printable(text) + "\n")
             self.stream.flush()
         except BrokenPipeError:
             _silence_broken_stdout()
@@ -450,7 +452,8 @@ class JsonLinesSink:
                 raise OutputError(f"{self.path}: already exists (use --force to replace it or --append to add to it)")
             try:
                 fresh_line = _fresh_line(self.path) if exists and append and self.path.is_file() else ""
-                self._file = open(self.path, "a" if append else "w", encoding="utf-8", newline="\n")
+                self._file = open(self.path, "a" if append else "w", encoding="utf-8", errors="backslashreplace",
+                                  newline="\n")
             except OSError as exc:
                 raise OutputError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
             if fresh_line:

@@ -39,6 +39,7 @@ import math
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import threading
@@ -218,15 +219,28 @@ def audio_info(path: str | Path) -> AudioInfo:
     """Read an audio file's header.
 
     Raises:
-        AudioSourceError: If the file is missing, a directory, unreadable, or not audio
-            libsndfile can decode.
+        AudioSourceError: If the file is missing, a directory, unreadable, not audio libsndfile
+            can decode, or its name cannot be used (longer than the file system allows, or bytes
+            that are not text in the file-system encoding, which libsndfile cannot be given).
     """
     import soundfile as sf
 
     p = Path(path)
-    if not p.exists():
-        raise AudioSourceError(f"{p}: no such file")
-    if p.is_dir():
+    try:
+        os.fsencode(p).decode(sys.getfilesystemencoding())
+    except UnicodeDecodeError:
+        raise AudioSourceError(
+            f"{p}: the file name is not valid {sys.getfilesystemencoding().upper()} text (rename the file)"
+        ) from None
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        raise AudioSourceError(f"{p}: no such file") from None
+    except PermissionError:
+        raise AudioSourceError(f"{p}: permission denied") from None
+    except (OSError, ValueError) as exc:  # a name too long, a loop of symlinks, a NUL byte
+        raise AudioSourceError(f"{p}: cannot open ({getattr(exc, 'strerror', None) or exc})") from None
+    if stat.S_ISDIR(st.st_mode):
         raise AudioSourceError(f"{p}: is a directory, not an audio file")
     try:
         with open(p, "rb") as f:
