@@ -903,41 +903,49 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stream-ser: {what}: {printable(exc)}", file=sys.stderr)
         return status
 
+    def run() -> int:
+        try:
+            _check_output_paths(args)  # before any output is opened (opening truncates)
+            _jsonl_file(args)  # open --jsonl OUT before any model or audio, so a bad path fails first
+            _summary_file(args)  # the same for --summary-json FILE
+            if args.func in (cmd_analyse, cmd_listen):  # scoring: numpy's BLAS on one thread (see one_blas_thread)
+                from .features import one_blas_thread
+
+                with one_blas_thread():
+                    return int(args.func(args))
+            return int(args.func(args))
+        except (ModelError, OutputError, MissingDependencyError) as exc:
+            return fail(exc, 2)
+        except (AudioSourceError, TimelineError) as exc:
+            return fail(exc, 1)
+        except KeyboardInterrupt:  # Ctrl-C outside a command's own handling (e.g. while loading)
+            if args.verbose:
+                raise
+            print("stream-ser: interrupted", file=sys.stderr)
+            return 130
+        except Exception as exc:  # no traceback for users; -v shows it
+            if args.verbose:
+                raise
+            print(
+                f"stream-ser: unexpected error: {type(exc).__name__}: {printable(exc)} (run with --verbose for the "
+                "traceback)",
+                file=sys.stderr,
+            )
+            return 1
+
+    status = 1
     try:
-        _check_output_paths(args)  # before any output is opened (opening truncates)
-        _jsonl_file(args)  # open --jsonl OUT before any model or audio, so a bad path fails first
-        _summary_file(args)  # the same for --summary-json FILE
-        if args.func in (cmd_analyse, cmd_listen):  # scoring: numpy's BLAS on one thread (see one_blas_thread)
-            from .features import one_blas_thread
-
-            with one_blas_thread():
-                return int(args.func(args))
-        return int(args.func(args))
-    except (ModelError, OutputError, MissingDependencyError) as exc:
-        return fail(exc, 2)
-    except (AudioSourceError, TimelineError) as exc:
-        return fail(exc, 1)
-    except KeyboardInterrupt:  # Ctrl-C outside a command's own handling (e.g. while loading)
-        if args.verbose:
-            raise
-        print("stream-ser: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # no traceback for users; -v shows it
-        if args.verbose:
-            raise
-        print(
-            f"stream-ser: unexpected error: {type(exc).__name__}: {printable(exc)} (run with --verbose for the traceback)",
-            file=sys.stderr,
-        )
-        return 1
+        status = run()
     finally:
-        sink = getattr(args, "jsonl_sink", None)
-        if sink is not None:
-            sink.close()
-        summary_out = getattr(args, "summary_sink", None)
-        if summary_out is not None:
-            summary_out.close()
-
+        # the files written once for the whole command: one that cannot be finished (a full disk)
+        # is its own error line and status 2, after whatever the command reported
+        for out in (getattr(args, "jsonl_sink", None), getattr(args, "summary_sink", None)):
+            if out is not None:
+                try:
+                    out.close()
+                except OutputError as exc:
+                    status = fail(exc, 2)
+    return status
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -57,7 +57,7 @@ import numpy as np
 from .engine import ChannelEngines, Engine
 from .features import frame_levels_dbfs
 from .model import EmotionModel, ModelError
-from .sinks import MARKER_LABEL, CsvSink  # noqa: F401  (MARKER_LABEL re-exported)
+from .sinks import MARKER_LABEL, CsvSink, OutputError  # noqa: F401  (MARKER_LABEL re-exported)
 from .smoothing import DEFAULT_HALF_LIFE_S, ProbabilitySmoother
 from .sources import AudioSourceError
 from .summary import CallSummary, CallSummaryBuilder
@@ -66,8 +66,10 @@ from .types import Marker, Prediction
 log = logging.getLogger(__name__)
 
 
-#: Exit status of a session that ended because of a device or output error (see the CLI).
+#: Exit status of a session that ended because of a device or input error (see the CLI).
 EXIT_ERROR = 1
+#: Exit status of a session that ended because an output could not be written (a full disk).
+EXIT_OUTPUT_ERROR = 2
 
 
 # --------------------------------------------------------------------------------------------
@@ -327,7 +329,8 @@ class SessionEnded:
         reason: ``"stopped"`` (requested), ``"end of input"`` (the replayed file ended),
             ``"duration reached"`` or ``"error"``.
         error: The error message when ``reason == "error"``, else None.
-        exit_status: 0, or :data:`EXIT_ERROR` after an error.
+        exit_status: 0, :data:`EXIT_OUTPUT_ERROR` after an output error, or :data:`EXIT_ERROR`
+            after another error.
         stats: Final counters.
     """
 
@@ -571,7 +574,7 @@ class ListenSession:
 
         Thread: the worker thread (or any single thread, for headless use and tests).
         """
-        reason, error = "stopped", None
+        reason, error, status = "stopped", None, EXIT_ERROR
         try:
             source = self._open_source()
             self._source = source
@@ -622,7 +625,9 @@ class ListenSession:
                 reason = "end of input"
         except AudioSourceError as exc:
             reason, error = "error", str(exc)
-        except OSError as exc:  # writing the CSV failed (disk full, removed mount)
+        except OutputError as exc:  # writing the CSV or JSON lines failed (disk full, removed mount)
+            reason, error, status = "error", str(exc), EXIT_OUTPUT_ERROR
+        except OSError as exc:  # another sink's write failed
             reason, error = "error", f"cannot write output: {exc}"
         except ModelError as exc:  # the model's output is not probabilities, or it failed to run
             reason, error = "error", str(exc)
@@ -638,11 +643,11 @@ class ListenSession:
             for sink in self.sinks:
                 try:
                     sink.close()
-                except OSError as exc:
+                except (OutputError, OSError) as exc:
                     log.warning("closing output: %s", exc)
                     if error is None:
-                        reason, error = "error", f"cannot close output: {exc}"
-        ended = SessionEnded(reason, error, EXIT_ERROR if error else 0, self._stats())
+                        reason, error, status = "error", f"cannot close output: {exc}", EXIT_OUTPUT_ERROR
+        ended = SessionEnded(reason, error, status if error else 0, self._stats())
         self.result = ended
         emit(ended)
         return ended

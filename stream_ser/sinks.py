@@ -60,21 +60,84 @@ from .types import ClipResult, Marker, Prediction
 BASE_COLUMNS = ("source", "channel", "start_s", "end_s", "speech", "label", "confidence")
 
 
-def _close_durably(f: TextIO) -> None:
-    """Flush, fsync (best effort) and close a file; a no-op once closed."""
-    if f.closed:
-        return
-    f.flush()
-    try:
-        os.fsync(f.fileno())
-    except OSError:
-        pass
-    f.close()
-
-
 class OutputError(RuntimeError):
     """An output file cannot be written (exists without --force/--append, unwritable, header
-    mismatch on append)."""
+    mismatch on append, a full disk)."""
+
+
+class OutputFile:
+    """An output file written line by line, each line handed to the operating system at once.
+
+    A line is written whole or not at all: when a write fails (a full disk, a removed mount),
+    whatever part of the line reached a regular file is cut off again, so every line before it
+    stays whole and nothing is left half-written for a later flush. Text is UTF-8; a lone
+    surrogate (a file name's byte that is not UTF-8) is written as its escape, ``\\udcff``.
+
+    Args:
+        path: The file; created if missing.
+        append: Add to the end of the file instead of replacing its contents.
+
+    Raises:
+        OutputError: If the file cannot be opened for writing (naming it and why).
+
+    Thread: one writer at a time.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], append: bool = False) -> None:
+        self.path = Path(path)
+        flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | (os.O_APPEND if append else os.O_TRUNC)
+        try:
+            self._fd: int | None = os.open(self.path, flags, 0o666)
+        except OSError as exc:
+            raise OutputError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
+        except ValueError as exc:  # a NUL byte in the name
+            raise OutputError(f"{self.path}: cannot write ({exc})") from None
+        st = os.fstat(self._fd)
+        self._regular = stat.S_ISREG(st.st_mode)
+        self._size = st.st_size if self._regular else 0  # bytes of whole lines in the file
+        self._failure: OutputError | None = None
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._fd is None
+
+    def write(self, text: str) -> None:
+        """Write ``text`` (one or more whole lines) to the file.
+
+        Raises:
+            OutputError: If the write fails, naming the file and why (every earlier line stays
+                whole); again at every later write.
+        """
+        if self._failure is not None:
+            raise self._failure
+        if self._fd is None:
+            raise ValueError(f"{self.path}: write to a closed output")
+        data = text.encode("utf-8", "backslashreplace")
+        rest = memoryview(data)
+        try:
+            while rest:
+                rest = rest[os.write(self._fd, rest):]
+        except OSError as exc:
+            if self._regular:
+                try:
+                    os.ftruncate(self._fd, self._size)
+                except OSError:
+                    pass
+            self._failure = OutputError(f"{self.path}: cannot write ({exc.strerror or exc})")
+            raise self._failure from None
+        self._size += len(data)
+
+    def close(self) -> None:
+        """fsync (best effort) and close; idempotent."""
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass
+        os.close(fd)
 
 
 def _file_identity(path: str | os.PathLike[str]) -> set[tuple]:
@@ -95,6 +158,20 @@ def _file_identity(path: str | os.PathLike[str]) -> set[tuple]:
         return set()
     keys.add(("inode", st.st_dev, st.st_ino))
     return keys
+
+
+def _has_content(path: Path) -> bool:
+    """Whether an output path names an existing, non-empty file.
+
+    Raises:
+        OutputError: If the path cannot be looked at (a name too long, a loop of symlinks).
+    """
+    try:
+        return path.stat().st_size > 0
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except (OSError, ValueError) as exc:
+        raise OutputError(f"{path}: cannot write ({getattr(exc, 'strerror', None) or exc})") from None
 
 
 def check_output_paths(
@@ -227,7 +304,7 @@ class CsvSink:
         self.labels = labels
         self.rows_written = 0
         header = csv_header(labels)
-        exists = self.path.exists() and self.path.stat().st_size > 0
+        exists = _has_content(self.path)
         if exists and not (force or append):
             raise OutputError(f"{self.path}: already exists (use --force to replace it or --append to add to it)")
         fresh_line = ""
@@ -242,34 +319,46 @@ class CsvSink:
                 raise OutputError(f"{self.path}: cannot read ({exc.strerror or exc})") from None
             if first != header:
                 raise OutputError(f"{self.path}: cannot append, its header differs from this model's columns")
-        mode = "a" if (exists and append) else "w"
+        self._file = OutputFile(self.path, append=exists and append)
+        self._row = io.StringIO()
+        self._writer = csv.writer(self._row, lineterminator="\n")
         try:
-            self._file: TextIO = open(self.path, mode, newline="", encoding="utf-8", errors="backslashreplace")
-        except OSError as exc:
-            raise OutputError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
-        self._writer = csv.writer(self._file, lineterminator="\n")
-        if mode == "w":
-            self._writer.writerow(header)
-            self._file.flush()
-        elif fresh_line:
-            self._file.write(fresh_line)
-            self._file.flush()
+            if not (exists and append):
+                self._write_row(header)
+            elif fresh_line:
+                self._file.write(fresh_line)
+        except OutputError:
+            self._file.close()
+            raise
+
+    def _write_row(self, row: list[str]) -> None:
+        self._row.seek(0)
+        self._row.truncate()
+        self._writer.writerow(row)
+        self._file.write(self._row.getvalue())
 
     def write(self, p: Prediction) -> None:
-        """Write and flush one row."""
-        self._writer.writerow(csv_row(p))
-        self._file.flush()
+        """Write one row, handed to the operating system at once.
+
+        Raises:
+            OutputError: If the row cannot be written (a full disk), naming the file; the rows
+                before it stay whole.
+        """
+        self._write_row(csv_row(p))
         self.rows_written += 1
 
     def write_marker(self, marker: Marker) -> None:
-        """Write and flush one marker row (:func:`marker_csv_row`); counted in ``rows_written``."""
-        self._writer.writerow(marker_csv_row(marker, self.labels))
-        self._file.flush()
+        """Write one marker row (:func:`marker_csv_row`); counted in ``rows_written``.
+
+        Raises:
+            OutputError: As :meth:`write`.
+        """
+        self._write_row(marker_csv_row(marker, self.labels))
         self.rows_written += 1
 
     def close(self) -> None:
-        """Flush, fsync and close (idempotent)."""
-        _close_durably(self._file)
+        """fsync and close (idempotent)."""
+        self._file.close()
 
     def __enter__(self) -> "CsvSink":
         return self
@@ -323,6 +412,9 @@ class LinePrinter:
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream
+        #: True once the stream was found closed (its reader went away) or failed; later lines
+        #: are dropped.
+        self.broken = False
 
     @property
     def stream(self) -> TextIO:
@@ -330,13 +422,20 @@ class LinePrinter:
         return self._stream if self._stream is not None else sys.stdout
 
     def _line(self, text: str) -> None:
+        if self.broken:
+            return
         try:
             self.stream.write(printable(text) + "\n")
             self.stream.flush()
         except BrokenPipeError:
+            self.broken = True
             _silence_broken_stdout()
         except io.UnsupportedOperation:
             pass
+        except OSError as exc:
+            self.broken = True
+            _silence_broken_stdout()
+            raise OutputError(f"standard output: cannot write ({exc.strerror or exc})") from None
 
     def write(self, p: Prediction) -> None:
         """Print one :func:`format_prediction` line."""
@@ -445,39 +544,49 @@ class JsonLinesSink:
         self.path = None if path is None else Path(path)
         self.lines_written = 0
         self._broken = False
-        self._file: TextIO | None = None
+        self._file: OutputFile | None = None
         if self.path is not None:
-            exists = self.path.exists() and self.path.stat().st_size > 0
+            exists = _has_content(self.path)
             if exists and not (force or append):
                 raise OutputError(f"{self.path}: already exists (use --force to replace it or --append to add to it)")
             try:
                 fresh_line = _fresh_line(self.path) if exists and append and self.path.is_file() else ""
-                self._file = open(self.path, "a" if append else "w", encoding="utf-8", errors="backslashreplace",
-                                  newline="\n")
             except OSError as exc:
-                raise OutputError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
+                raise OutputError(f"{self.path}: cannot read ({exc.strerror or exc})") from None
+            self._file = OutputFile(self.path, append=append)
             if fresh_line:
-                self._file.write(fresh_line)
-                self._file.flush()
-
-    @property
-    def stream(self) -> TextIO:
-        """The stream written to."""
-        return self._file if self._file is not None else sys.stdout
+                try:
+                    self._file.write(fresh_line)
+                except OutputError:
+                    self._file.close()
+                    raise
 
     def write_record(self, record: dict[str, Any]) -> None:
-        """Write and flush one object as a line."""
+        """Write one object as a line, handed to the operating system at once.
+
+        Raises:
+            OutputError: If the file (or standard output) cannot be written (a full disk),
+                naming it; the lines before stay whole. A closed pipe on standard output is
+                not an error: this line and later ones are dropped.
+        """
         if self._broken:
             return
+        line = json_line(record) + "\n"
+        if self._file is not None:
+            self._file.write(line)
+            self.lines_written += 1
+            return
         try:
-            self.stream.write(json_line(record) + "\n")
-            self.stream.flush()
+            sys.stdout.write(line)
+            sys.stdout.flush()
         except (BrokenPipeError, io.UnsupportedOperation):
-            if self._file is not None:
-                raise
             self._broken = True
             _silence_broken_stdout()
             return
+        except OSError as exc:
+            self._broken = True
+            _silence_broken_stdout()
+            raise OutputError(f"standard output: cannot write ({exc.strerror or exc})") from None
         self.lines_written += 1
 
     @property
@@ -513,7 +622,7 @@ class JsonLinesSink:
             except (BrokenPipeError, OSError, ValueError):
                 self._broken = True
             return
-        _close_durably(self._file)
+        self._file.close()
 
     def __enter__(self) -> "JsonLinesSink":
         return self

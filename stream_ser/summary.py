@@ -383,15 +383,12 @@ class SummaryJsonFile:
     """
 
     def __init__(self, path: str | os.PathLike[str], force: bool = False) -> None:
-        from .sinks import OutputError
+        from .sinks import OutputError, OutputFile, _has_content
 
         self.path = Path(path)
-        if self.path.exists() and self.path.stat().st_size > 0 and not force:
+        if _has_content(self.path) and not force:
             raise OutputError(f"{self.path}: already exists (use --force to replace it)")
-        try:
-            self._file = open(self.path, "w", encoding="utf-8")
-        except OSError as exc:
-            raise OutputError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
+        self._file = OutputFile(self.path)
         self.summaries: list[CallSummary] = []
 
     def add(self, summary: CallSummary) -> None:
@@ -399,13 +396,16 @@ class SummaryJsonFile:
         self.summaries.append(summary)
 
     def close(self) -> None:
-        """Write the summaries and close the file (idempotent)."""
+        """Write the summaries and close the file (idempotent).
+
+        Raises:
+            OutputError: If the file cannot be written (a full disk), naming it; it is then left
+                empty rather than holding part of the document.
+        """
         if self._file.closed:
             return
         doc = {"format": SUMMARY_FORMAT, "version": SUMMARY_VERSION, "summaries": [s.to_dict() for s in self.summaries]}
         try:
-            json.dump(doc, self._file, ensure_ascii=False, indent=2)
-            self._file.write("\n")
-            self._file.flush()
+            self._file.write(json.dumps(doc, ensure_ascii=False, indent=2) + "\n")
         finally:
             self._file.close()

@@ -78,3 +78,63 @@ def test_any_file_name_is_scored_or_one_error_line(tiny_model, name: bytes) -> N
     assert out.getvalue().count(f"{TESS_CLIP}: ") == 1
     assert not unprintable(err.getvalue()) and not unprintable(out.getvalue())
     assert len(out.getvalue().splitlines()) == 1 + (code == 0)  # no name forged a line
+
+
+@pytest.mark.parametrize("option", ["--csv", "--jsonl", "--summary-json"])
+@pytest.mark.parametrize("command", ["analyse", "listen"])
+def test_a_full_disk_is_one_line_naming_the_output_and_status_2(capsys, tiny_model, option, command) -> None:
+    argv = ["analyse", str(TESS_CLIP), str(TESS_CLIP)] if command == "analyse" else [
+        "listen", "--input", str(TESS_CLIP), "--fast", "--no-tui"]
+    code = main([*argv, option, "/dev/full", "--force", "--model", str(tiny_model), "-q"])
+    captured = capsys.readouterr()
+    assert code == 2
+    (line,) = error_lines(captured.err)
+    assert line == "stream-ser: error: /dev/full: cannot write (No space left on device)"
+    assert "Traceback" not in captured.err and "unexpected" not in captured.err
+
+
+@pytest.mark.parametrize("fmt", ["lines", "jsonl"])
+def test_a_full_disk_on_standard_output_is_one_line_and_status_2(tiny_model, fmt) -> None:
+    import subprocess
+    import sys
+
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "stream_ser", "analyse", str(TESS_CLIP), "--model", str(tiny_model),
+                               "--format", fmt, "-q"], stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == ["stream-ser: error: standard output: cannot write (No space left on device)"]
+
+
+def run_with_file_size_limit(argv: list[str], limit_bytes: int) -> "subprocess.CompletedProcess[str]":
+    """``stream-ser ARGV`` in a subprocess that may write files of at most ``limit_bytes``: a
+    write past it fails as on a full disk (EFBIG, the signal ignored)."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    return subprocess.run([sys.executable, "-m", "stream_ser", *argv], preexec_fn=limit, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.mark.parametrize("option", ["--csv", "--jsonl"])
+@pytest.mark.parametrize("command", ["analyse", "listen"])
+def test_rows_written_before_a_full_disk_stay_whole(tmp_path, tiny_model, option, command) -> None:
+    source = ["analyse", str(TESS_CLIP), str(TESS_CLIP), str(TESS_CLIP)] if command == "analyse" else [
+        "listen", "--input", str(TESS_CLIP), "--fast", "--no-tui"]
+    common = [*source, "--model", str(tiny_model), "-q"]
+    full = tmp_path / "full.out"
+    assert main([*common, option, str(full)]) == 0
+    whole = full.read_bytes()
+    cut = tmp_path / "cut.out"
+    proc = run_with_file_size_limit([*common, option, str(cut)], len(whole) // 2 + 7)  # inside a row
+    assert proc.returncode == 2, proc.stderr
+    assert error_lines(proc.stderr) == [f"stream-ser: error: {cut}: cannot write (File too large)"]
+    kept = cut.read_bytes()
+    assert kept and kept.endswith(b"\n") and whole.startswith(kept)
+    assert len(kept) < len(whole) // 2 + 7
+
