@@ -646,6 +646,10 @@ class FileInputStream:
         ready: Without pacing, called before each block; the stream waits while it returns
             False (back-pressure, so an unpaced replay never outruns its consumer).
 
+    Attributes:
+        error: Why the replay ended early (the file could not be decoded part-way, naming it
+            and the time reached), or None; the blocks before the fault were delivered.
+
     Raises:
         AudioSourceError: If the file cannot be opened.
     """
@@ -670,6 +674,7 @@ class FileInputStream:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.active = False
+        self.error: AudioSourceError | None = None
 
     def _run(self) -> None:
         import soundfile as sf
@@ -691,6 +696,10 @@ class FileInputStream:
                             self._stop.wait(0.001)
                     self._callback(block, block.shape[0], None, None)
                     done += block.shape[0]
+        except (sf.LibsndfileError, RuntimeError, OSError) as exc:  # a corrupt frame part-way
+            self.error = AudioSourceError(
+                f"{self.info.path}: decoding failed after {done / self.samplerate:.2f} s of audio ({exc})"
+            )
         finally:
             self.active = False
             if self._finished is not None:
@@ -978,7 +987,11 @@ class MicrophoneSource:
         return np.zeros((0, ring.channels), dtype=np.float32), lost
 
     def _end_failure(self) -> str | None:
-        """After the stream ended: why, if it was not asked to stop (sets :attr:`failure`)."""
+        """After the stream ended: why, if it was not asked to stop or a replayed file could not
+        be decoded to its end (sets :attr:`failure`)."""
+        replay_error = getattr(self._stream, "error", None) if not self._is_device else None
+        if self.failure is None and replay_error is not None:
+            self.failure = str(replay_error)
         if self._is_device and self.failure is None and not self._stop_requested.is_set():
             self.failure = f"{self.name}: the input stream ended unexpectedly (device disconnected?)"
         return self.failure

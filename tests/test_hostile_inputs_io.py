@@ -138,3 +138,33 @@ def test_rows_written_before_a_full_disk_stay_whole(tmp_path, tiny_model, option
     assert kept and kept.endswith(b"\n") and whole.startswith(kept)
     assert len(kept) < len(whole) // 2 + 7
 
+
+
+@pytest.fixture
+def corrupt_flac(tmp_path) -> Path:
+    """A real FLAC whose header is valid and whose middle is garbage."""
+    from conftest import ANGRY_CLIP
+
+    data = bytearray(ANGRY_CLIP.read_bytes())
+    data[len(data) // 2: len(data) // 2 + 4000] = b"\x55" * 4000
+    path = tmp_path / "corrupt.flac"
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("command", ["analyse", "listen"])
+def test_a_corrupt_flac_is_one_error_line_and_keeps_the_rows_before(tmp_path, capsys, tiny_model, corrupt_flac,
+                                                                    command) -> None:
+    import csv
+
+    argv = ["analyse", str(corrupt_flac)] if command == "analyse" else [
+        "listen", "--input", str(corrupt_flac), "--fast", "--no-tui"]
+    out = tmp_path / "t.csv"
+    code = main([*argv, "--csv", str(out), "--model", str(tiny_model), "-q"])
+    captured = capsys.readouterr()
+    assert code == 1
+    (line,) = error_lines(captured.err)
+    assert line.startswith(f"stream-ser: error: {corrupt_flac}: decoding failed after ")
+    assert "Traceback" not in captured.err and "Exception" not in captured.err
+    rows = list(csv.reader(out.open()))
+    assert len(rows) >= 3 and all(len(r) == len(rows[0]) for r in rows)  # the rows before the fault, whole
