@@ -44,6 +44,7 @@ probabilities 4).
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
@@ -73,12 +74,16 @@ class OutputFile:
     stays whole and nothing is left half-written for a later flush. Text is UTF-8; a lone
     surrogate (a file name's byte that is not UTF-8) is written as its escape, ``\\udcff``.
 
+    A named pipe is opened only when a program is reading it (``mkfifo p; cat p &``), never
+    waited on.
+
     Args:
         path: The file; created if missing.
         append: Add to the end of the file instead of replacing its contents.
 
     Raises:
-        OutputError: If the file cannot be opened for writing (naming it and why).
+        OutputError: If the file cannot be opened for writing (naming it and why), or it is a
+            named pipe that no program is reading.
 
     Thread: one writer at a time.
     """
@@ -86,12 +91,19 @@ class OutputFile:
     def __init__(self, path: str | os.PathLike[str], append: bool = False) -> None:
         self.path = Path(path)
         flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | (os.O_APPEND if append else os.O_TRUNC)
+        # O_NONBLOCK: opening a named pipe without a reader fails (ENXIO) instead of waiting
+        nonblock = getattr(os, "O_NONBLOCK", 0)
         try:
-            self._fd: int | None = os.open(self.path, flags, 0o666)
+            self._fd: int | None = os.open(self.path, flags | nonblock, 0o666)
         except OSError as exc:
+            if exc.errno == errno.ENXIO:
+                raise OutputError(f"{self.path}: is a named pipe that no program is reading (start the reader "
+                                  "first)") from None
             raise OutputError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
         except ValueError as exc:  # a NUL byte in the name
             raise OutputError(f"{self.path}: cannot write ({exc})") from None
+        if nonblock:
+            os.set_blocking(self._fd, True)
         st = os.fstat(self._fd)
         self._regular = stat.S_ISREG(st.st_mode)
         self._size = st.st_size if self._regular else 0  # bytes of whole lines in the file

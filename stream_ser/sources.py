@@ -218,10 +218,15 @@ class AudioInfo:
 def audio_info(path: str | Path) -> AudioInfo:
     """Read an audio file's header.
 
+    A pipe (``/dev/stdin`` from a pipe, ``<(...)``, a named pipe) or a device is refused before
+    it is opened: libsndfile needs to seek in a file, and opening a named pipe that no program
+    writes to would wait forever.
+
     Raises:
-        AudioSourceError: If the file is missing, a directory, unreadable, not audio libsndfile
-            can decode, or its name cannot be used (longer than the file system allows, or bytes
-            that are not text in the file-system encoding, which libsndfile cannot be given).
+        AudioSourceError: If the file is missing, a directory, a pipe, a device or a socket,
+            unreadable, not audio libsndfile can decode, or its name cannot be used (longer than
+            the file system allows, or bytes that are not text in the file-system encoding, which
+            libsndfile cannot be given).
     """
     import soundfile as sf
 
@@ -242,6 +247,12 @@ def audio_info(path: str | Path) -> AudioInfo:
         raise AudioSourceError(f"{p}: cannot open ({getattr(exc, 'strerror', None) or exc})") from None
     if stat.S_ISDIR(st.st_mode):
         raise AudioSourceError(f"{p}: is a directory, not an audio file")
+    if stat.S_ISFIFO(st.st_mode):
+        raise AudioSourceError(f"{p}: is a pipe, not a file; stream-ser reads audio files, in which it can seek "
+                               "(save the stream to a file first)")
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a regular file"
+        raise AudioSourceError(f"{p}: is {kind}, not an audio file")
     try:
         with open(p, "rb") as f:
             head = f.read(1)

@@ -168,3 +168,71 @@ def test_a_corrupt_flac_is_one_error_line_and_keeps_the_rows_before(tmp_path, ca
     assert "Traceback" not in captured.err and "Exception" not in captured.err
     rows = list(csv.reader(out.open()))
     assert len(rows) >= 3 and all(len(r) == len(rows[0]) for r in rows)  # the rows before the fault, whole
+
+
+# --- nothing hangs -----------------------------------------------------------------------------
+
+
+def stream_ser(argv: list[str], timeout_s: float = 120, **kwargs) -> "subprocess.CompletedProcess[str]":
+    """``stream-ser ARGV`` in a subprocess that must end within ``timeout_s`` (a hang fails)."""
+    import subprocess
+    import sys
+
+    kwargs.setdefault("stdin", subprocess.DEVNULL)
+    return subprocess.run([sys.executable, "-m", "stream_ser", *argv], capture_output=True, text=True,
+                          timeout=timeout_s, **kwargs)
+
+
+@pytest.mark.parametrize("command", ["analyse", "listen"])
+def test_a_named_pipe_as_input_is_refused_without_opening_it(tmp_path, tiny_model, command) -> None:
+    fifo = tmp_path / "fifo.wav"
+    os.mkfifo(fifo)
+    argv = ["analyse", str(fifo), str(TESS_CLIP)] if command == "analyse" else [
+        "listen", "--input", str(fifo), "--fast", "--no-tui"]
+    proc = stream_ser([*argv, "--model", str(tiny_model), "-q"], timeout_s=60)
+    assert proc.returncode == 1
+    (line,) = error_lines(proc.stderr)
+    assert line.startswith(f"stream-ser: error: {fifo}: is a pipe, not a file")
+    if command == "analyse":
+        assert f"{TESS_CLIP}: " in proc.stdout
+
+
+def test_standard_input_is_read_from_a_file_and_refused_from_a_pipe(tiny_model) -> None:
+    import subprocess
+
+    with TESS_CLIP.open("rb") as f:
+        proc = stream_ser(["analyse", "/dev/stdin", "--model", str(tiny_model), "-q"], stdin=f)
+    assert proc.returncode == 0 and proc.stdout.startswith("/dev/stdin: ")
+    proc = stream_ser(["analyse", "/dev/stdin", "--model", str(tiny_model), "-q"], stdin=subprocess.PIPE,
+                      input=None)
+    assert proc.returncode == 1
+    assert error_lines(proc.stderr)[0].startswith("stream-ser: error: /dev/stdin: is a pipe, not a file")
+    assert "Format not recognised" not in proc.stderr
+
+
+@pytest.mark.parametrize("option", ["--csv", "--jsonl", "--summary-json"])
+def test_a_named_pipe_as_output_is_written_while_read_and_refused_without_a_reader(tmp_path, tiny_model,
+                                                                                   option) -> None:
+    import threading
+
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    argv = ["analyse", str(TESS_CLIP), "--model", str(tiny_model), "-q", option, str(fifo)]
+    proc = stream_ser(argv, timeout_s=60)
+    assert proc.returncode == 2
+    assert error_lines(proc.stderr) == [f"stream-ser: error: {fifo}: is a named pipe that no program is reading "
+                                        "(start the reader first)"]
+    import time
+
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 30
+    while True:
+        proc = stream_ser(argv, timeout_s=60)
+        if proc.returncode != 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)  # the reader had not opened the pipe yet
+    reader.join(timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert received and received[-1]
