@@ -61,7 +61,8 @@ _SCRATCH = threading.local()
 # Bounds of a valid :class:`FeatureConfig`. A model file is untrusted input: its recipe is
 # checked against these before any audio is touched, so a hostile or broken recipe is refused
 # with the field's name instead of dividing by zero, allocating gigabytes or running silently.
-#: Sample rates (Hz) a recipe may expect: the 8-96 kHz the audio sources accept.
+#: Sample rates (Hz) a recipe may expect: 8-96 kHz (the audio sources accept 8-192 kHz and
+#: resample to the recipe's rate).
 SAMPLE_RATE_RANGE_HZ = (8000, 96000)
 #: Longest scored window (s); the published recipes use 3 s.
 MAX_WINDOW_S = 10.0

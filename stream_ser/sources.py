@@ -7,8 +7,8 @@ sample rate, which the engines consume (one engine per channel). Mono sources al
 
 Channels (``channel_numbers``): ``(0,)`` means the source's channels averaged to mono (the default);
 otherwise the 1-based numbers of the channels scored on their own (``--channels 1,2`` or ``all``),
-each resampled on its own. Any native format is accepted: 8-96 kHz, 1-8 channels (more are
-averaged or selected), 16/24-bit integer or float samples (libsndfile and PortAudio convert them
+each resampled on its own. Any native format is accepted: 8-192 kHz
+(:data:`NATIVE_SAMPLE_RATE_RANGE_HZ`), 1-8 channels (more are averaged or selected), 16/24-bit integer or float samples (libsndfile and PortAudio convert them
 to float32), resampled with soxr's streaming resampler (:data:`RESAMPLER_QUALITY`), whose chunked output
 equals the whole-signal result (tested).
 
@@ -61,6 +61,10 @@ log = logging.getLogger(__name__)
 DEFAULT_FILE_BLOCK_FRAMES = 16384
 #: Most channels scored on their own in one session (``--channels``, several ``--device``).
 MAX_CHANNELS = 8
+#: Native sample rates (Hz) accepted from files and devices, resampled to the model's. A header
+#: claiming a rate outside (a damaged or hostile file: 1 Hz would make a 40 kB file 40 s of work
+#: and gigabytes of audio at 16 kHz) is refused.
+NATIVE_SAMPLE_RATE_RANGE_HZ = (8000, 192000)
 
 #: Which channels to score: None averages all channels into one (channel number 0); ``"all"``
 #: scores every channel on its own; a sequence of 1-based channel numbers scores those.
@@ -224,7 +228,8 @@ def audio_info(path: str | Path) -> AudioInfo:
 
     Raises:
         AudioSourceError: If the file is missing, a directory, a pipe, a device or a socket,
-            unreadable, not audio libsndfile can decode, or its name cannot be used (longer than
+            unreadable, not audio libsndfile can decode, its sample rate is outside
+            :data:`NATIVE_SAMPLE_RATE_RANGE_HZ`, or its name cannot be used (longer than
             the file system allows, or bytes that are not text in the file-system encoding, which
             libsndfile cannot be given).
     """
@@ -268,7 +273,19 @@ def audio_info(path: str | Path) -> AudioInfo:
         raise AudioSourceError(f"{p}: cannot read audio ({exc})") from None
     if info.samplerate <= 0 or info.channels <= 0:
         raise AudioSourceError(f"{p}: invalid header (rate {info.samplerate}, channels {info.channels})")
+    problem = native_rate_problem(info.samplerate)
+    if problem:
+        raise AudioSourceError(f"{p}: {problem}")
     return AudioInfo(p, info.samplerate, info.channels, info.frames, info.frames / info.samplerate, info.subtype)
+
+
+def native_rate_problem(rate_hz: float) -> str | None:
+    """Why a native sample rate (Hz) is refused, or None inside :data:`NATIVE_SAMPLE_RATE_RANGE_HZ`."""
+    low, high = NATIVE_SAMPLE_RATE_RANGE_HZ
+    if low <= rate_hz <= high:
+        return None
+    shown = f"{rate_hz:.0f}" if math.isfinite(rate_hz) else str(rate_hz)
+    return f"sample rate {shown} Hz is outside the {low // 1000}-{high // 1000} kHz stream-ser accepts"
 
 
 def iter_file_frames(
@@ -845,6 +862,9 @@ class MicrophoneSource:
             self.device = dev
             self.name = f"mic:{dev.name}"
             self.device_sample_rate_hz = int(dev.default_sample_rate_hz)
+            problem = native_rate_problem(self.device_sample_rate_hz)
+            if problem:
+                raise AudioSourceError(f"input device {dev.display_index} ({dev.name}): {problem}")
             if channels is None:
                 self.channel_numbers = (0,)
                 open_channels = 1

@@ -236,3 +236,39 @@ def test_a_named_pipe_as_output_is_written_while_read_and_refused_without_a_read
     reader.join(timeout=30)
     assert proc.returncode == 0, proc.stderr
     assert received and received[-1]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rate=st.sampled_from([1, 2, 100, 4000, 7999, 8000, 192000, 192001, 384000, 2**31 - 1])
+       | st.integers(1, 400_000))
+def test_a_header_with_an_absurd_sample_rate_is_refused_in_one_line(tiny_model, rate: int) -> None:
+    import contextlib
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    from stream_ser.sources import NATIVE_SAMPLE_RATE_RANGE_HZ
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "rate.wav"
+        noise = np.random.default_rng(0).standard_normal(4000) * 0.1
+        sf.write(path, noise, rate, subtype="PCM_16")  # 4000 frames: at 1 Hz, over an hour
+        err = io.StringIO()
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+            code = main(["analyse", str(path), "--model", str(tiny_model), "-q"])
+    low, high = NATIVE_SAMPLE_RATE_RANGE_HZ
+    if low <= rate <= high:
+        assert code == 0, err.getvalue()
+    else:
+        assert code == 1
+        assert error_lines(err.getvalue()) == [
+            f"stream-ser: error: {path}: sample rate {rate} Hz is outside the 8-192 kHz stream-ser accepts"]
+
+
+def test_a_device_with_an_absurd_rate_is_refused(monkeypatch) -> None:
+    from stream_ser import sources
+
+    device = sources.InputDevice(3, "odd", "ALSA", 1, 1.0, True)
+    with pytest.raises(sources.AudioSourceError, match=r"input device 3 \(odd\): sample rate 1 Hz is outside"):
+        sources.MicrophoneSource(device, stream_factory=lambda **kw: None)
