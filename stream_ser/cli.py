@@ -387,14 +387,19 @@ def cmd_analyse(args: argparse.Namespace) -> int:
             durations.append(0.0)  # reported when its turn comes
     console = None if args.quiet else _progress_console()
     failed: list[str] = []
+    analysed = 0  # files scored to their end (or until stopped)
     audio_s = 0.0
     t0 = time.monotonic()
     with _Stop() as stop, _AnalyseProgress(console, len(args.files), sum(durations)) as progress:
 
+        def reader_gone() -> bool:
+            """Standard output's reader went away (``... | head``) and nothing else is written."""
+            return stdout.broken and not files
+
         def until_stopped(chunks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
             for chunk in chunks:
                 yield chunk
-                if stop.event.is_set():
+                if stop.event.is_set() or reader_gone():
                     return
 
         try:
@@ -428,6 +433,7 @@ def cmd_analyse(args: argparse.Namespace) -> int:
                         for sink in record_sinks:
                             sink.write_clip(result)
                     audio_s += engine.samples_seen / sr
+                    analysed += 1
                     if want_summary:
                         if args.channels is not None or args.summary:
                             _print_summary(args, builder.result())
@@ -442,7 +448,7 @@ def cmd_analyse(args: argparse.Namespace) -> int:
                         if hasattr(sink, "write_error"):
                             sink.write_error(str(path), str(exc))
                 progress.file_done(i + 1)
-                if getattr(stdout, "broken", False) and not files:
+                if reader_gone():
                     log.info("standard output was closed; stopping")
                     break
         finally:
@@ -450,7 +456,7 @@ def cmd_analyse(args: argparse.Namespace) -> int:
                 sink.close()
     wall_s = time.monotonic() - t0
     speed = f", {audio_s / wall_s:.0f}x real time" if wall_s > 0 else ""
-    summary = f"analysed {len(args.files) - len(failed)} of {len(args.files)} file(s), {audio_s:.1f} s of audio in {wall_s:.1f} s{speed}"
+    summary = f"analysed {analysed} of {len(args.files)} file(s), {audio_s:.1f} s of audio in {wall_s:.1f} s{speed}"
     if progress.enabled:
         print(f"stream-ser: {summary}", file=sys.stderr)
     else:
@@ -519,7 +525,7 @@ def _check_listen_args(args: argparse.Namespace) -> str | None:
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
-    from .session import CalibrationProgress, ListenSession, SessionOptions, SessionStarted
+    from .session import CalibrationProgress, ListenSession, PredictionMade, SessionOptions, SessionStarted
     from .sinks import LinePrinter
 
     problem = _check_listen_args(args)
@@ -547,6 +553,8 @@ def cmd_listen(args: argparse.Namespace) -> int:
         sinks = _listen_sinks(args, csv_sink)
         if tui:  # the UI shows predictions; printed lines would garble the screen
             sinks = [s for s in sinks if not isinstance(s, LinePrinter)]
+        stdout = None if tui else sinks[0]  # printed lines or JSON lines on standard output
+        files = [s for s in sinks if s is not stdout]
         _warm_up(cfg, args.quiet)
         # The session's worker opens the source (a device error becomes a clean session end),
         # scores every hop, writes the sinks and closes them; the same code runs with and
@@ -574,6 +582,9 @@ def cmd_listen(args: argparse.Namespace) -> int:
     calibration_shown = [-1.0]  # the last progress printed (s of speech)
 
     def on_event(event) -> None:
+        if isinstance(event, PredictionMade) and stdout is not None and stdout.broken and not files:
+            log.info("standard output was closed; stopping")  # its reader went away (`... | head`)
+            session.request_stop()
         if isinstance(event, CalibrationProgress) and not args.quiet:
             heard = min(event.speech_s)
             if event.done:
@@ -923,6 +934,11 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             print("stream-ser: interrupted", file=sys.stderr)
             return 130
+        except BrokenPipeError:  # standard output's reader went away (`stream-ser info | head -1`)
+            from .sinks import _silence_broken_stdout
+
+            _silence_broken_stdout()
+            return 0
         except Exception as exc:  # no traceback for users; -v shows it
             if args.verbose:
                 raise

@@ -272,3 +272,58 @@ def test_a_device_with_an_absurd_rate_is_refused(monkeypatch) -> None:
     device = sources.InputDevice(3, "odd", "ALSA", 1, 1.0, True)
     with pytest.raises(sources.AudioSourceError, match=r"input device 3 \(odd\): sample rate 1 Hz is outside"):
         sources.MicrophoneSource(device, stream_factory=lambda **kw: None)
+
+
+def closed_reader(argv: list[str], timeout_s: float = 60, read_first_line: bool = True,
+                  python: str | None = None) -> tuple[int, str, float]:
+    """Run ``stream-ser ARGV`` (or ``python -c PYTHON``), read its first line of standard output
+    (or none), close the pipe as ``head -1`` does and wait: ``(status, stderr, seconds after
+    closing)``."""
+    import subprocess
+    import sys
+    import time
+
+    cmd = [sys.executable, "-c", python] if python else [sys.executable, "-m", "stream_ser", *argv]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    if read_first_line:
+        assert proc.stdout.readline()
+    proc.stdout.close()
+    t0 = time.monotonic()
+    try:
+        err = proc.stderr.read()  # until the process ends
+        status = proc.wait(timeout=timeout_s)
+    finally:
+        proc.kill()
+    return status, err.decode(errors="replace"), time.monotonic() - t0
+
+
+@pytest.mark.parametrize("fmt", ["lines", "jsonl"])
+def test_analyse_stops_when_the_reader_of_standard_output_goes_away(tiny_model, fmt) -> None:
+    status, err, _ = closed_reader(["analyse", *[str(TESS_CLIP)] * 40, "--timeline", "--format", fmt,
+                                    "--model", str(tiny_model), "-v"])
+    assert status == 0 and "Traceback" not in err and "Broken pipe" not in err
+    assert "standard output was closed; stopping" in err
+    (done,) = [int(line.split("analysed ")[1].split(" ")[0]) for line in err.splitlines() if "analysed " in line]
+    assert done < 40
+
+
+def test_listen_stops_when_the_reader_of_standard_output_goes_away(tmp_path, tiny_model) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    long = tmp_path / "long.wav"
+    sf.write(long, np.random.default_rng(0).standard_normal(16000 * 120) * 0.1, 16000)  # 2 minutes, paced
+    status, err, seconds = closed_reader(["listen", "--input", str(long), "--no-tui", "--model", str(tiny_model)])
+    assert status == 0 and "Traceback" not in err and "Broken pipe" not in err
+    assert seconds < 30 and "(stopped)" in err
+
+
+def test_info_and_devices_end_quietly_when_the_reader_goes_away(tiny_model) -> None:
+    status, err, _ = closed_reader(["info", "--model", str(tiny_model)], read_first_line=False)
+    assert (status, err) == (0, "")
+    fake = ("import sys; from stream_ser import sources; from stream_ser.cli import main; "
+            "sources.list_input_devices = lambda *a, **k: [sources.InputDevice(i, f'mic {i}', 'ALSA', 2, 48000.0, "
+            "i == 0) for i in range(5000)]; sys.exit(main(['devices']))")
+    status, err, _ = closed_reader([], python=fake)
+    assert (status, err) == (0, "")
