@@ -349,7 +349,7 @@ def default_jobs() -> int:
 
 
 def cmd_analyse(args: argparse.Namespace) -> int:
-    from .engine import ChannelEngines, summarize
+    from .engine import ChannelEngines, ClipAccumulator
     from .sources import AudioSourceError, FileSource, audio_info
     from .summary import CallSummaryBuilder
 
@@ -419,17 +419,16 @@ def cmd_analyse(args: argparse.Namespace) -> int:
                                             channel_names=names, adapt_output=args.adapt == "output")
                     builder = CallSummaryBuilder(source.name, model.labels, engine.hop_s, numbers, names,
                                                  [source.name if n == 0 else f"channel {n}" for n in numbers])
-                    preds = []
+                    # per channel, the clip result accumulates as the predictions pass (flat memory)
+                    clips = {key: ClipAccumulator(model.labels) for key in zip(numbers, engine.channel_names)}
                     for p in engine.run(until_stopped(source.frames()), jobs=jobs):
-                        preds.append(p)
+                        clips[(p.channel, p.channel_name)].add(p)
                         builder.add(p)
                         for sink in pred_sinks:
                             sink.write(p)
                         progress.at(p.end_s)
-                    name_of = engine.channel_names
-                    for number, name in zip(numbers, name_of):
-                        mine = [p for p in preds if p.channel == number and p.channel_name == name]
-                        result = summarize(mine, source.name, engine.samples_seen / sr, model.labels, number, name)
+                    for (number, name), clip in clips.items():
+                        result = clip.result(source.name, engine.samples_seen / sr, number, name)
                         for sink in record_sinks:
                             sink.write_clip(result)
                     audio_s += engine.samples_seen / sr

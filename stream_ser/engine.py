@@ -455,6 +455,48 @@ def cut_window(samples: np.ndarray, end: int, window_samples: int) -> np.ndarray
     return np.array(samples[max(end - window_samples, 0) : end], dtype=np.float32)
 
 
+class ClipAccumulator:
+    """The clip-level result of one channel built from its predictions as they come, in
+    constant memory (what :func:`summarize` computes from a list).
+
+    Args:
+        labels: The model's labels.
+    """
+
+    def __init__(self, labels: tuple[str, ...]) -> None:
+        self.labels = tuple(labels)
+        self.n_windows = 0
+        self.n_speech = 0
+        self._sum = np.zeros(len(self.labels), dtype=np.float64)
+
+    def add(self, p: Prediction) -> None:
+        """Account for one prediction of the channel."""
+        self.n_windows += 1
+        if p.is_speech and p.probabilities is not None:
+            self.n_speech += 1
+            self._sum += np.asarray(p.probabilities, dtype=np.float64)
+
+    def result(self, source: str, duration_s: float, channel: int = 0, channel_name: str | None = None) -> ClipResult:
+        """The clip-level result so far (arguments as :func:`summarize`)."""
+        labels = self.labels
+        if not self.n_speech:
+            return ClipResult(source, duration_s, self.n_windows, 0, None, None, None, labels, channel, channel_name)
+        mean = self._sum / self.n_speech
+        best = int(np.argmax(mean))
+        return ClipResult(
+            source,
+            duration_s,
+            self.n_windows,
+            self.n_speech,
+            labels[best],
+            float(mean[best]),
+            tuple(float(p) for p in mean),
+            labels,
+            channel,
+            channel_name,
+        )
+
+
 def summarize(
     predictions: Iterable[Prediction],
     source: str,
@@ -476,21 +518,7 @@ def summarize(
     Returns:
         A :class:`~stream_ser.types.ClipResult`; ``label`` is None if no window was speech.
     """
-    preds = list(predictions)
-    speech = [p.probabilities for p in preds if p.is_speech and p.probabilities is not None]
-    if not speech:
-        return ClipResult(source, duration_s, len(preds), 0, None, None, None, labels, channel, channel_name)
-    mean = np.mean(np.asarray(speech, dtype=np.float64), axis=0)
-    best = int(np.argmax(mean))
-    return ClipResult(
-        source,
-        duration_s,
-        len(preds),
-        len(speech),
-        labels[best],
-        float(mean[best]),
-        tuple(float(p) for p in mean),
-        labels,
-        channel,
-        channel_name,
-    )
+    clip = ClipAccumulator(labels)
+    for p in predictions:
+        clip.add(p)
+    return clip.result(source, duration_s, channel, channel_name)

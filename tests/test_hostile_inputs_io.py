@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from stream_ser.cli import main
 from stream_ser.text import UNPRINTABLE, printable
+from stream_ser.types import Prediction
 
 
 @pytest.fixture(scope="module")
@@ -327,3 +328,50 @@ def test_info_and_devices_end_quietly_when_the_reader_goes_away(tiny_model) -> N
             "i == 0) for i in range(5000)]; sys.exit(main(['devices']))")
     status, err, _ = closed_reader([], python=fake)
     assert (status, err) == (0, "")
+
+
+def test_analyse_memory_does_not_grow_with_the_number_of_windows(tmp_path, tiny_model) -> None:
+    import contextlib
+    import io
+    import tracemalloc
+
+    import numpy as np
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    peaks = []
+    for minutes in (1, 1, 4):  # the first run makes the one-time allocations (imports, caches)
+        path = tmp_path / f"{minutes}.flac"
+        sf.write(path, rng.standard_normal(16000 * 60 * minutes) * 0.2, 16000, subtype="PCM_16")
+        tracemalloc.start()
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # nothing printed per window
+                assert main(["analyse", str(path), "--hop", "0.1", "--model", str(tiny_model), "-q"]) == 0
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+    # 1800 more windows; keeping each prediction costs about 0.7 kB, so 1.2 MB
+    assert peaks[2] - peaks[1] < 300_000, peaks
+
+
+@settings(max_examples=50, deadline=None)
+@given(rows=st.lists(st.one_of(st.none(), st.lists(st.floats(0, 1), min_size=3, max_size=3)), max_size=40))
+def test_the_clip_result_accumulated_is_the_mean_over_speech_windows(rows) -> None:
+    import numpy as np
+
+    from stream_ser.engine import ClipAccumulator
+
+    labels = ("a", "b", "c")
+    clip = ClipAccumulator(labels)
+    for i, r in enumerate(rows):
+        speech = r is not None
+        clip.add(Prediction(source="s", channel=0, start_s=i * 0.5, end_s=i * 0.5 + 3, is_speech=speech,
+                            label="a" if speech else None, confidence=r[0] if speech else None,
+                            probabilities=tuple(r) if speech else None, labels=labels))
+    result = clip.result("s", 9.0)
+    speech_rows = [r for r in rows if r is not None]
+    assert (result.n_windows, result.n_speech_windows) == (len(rows), len(speech_rows))
+    if speech_rows:
+        assert np.allclose(result.mean_probabilities, np.mean(speech_rows, axis=0), rtol=1e-12, atol=1e-15)
+    else:
+        assert result.label is None
