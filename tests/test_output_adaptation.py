@@ -172,3 +172,15 @@ def test_training_prior_is_written_into_the_model(tmp_path: Path, shipped_model)
     assert model.labels == shipped_model.labels and Engine(model).adaptation == "output"
     with pytest.raises(ValueError, match="no clip"):
         training_prior(shipped_model, data, Split("none", {"ravdess:01"}, (), ()))
+
+
+def test_shipped_model_adapts_and_is_tempered(shipped_model) -> None:
+    """The shipped model carries its output prior (training speakers of its split, weighted as
+    40 windows) and the temperature fitted on its validation speakers, both recorded."""
+    prior = shipped_model.metadata.output_prior
+    assert prior is not None and prior.n_classes == len(shipped_model.labels) and prior.prior_windows == 40
+    assert abs(sum(prior.mean_log_prob)) < 1e-9
+    made = shipped_model.metadata.provenance
+    assert made["output_prior"]["split"] == made["split"] and made["output_prior"]["speakers"] == "train"
+    assert made["temperature"]["value"] > 1 and made["temperature"]["ece_after"] < made["temperature"]["ece_before"]
+    assert Engine(shipped_model).adaptation == "output"

@@ -180,9 +180,13 @@ def test_apply_temperature_on_the_shipped_models(tmp_path: Path, windows: np.nda
     np.testing.assert_allclose(p_new, tempered(p_old, 1.7), atol=1e-5)
     assert (p_new.argmax(axis=1) == p_old.argmax(axis=1)).all()
     assert p_new.max(axis=1).mean() < p_old.max(axis=1).mean()  # softer
-    assert new.metadata == old.metadata and new.labels == old.labels
-    assert new.metadata.output_prior == old.metadata.output_prior
-    assert {k: v for k, v in new.metadata.provenance.items() if k != "temperature"} == old.metadata.provenance
+    assert dataclasses.replace(new.metadata, output_prior=None) == dataclasses.replace(old.metadata, output_prior=None)
+    assert new.labels == old.labels and old.metadata.output_prior is not None  # the shipped models adapt
+    np.testing.assert_allclose(new.metadata.output_prior.mean_log_prob,
+                               np.array(old.metadata.output_prior.mean_log_prob) / 1.7, atol=1e-12)
+    assert {k: v for k, v in new.metadata.provenance.items() if k != "temperature"} == {
+        k: v for k, v in old.metadata.provenance.items() if k != "temperature"}
+    assert new.metadata.provenance["temperature"].get("previous") == old.metadata.provenance.get("temperature")
     same = EmotionModel(apply_temperature(src, tmp_path / "one.onnx", 1.0))
     np.testing.assert_allclose(same.predict(windows), p_old, atol=1e-7)
     assert (MODELS / name).read_bytes() == Path(src).read_bytes()  # the input is not modified

@@ -161,7 +161,8 @@ def adapt(probabilities: np.ndarray, mode: str, prior: OutputPrior) -> np.ndarra
 
     Args:
         probabilities: ``(n, n_classes)`` raw probabilities in time order.
-        mode: One of :data:`MODES`.
+        mode: One of :data:`MODES`, or ``output-wN``: ``output`` with the prior weighted as
+            ``N`` windows.
         prior: The output prior (for ``output``, and the training mean for the transductive bound).
 
     Raises:
@@ -169,7 +170,9 @@ def adapt(probabilities: np.ndarray, mode: str, prior: OutputPrior) -> np.ndarra
     """
     if mode == "none" or len(probabilities) == 0:
         return probabilities
-    if mode == "output":
+    if mode == "output" or mode.startswith("output-w"):
+        if mode != "output":  # output-wN: the same prior mean weighted as N windows
+            prior = OutputPrior(prior.mean_log_prob, float(mode.removeprefix("output-w")))
         adapter = OutputAdapter(prior)
         return np.array([adapter(p) for p in probabilities], dtype=np.float64)
     if mode == "output-transductive":
@@ -214,9 +217,12 @@ def select_speakers(utts: list[Utterance], names: list[str], split: Split) -> li
     return out
 
 
-def run(model: EmotionModel, utts: list[Utterance], speakers: list[str], prior: OutputPrior, seed: int = 0) -> dict:
-    """Score every speaker's stream in every mode; per corpus and per speaker figures."""
+def run(model: EmotionModel, utts: list[Utterance], speakers: list[str], prior: OutputPrior, seed: int = 0,
+        weights: tuple[float, ...] = ()) -> dict:
+    """Score every speaker's stream in every mode (and ``output-wN`` for each of ``weights``);
+    per corpus and per speaker figures."""
     labels = model.labels
+    modes = (*MODES, *(f"output-w{w:g}" for w in weights))
     truth: dict[str, list[str]] = {}
     predicted: dict[tuple[str, str], list[str]] = {}
     per_speaker: dict[str, dict] = {}
@@ -229,17 +235,17 @@ def run(model: EmotionModel, utts: list[Utterance], speakers: list[str], prior: 
         truth.setdefault(corpus, []).extend(y)
         per_speaker[spk] = {"clips": len(y), "speech_windows": int(len(scored.clip)),
                             "stream_s": round(scored.stream.samples.size / model.feature_config.sample_rate_hz, 1)}
-        for mode in MODES:
+        for mode in modes:
             pred = clip_labels(scored, adapt(scored.probabilities, mode, prior), labels)
             predicted.setdefault((corpus, mode), []).extend(pred)
             per_speaker[spk][mode] = round(score(y, pred, labels).uar, 4)
         log.info("%s: %d clips, %.0f s of stream, UAR %s (%.1f s)", spk, len(y), per_speaker[spk]["stream_s"],
-                 " / ".join(f"{m} {per_speaker[spk][m]:.3f}" for m in MODES), time.monotonic() - t0)
+                 " / ".join(f"{m} {per_speaker[spk][m]:.3f}" for m in modes), time.monotonic() - t0)
     corpora: dict[str, dict[str, dict]] = {}
     for (corpus, mode), pred in predicted.items():
         s: Scores = score(truth[corpus], pred, labels)
         corpora.setdefault(corpus, {})[mode] = scores_to_dict(s)
-    return {"modes": list(MODES), "corpora": corpora, "speakers": per_speaker}
+    return {"modes": list(modes), "corpora": corpora, "speakers": per_speaker}
 
 
 def markdown(result: dict) -> str:
@@ -265,6 +271,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0, help="clip order within each stream")
     p.add_argument("--prior-windows", type=float, default=None,
                    help="weight of the output prior in windows (default: the model's, else 20)")
+    p.add_argument("--compare-weights", type=float, nargs="+", default=(), metavar="N",
+                   help="also score output adaptation with the prior weighted as N windows (mode output-wN), "
+                   "to choose the weight on validation speakers")
     p.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -279,7 +288,7 @@ def main(argv: list[str] | None = None) -> None:
         source = f"computed from the training speakers of {split.name}"
     elif args.prior_windows is not None:
         prior = OutputPrior(prior.mean_log_prob, args.prior_windows)
-    result = run(model, utts, speakers, prior, args.seed)
+    result = run(model, utts, speakers, prior, args.seed, tuple(args.compare_weights))
     result.update({"model": str(args.model or "shipped"), "seed": args.seed, "pause_s": PAUSE_S,
                    "prior": {**prior.to_dict(), "source": source},
                    "command": "python -m training.stream_protocol " + " ".join(argv if argv is not None else __import__("sys").argv[1:])})
