@@ -629,10 +629,10 @@ def cmd_listen(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from .plot import plot_timelines, read_timeline_csv
+    from .plot import MAX_PLOT_POINTS, plot_timelines, read_timeline_csv
     from .sinks import OutputError
 
-    timelines = read_timeline_csv(args.timeline)
+    timelines = read_timeline_csv(args.timeline, max_points=MAX_PLOT_POINTS)  # memory bounded by the pixels
     if args.source:
         timelines = [t for t in timelines if args.source in t.source]
         if not timelines:

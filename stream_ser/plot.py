@@ -15,6 +15,11 @@ own ``end_s`` (the value a live display shows at that moment); the window scored
 ending there. Rows whose ``end_s`` goes backwards (a CSV appended by a second session of the
 same source) start a new panel.
 
+A panel has about a thousand pixels across, so a long timeline is drawn from at most
+:data:`MAX_PLOT_POINTS` points: ``stream-ser plot`` reads the CSV row by row and merges
+consecutive hops into buckets of equal time (their mean probabilities), so memory and drawing
+time stay bounded however long the recording (a day of hops is a 100 MB CSV).
+
 matplotlib is an optional extra (``pip install "stream-ser[plot]"``); it is imported only when a
 figure is made and never through pyplot, so plotting works headless and leaves no global state.
 """
@@ -53,6 +58,12 @@ LABEL_COLORS: dict[str, str] = {
 NO_SPEECH_COLOR = "#e4e4e4"
 #: Default most panels drawn in one figure.
 DEFAULT_MAX_PANELS = 12
+#: Most points (hops, or buckets of consecutive hops) drawn per panel: about two per pixel of the
+#: 10-inch figure.
+MAX_PLOT_POINTS = 2000
+#: Width (s) of the first buckets when a timeline is read with ``max_points``; doubled as often
+#: as needed.
+_FIRST_BUCKET_S = 0.001
 
 _PANEL_HEIGHT_IN = 2.1
 _STRIP_HEIGHT_IN = 0.28
@@ -71,7 +82,8 @@ class MissingDependencyError(RuntimeError):
 
 @dataclass(frozen=True, eq=False)
 class Timeline:
-    """The hops of one source and channel, as arrays (one row per prediction, stream order).
+    """The hops of one source and channel, as arrays (one row per prediction, stream order; one
+    row per bucket of consecutive predictions in a timeline read with ``max_points``).
 
     Attributes:
         source: Source name (file path or ``mic:<device>``).
@@ -80,9 +92,10 @@ class Timeline:
         labels: Class names in model order.
         start_s: float64 ``(n,)``, window starts on the stream clock (s).
         end_s: float64 ``(n,)``, window ends (s), non-decreasing.
-        speech: bool ``(n,)``, True where the window passed the speech gate.
-        probabilities: float64 ``(n, len(labels))`` in [0, 1]; rows sum to 1 where ``speech``,
-            NaN where not.
+        speech: bool ``(n,)``, True where the window passed the speech gate (for a bucket: at
+            least half of its windows).
+        probabilities: float64 ``(n, len(labels))`` in [0, 1]; rows sum to 1 where ``speech``
+            (a bucket: the mean over its speech windows), NaN where not.
         run: 1 for the first session of this source/channel in a file, 2, 3, ... for sessions
             appended after it.
     """
@@ -108,50 +121,115 @@ class Timeline:
         return [self.labels[int(np.argmax(row))] if ok else None for row, ok in zip(self.probabilities, self.speech)]
 
 
-def _split_runs(rows: list[tuple[float, float, bool, list[float]]]) -> list[list[tuple[float, float, bool, list[float]]]]:
-    runs: list[list[tuple[float, float, bool, list[float]]]] = [[]]
-    for row in rows:
-        if runs[-1] and row[1] < runs[-1][-1][1]:
-            runs.append([])
-        runs[-1].append(row)
-    return runs
+class _RunBuilder:
+    """The rows of one run (one panel) as they are read, merged into at most ``max_points``
+    buckets of equal time when ``max_points`` is given (``end_s`` never goes backwards in a run).
+    Each bucket keeps its first ``start_s``, last ``end_s``, row and speech counts and the sum of
+    its speech rows' probabilities, so memory is bounded by ``max_points``."""
+
+    def __init__(self, source: str, channel: int | str, n_labels: int, max_points: int | None, run: int) -> None:
+        self.source, self.channel, self.run = source, channel, run
+        self.n_labels = n_labels
+        self.max_points = max_points
+        self.width_s = _FIRST_BUCKET_S
+        self.keys: list[int] = []
+        self.starts: list[float] = []
+        self.ends: list[float] = []
+        self.rows: list[int] = []
+        self.speech: list[int] = []
+        self.sums: list[list[float]] = []
+
+    @property
+    def last_end_s(self) -> float | None:
+        return self.ends[-1] if self.ends else None
+
+    def add(self, start_s: float, end_s: float, speech: bool, probs: Sequence[float] | None) -> None:
+        key = math.floor(end_s / self.width_s) if self.max_points is not None else len(self.keys)
+        if self.keys and key == self.keys[-1]:
+            self.ends[-1] = end_s
+            self.rows[-1] += 1
+            if speech and probs is not None:
+                self.speech[-1] += 1
+                self.sums[-1] = [a + b for a, b in zip(self.sums[-1], probs)]
+        else:
+            self.keys.append(key)
+            self.starts.append(start_s)
+            self.ends.append(end_s)
+            self.rows.append(1)
+            self.speech.append(1 if speech else 0)
+            self.sums.append(list(probs) if speech and probs is not None else [0.0] * self.n_labels)
+        while self.max_points is not None and len(self.keys) > self.max_points:
+            self._coarsen()
+
+    def _coarsen(self) -> None:
+        """Double the bucket width and merge the buckets that now share one."""
+        self.width_s *= 2
+        keys, starts, ends, rows, speech, sums = [], [], [], [], [], []
+        for i, key in enumerate(self.keys):
+            key //= 2  # floor(end / (2 w)) == floor(floor(end / w) / 2)
+            if keys and keys[-1] == key:
+                ends[-1] = self.ends[i]
+                rows[-1] += self.rows[i]
+                speech[-1] += self.speech[i]
+                sums[-1] = [a + b for a, b in zip(sums[-1], self.sums[i])]
+            else:
+                keys.append(key)
+                starts.append(self.starts[i])
+                ends.append(self.ends[i])
+                rows.append(self.rows[i])
+                speech.append(self.speech[i])
+                sums.append(self.sums[i])
+        self.keys, self.starts, self.ends, self.rows, self.speech, self.sums = keys, starts, ends, rows, speech, sums
+
+    def timeline(self, labels: tuple[str, ...]) -> Timeline:
+        n_speech = np.array(self.speech, dtype=np.int64)
+        speech = (n_speech > 0) & (2 * n_speech >= np.array(self.rows, dtype=np.int64))
+        sums = np.array(self.sums, dtype=np.float64).reshape(len(self.sums), len(labels))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            probs = np.where(speech[:, None], sums / np.maximum(n_speech, 1)[:, None], np.nan)
+        return Timeline(self.source, self.channel, labels, np.array(self.starts, dtype=np.float64),
+                        np.array(self.ends, dtype=np.float64), speech, probs, self.run)
 
 
-def _make_timelines(
-    groups: dict[tuple[str, int | str], list[tuple[float, float, bool, list[float]]]], labels: tuple[str, ...]
-) -> list[Timeline]:
-    out = []
-    for (source, channel), rows in groups.items():
-        for run, part in enumerate(_split_runs(rows), start=1):
-            out.append(
-                Timeline(
-                    source,
-                    channel,
-                    labels,
-                    np.array([r[0] for r in part], dtype=np.float64),
-                    np.array([r[1] for r in part], dtype=np.float64),
-                    np.array([r[2] for r in part], dtype=bool),
-                    np.array([r[3] for r in part], dtype=np.float64).reshape(len(part), len(labels)),
-                    run,
-                )
-            )
-    return out
+class _TimelineBuilder:
+    """Rows grouped by source and channel, split into runs where ``end_s`` goes backwards."""
+
+    def __init__(self, labels: tuple[str, ...], max_points: int | None) -> None:
+        self.labels = labels
+        self.max_points = max_points
+        self.groups: dict[tuple[str, int | str], list[_RunBuilder]] = {}
+
+    def add(self, source: str, channel: int | str, start_s: float, end_s: float, speech: bool,
+            probs: Sequence[float] | None) -> None:
+        runs = self.groups.setdefault((source, channel), [])
+        if not runs or (runs[-1].last_end_s is not None and end_s < runs[-1].last_end_s):
+            runs.append(_RunBuilder(source, channel, len(self.labels), self.max_points, len(runs) + 1))
+        runs[-1].add(start_s, end_s, speech, probs)
+
+    def timelines(self) -> list[Timeline]:
+        return [run.timeline(self.labels) for runs in self.groups.values() for run in runs]
 
 
-def read_timeline_csv(path: str | os.PathLike[str]) -> list[Timeline]:
-    """Read a timeline CSV written by ``stream-ser listen/analyse --csv``.
+def read_timeline_csv(path: str | os.PathLike[str], max_points: int | None = None) -> list[Timeline]:
+    """Read a timeline CSV written by ``stream-ser listen/analyse --csv``, row by row.
 
     Args:
         path: The CSV file (header ``source,channel,start_s,end_s,speech,label,confidence,p_...``).
+        max_points: Keep at most this many points per timeline: consecutive rows are merged
+            into buckets of equal time (:class:`Timeline` says how), so memory is bounded
+            whatever the file's length. None keeps every row.
 
     Returns:
         One :class:`Timeline` per source, channel and run, in order of first appearance.
 
     Raises:
         TimelineError: If the file is missing or unreadable, its header is not a stream-ser
-            timeline header, a row is malformed (the message gives the line number), or it has
-            no rows.
+            timeline header, a row is malformed (the message gives the line number; times and
+            probabilities must be finite), or it has no rows.
+        ValueError: If ``max_points`` is below 1.
     """
+    if max_points is not None and max_points < 1:
+        raise ValueError(f"max_points must be at least 1, got {max_points}")
     p = Path(path)
     try:
         f = open(p, newline="", encoding="utf-8")
@@ -177,7 +255,7 @@ def read_timeline_csv(path: str | os.PathLike[str]) -> list[Timeline]:
                 f"{','.join(BASE_COLUMNS)},p_<label>,...; write one with `stream-ser analyse FILE --csv OUT`)"
             )
         labels = tuple(h[2:] for h in header[n_base:n_end])
-        groups: dict[tuple[str, int | str], list[tuple[float, float, bool, list[float]]]] = {}
+        builder = _TimelineBuilder(labels, max_points)
         try:
             for row in reader:
                 if not row:
@@ -191,36 +269,42 @@ def read_timeline_csv(path: str | os.PathLike[str]) -> list[Timeline]:
                     speech = row[4] == "1"
                     if row[4] not in ("0", "1"):
                         raise ValueError(f"speech must be 0 or 1, got {row[4]!r}")
-                    probs = [float(x) for x in row[n_base:n_end]] if speech else [math.nan] * len(labels)
+                    probs = [float(x) for x in row[n_base:n_end]] if speech else None
+                    if not (math.isfinite(start_s) and math.isfinite(end_s)) or (
+                        probs is not None and not all(math.isfinite(x) for x in probs)
+                    ):
+                        raise ValueError("times and probabilities must be finite numbers")
                 except ValueError as exc:
                     raise TimelineError(f"{p}, line {line}: {exc}") from None
-                groups.setdefault((row[0], channel), []).append((start_s, end_s, speech, probs))
+                builder.add(row[0], channel, start_s, end_s, speech, probs)
         except (csv.Error, UnicodeDecodeError) as exc:
             raise TimelineError(f"{p}: malformed CSV ({exc})") from None
-    if not groups:
+    if not builder.groups:
         raise TimelineError(f"{p}: no rows (the header is there but nothing was scored)")
-    return _make_timelines(groups, labels)
+    return builder.timelines()
 
 
-def timelines_from_predictions(predictions: Iterable[Prediction]) -> list[Timeline]:
+def timelines_from_predictions(predictions: Iterable[Prediction], max_points: int | None = None) -> list[Timeline]:
     """Group predictions (e.g. ``stream_ser.analyse(...).timeline``) into :class:`Timeline` s.
+
+    Args:
+        predictions: Predictions in stream order.
+        max_points: As :func:`read_timeline_csv`; None keeps every prediction.
 
     Raises:
         ValueError: If there are no predictions or they mix models with different labels.
     """
-    groups: dict[tuple[str, int | str], list[tuple[float, float, bool, list[float]]]] = {}
-    labels: tuple[str, ...] | None = None
+    builder: _TimelineBuilder | None = None
     for p in predictions:
-        if labels is None:
-            labels = p.labels
-        elif p.labels != labels:
+        if builder is None:
+            builder = _TimelineBuilder(p.labels, max_points)
+        elif p.labels != builder.labels:
             raise ValueError("predictions from models with different labels cannot share a plot")
         speech = bool(p.is_speech and p.probabilities is not None)
-        probs = list(p.probabilities) if speech and p.probabilities is not None else [math.nan] * len(p.labels)
-        groups.setdefault((p.source, p.channel_id), []).append((p.start_s, p.end_s, speech, probs))
-    if labels is None:
+        builder.add(p.source, p.channel_id, p.start_s, p.end_s, speech, p.probabilities if speech else None)
+    if builder is None:
         raise ValueError("no predictions to plot")
-    return _make_timelines(groups, labels)
+    return builder.timelines()
 
 
 def format_clock(seconds: float, _pos: object = None) -> str:
@@ -256,6 +340,19 @@ def _segments(tl: Timeline) -> tuple[np.ndarray, np.ndarray]:
     long = np.r_[False, diffs > 1.5 * hop]
     starts[long] = ends[long] - hop
     return starts, ends
+
+
+def _no_speech_spans(starts: np.ndarray, ends: np.ndarray, speech: np.ndarray) -> list[tuple[float, float]]:
+    """The stretches without speech, consecutive hops joined into one span."""
+    spans: list[tuple[float, float]] = []
+    for s, e, ok in zip(starts, ends, speech):
+        if ok or e <= s:
+            continue
+        if spans and spans[-1][1] == s:
+            spans[-1] = (spans[-1][0], float(e))
+        else:
+            spans.append((float(s), float(e)))
+    return spans
 
 
 def _colors(labels: Sequence[str]) -> dict[str, str]:
@@ -297,8 +394,9 @@ def plot_timelines(
     """Draw one panel per source/channel (label strip + stacked probabilities over time).
 
     Args:
-        timelines: :class:`Timeline` objects (from :func:`read_timeline_csv`) or predictions
-            (e.g. ``stream_ser.analyse("clip.flac").timeline``).
+        timelines: :class:`Timeline` objects (from :func:`read_timeline_csv`), drawn as given,
+            or predictions (e.g. ``stream_ser.analyse("clip.flac").timeline``), merged into at
+            most :data:`MAX_PLOT_POINTS` points per panel.
         out: Image file to write, under exactly this name (format from the suffix: ``.png``,
             ``.svg``, ``.pdf``; PNG for a name without one); None to only return the figure.
         title: Figure title; default none.
@@ -321,7 +419,8 @@ def plot_timelines(
 
     items = list(timelines)
     tls: list[Timeline] = (
-        items if items and all(isinstance(t, Timeline) for t in items) else timelines_from_predictions(items)  # type: ignore[arg-type]
+        items if items and all(isinstance(t, Timeline) for t in items)
+        else timelines_from_predictions(items, MAX_PLOT_POINTS)  # type: ignore[arg-type]
     )
     if not tls:
         raise ValueError("no timelines to plot")
@@ -366,9 +465,8 @@ def plot_timelines(
                 linewidth=0, interpolate=False,
             )
             lower = upper
-        for s, e, ok in zip(starts, ends, tl.speech):
-            if not ok and e > s:
-                ax.axvspan(s, e, facecolor=NO_SPEECH_COLOR, alpha=0.6, linewidth=0, hatch="///", edgecolor="#c8c8c8")
+        for s, e in _no_speech_spans(starts, ends, tl.speech):
+            ax.axvspan(s, e, facecolor=NO_SPEECH_COLOR, alpha=0.6, linewidth=0, hatch="///", edgecolor="#c8c8c8")
         ax.set_ylim(0, 1)
         ax.set_xlim(0, max(span, 0.5))
         ax.set_ylabel("probability", fontsize=8)

@@ -375,3 +375,68 @@ def test_the_clip_result_accumulated_is_the_mean_over_speech_windows(rows) -> No
         assert np.allclose(result.mean_probabilities, np.mean(speech_rows, axis=0), rtol=1e-12, atol=1e-15)
     else:
         assert result.label is None
+
+
+def write_long_timeline(path: Path, rows: int, labels=("neutral", "happy", "sad")) -> None:
+    """A timeline CSV of ``rows`` hops of 0.5 s: speech with probabilities (0.2, 0.3, 0.5) except
+    every tenth hop."""
+    from stream_ser.sinks import csv_header
+
+    lines = [",".join(csv_header(labels))]
+    for i in range(rows):
+        end = (i + 1) * 0.5
+        if i % 10:
+            lines.append(f"long.wav,0,{max(end - 3, 0):.3f},{end:.3f},1,sad,0.5000,0.2000,0.3000,0.5000,output")
+        else:
+            lines.append(f"long.wav,0,{max(end - 3, 0):.3f},{end:.3f},0,,,,,,output")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_plot_reads_a_long_timeline_in_bounded_memory(tmp_path, capsys) -> None:
+    import tracemalloc
+
+    import numpy as np
+
+    from stream_ser.plot import MAX_PLOT_POINTS, read_timeline_csv
+
+    peaks = []
+    for rows in (10_000, 100_000):  # 100,000 hops: 14 hours, 8 MB
+        csv_path = tmp_path / f"{rows}.csv"
+        write_long_timeline(csv_path, rows)
+        tracemalloc.start()
+        try:
+            (tl,) = read_timeline_csv(csv_path, max_points=MAX_PLOT_POINTS)
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+        assert len(tl.end_s) <= MAX_PLOT_POINTS and tl.end_s[-1] == rows * 0.5 and tl.start_s[0] == 0.0
+        assert np.all(np.diff(tl.end_s) > 0) and tl.speech.all()  # nine hops in ten are speech
+        assert np.allclose(tl.probabilities, [0.2, 0.3, 0.5])
+    assert peaks[1] < 2 * peaks[0] and peaks[1] < 10_000_000, peaks
+    pytest.importorskip("matplotlib")
+    assert main(["plot", str(csv_path), "-o", str(tmp_path / "long.png"), "-q"]) == 0
+    assert (tmp_path / "long.png").stat().st_size > 1000
+
+
+@settings(max_examples=50, deadline=None)
+@given(ends=st.lists(st.floats(0, 1e6), min_size=1, max_size=200).map(sorted), points=st.integers(1, 20),
+       speech=st.lists(st.booleans(), min_size=200, max_size=200))
+def test_bucketed_timelines_keep_the_span_and_order(tmp_path_factory, ends, points, speech) -> None:
+    import numpy as np
+
+    from stream_ser.plot import read_timeline_csv
+    from stream_ser.sinks import csv_header
+
+    path = tmp_path_factory.mktemp("tl") / "t.csv"
+    lines = [",".join(csv_header(("a", "b")))]
+    for end, ok in zip(ends, speech):
+        lines.append(f"s,0,{end:.3f},{end:.3f},1,a,0.7000,0.7000,0.3000,none" if ok else f"s,0,{end:.3f},{end:.3f},0,,,,,none")
+    path.write_text("\n".join(lines) + "\n")
+    exact = read_timeline_csv(path)
+    bucketed = read_timeline_csv(path, max_points=points)
+    assert len(exact) == len(bucketed) == 1
+    tl = bucketed[0]
+    assert len(tl.end_s) <= points and np.all(np.diff(tl.end_s) >= 0)
+    assert tl.start_s[0] == exact[0].start_s[0] and tl.end_s[-1] == exact[0].end_s[-1]
+    assert np.allclose(tl.probabilities[tl.speech], [0.7, 0.3])
+    assert np.isnan(tl.probabilities[~tl.speech]).all()
