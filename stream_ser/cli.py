@@ -75,6 +75,14 @@ class _Stop:
             signal.signal(sig, old)  # type: ignore[arg-type]
 
 
+class _PrintableFormatter(logging.Formatter):
+    """Log lines with the unprintable characters of names in them escaped (a traceback, with
+    -v, keeps its line breaks)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return printable(super().formatMessage(record))
+
+
 def _error(message: str) -> None:
     """Print one error line on stderr, ``stream-ser: error: MESSAGE``, with the unprintable
     characters of names in it escaped (:func:`~stream_ser.text.printable`)."""
@@ -279,6 +287,7 @@ class _AnalyseProgress:
     def start_file(self, name: str, duration_s: float) -> None:
         self._file_s = duration_s
         if self._progress is not None:
+            name = printable(name)
             short = name if len(name) <= 32 else "..." + name[-29:]
             self._progress.update(self._task, description=short)
 
@@ -309,8 +318,8 @@ def cmd_devices(args: argparse.Namespace) -> int:
         mark = "*" if d.is_default else " "
         kind = "monitor" if d.is_monitor else "input"
         name = d.name if d.pulse_source is None or d.pulse_source == d.name else f"{d.name}  [{d.pulse_source}]"
-        print(f"{mark:2}{d.display_index:>5}  {d.max_input_channels:>8}  {d.default_sample_rate_hz:>8.0f}  "
-              f"{d.hostapi[:12]:12}  {kind:8}  {name}")
+        print(printable(f"{mark:2}{d.display_index:>5}  {d.max_input_channels:>8}  {d.default_sample_rate_hz:>8.0f}  "
+                        f"{d.hostapi[:12]:12}  {kind:8}  {name}"))
     print("(* = default input; monitor = what the computer plays, e.g. the other side of a call, from a "
           "monitor or loopback source; rate_hz = native (default) rate, resampled to 16 kHz)")
     print("choose with --device INDEX or --device 'name substring'; two devices at once: "
@@ -324,8 +333,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     import json
 
     model = _load_model(args)
-    print(f"model:    {model.path}")
-    print(f"labels:   {', '.join(model.labels)}")
+    print(f"model:    {printable(model.path)}")
+    print(f"labels:   {printable(', '.join(model.labels))}")
     print(f"features: {json.dumps(model.feature_config.to_dict())}")
     norm = model.metadata.speaker_norm
     print("speaker normalisation: " + ("none" if norm is None else
@@ -355,17 +364,16 @@ def cmd_analyse(args: argparse.Namespace) -> int:
 
     names = _channel_names(args)
     if names is not None and isinstance(args.channels, tuple) and len(names) != len(args.channels):
-        print(f"stream-ser: error: --channel-names gives {len(names)} name(s) for {len(args.channels)} channel(s)",
-              file=sys.stderr)
+        _error(f"--channel-names gives {len(names)} name(s) for {len(args.channels)} channel(s)")
         return 2
     if names is not None and args.channels is None and len(names) != 1:
-        print("stream-ser: error: --channel-names names the channels chosen with --channels", file=sys.stderr)
+        _error("--channel-names names the channels chosen with --channels")
         return 2
     model = _load_model(args)
     sr = model.feature_config.sample_rate_hz
     problem = _hop_problem(args, model)
     if problem:
-        print(f"stream-ser: error: {problem}", file=sys.stderr)
+        _error(problem)
         return 2
     csv_sink = _open_csv(args, model.labels)
     jsonl_file = _jsonl_file(args)
@@ -529,20 +537,19 @@ def cmd_listen(args: argparse.Namespace) -> int:
 
     problem = _check_listen_args(args)
     if problem:
-        print(f"stream-ser: error: {problem}", file=sys.stderr)
+        _error(problem)
         return 2
     model = _load_model(args)
     cfg = model.feature_config
     problem = _hop_problem(args, model)
     if problem:
-        print(f"stream-ser: error: {problem}", file=sys.stderr)
+        _error(problem)
         return 2
     if args.calibrate and model.metadata.speaker_norm is None:
-        print(
-            f"stream-ser: error: --calibrate: the model {model.name} does not normalise speakers (no speaker_norm in "
+        _error(
+            f"--calibrate: the model {model.name} does not normalise speakers (no speaker_norm in "
             "its metadata; `stream-ser info` shows it), so there is nothing to calibrate. Use a model exported with "
-            "`python -m training.export --speaker-norm causal`.",
-            file=sys.stderr,
+            "`python -m training.export --speaker-norm causal`."
         )
         return 2
     _summary_file(args)  # fails on an unwritable path before any audio
@@ -605,9 +612,9 @@ def cmd_listen(args: argparse.Namespace) -> int:
                 ]
                 channels = f", channels {', '.join(described)} scored separately"
             print(
-                f"stream-ser: listening to {event.source_name} ({rate_text} Hz -> "
-                f"{event.sample_rate_hz} Hz{channels}), model {event.model_name} [{', '.join(event.labels)}], "
-                f"hop {event.hop_s:g} s, window {event.window_s:g} s. Ctrl-C to stop.",
+                printable(f"stream-ser: listening to {event.source_name} ({rate_text} Hz -> "
+                          f"{event.sample_rate_hz} Hz{channels}), model {event.model_name} [{', '.join(event.labels)}], "
+                          f"hop {event.hop_s:g} s, window {event.window_s:g} s. Ctrl-C to stop."),
                 file=sys.stderr,
                 flush=True,
             )
@@ -616,9 +623,9 @@ def cmd_listen(args: argparse.Namespace) -> int:
         ended = session.run(on_event)
     stats = ended.stats
     if ended.error:
-        print(f"stream-ser: error: {ended.error}", file=sys.stderr)
+        _error(ended.error)
     if not args.quiet or ended.error:
-        extra = f", CSV {args.csv} ({stats.rows_written} rows)" if csv_sink else ""
+        extra = f", CSV {printable(args.csv)} ({stats.rows_written} rows)" if csv_sink else ""
         print(
             f"stream-ser: stopped after {stats.stream_s:.1f} s of audio ({ended.reason}): {stats.predictions} "
             f"predictions, {stats.overflows} input overflows, {stats.dropped_s:.2f} s of audio dropped{extra}",
@@ -636,14 +643,14 @@ def cmd_plot(args: argparse.Namespace) -> int:
     if args.source:
         timelines = [t for t in timelines if args.source in t.source]
         if not timelines:
-            print(f"stream-ser: error: {args.timeline}: no source matches {args.source!r}", file=sys.stderr)
+            _error(f"{args.timeline}: no source matches {args.source!r}")
             return 1
     out = _plot_output(args)
     if out.exists() and not args.force:
         raise OutputError(f"{out}: already exists (use --force to replace it)")
     if len(timelines) > args.max_panels:
         print(
-            f"stream-ser: {len(timelines)} panels in {args.timeline}; drawing the first {args.max_panels} "
+            f"stream-ser: {len(timelines)} panels in {printable(args.timeline)}; drawing the first {args.max_panels} "
             "(choose with --source, or raise --max-panels)",
             file=sys.stderr,
         )
@@ -653,7 +660,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
         raise OutputError(f"{out}: cannot write the image ({exc})") from None
     log.info("wrote %s (%d panel(s))", out, min(len(timelines), args.max_panels))
     if not args.quiet:
-        print(f"stream-ser: wrote {out}", file=sys.stderr)
+        print(f"stream-ser: wrote {printable(out)}", file=sys.stderr)
     return 0
 
 
@@ -901,7 +908,9 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "force", False) and getattr(args, "append", False):
         parser.error("--force and --append exclude each other")
     level = logging.ERROR if args.quiet else {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
-    logging.basicConfig(level=level, format="stream-ser: %(levelname)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(_PrintableFormatter("stream-ser: %(levelname)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     logging.getLogger("stream_ser").setLevel(level)
     # names from outside (a file name's bytes that are not UTF-8) never make a write to stdout fail
     if hasattr(sys.stdout, "reconfigure"):

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .text import printable
 from .types import Prediction, channel_id_of
 
 #: Labels that are not an "emotion" for the longest-span report (matched case-insensitively).
@@ -356,7 +357,7 @@ def format_summary(summary: CallSummary) -> str:
                 f"{'dropped' if c.corrected_frames >= 0 else 'repeated'} to stay aligned, "
                 f"start offset {1000 * c.start_offset_s:+.1f} ms"
             )
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)  # names escaped, one line each
 
 
 #: The ``format`` field of a summary JSON file.

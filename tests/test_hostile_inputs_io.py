@@ -440,3 +440,44 @@ def test_bucketed_timelines_keep_the_span_and_order(tmp_path_factory, ends, poin
     assert tl.start_s[0] == exact[0].start_s[0] and tl.end_s[-1] == exact[0].end_s[-1]
     assert np.allclose(tl.probabilities[tl.speech], [0.7, 0.3])
     assert np.isnan(tl.probabilities[~tl.speech]).all()
+
+
+# --- the terminal ----------------------------------------------------------------------------
+
+HOSTILE = "evil\x1b[2J\x1b[31m\nstream-ser: error: forged\r\u202etxt.flac"
+
+
+def test_names_never_reach_the_terminal_raw(tmp_path, capsys) -> None:
+    labels = ("calm\x1b[2J", "loud\nforged", "sad")
+    model = make_tiny_onnx(tmp_path / "m.onnx", labels=labels)
+    clip = tmp_path / HOSTILE
+    clip.write_bytes(TESS_CLIP.read_bytes())
+    missing = tmp_path / ("gone" + HOSTILE)
+    runs = [
+        ["analyse", str(clip), str(missing), "--timeline", "--summary", "--model", str(model)],
+        ["analyse", str(clip), "--channels", "1", "--channel-names", "a\x1bb", "--timeline", "--model", str(model)],
+        ["listen", "--input", str(clip), "--fast", "--no-tui", "--csv", str(tmp_path / ("t\n.csv")), "--model",
+         str(model)],
+        ["info", "--model", str(model)],
+        ["plot", str(tmp_path / ("t\n.csv")), "--source", "x\x1b", "-o", str(tmp_path / "p.png")],
+    ]
+    for argv in runs:
+        main(argv)
+        captured = capsys.readouterr()
+        assert not unprintable(captured.out) and not unprintable(captured.err), argv
+        assert "forged" not in "".join(line[:7] for line in (captured.out + captured.err).splitlines())
+        assert not any(line.startswith("stream-ser: error: forged") for line in captured.err.splitlines())
+
+
+def test_printable_escapes_as_python_writes_strings() -> None:
+    assert printable("a\nb\tc\x1b[2J\x7f\x9b") == "a\\nb\\tc\\x1b[2J\\x7f\\x9b"
+    assert printable(os.fsdecode(b"bad\xff.wav")) == "bad\\xff.wav"
+    assert printable("\u202eevil") == "\\u202eevil"
+    assert printable("Ünïcödé ok, 日本語, emoji 🎙") == "Ünïcödé ok, 日本語, emoji 🎙"
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text())
+def test_printable_output_is_one_harmless_line(text: str) -> None:
+    out = printable(text)
+    assert not UNPRINTABLE.search(out) and len(out.splitlines()) <= 1

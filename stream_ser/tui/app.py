@@ -37,6 +37,7 @@ from textual.message import Message
 from textual.widgets import Footer
 
 from ..sinks import format_time
+from ..text import printable
 from .palette import EmotionPalette
 from ..session import (
     EXIT_ERROR,
@@ -446,9 +447,9 @@ def run_listen_app(session: ListenSession, stderr: TextIO | None = None) -> int:
               file=err, flush=True)
         return EXIT_ERROR
     stats = result.stats
-    extra = f", CSV {session.csv_sink.path} ({stats.rows_written} rows)" if session.csv_sink is not None else ""
+    extra = f", CSV {printable(session.csv_sink.path)} ({stats.rows_written} rows)" if session.csv_sink is not None else ""
     if result.error:
-        print(f"stream-ser: error: {result.error}", file=err, flush=True)
+        print(f"stream-ser: error: {printable(result.error)}", file=err, flush=True)
     print(
         f"stream-ser: {result.reason} after {stats.stream_s:.1f} s of audio: {stats.predictions} predictions, "
         f"{app.markers} marker{'' if app.markers == 1 else 's'}, {stats.overflows} input overflows, "
