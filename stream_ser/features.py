@@ -289,13 +289,20 @@ class FeatureConfig:
         return cls(**data)
 
 
+#: Largest sample magnitude the recipe sees (+80 dBFS); float audio beyond it (a hostile or
+#: broken file: 1e38) is clipped, so no sum of squares overflows float32.
+MAX_ABS_SAMPLE = 1e4
+
+
 def _as_mono_float32(audio: np.ndarray) -> np.ndarray:
+    """Mono float32 audio with NaN made 0, infinities made +-1 and magnitudes clipped to
+    :data:`MAX_ABS_SAMPLE` (one pass over the samples when there is nothing to fix)."""
     x = np.asarray(audio)
     if x.ndim != 1:
         raise ValueError(f"expected mono audio of shape (n_samples,), got shape {x.shape}")
     x = x.astype(np.float32, copy=False)
-    if not np.all(np.isfinite(x)):
-        x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)
+    if x.size and not np.abs(x).max() <= MAX_ABS_SAMPLE:  # also true for NaN
+        x = np.clip(np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0), -MAX_ABS_SAMPLE, MAX_ABS_SAMPLE)
     return x
 
 

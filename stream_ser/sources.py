@@ -33,6 +33,7 @@ opened through ALSA's ``pulse`` device with the source chosen by ``PULSE_SOURCE`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -42,6 +43,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -219,6 +221,54 @@ class AudioInfo:
     subtype: str
 
 
+#: One redirection of the standard error descriptor at a time (:func:`_library_chatter_logged`).
+_STDERR_FD_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _library_chatter_logged(active: bool = True) -> Iterator[None]:
+    """Send what C libraries write on the standard error descriptor meanwhile to the debug log
+    (``-vv``) instead of the terminal.
+
+    libsndfile's MP3 decoder, libmpg123, prints diagnostics of its own on damaged or foreign data
+    ("Note: Illegal Audio-MPEG-Header ...", "Giving up resync ..."); stream-ser reports the file's
+    problem in its own error line. Wraps only libsndfile calls (opening a file, reading an MP3
+    block); lines other threads write to standard error meanwhile go to the debug log too.
+
+    Args:
+        active: Redirect (False: do nothing, for formats whose decoders are quiet).
+    """
+    if not active:
+        yield
+        return
+    with _STDERR_FD_LOCK:
+        try:
+            saved = os.dup(2)
+        except OSError:  # standard error is closed: nothing to protect
+            yield
+            return
+        with tempfile.TemporaryFile() as caught:
+            try:
+                sys.stderr.flush()
+            except (AttributeError, OSError, ValueError):
+                pass
+            os.dup2(caught.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+                caught.seek(0)
+                text = caught.read().decode("utf-8", "replace").strip()
+                if text:
+                    log.debug("libsndfile: %s", " | ".join(text.splitlines()))
+
+
+def _is_mpeg(subtype: str) -> bool:
+    """Whether libsndfile decodes this subtype with libmpg123 (which prints diagnostics)."""
+    return subtype.startswith("MPEG")
+
+
 def audio_info(path: str | Path) -> AudioInfo:
     """Read an audio file's header.
 
@@ -268,9 +318,13 @@ def audio_info(path: str | Path) -> AudioInfo:
     if not head:
         raise AudioSourceError(f"{p}: empty file (0 bytes)")
     try:
-        info = sf.info(str(p))
+        with _library_chatter_logged():
+            info = sf.info(str(p))
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-        raise AudioSourceError(f"{p}: cannot read audio ({exc})") from None
+        # libsndfile's MP3 path says a file it cannot parse "does not exist or is not a regular
+        # file (possibly a pipe?)": this one exists and is a regular file (checked above)
+        why = "format not recognised" if "possibly a pipe" in str(exc) else str(exc)
+        raise AudioSourceError(f"{p}: cannot read audio ({why})") from None
     if info.samplerate <= 0 or info.channels <= 0:
         raise AudioSourceError(f"{p}: invalid header (rate {info.samplerate}, channels {info.channels})")
     problem = native_rate_problem(info.samplerate)
@@ -320,10 +374,14 @@ def iter_file_frames(
     numbers = resolve_channels(channels, info.channels, str(info.path))
     resample = _resampler(info.sample_rate_hz, sample_rate_hz, len(numbers))
     done = 0
+    mpeg = _is_mpeg(info.subtype)
     try:
-        with sf.SoundFile(str(info.path)) as f:
+        with _library_chatter_logged():
+            f = sf.SoundFile(str(info.path))
+        with f:
             while True:
-                block = f.read(block_frames, dtype="float32", always_2d=True)
+                with _library_chatter_logged(mpeg):
+                    block = f.read(block_frames, dtype="float32", always_2d=True)
                 done += block.shape[0]
                 last = block.shape[0] < block_frames
                 out = resample(select_channels(block, numbers), last)
@@ -709,10 +767,14 @@ class FileInputStream:
 
         t0 = time.monotonic()
         done = 0
+        mpeg = _is_mpeg(self.info.subtype)
         try:
-            with sf.SoundFile(str(self.info.path)) as f:
+            with _library_chatter_logged():
+                f = sf.SoundFile(str(self.info.path))
+            with f:
                 while not self._stop.is_set():
-                    block = f.read(self.blocksize, dtype="float32", always_2d=True)
+                    with _library_chatter_logged(mpeg):
+                        block = f.read(self.blocksize, dtype="float32", always_2d=True)
                     if block.shape[0] == 0:
                         break
                     if self._realtime:

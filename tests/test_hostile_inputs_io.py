@@ -13,6 +13,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import TESS_CLIP, make_tiny_onnx
 from hypothesis import HealthCheck, given, settings
@@ -481,3 +482,59 @@ def test_printable_escapes_as_python_writes_strings() -> None:
 def test_printable_output_is_one_harmless_line(text: str) -> None:
     out = printable(text)
     assert not UNPRINTABLE.search(out) and len(out.splitlines()) <= 1
+
+
+def mp3_or_skip(path: Path) -> Path:
+    """A 3 s noise MP3 written by libsndfile (skips where it cannot write MP3)."""
+    import numpy as np
+    import soundfile as sf
+
+    try:
+        sf.write(path, np.random.default_rng(0).standard_normal(48000) * 0.1, 16000, format="MP3")
+    except (sf.LibsndfileError, TypeError, ValueError, RuntimeError) as exc:
+        pytest.skip(f"libsndfile cannot write MP3 here ({exc})")
+    return path
+
+
+@pytest.mark.parametrize("kind", ["text", "random", "damaged"])
+def test_no_library_chatter_for_a_bad_mp3(tmp_path, capfd, tiny_model, kind) -> None:
+    path = tmp_path / f"{kind}.mp3"
+    if kind == "text":
+        path.write_text("hello, this is not audio at all\n")
+    elif kind == "random":
+        path.write_bytes(np.random.default_rng(1).bytes(20000))
+    else:
+        data = bytearray(mp3_or_skip(path).read_bytes())
+        data[2000:6000] = b"\xff" * 4000
+        path.write_bytes(bytes(data))
+    for argv in (["analyse", str(path)], ["listen", "--input", str(path), "--fast", "--no-tui"]):
+        assert main([*argv, "--model", str(tiny_model), "-q"]) == 1
+        err = capfd.readouterr().err
+        assert len(error_lines(err)) == 1 and err.startswith(f"stream-ser: error: {path}: "), err
+        assert "Note:" not in err and "libmpg123" not in err and "possibly a pipe" not in err
+        if kind != "damaged":
+            assert error_lines(err)[0] == f"stream-ser: error: {path}: cannot read audio (format not recognised)"
+
+
+def test_a_good_mp3_is_scored_quietly(tmp_path, capfd, tiny_model) -> None:
+    path = mp3_or_skip(tmp_path / "ok.mp3")
+    assert main(["analyse", str(path), "--model", str(tiny_model), "-q"]) == 0
+    captured = capfd.readouterr()
+    assert captured.out.startswith(f"{path}: ") and captured.err == ""
+
+
+@pytest.mark.parametrize("value", [1e38, -3e38, 1e20, float("inf"), float("nan")])
+def test_extreme_float_samples_are_scored_without_warnings(tmp_path, capfd, tiny_model, value) -> None:
+    import warnings
+
+    import soundfile as sf
+
+    samples = np.random.default_rng(0).standard_normal(48000).astype(np.float32) * 0.1
+    samples[8000:40000:3] = value
+    path = tmp_path / "extreme.wav"
+    sf.write(path, samples, 16000, subtype="FLOAT")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for argv in (["analyse", str(path)], ["listen", "--input", str(path), "--fast", "--no-tui"]):
+            assert main([*argv, "--model", str(tiny_model), "-q"]) == 0
+    assert capfd.readouterr().err == ""
