@@ -148,7 +148,7 @@ class OutputPrior:
         mean_log_prob: Per class, in the model's label order, the mean over training speech
             windows of the natural log of the model's probability; only differences between
             classes matter (:meth:`from_probabilities` centres it, the adapter centres it again).
-        prior_windows: Weight of the prior in windows (at the 0.5 s hop, 20 windows = 10 s of
+        prior_windows: Weight of the prior in windows (at the 0.5 s hop, 40 windows = 20 s of
             speech before a voice's own statistics weigh as much as the prior).
 
     Raises:
@@ -157,7 +157,7 @@ class OutputPrior:
     """
 
     mean_log_prob: tuple[float, ...]
-    prior_windows: float = 20.0
+    prior_windows: float = 40.0
 
     def __post_init__(self) -> None:
         values = np.asarray([float(v) for v in self.mean_log_prob], dtype=np.float64)
@@ -189,7 +189,7 @@ class OutputPrior:
             raise ValueError(f"output prior entry is incomplete: {exc}") from None
 
     @classmethod
-    def from_probabilities(cls, probabilities: np.ndarray, prior_windows: float = 20.0) -> "OutputPrior":
+    def from_probabilities(cls, probabilities: np.ndarray, prior_windows: float = 40.0) -> "OutputPrior":
         """The prior from the model's probabilities on training speech windows.
 
         Args:

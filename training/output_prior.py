@@ -38,8 +38,9 @@ from .split import Split, load_split
 
 log = logging.getLogger("training.output_prior")
 
-#: Weight of the prior in windows: 20 windows = 10 s of speech at the 0.5 s hop.
-DEFAULT_PRIOR_WINDOWS = 20.0
+#: Weight of the prior in windows: 40 windows = 20 s of speech at the 0.5 s hop, the best of
+#: 5-80 windows on the validation speakers' streams (model card, "Adapting to the voice").
+DEFAULT_PRIOR_WINDOWS = 40.0
 
 
 def training_prior(model: EmotionModel, data: Path, split: Split,
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--split", type=Path, default=None,
                    help="split JSON whose training speakers the model was trained on (default: si_v1)")
     p.add_argument("--prior-windows", type=float, default=DEFAULT_PRIOR_WINDOWS,
-                   help=f"weight of the prior in windows (default {DEFAULT_PRIOR_WINDOWS:g}: 10 s of speech)")
+                   help=f"weight of the prior in windows (default {DEFAULT_PRIOR_WINDOWS:g}: 20 s of speech)")
     p.add_argument("--out", type=Path, default=None, help="write here instead of rewriting --model")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")

@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--split", type=Path, default=None, help="split JSON (default: training/splits/si_v1.json)")
     p.add_argument("--seed", type=int, default=0, help="clip order within each stream")
     p.add_argument("--prior-windows", type=float, default=None,
-                   help="weight of the output prior in windows (default: the model's, else 20)")
+                   help="weight of the output prior in windows (default: the model's, else 40)")
     p.add_argument("--compare-weights", type=float, nargs="+", default=(), metavar="N",
                    help="also score output adaptation with the prior weighted as N windows (mode output-wN), "
                    "to choose the weight on validation speakers")
