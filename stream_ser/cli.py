@@ -10,24 +10,33 @@ listening session normally ends) and 130/143 for ``analyse`` (interrupted work).
 
 from __future__ import annotations
 
-import argparse
-import logging
-import math
-import os
-import re
-import signal
 import sys
-import threading
-import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from types import FrameType
-from typing import Any, NoReturn
 
-import numpy as np
+# The console script imports this module before it calls main(): Ctrl-C meanwhile is the same
+# one line and status 130 as in main(), not a traceback. The heavy libraries (numpy,
+# onnxruntime, soundfile) load inside main(), which handles Ctrl-C itself.
+try:
+    import argparse
+    import logging
+    import math
+    import os
+    import re
+    import signal
+    import threading
+    import time
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+    from types import FrameType
+    from typing import TYPE_CHECKING, Any, NoReturn
 
-from . import __version__
-from .text import printable
+    from . import __version__
+    from .text import printable
+except KeyboardInterrupt:
+    print("stream-ser: interrupted", file=sys.stderr)
+    raise SystemExit(130) from None
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger("stream_ser")
 
@@ -94,6 +103,8 @@ def _warm_up(config, quiet: bool = False) -> None:
     unless ``quiet``. The shipped recipe runs on numpy alone; a model whose mel filterbank is not
     in the built-in table loads librosa, whose first run after installation compiles numba code
     (30-60 s)."""
+    import numpy as np
+
     from .features import window_features
 
     timer = threading.Timer(
@@ -894,7 +905,53 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``stream-ser`` console script; returns the exit status."""
+    """Entry point of the ``stream-ser`` console script; returns the exit status.
+
+    Ctrl-C at any moment, even while the libraries load in the first quarter second, ends with
+    one line, ``stream-ser: interrupted``, and status 130 (a command that handles it itself,
+    ``listen`` and ``analyse``, stops cleanly first).
+    """
+    _INTERRUPTED.clear()
+    try:
+        old = signal.getsignal(signal.SIGINT)
+        if old is signal.default_int_handler:  # not when SIGINT is ignored (a background job)
+            signal.signal(signal.SIGINT, _interrupt)
+    except ValueError:  # not the main thread
+        old = None
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        return _interrupted()
+    except Exception:
+        if _INTERRUPTED.is_set():  # Ctrl-C inside a C extension's import surfaces as ImportError
+            return _interrupted()
+        raise
+    finally:
+        if old is signal.default_int_handler:
+            signal.signal(signal.SIGINT, old)
+
+
+#: Set when SIGINT arrives outside a command's own handling (:func:`_interrupt`).
+_INTERRUPTED = threading.Event()
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    """SIGINT while stream-ser starts or loads: noted, then Python's KeyboardInterrupt (a C
+    extension interrupted while it loads raises ImportError instead; the note tells them apart)."""
+    _INTERRUPTED.set()
+    raise KeyboardInterrupt
+
+
+def _interrupted() -> int:
+    """Say ``stream-ser: interrupted`` on stderr; the status of Ctrl-C, 130."""
+    try:
+        print("stream-ser: interrupted", file=sys.stderr, flush=True)
+    except (OSError, ValueError, AttributeError, KeyboardInterrupt):
+        pass
+    return 130
+
+
+def _main(argv: list[str] | None) -> int:
     from .model import ModelError
     from .sinks import OutputError
     from .sources import AudioSourceError
@@ -940,14 +997,15 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:  # Ctrl-C outside a command's own handling (e.g. while loading)
             if args.verbose:
                 raise
-            print("stream-ser: interrupted", file=sys.stderr)
-            return 130
+            return _interrupted()
         except BrokenPipeError:  # standard output's reader went away (`stream-ser info | head -1`)
             from .sinks import _silence_broken_stdout
 
             _silence_broken_stdout()
             return 0
         except Exception as exc:  # no traceback for users; -v shows it
+            if _INTERRUPTED.is_set():  # Ctrl-C while a C extension loaded (an ImportError)
+                return _interrupted()
             if args.verbose:
                 raise
             print(

@@ -538,3 +538,33 @@ def test_extreme_float_samples_are_scored_without_warnings(tmp_path, capfd, tiny
         for argv in (["analyse", str(path)], ["listen", "--input", str(path), "--fast", "--no-tui"]):
             assert main([*argv, "--model", str(tiny_model), "-q"]) == 0
     assert capfd.readouterr().err == ""
+
+
+@pytest.mark.parametrize("entry", ["module", "console-script"])
+def test_ctrl_c_while_starting_is_status_130_without_a_traceback(tmp_path, entry) -> None:
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import soundfile as sf
+
+    long = tmp_path / "long.wav"
+    sf.write(long, np.random.default_rng(0).standard_normal(16000 * 60) * 0.1, 16000)
+    script = shutil.which("stream-ser", path=os.path.dirname(sys.executable))
+    if entry == "console-script" and script is None:
+        pytest.skip("the stream-ser console script is not installed beside this Python")
+    cmd = [script] if entry == "console-script" else [sys.executable, "-m", "stream_ser"]
+    # from 0.1 s: within the first tens of milliseconds Python itself is still starting (its own
+    # imports, the console script's first line), before any stream-ser code can run
+    for delay_s in (0.1, 0.15, 0.2, 0.25, 0.3, 0.5, 1.0):
+        proc = subprocess.Popen([*cmd, "analyse", *[str(long)] * 100, "--jobs", "1"], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(delay_s)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        # -SIGINT: the signal came before Python set up its handler (a shell shows 130 too)
+        assert proc.returncode in (130, -signal.SIGINT), (delay_s, proc.returncode, err)
+        assert "Traceback" not in err and "KeyboardInterrupt" not in err, (delay_s, err)
+        assert len(err.splitlines()) <= 1, (delay_s, err)
