@@ -912,6 +912,7 @@ def main(argv: list[str] | None = None) -> int:
     ``listen`` and ``analyse``, stops cleanly first).
     """
     _INTERRUPTED.clear()
+    _standard_streams_open()
     try:
         old = signal.getsignal(signal.SIGINT)
         if old is signal.default_int_handler:  # not when SIGINT is ignored (a background job)
@@ -929,6 +930,28 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if old is signal.default_int_handler:
             signal.signal(signal.SIGINT, old)
+
+
+def _standard_streams_open() -> None:
+    """Give a closed standard input, output or error (``2>&-``) the null device.
+
+    Otherwise the next file opened (the CSV) would take its descriptor and receive what is
+    written there (C libraries' diagnostics into the CSV), and Python, which has no
+    ``sys.stderr`` then, would print error lines on standard output, into the JSON lines. With
+    standard error closed, error lines go nowhere; the exit status still says what happened.
+    """
+    for fd, mode in ((0, os.O_RDONLY), (1, os.O_WRONLY), (2, os.O_WRONLY)):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, mode)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    if sys.stdout is None:
+        sys.stdout = open(os.devnull, "w")
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")
 
 
 #: Set when SIGINT arrives outside a command's own handling (:func:`_interrupt`).

@@ -568,3 +568,26 @@ def test_ctrl_c_while_starting_is_status_130_without_a_traceback(tmp_path, entry
         assert proc.returncode in (130, -signal.SIGINT), (delay_s, proc.returncode, err)
         assert "Traceback" not in err and "KeyboardInterrupt" not in err, (delay_s, err)
         assert len(err.splitlines()) <= 1, (delay_s, err)
+
+
+@pytest.mark.parametrize("closed", [2, 1])
+def test_a_closed_standard_stream_never_receives_errors_or_outputs(tmp_path, tiny_model, closed) -> None:
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "t.csv"
+    damaged = tmp_path / "damaged.mp3"
+    damaged.write_bytes(b"ID3" + np.random.default_rng(2).bytes(5000))
+    proc = subprocess.run([sys.executable, "-m", "stream_ser", "analyse", str(tmp_path / "missing.wav"), str(damaged),
+                           str(TESS_CLIP), "--format", "jsonl", "--csv", str(out), "--model", str(tiny_model)],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+                          preexec_fn=lambda: os.close(closed))
+    assert proc.returncode == 1
+    if closed == 2:  # standard output holds JSON lines and nothing else
+        records = [json.loads(line) for line in proc.stdout.splitlines()]
+        assert [r["type"] for r in records if r["type"] != "prediction"] == ["error", "error", "clip"]
+    else:
+        assert len(error_lines(proc.stderr)) == 2 and "Traceback" not in proc.stderr
+    header, *rows = out.read_text().splitlines()
+    assert header.startswith("source,channel,") and rows and all(r.startswith(f"{TESS_CLIP},") for r in rows)
