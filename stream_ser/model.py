@@ -23,6 +23,21 @@ MAX_THREADS = 64
 #: How far a row of the model's output may sum from 1 and still count as probabilities: room
 #: for float16 and 8-bit quantised outputs (float32 softmax rows are within 1e-6).
 PROBABILITY_SUM_TOLERANCE = 0.01
+#: The environment variable that turns off onnxruntime's telemetry (set to 1 unless already
+#: set). onnxruntime 1.2x and later on Linux and macOS otherwise writes a device identifier and
+#: an event database under ``~/.cache/Microsoft/DeveloperTools/.onnxruntime`` on every run, and
+#: warns ("Failed to persist telemetry device ID") where the home folder is read-only. It is read
+#: when onnxruntime is first imported, so it has no effect in a process that imported onnxruntime
+#: before stream-ser's model.
+ORT_TELEMETRY_ENV = "ORT_DISABLE_TELEMETRY"
+
+
+def _onnxruntime():
+    """Import onnxruntime with its telemetry off (:data:`ORT_TELEMETRY_ENV`)."""
+    os.environ.setdefault(ORT_TELEMETRY_ENV, "1")
+    import onnxruntime
+
+    return onnxruntime
 
 
 class ModelError(RuntimeError):
@@ -75,7 +90,7 @@ class EmotionModel:
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None, num_threads: int = 1) -> None:
-        import onnxruntime as ort
+        ort = _onnxruntime()
 
         if isinstance(num_threads, bool) or not isinstance(num_threads, int) or not 1 <= num_threads <= MAX_THREADS:
             raise ValueError(f"num_threads must be an integer from 1 to {MAX_THREADS}, got {num_threads!r}")

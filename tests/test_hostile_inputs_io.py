@@ -591,3 +591,22 @@ def test_a_closed_standard_stream_never_receives_errors_or_outputs(tmp_path, tin
         assert len(error_lines(proc.stderr)) == 2 and "Traceback" not in proc.stderr
     header, *rows = out.read_text().splitlines()
     assert header.startswith("source,channel,") and rows and all(r.startswith(f"{TESS_CLIP},") for r in rows)
+
+
+# --- the environment ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("home", ["writable", "unusable"])
+def test_onnxruntime_writes_nothing_under_home_and_does_not_warn(tmp_path, tiny_model, home) -> None:
+    import subprocess
+    import sys
+
+    folder = tmp_path / "home"
+    folder.mkdir()
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("ORT_DISABLE_TELEMETRY", "CI", "GITHUB_ACTIONS", "TF_BUILD", "JENKINS_URL")}
+    env["HOME"] = str(folder) if home == "writable" else "/dev/null"  # a file: nothing can be made under it
+    proc = subprocess.run([sys.executable, "-m", "stream_ser", "analyse", str(TESS_CLIP), "--model", str(tiny_model)],
+                          env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert list(folder.rglob("*")) == []
