@@ -4,8 +4,9 @@ Pipeline (see ``../shared/DESIGN.md``)::
 
     Source (file / microphone) -> RingBuffer -> Engine (every hop) -> sinks (CSV, JSON lines, lines, UI)
 
-The runtime needs numpy, librosa, soundfile, soxr, sounddevice and onnxruntime; it never
-imports TensorFlow (training lives in the separate ``training`` package).
+The runtime needs numpy, soundfile, soxr, sounddevice, onnxruntime and textual; it never
+imports TensorFlow (training lives in the separate ``training`` package), and librosa (the
+``librosa`` extra) only for a model whose feature recipe is not built in.
 
 The Python API (:mod:`stream_ser.api`) is re-exported here and imported on first use, so
 ``import stream_ser`` stays cheap (no numpy, librosa or onnxruntime until you call something)::

@@ -485,6 +485,17 @@ def mel_key(config: FeatureConfig) -> str:
     )
 
 
+def needs_librosa(config: FeatureConfig) -> bool:
+    """Whether computing ``config``'s features imports librosa: its mel filterbank is not in
+    :data:`MEL_TABLE`, or its window is not Hann. The shipped recipes never do."""
+    if config.window != "hann":
+        return True
+    if not MEL_TABLE.is_file():
+        return True
+    with np.load(MEL_TABLE) as table:
+        return mel_key(config) not in table.files
+
+
 def librosa_mel_basis(config: FeatureConfig) -> np.ndarray:
     """``librosa.filters.mel`` for ``config``, every parameter explicit: float32
     ``(n_mels, 1 + n_fft // 2)``. Imports librosa (about 1 s on first use)."""

@@ -83,7 +83,9 @@ class EmotionModel:
     Raises:
         ValueError: If ``num_threads`` is not an integer from 1 to :data:`MAX_THREADS`.
         ModelError: If the file is missing or not a loadable ONNX model, its metadata is missing
-            or invalid, or its input/output shapes do not match the metadata.
+            or invalid, its input/output shapes do not match the metadata, or its feature
+            recipe needs librosa (:func:`~stream_ser.features.needs_librosa`) and librosa is
+            not installed (the ``librosa`` extra).
 
     Thread safety: :meth:`predict` may be called from one thread at a time per instance
     (onnxruntime sessions are thread-safe, but the engine keeps one caller per model).
@@ -120,6 +122,22 @@ class EmotionModel:
         self.labels = self.metadata.labels
         self.feature_config = self.metadata.feature_config
         self._check_io()
+        self._check_librosa()
+
+    def _check_librosa(self) -> None:
+        """A recipe whose filterbank or window is not built in needs librosa, an optional
+        extra of the runtime: say so at load time, before any audio."""
+        import importlib.util
+
+        from .features import needs_librosa
+
+        if needs_librosa(self.feature_config) and importlib.util.find_spec("librosa") is None:
+            raise ModelError(
+                f"{self.path}: its feature recipe (mel bands {self.feature_config.fmin_hz:g}-"
+                f"{self.feature_config.fmax_hz:g} Hz, {self.feature_config.n_mels} bands, window "
+                f"{self.feature_config.window}) is not built into stream-ser and needs librosa: "
+                "pip install 'stream-ser[librosa]'"
+            )
 
     def _check_io(self) -> None:
         inputs = {i.name: i for i in self._session.get_inputs()}
