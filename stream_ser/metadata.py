@@ -113,30 +113,16 @@ class ModelMetadata:
         provenance = data.get("provenance", {})
         if not isinstance(provenance, dict):
             raise ModelMetadataError("metadata 'provenance' must be an object")
-        speaker_norm = None
-        if data.get("speaker_norm") is not None:
-            if not isinstance(data["speaker_norm"], dict):
-                raise ModelMetadataError("metadata 'speaker_norm' must be an object")
-            try:
-                speaker_norm = SpeakerNorm.from_dict(data["speaker_norm"])
-            except ValueError as exc:
-                raise ModelMetadataError(f"metadata 'speaker_norm': {exc}") from None
-            if speaker_norm.n_mels != feature_config.n_mels:
-                raise ModelMetadataError(
-                    f"metadata 'speaker_norm' has {speaker_norm.n_mels} bands, the recipe {feature_config.n_mels}"
-                )
-        output_prior = None
-        if data.get("output_prior") is not None:
-            if not isinstance(data["output_prior"], dict):
-                raise ModelMetadataError("metadata 'output_prior' must be an object")
-            try:
-                output_prior = OutputPrior.from_dict(data["output_prior"])
-            except ValueError as exc:
-                raise ModelMetadataError(f"metadata 'output_prior': {exc}") from None
-            if output_prior.n_classes != len(labels):
-                raise ModelMetadataError(
-                    f"metadata 'output_prior' has {output_prior.n_classes} classes, 'labels' {len(labels)}"
-                )
+        speaker_norm = _optional_entry(data, "speaker_norm", SpeakerNorm.from_dict)
+        if speaker_norm is not None and speaker_norm.n_mels != feature_config.n_mels:
+            raise ModelMetadataError(
+                f"metadata 'speaker_norm' has {speaker_norm.n_mels} bands, the recipe {feature_config.n_mels}"
+            )
+        output_prior = _optional_entry(data, "output_prior", OutputPrior.from_dict)
+        if output_prior is not None and output_prior.n_classes != len(labels):
+            raise ModelMetadataError(
+                f"metadata 'output_prior' has {output_prior.n_classes} classes, 'labels' {len(labels)}"
+            )
         return cls(
             labels=tuple(labels),
             feature_config=feature_config,
@@ -146,3 +132,20 @@ class ModelMetadata:
             speaker_norm=speaker_norm,
             output_prior=output_prior,
         )
+
+
+def _optional_entry(data: dict[str, Any], key: str, parse: Any) -> Any:
+    """``parse(data[key])`` for an optional object entry of the metadata; None when absent.
+
+    Raises:
+        ModelMetadataError: If the entry is not an object or ``parse`` refuses it (ValueError),
+            naming the entry.
+    """
+    if data.get(key) is None:
+        return None
+    if not isinstance(data[key], dict):
+        raise ModelMetadataError(f"metadata '{key}' must be an object")
+    try:
+        return parse(data[key])
+    except ValueError as exc:
+        raise ModelMetadataError(f"metadata '{key}': {exc}") from None
