@@ -377,7 +377,9 @@ def apply_temperature(in_path: str | Path, out_path: str | Path, temperature: fl
 
     scale_name = fresh("temperature/inverse_temperature")
     scaled_name = fresh("temperature/scaled_logits")
-    graph.initializer.append(numpy_helper.from_array(np.array(1.0 / t, dtype=np.float32), scale_name))
+    # at the rank of the (batch, classes) logits: onnxruntime's fast elementwise path, and
+    # nothing for training.graph_passes.match_scalar_ranks to rewrite
+    graph.initializer.append(numpy_helper.from_array(np.full((1, 1), 1.0 / t, dtype=np.float32), scale_name))
     mul = helper.make_node("Mul", [softmax.input[0], scale_name], [scaled_name], name=fresh("temperature/Mul"))
     softmax.input[0] = scaled_name
     graph.node.insert(at, mul)
