@@ -354,8 +354,33 @@ def cmd_info(args: argparse.Namespace) -> int:
     print("output adaptation: " + ("not available (no output prior in the model)" if prior is None else
           f"available, on by default (--adapt none turns it off): running per-class log-probability mean of each "
           f"channel's voice, prior weight {prior.prior_windows:g} windows"))
+    print(f"licence:  {printable(model_licence(model.metadata.provenance))}")
     print(f"provenance: {json.dumps(model.metadata.provenance, indent=2)}")
     return 0
+
+
+#: Licences of the corpora a model may be trained on (each corpus's own documentation).
+CORPUS_LICENCES = {
+    "ravdess": "RAVDESS, CC BY-NC-SA 4.0",
+    "tess": "TESS, CC BY-NC-ND 4.0",
+    "nemo": "nEMO, CC BY-NC-SA 4.0",
+    "crema-d": "CREMA-D, ODbL 1.0 / DbCL 1.0",
+    "savee": "SAVEE, free for research use",
+    "emodb": "EmoDB, see its distribution terms",
+}
+
+
+def model_licence(provenance: dict) -> str:
+    """What ``stream-ser info`` says about a model's terms: the licences of the corpora its
+    provenance says it was trained on (``data``), which the model inherits."""
+    data = provenance.get("data")
+    if not isinstance(data, list) or not data:
+        return "not recorded in the model (check the licences of the data it was trained on)"
+    named = [CORPUS_LICENCES.get(str(c), f"{c}: licence unknown to stream-ser") for c in data]
+    terms = "; ".join(named)
+    if any("NC" in n for n in named):
+        return f"trained on {terms}: non-commercial use only, as its training data"
+    return f"trained on {terms}: the model inherits these terms"
 
 
 def default_jobs() -> int:

@@ -185,25 +185,3 @@ def test_shipped_model_adapts_and_is_tempered(shipped_model) -> None:
     assert made["temperature"]["value"] > 1 and made["temperature"]["ece_after"] < made["temperature"]["ece_before"]
     assert Engine(shipped_model).adaptation == "output"
 
-
-def test_a_recipe_that_is_not_built_in_needs_librosa(tmp_path: Path, monkeypatch) -> None:
-    """librosa is an optional extra of the runtime: the shipped recipe never needs it, and a
-    model whose filterbank is not built in is refused at load time, with the install hint, when
-    librosa is absent."""
-    import dataclasses
-    import importlib.util
-
-    from stream_ser.features import needs_librosa
-    from stream_ser.model import ModelError
-
-    assert not needs_librosa(EmotionModel().feature_config)
-    odd = dataclasses.replace(CFG, n_mels=32)
-    assert needs_librosa(odd) and needs_librosa(dataclasses.replace(CFG, window="hamming"))
-    meta = ModelMetadata(LABELS, odd, provenance={"made_by": "tests"}).to_json()
-    path = make_tiny_onnx(tmp_path / "odd.onnx", LABELS, metadata=meta, n_mels=32)
-    EmotionModel(path)  # librosa is installed here
-    real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "librosa" else real(name, *a))
-    with pytest.raises(ModelError, match=r"needs librosa: pip install 'stream-ser\[librosa\]'"):
-        EmotionModel(path)
-    EmotionModel()  # the shipped model loads without librosa
