@@ -98,7 +98,8 @@ class EmotionModel:
             raise ValueError(f"num_threads must be an integer from 1 to {MAX_THREADS}, got {num_threads!r}")
         self.path = Path(path) if path is not None else default_model_path()
         if not self.path.is_file():
-            raise ModelError(f"{self.path}: model file not found")
+            what = "is not a regular file (a pipe, a device or a folder)" if self.path.exists() else "model file not found"
+            raise ModelError(f"{self.path}: {what}")
         options = ort.SessionOptions()
         options.intra_op_num_threads = num_threads
         options.inter_op_num_threads = 1

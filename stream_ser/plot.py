@@ -29,6 +29,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,6 +232,13 @@ def read_timeline_csv(path: str | os.PathLike[str], max_points: int | None = Non
     if max_points is not None and max_points < 1:
         raise ValueError(f"max_points must be at least 1, got {max_points}")
     p = Path(path)
+    try:
+        is_file = stat.S_ISREG(os.stat(p).st_mode)
+    except (OSError, ValueError) as exc:
+        raise TimelineError(f"{p}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+    if not is_file:  # a named pipe would block on open until a writer comes: never open one
+        raise TimelineError(f"{p}: is not a regular file (a pipe, a device or a folder); plot reads a timeline "
+                            "CSV file (save the stream to a file first)")
     try:
         f = open(p, newline="", encoding="utf-8")
     except OSError as exc:

@@ -610,3 +610,17 @@ def test_onnxruntime_writes_nothing_under_home_and_does_not_warn(tmp_path, tiny_
                           env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stderr == ""
     assert list(folder.rglob("*")) == []
+
+
+def test_plot_and_model_refuse_a_named_pipe_without_blocking(tmp_path) -> None:
+    """A FIFO with no writer as the plot's timeline or as --model: one line at once, never a hang
+    (opening a FIFO for reading would block until a writer comes)."""
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for args, what in ((["plot", str(fifo), "-o", str(tmp_path / "x.png")], "not a regular file"),
+                       (["info", "--model", str(fifo)], "not a regular file")):
+        done = subprocess.run([sys.executable, "-m", "stream_ser", *args], capture_output=True, text=True, timeout=60)
+        assert done.returncode != 0 and what in done.stderr and len(done.stderr.strip().splitlines()) == 1
