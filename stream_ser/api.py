@@ -369,6 +369,7 @@ def analyse(
     hop_s: float | None = None,
     source: str | None = None,
     jobs: int = 1,
+    adapt_output: bool = True,
 ) -> Analysis:
     """Score a whole recording: the clip-level result and the window timeline.
 
@@ -387,6 +388,9 @@ def analyse(
         source: Name for the results' ``source``; default ``str(path)`` or ``"array"``.
         jobs: Scoring threads: 1 (default) or 2, the model on a second thread while the next
             windows' features are computed (identical results; ``stream-ser analyse --jobs``).
+        adapt_output: Adapt the model's output to the recording's voice, as ``stream-ser
+            analyse`` does by default (:class:`~stream_ser.adaptation.OutputAdapter`; a model
+            without an output prior is never adapted); False is ``--adapt none``.
 
     Returns:
         An :class:`~stream_ser.types.Analysis`: ``clip`` (a
@@ -417,7 +421,7 @@ def analyse(
         resample = _resampler(int(sample_rate_hz), model_sr)
         x = _as_float_frames(audio)
         chunks = _blocks((resample(x, False), resample(np.zeros(0, dtype=np.float32), True)), model_sr)
-    engine = Engine(m, hop_s=hop_s, source=name)
+    engine = Engine(m, hop_s=hop_s, source=name, adapt_output=adapt_output)
     with one_blas_thread():
         timeline = tuple(engine.run(chunks, jobs=jobs))
     elapsed_s = engine.samples_seen / model_sr
@@ -443,6 +447,7 @@ def analyse_channels(
     hop_s: float | None = None,
     source: str | None = None,
     jobs: int = 1,
+    adapt_output: bool = True,
 ) -> tuple[Analysis, ...]:
     """Score each channel of a recording on its own (a stereo call: agent left, customer right).
 
@@ -460,6 +465,7 @@ def analyse_channels(
         hop_s: Seconds of new audio between predictions (default: the model's, 0.5 s).
         source: Name for the results' ``source``; default ``str(path)`` or ``"array"``.
         jobs: Scoring threads, 1 (default) or 2 (see :func:`analyse`; identical results).
+        adapt_output: Adapt each channel's output to its voice (see :func:`analyse`).
 
     Returns:
         One :class:`~stream_ser.types.Analysis` per channel, in channel order; their clips and
@@ -494,7 +500,8 @@ def analyse_channels(
         frames = _blocks([resample(select_channels(x, numbers), True)], model_sr)
     if channel_names is not None and len(channel_names) != len(numbers):
         raise ValueError(f"{len(channel_names)} channel name(s) for {len(numbers)} channel(s)")
-    engines = ChannelEngines(m, hop_s=hop_s, source=name, channels=numbers, channel_names=channel_names)
+    engines = ChannelEngines(m, hop_s=hop_s, source=name, channels=numbers, channel_names=channel_names,
+                             adapt_output=adapt_output)
     with one_blas_thread():
         timeline = list(engines.run(frames, jobs=jobs))
     elapsed_s = engines.samples_seen / model_sr

@@ -185,3 +185,16 @@ def test_shipped_model_adapts_and_is_tempered(shipped_model) -> None:
     assert made["temperature"]["value"] > 1 and made["temperature"]["ece_after"] < made["temperature"]["ece_before"]
     assert Engine(shipped_model).adaptation == "output"
 
+
+
+def test_api_analyse_adapts_by_default_and_on_request_not(shipped_model) -> None:
+    import stream_ser
+
+    on = stream_ser.analyse(ANGRY_CLIP, model=shipped_model)
+    off = stream_ser.analyse(ANGRY_CLIP, model=shipped_model, adapt_output=False)
+    assert {p.adaptation for p in on.timeline} == {"output"} and {p.adaptation for p in off.timeline} == {"none"}
+    x = load_audio(ANGRY_CLIP, CFG.sample_rate_hz)
+    raw = [p.probabilities for p in Engine(shipped_model, adapt_output=False).run([x]) if p.is_speech]
+    assert [p.probabilities for p in off.timeline if p.is_speech] == raw
+    (chan,) = stream_ser.analyse_channels(ANGRY_CLIP, model=shipped_model, adapt_output=False)
+    assert {p.adaptation for p in chan.timeline} == {"none"}
