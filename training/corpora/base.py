@@ -8,7 +8,7 @@ names (no audio is read). Each reader module exposes ``parse_name`` and
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -48,6 +48,24 @@ class Utterance:
     def __post_init__(self) -> None:
         if self.label is not None and self.label not in EMOTIONS:
             raise ValueError(f"{self.path}: label {self.label!r} is not one of {EMOTIONS}")
+
+
+def named_utterance(path: Path, corpus: str, speaker_id: str, source_label: str,
+                    to_schema: Mapping[str, str | None]) -> Utterance:
+    """The utterance a reader parsed from a file name.
+
+    Args:
+        path: The audio file.
+        corpus: Corpus name (the reader's ``CORPUS``).
+        speaker_id: The speaker as written in the corpus's file names (``"12"``, ``"OAF"``).
+        source_label: The corpus's own emotion name.
+        to_schema: The reader's ``TO_SCHEMA``: corpus emotion -> class (or None).
+
+    Returns:
+        ``Utterance(path, corpus, "<corpus>:<speaker_id>", to_schema[source_label], source_label)``.
+    """
+    return Utterance(path=path, corpus=corpus, speaker=f"{corpus}:{speaker_id}",
+                     label=to_schema[source_label], source_label=source_label)
 
 
 class CorpusReader(Protocol):

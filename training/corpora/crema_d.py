@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from training.corpora.base import Utterance, is_audio, scan_tree
+from training.corpora.base import Utterance, is_audio, named_utterance, scan_tree
 
 CORPUS = "crema-d"
 
@@ -82,13 +82,7 @@ def parse_name(path: Path) -> Utterance | None:
     source_label = SOURCE_LABELS.get(match["emotion"])
     if source_label is None:
         return None
-    return Utterance(
-        path=path,
-        corpus=CORPUS,
-        speaker=f"{CORPUS}:{match['actor']}",
-        label=TO_SCHEMA[source_label],
-        source_label=source_label,
-    )
+    return named_utterance(path, CORPUS, match["actor"], source_label, TO_SCHEMA)
 
 
 def scan(root: Path) -> list[Utterance]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from training.corpora.base import Utterance, is_audio, scan_tree
+from training.corpora.base import Utterance, is_audio, named_utterance, scan_tree
 
 CORPUS = "emodb"
 
@@ -78,13 +78,7 @@ def parse_name(path: Path) -> Utterance | None:
     if match["speaker"] not in SPEAKERS or match["text"] not in TEXTS:
         return None
     source_label = SOURCE_LABELS[match["emotion"]]
-    return Utterance(
-        path=path,
-        corpus=CORPUS,
-        speaker=f"{CORPUS}:{match['speaker']}",
-        label=TO_SCHEMA[source_label],
-        source_label=source_label,
-    )
+    return named_utterance(path, CORPUS, match["speaker"], source_label, TO_SCHEMA)
 
 
 def scan(root: Path) -> list[Utterance]:

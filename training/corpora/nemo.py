@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from training.corpora.base import Utterance, is_audio, scan_tree
+from training.corpora.base import Utterance, is_audio, named_utterance, scan_tree
 
 CORPUS = "nemo"
 
@@ -59,13 +59,7 @@ def parse_name(path: Path) -> Utterance | None:
     speaker, source_label = match["speaker"].upper(), match["emotion"].lower()
     if speaker not in SPEAKERS or source_label not in TO_SCHEMA:
         return None
-    return Utterance(
-        path=path,
-        corpus=CORPUS,
-        speaker=f"{CORPUS}:{speaker}",
-        label=TO_SCHEMA[source_label],
-        source_label=source_label,
-    )
+    return named_utterance(path, CORPUS, speaker, source_label, TO_SCHEMA)
 
 
 def scan(root: Path) -> list[Utterance]:

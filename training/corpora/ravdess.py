@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from training.corpora.base import Utterance, is_audio, scan_tree
+from training.corpora.base import Utterance, is_audio, named_utterance, scan_tree
 
 CORPUS = "ravdess"
 
@@ -86,13 +86,7 @@ def parse_name(path: Path) -> Utterance | None:
     if not 1 <= int(match["actor"]) <= _N_ACTORS:
         return None
     source_label = SOURCE_LABELS[match["emotion"]]
-    return Utterance(
-        path=path,
-        corpus=CORPUS,
-        speaker=f"{CORPUS}:{match['actor']}",
-        label=TO_SCHEMA[source_label],
-        source_label=source_label,
-    )
+    return named_utterance(path, CORPUS, match["actor"], source_label, TO_SCHEMA)
 
 
 def scan(root: Path) -> list[Utterance]:

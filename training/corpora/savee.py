@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from training.corpora.base import Utterance, is_audio, scan_tree
+from training.corpora.base import Utterance, is_audio, named_utterance, scan_tree
 
 CORPUS = "savee"
 
@@ -84,13 +84,7 @@ def parse_name(path: Path) -> Utterance | None:
     if match is None or speaker not in SPEAKERS:
         return None
     source_label = SOURCE_LABELS[match["emotion"].lower()]
-    return Utterance(
-        path=path,
-        corpus=CORPUS,
-        speaker=f"{CORPUS}:{speaker}",
-        label=TO_SCHEMA[source_label],
-        source_label=source_label,
-    )
+    return named_utterance(path, CORPUS, speaker, source_label, TO_SCHEMA)
 
 
 def scan(root: Path) -> list[Utterance]:

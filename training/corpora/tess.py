@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from training.corpora.base import Utterance, is_audio, scan_tree
+from training.corpora.base import Utterance, is_audio, named_utterance, scan_tree
 
 CORPUS = "tess"
 
@@ -66,13 +66,7 @@ def parse_name(path: Path) -> Utterance | None:
     source_label = match["emotion"].lower()
     if speaker is None or source_label not in TO_SCHEMA:
         return None
-    return Utterance(
-        path=path,
-        corpus=CORPUS,
-        speaker=f"{CORPUS}:{speaker}",
-        label=TO_SCHEMA[source_label],
-        source_label=source_label,
-    )
+    return named_utterance(path, CORPUS, speaker, source_label, TO_SCHEMA)
 
 
 def scan(root: Path) -> list[Utterance]:
