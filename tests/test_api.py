@@ -1,5 +1,6 @@
 """The Python API (``stream_ser.api``, re-exported by ``stream_ser``) on real clips, and the
-README's Python examples, which are executed here as written."""
+Python examples of ``docs/api.md``, which are executed here as written (the README's own
+example is checked, output and all, by ``tests/test_readme.py``)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from stream_ser.engine import window_ends
 from stream_ser.sinks import csv_row
 from stream_ser.sources import RESAMPLER_QUALITY, audio_info, load_audio
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+API_DOC = Path(__file__).resolve().parents[1] / "docs" / "api.md"
 
 
 @pytest.fixture(scope="module")
@@ -207,37 +208,37 @@ def test_microphone_errors_are_audio_source_errors(model) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# The README's Python examples, executed as written (with the fixture clip as clip.flac)
+# The Python examples of docs/api.md, executed as written (with the fixture clip as clip.flac)
 
 MIC_MARK = "# needs a microphone"
 
 
-def readme_python_blocks() -> list[str]:
-    text = README.read_text(encoding="utf-8")
+def doc_python_blocks() -> list[str]:
+    text = API_DOC.read_text(encoding="utf-8")
     return re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)
 
 
-def test_readme_has_python_examples() -> None:
-    blocks = readme_python_blocks()
+def test_api_doc_has_python_examples() -> None:
+    blocks = doc_python_blocks()
     assert len(blocks) >= 4
     assert any("stream_ser.analyse" in b for b in blocks) and any("stream_ser.stream(" in b for b in blocks)
 
 
-def test_readme_python_examples_run(tmp_path, monkeypatch, capsys) -> None:
+def test_api_doc_python_examples_run(tmp_path, monkeypatch, capsys) -> None:
     pytest.importorskip("matplotlib")
     monkeypatch.chdir(tmp_path)
     os.symlink(ANGRY_CLIP, tmp_path / "clip.flac")
-    namespace: dict[str, object] = {"__name__": "__readme__"}
+    namespace: dict[str, object] = {"__name__": "__api_doc__"}
     ran = 0
-    for i, block in enumerate(readme_python_blocks()):
-        code = compile(block, f"README.md python block {i + 1}", "exec")
+    for i, block in enumerate(doc_python_blocks()):
+        code = compile(block, f"docs/api.md python block {i + 1}", "exec")
         if block.lstrip().startswith(MIC_MARK):
             continue  # compiled (syntax checked) but not run: no microphone here
         exec(code, namespace)
         ran += 1
     assert ran >= 3
     out = capsys.readouterr().out
-    assert out.strip(), "the README examples print their results"
+    assert out.strip(), "the examples print their results"
 
 
 def test_lazy_names_match_the_api_module() -> None:
