@@ -596,6 +596,8 @@ ROBUSTNESS_CONDITIONS: tuple[tuple[str, str, float | None], ...] = (
     *((f"white-{int(s)}dB", "white", s) for s in (20.0, 10.0, 0.0)),
     *((f"babble-{int(s)}dB", "babble", s) for s in (20.0, 10.0, 0.0)),
     ("telephone-8k", "telephone", None),
+    # a shoebox room (pyroomacoustics via audiomentations), reverberation time in s in the name
+    *((f"reverb-{t}s", "reverb", float(t)) for t in ("0.3", "0.6")),
     # the live path from a 48 kHz device: soxr's streaming resampler at the quality listen uses
     *((f"device48k-{q}", f"device48k-{q}", None) for q in ("HQ", "LQ")),
 )
@@ -613,6 +615,10 @@ def corrupt(x: np.ndarray, kind: str, snr_db: float | None, others: list[np.ndar
         return add_noise_snr(x, babble(others, x.size, seed), snr_db)
     if kind == "telephone":
         return telephone(x, sr)
+    if kind == "reverb":  # the third field of the condition is the RT60 (s), not an SNR
+        from .room import reverberate
+
+        return reverberate(x, seed, sr, rt60_s=snr_db)
     if kind.startswith("device48k-"):  # as if captured at 48 kHz: up with soxr VHQ, down at the named quality
         import soxr
 

@@ -29,10 +29,16 @@ from stream_ser.features import FeatureConfig
 from .architectures import ARCHITECTURES, count_params
 from .corpora import discover
 from .labels import EMOTIONS
+from .room import ROOM_AUGMENT_VERSION, build_room_features
 from .split import load_split
+from .transfer import mn04_ft
 from .windows import FeatureSet, build_features
 
 log = logging.getLogger("training.train")
+
+#: Every architecture ``--arch`` accepts: the registry's log-mel models and the fine-tuned
+#: pretrained encoder (:mod:`training.transfer`).
+BUILDERS = {**ARCHITECTURES, "mn04_ft": mn04_ft}
 
 
 def feature_config(args: argparse.Namespace):
@@ -276,11 +282,16 @@ def train(args: argparse.Namespace) -> Path:
     y_train = window_labels(train_fs)
     x_val = val_fs.log_mels.astype(np.float32)[..., None]
     y_val = window_labels(val_fs)
+    room_copies = getattr(args, "room_copies", 0)  # namespaces built by older callers have none
+    for copy in range(room_copies):  # training speakers only: they are also the babble source
+        room = build_room_features(parts["train"], config, copy, Path(args.cache))
+        x_train = np.concatenate([x_train, room.log_mels.astype(np.float32)[..., None]])
+        y_train = np.concatenate([y_train, window_labels(room)])
     log.info("windows: train %d, validation %d", len(y_train), len(y_val))
     weights = balanced_class_weights(y_train, len(EMOTIONS))
     log.info("class weights: %s", {EMOTIONS[c]: round(w, 2) for c, w in weights.items()})
 
-    model = ARCHITECTURES[args.arch](
+    model = BUILDERS[args.arch](
         config.input_shape, len(EMOTIONS), norm_mean=float(x_train.mean()), norm_var=float(x_train.var())
     )
     model.compile(
@@ -330,6 +341,8 @@ def train(args: argparse.Namespace) -> Path:
         "best_epoch": best_epoch,
         "schedule": schedule,
         **({"vtlp": vtlp} if vtlp else {}),
+        **({"room_copies": room_copies, "room_augment": "training.room v%d" % ROOM_AUGMENT_VERSION}
+           if room_copies else {}),
         "train_wall_s": round(wall_s, 1),
         "seed": args.seed,
         "tensorflow": tf.__version__,
@@ -357,7 +370,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", required=True, help="folder with ravdess/ and tess/ (e.g. ../shared/data)")
     parser.add_argument("--out", default="models/", help="output folder (or .onnx path) for the exported model")
     parser.add_argument("--name", default="stream-ser", help="model file stem (default: stream-ser)")
-    parser.add_argument("--arch", default="cnn_gap_small", choices=sorted(ARCHITECTURES),
+    parser.add_argument("--arch", default="cnn_gap_small", choices=sorted(BUILDERS),
                         help="architecture (default: the shipped one; see training/architectures.py)")
     parser.add_argument("--corpora", nargs="*", default=["ravdess", "tess"], help="corpora to train on")
     parser.add_argument("--split", default=None, help="split JSON (default: training/splits/si_v1.json)")
@@ -374,6 +387,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="vocal tract length perturbation of the training log-mels: each window's frequency axis "
                         "scaled by a factor drawn from [1-W, 1+W] (Jaitly & Hinton 2013; 0.1 is the usual range; "
                         "default 0 = off)")
+    parser.add_argument("--room-copies", type=int, default=0, metavar="N",
+                        help="add N copies of the training clips heard through a random room, other talkers, "
+                        "white noise and a telephone band (training/room.py; audiomentations + pyroomacoustics; "
+                        "cached; default 0 = off)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)

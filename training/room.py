@@ -1,0 +1,193 @@
+"""Room and line augmentation: training copies that sound like a desk, an office or a phone call.
+
+Position in the pipeline: between the corpus audio and the feature recipe, like
+:mod:`training.augment`, but with a different aim. The acted corpora are recorded close to the
+mouth in quiet booths; a user's microphone hears a room, a fan, other people and, on a call, a
+telephone line. Each training clip gets one random chain of those conditions, built from
+`audiomentations <https://github.com/iver56/audiomentations>`_ (MIT) and
+`pyroomacoustics <https://github.com/LCAV/pyroomacoustics>`_ (MIT; image source method with ray
+tracing for the late tail), and is then cut into the runtime's windows by the same feature recipe
+as the clean clips (:func:`training.windows.clip_features`).
+
+The chain (each step drawn independently per clip):
+
+==========================  ====  ===============================================================
+step                        p     parameters
+==========================  ====  ===============================================================
+room impulse response       0.5   ``RoomSimulator``: shoebox 3.6-5.6 x 3.6-3.9 x 2.4-3.0 m, target
+                                  RT60 0.2-0.8 s, image sources to order 3 plus ray tracing
+other talkers (babble)      0.3   ``AddBackgroundNoise`` with clips of *other training speakers*,
+                                  5-20 dB SNR (never a validation or test voice)
+white noise                 0.5   ``AddGaussianSNR``, 0-30 dB SNR
+telephone band              0.25  high-pass 250-400 Hz then low-pass 3000-3600 Hz (ITU-T G.712's
+                                  300-3400 Hz passband, with a spread)
+==========================  ====  ===============================================================
+
+The pitch shift and time stretch of :mod:`training.augment` are deliberately left out: they
+changed the voice rather than the room, and hurt a held-out speaker (model card,
+"Waveform augmentation, measured and not used").
+
+Each clip's chain is drawn from a seed derived from its file name and the copy number, so a copy
+is reproducible and independent of the clip list; copies are cached in ``.cache/`` like the clean
+windows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: Version of the chain below; part of the cache key (raise it when the chain changes).
+ROOM_AUGMENT_VERSION = 1
+#: SNR ranges (dB) of white noise and of other talkers.
+WHITE_SNR_DB = (0.0, 30.0)
+BABBLE_SNR_DB = (5.0, 20.0)
+#: Target reverberation time range (s).
+RT60_S = (0.2, 0.8)
+
+
+def room_and_line_chain(background: list[str]):
+    """The random augmentation chain (an ``audiomentations.Compose``).
+
+    Args:
+        background: Paths of clips to mix in as other talkers (other training speakers' clips).
+
+    Returns:
+        A callable ``chain(samples=float32 (n,), sample_rate=int) -> float32 (n,)``.
+    """
+    import audiomentations as A
+
+    steps = [
+        A.RoomSimulator(p=0.5, calculation_mode="rt60", min_target_rt60=RT60_S[0], max_target_rt60=RT60_S[1],
+                        use_ray_tracing=True, max_order=3, leave_length_unchanged=True),
+    ]
+    if background:
+        steps.append(A.AddBackgroundNoise(sounds_path=background, min_snr_db=BABBLE_SNR_DB[0],
+                                          max_snr_db=BABBLE_SNR_DB[1], p=0.3))
+    steps += [
+        A.AddGaussianSNR(min_snr_db=WHITE_SNR_DB[0], max_snr_db=WHITE_SNR_DB[1], p=0.5),
+        A.Compose([A.HighPassFilter(min_cutoff_freq=250.0, max_cutoff_freq=400.0, p=1.0),
+                   A.LowPassFilter(min_cutoff_freq=3000.0, max_cutoff_freq=3600.0, p=1.0)], p=0.25),
+    ]
+    return A.Compose(steps)
+
+
+_CHAIN = {}
+
+
+def _one(job):
+    path, background, config, seed = job
+    from stream_ser.sources import load_audio
+
+    from .windows import clip_features
+
+    key = tuple(background)
+    if key not in _CHAIN:  # one chain per worker process (it caches loaded background clips)
+        _CHAIN.clear()
+        _CHAIN[key] = room_and_line_chain(list(background))
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    x = load_audio(path, config.sample_rate_hz)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        y = _CHAIN[key](samples=x, sample_rate=config.sample_rate_hz)
+    y = np.clip(np.nan_to_num(np.asarray(y, dtype=np.float32)), -1.0, 1.0)
+    mels, end_s, n = clip_features(y, config)
+    arr = np.stack(mels).astype(np.float16) if mels else np.zeros((0, *config.input_shape), np.float16)
+    return arr, end_s, n
+
+
+def build_room_features(utts, config, copy: int, cache_dir: Path | None = Path(".cache"),
+                        workers: int | None = None, babble_clips_per_speaker: int = 30):
+    """One room-and-line augmented copy of every clip, cut into the runtime's windows (cached).
+
+    Args:
+        utts: Training clips (training speakers only: they are also the babble source).
+        config: Feature recipe (:class:`stream_ser.features.FeatureConfig`).
+        copy: Copy number (0, 1, ...); each copy draws new conditions.
+        cache_dir: Cache folder; None disables caching.
+        workers: Processes (default: all cores).
+        babble_clips_per_speaker: Clips of each training speaker that may be mixed into another
+            speaker's clip (the first ones in file-name order).
+
+    Returns:
+        A :class:`training.windows.FeatureSet` over ``utts`` (float16 log-mels).
+    """
+    from .windows import FeatureSet
+
+    h = hashlib.sha1(f"room-v{ROOM_AUGMENT_VERSION}/{copy}/{babble_clips_per_speaker}/".encode()
+                     + json.dumps(config.to_dict(), sort_keys=True).encode())
+    for u in utts:
+        h.update(f"{u.corpus}/{u.path.name}/{u.path.stat().st_size}".encode())
+    path = cache_dir / f"room-{h.hexdigest()[:16]}.npz" if cache_dir is not None else None
+    if path is not None and path.is_file():
+        d = np.load(path)
+        return FeatureSet(tuple(utts), d["log_mels"], d["clip_index"], d["end_s"], d["windows_per_clip"])
+    by_speaker: dict[str, list[str]] = {}
+    for u in sorted(utts, key=lambda u: u.path.name):
+        by_speaker.setdefault(u.speaker, []).append(str(u.path))
+    pool_paths = {s: p[:babble_clips_per_speaker] for s, p in by_speaker.items()}
+
+    def others(speaker: str) -> tuple[str, ...]:
+        return tuple(p for s, ps in sorted(pool_paths.items()) if s != speaker for p in ps)
+
+    seeds = [int.from_bytes(hashlib.sha1(f"room/{u.path.name}/{copy}".encode()).digest()[:4], "little") for u in utts]
+    jobs = [(str(u.path), others(u.speaker), config, s) for u, s in zip(utts, seeds)]
+    # group by speaker so each worker keeps one chain (and its loaded background) for a while
+    order = sorted(range(len(jobs)), key=lambda i: utts[i].speaker)
+    t0 = time.monotonic()
+    results: list = [None] * len(jobs)
+    with ProcessPoolExecutor(workers or os.cpu_count() or 1) as pool:
+        for k, res in enumerate(pool.map(_one, [jobs[i] for i in order], chunksize=16)):
+            results[order[k]] = res
+            if (k + 1) % 250 == 0:
+                log.info("room copy %d: %d/%d clips (%.0f s)", copy, k + 1, len(jobs), time.monotonic() - t0)
+    mels, idx, ends, counts = [], [], [], []
+    for i, (arr, end_s, n) in enumerate(results):
+        mels.append(arr)
+        idx.extend([i] * arr.shape[0])
+        ends.extend(end_s)
+        counts.append(n)
+    fs = FeatureSet(tuple(utts), np.concatenate(mels), np.asarray(idx, np.int32), np.asarray(ends, np.float32),
+                    np.asarray(counts, np.int32))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, log_mels=fs.log_mels, clip_index=fs.clip_index, end_s=fs.end_s,
+                 windows_per_clip=fs.windows_per_clip)
+        log.info("room copy %d: cached %d windows in %s (%.0f s)", copy, len(fs.log_mels), path, time.monotonic() - t0)
+    return fs
+
+
+def reverberate(x: np.ndarray, seed: int, sample_rate_hz: int = 16000, rt60_s: float = 0.6) -> np.ndarray:
+    """A test-time corruption: ``x`` played in a shoebox room with a given reverberation time.
+
+    Args:
+        x: float32 ``(n,)`` at ``sample_rate_hz``.
+        seed: Room geometry, source and microphone placement.
+        sample_rate_hz: Sample rate.
+        rt60_s: Target RT60 (s).
+
+    Returns:
+        float32 ``(n,)``, the same length.
+    """
+    import audiomentations as A
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    rs = A.RoomSimulator(p=1.0, calculation_mode="rt60", min_target_rt60=rt60_s, max_target_rt60=rt60_s,
+                         use_ray_tracing=True, max_order=3, leave_length_unchanged=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        y = rs(samples=np.asarray(x, dtype=np.float32), sample_rate=sample_rate_hz)
+    return np.clip(np.nan_to_num(np.asarray(y, dtype=np.float32)), -1.0, 1.0)
