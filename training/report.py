@@ -24,9 +24,10 @@ from .architectures import REGISTRY
 from .evaluate import Scores, scores_from_dict
 from .folds import FIXED_FOLD, PROTOCOLS
 
-#: Figures quoted in issue #3 for eGeMAPS + SVM (RAVDESS 8-class and TESS LOSO UAR).
+#: Figures the published reports the project builds on give for eGeMAPS + SVM (RAVDESS 8-class and
+#: TESS LOSO UAR).
 ISSUE_QUOTED = {("ravdess8", "ravdess"): (0.470, 0.589), ("tess7", "tess"): (0.149, 0.492)}
-#: Real-time budget of issue #3 (features + inference, one thread), ms per window.
+#: Real-time budget of the architecture comparison (features + inference, one thread), ms per window.
 BUDGET_MS = 5.0
 
 
@@ -105,7 +106,7 @@ def _baseline_section(eg: dict | None) -> list[str]:
         "standardised with running statistics of its speaker's clips up to and including it (random order, "
         "prior of 10 clips at the training statistics), which a live tool can do.",
         "",
-        "| protocol | test corpus | folds | UAR global | UAR speaker | UAR speaker_causal | issue #3 quotes (global / speaker) |",
+        "| protocol | test corpus | folds | UAR global | UAR speaker | UAR speaker_causal | published (global / speaker) |",
         "| --- | --- | ---: | ---: | ---: | ---: | --- |",
     ]
     for pname, modes in eg["protocols"].items():
@@ -147,7 +148,7 @@ def _cost_section(cost: dict | None, runs: list[dict]) -> list[str]:
             "the cost), measured on this 2-core machine. Feature recipe (gate, normalise, trim, log-mel) per 3 s "
             f"window: **{feat.get('log_mel_median_ms', float('nan')):.2f} ms** median; extra frame features "
             f"(ZCR, RMS, chroma) for the non-log-mel inputs: +{feat.get('extras_median_ms', float('nan')):.2f} ms. "
-            f"Budget (issue #3): features + inference <= {BUDGET_MS:.0f} ms per window.",
+            f"Budget of the architecture comparison: features + inference <= {BUDGET_MS:.0f} ms per window.",
             "",
         ]
     else:
@@ -173,10 +174,10 @@ def _cost_section(cost: dict | None, runs: list[dict]) -> list[str]:
             f"| {spec.issue_item} | {spec.title} | `{name}` | {spec.input_kind} | {'yes' if spec.runtime_ready else 'no'} | "
             f"{params if params is not None else '-'} | {_f(c.get('mflops'), 1)} | {_f(ms, 2)} | {_f(total, 2)} | {ok} | {st} |"
         )
-    lines += ["", "Sources (see the docstrings in `training/architectures.py`): items 1-8 follow issue #3's description "
+    lines += ["", "Sources (see the docstrings in `training/architectures.py`): items 1-8 follow the project's description "
               "of the published reports it builds on (the reports are not named in this repository); the rows `#0` "
               "are the project's own: `cnn_gap_small` is the shipped model (since 2026-11-22, chosen in section 3c; "
-              "shipped quantised to int8 since the eleventh session of 2026-11-28, `models/README.md`), "
+              "shipped quantised to int8 since 2026-11-28, `models/README.md`), "
               "`crnn_small` and `crnn_attention` the previous ones. Inputs: `log_mel` = the runtime's 40 x 149 window (MFCC models "
               "compute MFCCs in the graph as the DCT of it, so they run in the unchanged runtime); `frames` / "
               "`time_avg` need ZCR, RMS or chroma from the same preprocessed window (`training/inputs.py`), which "
@@ -282,7 +283,7 @@ def _runs_section(runs: list[dict], eg: dict | None = None, results: Path | None
         "Train RAVDESS actors 1-16 + TESS OAF, validation (early stopping) actors 17-20, test actors 21-24 + "
         "TESS YAF: the committed split `si_v1`. 7 classes. One seed each. Clip = argmax of the mean window "
         "probabilities over the clip's speech windows (as `stream-ser analyse`). Wall time = training + "
-        "prediction on this 2-core machine; other sessions' jobs (test suites, evaluations) shared the cores "
+        "prediction on this 2-core machine; other jobs (test suites, evaluations) shared the cores "
         "during some runs, so CPU seconds (all threads of the run) are given where recorded. Feature recipe "
         "version: see `feature_version` in each run's JSON (recipe v2 for runs of 2026-11-21).",
         "",
@@ -456,7 +457,7 @@ def write_report(out: Path, results: Path, command: str) -> str:
     pending = [f"`{n}`" for n, s in REGISTRY.items() if n not in trained and s.kind != "unavailable"]
     lines += ["## 5. Not run yet", "",
               ("Not trained on any fold yet: " + ", ".join(pending) + ".") if pending else "Every architecture has at least one run.",
-              "", "Still open for issue #3 (the harness has the code; the runs did not fit yet):", "",
+              "", "Still open (the harness has the code; the runs did not fit yet):", "",
               "- the full 6-fold protocol (`train --protocol ravdess8|ravdess7|pooled7` without `--folds`, "
               "`--protocol tess7` for TESS) for the larger CNN architectures, above all `cnn_att_nolstm`, the best "
               "one-fold result (one fold of the item-4 family takes 40-50 minutes on one core). Done so far: "
