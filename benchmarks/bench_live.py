@@ -1,6 +1,6 @@
 """Live listening cost: CPU, end-to-end latency, dropped audio and peak RSS of ``listen``.
 
-Targets (performance issue): ``listen`` uses <= 2 % of one core, end-to-end latency p99 <= 50 ms,
+Targets (benchmarks/README.md): ``listen`` uses <= 2 % of one core, end-to-end latency p99 <= 50 ms,
 zero dropped blocks over 5 minutes, peak RSS <= 200 MB. This script prints the figures; it
 asserts nothing.
 

@@ -7,8 +7,8 @@ Replays the fixture clips and 2 minutes of the benchmark recording (``.cache/ben
 ``bench_analyse.py``; skipped if absent) hop by hop through :class:`SlidingFeatures` and through
 ``stream_ser.features.window_features`` on the same windows, checks that both give the same
 speech decisions and log-mels (to 1e-3 dB + the float32 sample rounding of the per-window recipe
-in bins far below the window's peak), and prints the time per hop of each. It was built for
-issue #6 and measured no faster (``benchmarks/README.md``), so the engine keeps the per-window
+in bins far below the window's peak), and prints the time per hop of each. It was built to cut
+the per-hop cost and measured no faster (``benchmarks/README.md``), so the engine keeps the per-window
 recipe; it stays here so the figure can be rerun.
 
 How it works

@@ -1,6 +1,6 @@
 """Startup time of ``stream-ser listen``: launch -> ready, and launch -> first prediction.
 
-Target (performance issue): ready <= 1.5 s after launch, where "ready" means the input stream is
+Target (benchmarks/README.md): ready <= 1.5 s after launch, where "ready" means the input stream is
 open and the model loaded. This script prints the figures; it asserts nothing.
 
     taskset -c 0 python benchmarks/bench_startup.py [--runs 10] [--data ../shared/data]

@@ -1,6 +1,6 @@
 """stream-ser: real-time speech emotion recognition.
 
-Pipeline (see ``../shared/DESIGN.md``)::
+Pipeline (see ``docs/architecture.md``)::
 
     Source (file / microphone) -> RingBuffer -> Engine (every hop) -> sinks (CSV, JSON lines, lines, UI)
 

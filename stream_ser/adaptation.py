@@ -1,6 +1,6 @@
 """Causal speaker normalisation of log-mel windows: running per-band statistics of one voice.
 
-Speaker differences dominate speaker-independent SER (issue #3): the same emotion sits at a
+Speaker differences dominate speaker-independent SER: the same emotion sits at a
 different spectral level and spread for every voice. A model trained with per-speaker, per-band
 standardised log-mels (the log-mel analogue of cepstral mean and variance normalisation; Viikki
 & Laurila 1998, Speech Communication 25: 133-147) needs, at run time, statistics of the voice it

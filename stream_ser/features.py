@@ -25,7 +25,7 @@ The recipe for one mono float32 window at 16 kHz (3.0 s = 48 000 samples by defa
 
 **librosa is the reference, numpy runs it.** Importing ``librosa.filters`` alone costs about 1 s
 and 140 MB of memory (it pulls in scipy, numba and joblib), more than everything else the live
-tool loads together (issue #6). The runtime therefore computes the recipe with numpy: framing
+tool loads together (``benchmarks/README.md``). The runtime therefore computes the recipe with numpy: framing
 with ``sliding_window_view``, ``numpy.fft.rfft`` over Hann-windowed frames, a mean of squares for
 frame RMS, and the mel filterbank *built by* ``librosa.filters.mel``, read from a table shipped
 with the package (``mel_basis.npz``, written by ``python -m training.mel_table``). A config the
@@ -323,7 +323,7 @@ def _frame_mean_square(x: np.ndarray, length: int, hop: int) -> np.ndarray:
     ``numpy.vecdot`` (numpy >= 2.0) runs the ~300 dot products of a 3 s window in 8 us against
     19 us for ``einsum("ij,ij->i")``; it sums in another order, so values can differ in the last
     bits, but over every window of RAVDESS, TESS and the benchmark recording (25,579 windows) no
-    gate decision or trim bound changed and every log-mel stayed bit-identical (issue #6)."""
+    gate decision or trim bound changed and every log-mel stayed bit-identical."""
     v = _frames(x, length, hop)
     return np.vecdot(v, v) / np.float32(length)
 
@@ -539,7 +539,7 @@ def mel_projection(config: FeatureConfig) -> np.ndarray:
 
     With ``fmax_hz`` = 4000 Hz at 16 kHz and ``n_fft`` = 512 that keeps 128 of 257 bins, so
     :func:`log_mel` squares and projects half the spectrum (the output is bit-identical: the
-    dropped terms are exact zeros; issue #6).
+    dropped terms are exact zeros).
 
     Returns:
         Read-only, C-contiguous float32 array ``(n_mels, n_used)``, ``1 <= n_used <= 1 + n_fft // 2``.
@@ -607,7 +607,7 @@ def _log_mel_checked(x: np.ndarray, config: FeatureConfig, kept: int | None = No
     padding, from :func:`_preprocess_kept`). Frames that start at or after it hold only zeros,
     whose power spectrum is exactly 0, so they skip the windowing, the FFT and the squaring and
     get zero power directly: bit for bit the same log-mel, for a quarter to a half fewer FFTs in
-    a window with a pause (issue #6). The mel projection still runs over every frame, so BLAS
+    a window with a pause. The mel projection still runs over every frame, so BLAS
     sums each value in the same order as before.
     """
     if config.center:
@@ -660,7 +660,7 @@ def one_blas_thread():
     4 kHz ones (tens of us): too small to gain from a second thread.
     OpenBLAS uses one thread per core by default, and on this project's 2-core machine with the
     other core busy, `stream-ser analyse` of a 10-minute recording took 4.8 s instead of 2.4 s
-    because every product waited for the busy core (issue #6; ``OPENBLAS_NUM_THREADS=1`` gives
+    because every product waited for the busy core (``OPENBLAS_NUM_THREADS=1`` gives
     the same effect). Uses threadpoolctl's ``threadpool_limits`` (the library scikit-learn uses
     for this), which sets the limit process-wide while active and restores it after; enter it
     after numpy is imported (any stream_ser module imports it). Costs about 2 ms.

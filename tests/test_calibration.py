@@ -1,4 +1,4 @@
-"""`listen --calibrate`: a calibration phase that learns the voice before predicting (issue #3).
+"""`listen --calibrate`: a calibration phase that learns the voice before predicting.
 
 Calibration only withholds the first predictions of a speaker-normalised model; the voice
 statistics, and so every later prediction, are exactly those of an uncalibrated run.

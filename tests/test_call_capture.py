@@ -1,4 +1,4 @@
-"""Two virtual input devices captured at once through real PortAudio streams (issue 5).
+"""Two virtual input devices captured at once through real PortAudio streams (docs/calls.md).
 
 A PulseAudio daemon of its own (``tests/virtual_mic.sh`` with a separate state directory) gets
 two null sinks, ``stream_ser_agent`` (44.1 kHz mono) and ``stream_ser_customer`` (48 kHz stereo);

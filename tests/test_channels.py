@@ -1,4 +1,4 @@
-"""Monitoring a call (issue 5): channels scored on their own, several devices on one clock, any
+"""Monitoring a call (docs/calls.md): channels scored on their own, several devices on one clock, any
 native format, the call summary, device matching, and the terminal UI with several channels.
 
 Model-independent checks: a channel of a stereo file must be scored exactly as the same audio

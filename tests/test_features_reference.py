@@ -1,4 +1,4 @@
-"""The runtime's numpy feature recipe against librosa, the reference it replaces (issue #6).
+"""The runtime's numpy feature recipe against librosa, the reference it replaces.
 
 ``stream_ser.features`` computes frame RMS, the silence trim, the STFT and the dB scale with
 numpy so that the live tool need not import librosa (about 1 s and 140 MB). These tests state
@@ -161,7 +161,7 @@ def test_fuzz_matches_librosa(x: np.ndarray, gain: float, dc: float) -> None:
 
 def test_runtime_never_imports_librosa() -> None:
     """Scoring a file with the shipped model loads neither librosa nor scipy (start-up time and
-    memory of the live tool, issue #6)."""
+    memory of the live tool)."""
     import subprocess
     import sys
 

@@ -1,4 +1,4 @@
-"""Int8 quantisation (training.quantize, issue #6), on a tiny model and on the shipped network."""
+"""Int8 quantisation (training.quantize), on a tiny model and on the shipped network."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The experiment harness of issue #3: folds, metrics, baseline standardisation, registry, costs.
+"""The experiment harness (training.experiments): folds, metrics, baseline standardisation, registry, costs.
 
 Fast: synthetic data and hand-computed examples; TensorFlow-dependent tests skip when the
 training extra is missing (and fail when STREAM_SER_REQUIRE_TRAIN is set, as in CI)."""

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Virtual microphone for tests and CI: no sound card, works as root without systemd or dbus.
 #
-# Derived from the workplace recipe shared/tools/virtual-mic.sh (see DESIGN.md, "A virtual
-# microphone"), made idempotent and stoppable.
+# A PulseAudio null sink whose monitor is the default source (recipe below), made idempotent
+# and stoppable, so the capture tests run without audio hardware.
 #
 #   PortAudio (ALSA host API) -> ALSA "default"/"pulse" PCM (libasound2-plugins)
 #     -> PulseAudio null sink "virt"; its monitor "virt.monitor" is the default source,

@@ -1,4 +1,4 @@
-"""Speaker normalisation of log-mel windows (issue #3, "Speaker adaptation"), for experiments.
+"""Speaker normalisation of log-mel windows (speaker adaptation), for experiments.
 
 Position in the pipeline: between the cached windows (:mod:`training.windows`) and the model
 input in :mod:`training.experiments` (``train --speaker-norm``). The runtime's counterpart is

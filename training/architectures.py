@@ -19,8 +19,9 @@ energy); :mod:`training.inputs` derives them from the same preprocessed window
 them, but it does not yet (that needs a new input kind in the recipe): those entries have
 ``runtime_ready=False``.
 
-Sources. Issue #3 describes the systems of the published SER reports the project builds on;
-the reports themselves are not named in this repository, so each entry cites the issue's
+Sources. The project started from a written description of the systems of the published SER
+reports it builds on, numbered items 1-8 (``ArchSpec.issue_item``; 0 is the project's own); the
+reports themselves are not named in this repository, so each entry cites that
 description and the original paper of the technique where one exists. Where the description
 leaves a size open (kernel size, dense width) the choice is stated in the builder's docstring.
 Parameter counts differ from the reports' because our input is 40 x 149, not theirs.
@@ -36,7 +37,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-#: L2 weight decay of the CNN-BLSTM-attention report (issue #3, item 4).
+#: L2 weight decay of the CNN-BLSTM-attention report (item 4).
 L2_BLSTM_ATT = 0.01
 
 
@@ -212,7 +213,7 @@ def crnn_attention(
     validation speakers; see ``models/README.md``).
 
     The time axis has a fixed length (no masking): tf2onnx has had BiLSTM bugs on
-    dynamic-mask paths (tensorflow-onnx #2211, #2221).
+    dynamic-mask paths (GitHub issues onnx/tensorflow-onnx#2211 and #2221).
 
     Args:
         input_shape: ``(n_mels, n_frames)``.
@@ -252,10 +253,10 @@ def crnn_attention(
 
 
 def cnn_baseline(input_shape, n_classes, *, dense_units: int = 128, stats=None, norm_mean=None, norm_var=None):
-    """CNN baseline (issue #3 item 1): 3 x [Conv2D -> BatchNorm -> MaxPool2D -> Dropout] with
+    """CNN baseline (item 1): 3 x [Conv2D -> BatchNorm -> MaxPool2D -> Dropout] with
     32/64/128 filters, Flatten, Dense, Dropout, softmax.
 
-    Source: the CNN baseline of the report described in issue #3 (~1.9 M parameters there).
+    Source: the CNN baseline of the published report described for this item (~1.9 M parameters there).
     Choices where the description is silent: 3x3 kernels, ReLU, dropout 0.25 after blocks and
     0.5 before the classifier, ``dense_units=128`` (1.57 M parameters on 40 x 149 input).
     """
@@ -273,10 +274,10 @@ def cnn_baseline(input_shape, n_classes, *, dense_units: int = 128, stats=None, 
 
 
 def cnn_lstm(input_shape, n_classes, *, units: int = 128, stats=None, norm_mean=None, norm_var=None):
-    """CNN-LSTM (issue #3 item 2): the baseline's 3 conv blocks, reshape to a time sequence,
+    """CNN-LSTM (item 2): the baseline's 3 conv blocks, reshape to a time sequence,
     Bidirectional LSTM, LSTM, two Dense layers.
 
-    Source: the report described in issue #3 (~1.2 M parameters there); LSTM stack after
+    Source: the published report described for this item (~1.2 M parameters there); LSTM stack after
     Zhao, Mao & Chen 2019 (Biomed. Signal Process. Control 47: 312-323). ``units=128`` for both
     LSTMs and Dense(64) give 1.09 M parameters on 40 x 149 input.
     """
@@ -296,10 +297,10 @@ def cnn_lstm(input_shape, n_classes, *, units: int = 128, stats=None, norm_mean=
 
 
 def cnn_bigru(input_shape, n_classes, *, units: int = 96, stats=None, norm_mean=None, norm_var=None):
-    """CNN-BiGRU (issue #3 item 3): the baseline's 3 conv blocks, Bidirectional GRU, two Dense
+    """CNN-BiGRU (item 3): the baseline's 3 conv blocks, Bidirectional GRU, two Dense
     layers, Dropout; that report's final choice for its balance of speed and accuracy.
 
-    Source: the report described in issue #3 (~0.58 M parameters there); GRU: Cho et al. 2014.
+    Source: the published report described for this item (~0.58 M parameters there); GRU: Cho et al. 2014.
     ``units=96`` per direction and Dense(64) give 0.53 M parameters on 40 x 149 input, the
     closest round size to the report's count.
     """
@@ -332,7 +333,7 @@ def cnn_blstm_att(
     name: str = "cnn_blstm_att",
     relu_before_bn: bool = True,
 ):
-    """CNN-BLSTM with attention (issue #3 item 4) and its ablations.
+    """CNN-BLSTM with attention (item 4) and its ablations.
 
     4 x [Conv2D 3x3 (32/64/128/256 filters), ReLU, L2 0.01, BatchNorm, MaxPool 2x2, Dropout
     0.3]; Bidirectional LSTM 128 units; additive attention over time (128 units); dropout 0.3;
@@ -342,7 +343,7 @@ def cnn_blstm_att(
     ``filters`` and ``dense_units`` change the widths (our half-width ``cnn_gap_small``);
     ``relu_before_bn=False`` orders each block Conv -> BatchNorm -> ReLU instead (``cnn_gap_w8``).
 
-    Source: the report described in issue #3 (best of its family there); attention pooling after
+    Source: the published report described for this item (best of its family there); attention pooling after
     Mirsamadi, Barsoum & Zhang 2017 (ICASSP, "Automatic speech emotion recognition using
     recurrent neural networks with local attention").
     """
@@ -377,10 +378,10 @@ def cnn_blstm_att(
 
 
 def conv1d_mfcc(input_shape, n_classes, *, n_mfcc: int = 40, kernel: int = 3, stats=None, norm_mean=None, norm_var=None):
-    """Conv1D stack on MFCC (issue #3 item 5): Conv1D 1024/512/256/128 (ReLU), each followed by
+    """Conv1D stack on MFCC (item 5): Conv1D 1024/512/256/128 (ReLU), each followed by
     MaxPool1D(2); GlobalAveragePooling1D; Dense 64 ReLU; Dropout 0.2; softmax.
 
-    Source: the report described in issue #3. MFCCs (40, per frame) come from the log-mel in
+    Source: the published report described for this item. MFCCs (40, per frame) come from the log-mel in
     the graph (:func:`mfcc_matrix`); convolution runs over time. ``kernel=3`` (not given).
     """
     import keras
@@ -400,10 +401,10 @@ def conv1d_mfcc(input_shape, n_classes, *, n_mfcc: int = 40, kernel: int = 3, st
 
 
 def lstm3_mfcc(input_shape, n_classes, *, n_mfcc: int = 40, stats=None, norm_mean=None, norm_var=None):
-    """3-layer LSTM (issue #3 item 5): LSTM 70 -> LSTM 50 -> LSTM 60 -> Dense 48 ReLU -> softmax,
+    """3-layer LSTM (item 5): LSTM 70 -> LSTM 50 -> LSTM 60 -> Dense 48 ReLU -> softmax,
     over the 149 frames of 40 MFCCs (in-graph, :func:`mfcc_matrix`).
 
-    Source: the report described in issue #3; LSTM: Hochreiter & Schmidhuber 1997.
+    Source: the published report described for this item; LSTM: Hochreiter & Schmidhuber 1997.
     """
     import keras
     from keras import layers
@@ -420,10 +421,10 @@ def lstm3_mfcc(input_shape, n_classes, *, n_mfcc: int = 40, stats=None, norm_mea
 
 
 def conv1d_mfcc13(input_shape, n_classes, *, stats=None, norm_mean=None, norm_var=None):
-    """Small Conv1D on 13 MFCC (issue #3 item 6): Conv1D -> Dropout -> MaxPool -> Conv1D ->
+    """Small Conv1D on 13 MFCC (item 6): Conv1D -> Dropout -> MaxPool -> Conv1D ->
     Dense (softmax), trained with RMSprop.
 
-    Source: the report described in issue #3. Sizes not given there, chosen here:
+    Source: the published report described for this item. Sizes not given there, chosen here:
     Conv1D(64, 5, ReLU) -> Dropout 0.1 -> MaxPool1D(4) -> Conv1D(128, 5, ReLU) -> Flatten ->
     Dense softmax; 13 MFCCs per frame in the graph (:func:`mfcc_matrix`).
     """
@@ -443,14 +444,14 @@ def conv1d_mfcc13(input_shape, n_classes, *, stats=None, norm_mean=None, norm_va
 
 
 def conv1d_lstm_frames(input_shape, n_classes, *, n_features: int = 42, stats=None, norm_mean=None, norm_var=None):
-    """Conv1D-LSTM on frame features (issue #3 item 7): Conv1D 128 -> Conv1D 256 -> LSTM 128 ->
+    """Conv1D-LSTM on frame features (item 7): Conv1D 128 -> Conv1D 256 -> LSTM 128 ->
     Dropout 0.3 -> Dense 64 ReLU -> Dropout 0.3 -> softmax; early stopping (patience 5) and
     ReduceLROnPlateau in training.
 
     Input: float32 ``(batch, n_frames, n_features)``: 40 MFCC + zero-crossing rate + RMS energy
     per frame, standardised per feature (:func:`training.inputs.frame_matrix`), derived from the
     same preprocessed window; not the runtime's input (``runtime_ready=False``).
-    Kernel 5, ReLU, same padding (not given). Source: the report described in issue #3.
+    Kernel 5, ReLU, same padding (not given). Source: the published report described for this item.
     """
     import keras
     from keras import layers
@@ -468,7 +469,7 @@ def conv1d_lstm_frames(input_shape, n_classes, *, n_features: int = 42, stats=No
 
 
 def mlp_time_avg(input_shape=None, n_classes=None, *, seed: int = 0):
-    """MLP on time-averaged features (issue #3 item 6): scikit-learn ``MLPClassifier`` with one
+    """MLP on time-averaged features (item 6): scikit-learn ``MLPClassifier`` with one
     hidden layer of 300 units on the time average of 40 MFCC + 12 chroma + 40 log-mel bands
     per window (92 values, :func:`training.inputs.time_average`).
 
@@ -505,7 +506,7 @@ VGG19_REASON = (
 
 
 def vgg19_transfer(input_shape=None, n_classes=None, **_):
-    """VGG19 transfer learning (issue #3 item 8): not reproducible offline.
+    """VGG19 transfer learning (item 8): not reproducible offline.
 
     Raises:
         NotReproducibleOffline: Always; see :data:`VGG19_REASON`.
@@ -528,7 +529,7 @@ class ArchSpec:
         runtime_ready: The exported graph takes the runtime's log-mel input unchanged.
         optimizer: ``"adam"`` or ``"rmsprop"``.
         lr: Learning rate.
-        issue_item: Item number in issue #3's architecture list (0: our own).
+        issue_item: Item number in the described list of published architectures (1-8; 0: our own).
         source: Where the architecture comes from.
         kwargs: Extra builder arguments.
     """
@@ -601,7 +602,7 @@ REGISTRY: dict[str, ArchSpec] = {
                  source=_ISSUE + "; Simonyan & Zisserman 2015"),
     )
 }
-"""Architecture name -> :class:`ArchSpec`, in issue #3's order (our own first)."""
+"""Architecture name -> :class:`ArchSpec`, in the order of the described list (our own first)."""
 
 #: Keras log-mel builders by name, as used by ``python -m training.train --arch``
 #: (called as ``builder(input_shape, n_classes, norm_mean=, norm_var=)``).

@@ -6,12 +6,12 @@ made from the training speakers' clips only and then cut into the runtime's wind
 to test clips before they are streamed through the engine (``python -m training.experiments
 robustness``).
 
-Augmentations (issue #3 "Training"): time stretch by a factor in [0.8, 1.2] (``librosa.effects.time_stretch``,
+Augmentations: time stretch by a factor in [0.8, 1.2] (``librosa.effects.time_stretch``,
 phase vocoder), pitch shift by up to +-2 semitones (``librosa.effects.pitch_shift``), Gaussian
 noise of amplitude 0.005 relative to the clip peak, and noise at a chosen SNR. SpecAugment (Park
 et al. 2019) is applied to log-mels during training (:func:`training.train.spec_augment`).
 
-Corruptions (issue #3 "Robustness"): additive white or babble noise at 20, 10 and 0 dB SNR (babble
+Corruptions (for the robustness evaluation): additive white or babble noise at 20, 10 and 0 dB SNR (babble
 = the sum of several other test clips, so no training audio leaks in) and a telephone channel
 (band-limit to 300-3400 Hz, resample to 8 kHz and back to 16 kHz; ITU-T G.712 passband).
 """
@@ -31,7 +31,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-#: Time-stretch factor range, pitch-shift range (semitones) and Gaussian noise amplitude (issue #3).
+#: Time-stretch factor range, pitch-shift range (semitones) and Gaussian noise amplitude.
 STRETCH_RANGE = (0.8, 1.2)
 PITCH_RANGE_SEMITONES = (-2.0, 2.0)
 NOISE_AMPLITUDE = 0.005

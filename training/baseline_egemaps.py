@@ -1,6 +1,6 @@
 """Peer baseline: eGeMAPSv02 functionals + SVM, on the protocols of :mod:`training.folds`.
 
-Benchmark only (issue #3): ``opensmile`` is never a runtime dependency and not part of the
+Benchmark only: ``opensmile`` is never a runtime dependency and not part of the
 ``train`` extra; install it with ``pip install opensmile`` to run this module.
 
 Method:
@@ -12,7 +12,7 @@ Method:
   :func:`stream_ser.sources.load_audio`. Cached in ``.cache/egemaps-<key>.npz``.
 * **Classifier**: scikit-learn ``SVC(kernel="rbf", C=1, gamma="scale",
   class_weight="balanced")`` on standardised features.
-* **Standardisation** (the speaker-adaptation question of issue #3):
+* **Standardisation** (the speaker-adaptation question):
 
   ``global``
       z-score with mean and standard deviation of the training clips.
@@ -50,7 +50,7 @@ MODES: tuple[str, ...] = ("global", "speaker", "speaker_causal")
 #: Prior weight (in clips) of the training statistics in ``speaker_causal`` mode (chosen a priori,
 #: not tuned: about one minute of speech before a speaker's own statistics dominate).
 PRIOR_CLIPS = 10.0
-#: SVM settings of the baseline (issue #3: RBF, balanced class weights; C and gamma are
+#: SVM settings of the baseline (as in the published baseline: RBF, balanced class weights; C and gamma are
 #: scikit-learn's defaults, not tuned on any fold).
 SVM_PARAMS = {"kernel": "rbf", "C": 1.0, "gamma": "scale", "class_weight": "balanced"}
 

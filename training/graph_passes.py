@@ -1,4 +1,4 @@
-"""Exact rewrites of an exported ONNX graph that make onnxruntime faster (issue #6).
+"""Exact rewrites of an exported ONNX graph that make onnxruntime faster.
 
 **Scalar constants at the rank of the tensor they meet.** tf2onnx writes Keras's ``Rescaling``
 layer (the input standardisation every architecture starts with, ``training.architectures``)

@@ -1,7 +1,7 @@
 """Non-log-mel model inputs, derived from the runtime's own preprocessed window.
 
 Position in the pipeline: beside :mod:`training.windows`. A few published architectures
-(issue #3 items 6 and 7) use features the log-mel does not carry: chroma, zero-crossing rate
+(items 6 and 7 of :mod:`training.architectures`) use features the log-mel does not carry: chroma, zero-crossing rate
 and RMS energy. They are computed here from exactly the window the runtime scores, after the
 runtime's own gate, peak normalisation and trim (:func:`stream_ser.features.preprocess`), with
 the recipe's STFT framing (``n_fft``, ``hop_length``, ``win_length``, ``center`` of
@@ -146,7 +146,7 @@ class FrameScaler:
 
 
 def frame_matrix(log_mels: np.ndarray, extras: np.ndarray, n_mfcc: int = 40) -> np.ndarray:
-    """Per-frame MFCC + ZCR + RMS (issue #3 item 7's input), unstandardised.
+    """Per-frame MFCC + ZCR + RMS (the input of item 7, ``conv1d_lstm_frames``), unstandardised.
 
     Args:
         log_mels: ``(n, n_mels, n_frames)`` dB.
@@ -162,7 +162,7 @@ def frame_matrix(log_mels: np.ndarray, extras: np.ndarray, n_mfcc: int = 40) -> 
 
 
 def time_average(log_mels: np.ndarray, extras: np.ndarray, n_mfcc: int = 40) -> np.ndarray:
-    """Time average of 40 MFCC + 12 chroma + the log-mel bands (issue #3 item 6's input).
+    """Time average of 40 MFCC + 12 chroma + the log-mel bands (the input of item 6, ``mlp_time_avg``).
 
     Args:
         log_mels: ``(n, n_mels, n_frames)`` dB.

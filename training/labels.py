@@ -9,7 +9,7 @@ unlabelled (EmoDB *boredom* -> ``None``), as documented in each reader.
 
 The order here is the order of the model's output units only until a model is
 exported: the exporter writes the label list into the ONNX metadata, and the
-runtime reads it from there (see DESIGN.md, "No labels in code dicts").
+runtime reads it from there (``docs/architecture.md``: no label lists in code).
 """
 
 EMOTIONS: tuple[str, ...] = ("neutral", "happy", "sad", "angry", "fear", "disgust", "surprise")

@@ -1,4 +1,4 @@
-"""Int8 quantisation of an exported model with onnxruntime's static quantiser (issue #6).
+"""Int8 quantisation of an exported model with onnxruntime's static quantiser.
 
 Usage::
 
@@ -30,8 +30,8 @@ over 800 windows 0.551, against 0.565 for the float32 model (``models/README.md`
 
 The quantised file keeps the fp32 model's ``stream_ser`` metadata (labels, feature recipe,
 provenance), so the runtime loads it like any exported model. Whether accuracy holds is measured
-with ``python -m training.evaluate --model`` on both files (see ``models/README.md``); the issue
-allows the int8 model only within one UAR point of the fp32 one.
+with ``python -m training.evaluate --model`` on both files (see ``models/README.md``); the project
+accepts the int8 model only within one UAR point of the fp32 one.
 """
 
 from __future__ import annotations
