@@ -61,10 +61,10 @@ SAMPLE_RATE_HZ = 16000
 
 #: Silero's speech probability a frame must reach to count as speech (chosen on the development
 #: part of ``training/vad_eval.py``; see ``docs/vad.md``).
-DEFAULT_THRESHOLD = 0.5
+DEFAULT_THRESHOLD = 0.7
 
 #: Seconds of speech frames a window needs to be speech (chosen with :data:`DEFAULT_THRESHOLD`).
-DEFAULT_MIN_SPEECH_S = 0.2
+DEFAULT_MIN_SPEECH_S = 0.032
 
 #: Environment variable naming a Silero ONNX file to use instead of the search of
 #: :func:`find_silero_model`.
