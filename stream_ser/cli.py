@@ -5,7 +5,8 @@ exits 1 at the end; plot: the timeline CSV cannot be read), or an unexpected err
 arguments, unusable model, unwritable output or a missing optional extra (nothing was
 processed). Ctrl-C and SIGTERM stop cleanly: the current row is finished, the last partial hop is
 scored, the CSV is closed complete, and the exit status is 0 for ``listen`` (stopping is how a
-listening session normally ends) and 130/143 for ``analyse`` (interrupted work).
+listening session normally ends) and 130/143 for ``analyse`` (interrupted work). Without a
+command, ``stream-ser`` prints its help (as ``--help`` does) with status 0.
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ log = logging.getLogger("stream_ser")
 
 EXAMPLES = """\
 examples:
-  stream-ser listen                          score the default microphone, one line per hop
+  stream-ser listen                          score the default microphone live (terminal UI; piped: lines)
   stream-ser listen --csv session.csv        ... and log the timeline to a CSV file
+  stream-ser listen --demo                   replay the shipped demo recording (no microphone needed)
   stream-ser listen --input clip.wav         replay a file at real-time pace through the live path
   stream-ser listen --device Mic --device "Monitor of" --channel-names me,them
                                              both sides of a call: microphone and what the computer plays
@@ -317,12 +319,18 @@ class _AnalyseProgress:
             self._progress.stop()
 
 
+#: The error of ``listen`` (without --input or --demo) and of ``devices`` on a machine without an
+#: input device: one line, with what works without a microphone.
+NO_INPUT_DEVICE = ("no input device found (no microphone or sound card is available); without one, `stream-ser listen "
+                   "--demo` replays a demo recording and `stream-ser listen --input FILE` a recording of your own")
+
+
 def cmd_devices(args: argparse.Namespace) -> int:
     from .sources import list_input_devices
 
     devices = list_input_devices()
     if not devices:
-        print("no input devices found", file=sys.stderr)
+        _error(NO_INPUT_DEVICE)
         return 1
     print(f"{'':2}{'index':>5}  {'channels':>8}  {'rate_hz':>8}  {'host API':12}  {'kind':8}  name")
     for d in devices:
@@ -546,9 +554,10 @@ def _check_listen_args(args: argparse.Namespace) -> str | None:
     """Combinations of ``listen`` options that cannot work (the message), or None."""
     devices = args.device or []
     names = _channel_names(args)
+    replay = "--demo" if getattr(args, "demo", False) else "--input"
     if len(devices) > 1:
         if args.input:
-            return "--input replays one file; it cannot be combined with several --device"
+            return f"{replay} replays one file; it cannot be combined with several --device"
         if args.channels is not None:
             return ("--channels selects channels of one device or file; with several --device each device is "
                     "one channel (its own channels averaged)")
@@ -559,12 +568,51 @@ def _check_listen_args(args: argparse.Namespace) -> str | None:
     if len(devices) > MAX_CHANNELS:
         return f"at most {MAX_CHANNELS} devices at once"
     if args.input and devices:
-        return "--input replays a file instead of a device; give one or the other"
+        return f"{replay} replays a file instead of a device; give one or the other"
     if names is not None and isinstance(args.channels, tuple) and len(names) != len(args.channels):
         return f"--channel-names gives {len(names)} name(s) for {len(args.channels)} channel(s)"
     if names is not None and args.channels is None and len(devices) <= 1 and len(names) != 1:
         return "--channel-names names the channels chosen with --channels (or the devices of several --device)"
     return None
+
+
+def _check_input_devices(args: argparse.Namespace) -> None:
+    """Make sure the machine has an input device before ``listen`` opens one.
+
+    Each ``--device`` (or the default input) is looked up as the session will look it up. When
+    that fails because the machine has no input device at all, the command ends here with one
+    line and status 1 instead of opening the terminal UI only to show the error there; any other
+    problem (no device matches a name, ...) is left to the session, which reports it as before.
+
+    Raises:
+        AudioSourceError: :data:`NO_INPUT_DEVICE` when PortAudio lists no input device, or the
+            reason PortAudio is unusable (not installed).
+    """
+    from . import sources
+
+    try:
+        for spec in args.device or [None]:
+            sources.find_input_device(spec)
+    except sources.AudioSourceError:
+        if not sources.list_input_devices(include_pulse_sources=False):
+            raise sources.AudioSourceError(NO_INPUT_DEVICE) from None
+
+
+def _use_demo(args: argparse.Namespace) -> None:
+    """``listen --demo``: replay the shipped demo recording, as ``--input`` would.
+
+    Raises:
+        AudioSourceError: If the installation lacks the recording.
+    """
+    from .sources import AudioSourceError
+
+    if getattr(args, "demo", False):
+        from .demo import demo_recording
+
+        try:
+            args.input = str(demo_recording())
+        except FileNotFoundError as exc:
+            raise AudioSourceError(str(exc)) from None
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
@@ -588,6 +636,8 @@ def cmd_listen(args: argparse.Namespace) -> int:
             "`python -m training.export --speaker-norm causal`."
         )
         return 2
+    if not args.input:
+        _check_input_devices(args)  # one error line, before any output is opened or the UI takes the screen
     _summary_file(args)  # fails on an unwritable path before any audio
     csv_sink = _open_csv(args, model.labels)
     tui = _listen_wants_tui(args)
@@ -709,18 +759,28 @@ MAX_CALIBRATE_S = 3600.0
 MAX_PANELS = 100
 
 
+def _number_rule(kind: type, low: float, high: float, unit: str = "", above_low: bool = False) -> str:
+    """What a numeric option must be, e.g. ``a number greater than 0 and at most 10 s`` or
+    ``an integer from 1 to 2``."""
+    what = "an integer" if kind is int else "a number"
+    if above_low:
+        return f"{what} greater than {low:g} and at most {high:g}{unit}"
+    return f"{what} from {low:g} to {high:g}{unit}"
+
+
 def _number(kind: type, low: float, high: float, unit: str = "", above_low: bool = False) -> Callable[[str], Any]:
     """An argparse ``type``: a finite number of ``kind`` (int or float) from ``low`` to ``high``
-    (greater than ``low`` with ``above_low``); anything else is a one-line usage error saying the
-    range (:class:`_Parser`)."""
-    what = "an integer" if kind is int else "a number"
-    rule = f"greater than {low:g} and at most {high:g}{unit}" if above_low else f"from {low:g} to {high:g}{unit}"
+    (greater than ``low`` with ``above_low``). Anything else is a one-line usage error in the one
+    style of every numeric option (:class:`_Parser`), naming the option, the rule and the value
+    given: ``stream-ser: error: --hop: must be a number greater than 0 and at most 10 s, got 0``
+    (a text that is no number at all is quoted: ``got 'abc'``)."""
+    rule = _number_rule(kind, low, high, unit, above_low)
 
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:  # also an integer of more than 4300 digits
-            raise argparse.ArgumentTypeError(f"expected {what} {rule}, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"must be {rule}, got {text!r}") from None
         if not ((kind is int or math.isfinite(value)) and (value > low if above_low else value >= low) and value <= high):
             raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
         return value
@@ -728,22 +788,37 @@ def _number(kind: type, low: float, high: float, unit: str = "", above_low: bool
     return parse
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions wrapped to the terminal's width; a text with line breaks of its own (the
+    examples of an epilog) printed as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return super()._fill_text(text, width, indent)
+        return argparse.HelpFormatter._fill_text(self, text, width, indent)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with usage errors on one line: ``stream-ser: error: --hop: must be ...``, exit 2."""
 
     def error(self, message: str) -> NoReturn:
         message = re.sub(r"^argument ([^:]+): ", r"\1: ", message)  # "argument --hop: x" -> "--hop: x"
+        # "--input: not allowed with argument --demo" -> "--input and --demo exclude each other"
+        message = re.sub(r"^([^:]+): not allowed with argument (.+)$", r"\1 and \2 exclude each other", message)
         self.exit(2, f"stream-ser: error: {message} (see `{self.prog} --help`)\n")
 
 
 def _hop_problem(args: argparse.Namespace, model) -> str | None:
-    """``--hop`` against the model (from 1 sample to its window): the one-line problem, or None."""
+    """``--hop`` against the model (from one sample to its window): the one-line problem in the
+    style of every numeric option (:func:`_number`), or None."""
     from .engine import Engine
 
     try:
         Engine(model, hop_s=args.hop)
-    except ValueError as exc:
-        return f"--hop: {exc}"
+    except ValueError:
+        cfg = model.feature_config
+        return (f"--hop: must be a number from one sample ({1 / cfg.sample_rate_hz:g} s) to the model's window "
+                f"({float(cfg.window_s)} s), got {args.hop:g} (see `stream-ser {args.command} --help`)")
     return None
 
 
@@ -767,6 +842,25 @@ def _name_list(text: str) -> tuple[str, ...]:
     return names
 
 
+def _audio_formats() -> str:
+    """The audio formats this installation decodes, as ``--help`` states them: the common ones
+    that soundfile's libsndfile offers here (MP3 needs libsndfile 1.1, Ogg Opus 1.0.29), and what
+    it never decodes."""
+    try:
+        import soundfile as sf
+
+        formats = sf.available_formats()
+        ogg = [name for name in ("Vorbis", "Opus") if name.upper() in sf.available_subtypes("OGG")]
+        version = f" {sf.__libsndfile_version__}"
+    except (ImportError, OSError, AttributeError):  # libsndfile missing: reading fails later, in one line
+        return "WAV, FLAC, Ogg and the other formats libsndfile decodes"
+    common = [("WAV", "WAV"), ("FLAC", "FLAC"), ("OGG", f"Ogg ({', '.join(ogg)})" if ogg else "Ogg"),
+              ("MP3", "MP3"), ("AIFF", "AIFF"), ("CAF", "CAF")]
+    named = ", ".join(text for key, text in common if key in formats)
+    return (f"{named} and the other formats of libsndfile{version}; not M4A/AAC, WMA or video files (convert "
+            "those first, e.g. with ffmpeg)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and documentation)."""
     from .features import MAX_WINDOW_S
@@ -777,14 +871,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Real-time speech emotion recognition (neutral, happy, sad, angry, fear, disgust, surprise) "
         "from a microphone or recorded files. Every hop (0.5 s) the latest 3 s window is scored by a small ONNX model.",
         epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"stream-ser {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="log details and show tracebacks of errors (-vv: debug)")
     parser.add_argument("-q", "--quiet", action="store_true", default=False,
                         help="no progress bar and no log messages below errors (results still go to stdout)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")  # none: the help (see _main)
 
     # -v/-q also after the command (stream-ser analyse -q ...); SUPPRESS keeps a value given
     # before the command from being reset by the sub-parser's default.
@@ -831,28 +925,36 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "listen", parents=[common, scoring], help="score the microphone live (terminal UI, or one line per hop)",
         description="Score live audio: every hop, the latest 3 s window of the input device (or of a file replayed "
-        "at real-time pace with --input) is scored. On a terminal a full-screen UI shows the input level, the current "
-        "emotion, smoothed probabilities and the emotion timeline (keys: q quit, space pause, m marker, c clear, "
-        "? help); piped, or with --no-tui, one line per hop is printed. Ctrl-C (or q) stops; the CSV is closed "
-        "complete.",
-        epilog="examples:\n  stream-ser listen\n  stream-ser listen --device 'USB' --csv today.csv\n"
+        "at real-time pace with --input, or the shipped demo recording with --demo) is scored. On a terminal a "
+        "full-screen UI shows the input level, the current emotion, smoothed probabilities and the emotion timeline "
+        "(keys: q quit, space pause, m marker, c clear, ? keys); piped, or with --no-tui, one line per hop is "
+        "printed. Ctrl-C (or q) stops; the CSV is closed complete.",
+        epilog="examples:\n  stream-ser listen\n"
+        "  stream-ser listen --demo                     no microphone needed: replay the demo recording\n"
+        "  stream-ser listen --device 'USB' --csv today.csv\n"
         "  stream-ser listen --input clip.flac --duration 10\n"
         "  stream-ser listen --no-tui --csv today.csv   lines instead of the terminal UI\n"
         "  stream-ser listen --device Microphone --device 'Monitor of' --channel-names me,them --csv call.csv\n"
         "                                             both sides of a call, one channel per device\n"
         "  stream-ser listen --device 'USB' --channels 1,2 --channel-names agent,customer\n"
         "                                             two channels of one device, each scored on its own\n"
-        "At the end a call summary is printed on stderr (per channel: speech time, time in each emotion, "
+        "\nAt the end a call summary is printed on stderr (per channel: speech time, time in each emotion,\n"
         "longest span of each emotion, emotion changes; with several devices the measured clock drift).",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     p.add_argument("--device", default=None, action="append",
                    help="input device index or name substring (see `stream-ser devices`); give it twice or more to "
                    "capture several devices at once as the channels of one session, aligned on the first one's clock")
-    p.add_argument("--input", default=None, metavar="FILE", help="replay FILE through the live path instead of a device")
+    replay = p.add_mutually_exclusive_group()
+    replay.add_argument("--input", default=None, metavar="FILE",
+                        help="replay FILE through the live path at real-time pace instead of a device (the formats "
+                        "of `stream-ser analyse --help`)")
+    replay.add_argument("--demo", action="store_true",
+                        help="replay the demo recording shipped with stream-ser (21 s: seven RAVDESS clips, one per "
+                        "emotion, by three actors; CC BY-NC-SA 4.0) through the live path, as --input does")
     p.add_argument("--duration", type=_number(float, 0, MAX_DURATION_S, " s", above_low=True), default=None,
                    metavar="S", help=f"stop after S seconds of audio (> 0, at most {MAX_DURATION_S:.0f}: a week)")
-    p.add_argument("--fast", action="store_true", help="with --input: do not pace the replay in real time")
+    p.add_argument("--fast", action="store_true", help="with --input or --demo: do not pace the replay in real time")
     p.add_argument("--calibrate", type=_number(float, 0, MAX_CALIBRATE_S, " s", above_low=True), default=None,
                    metavar="S",
                    help="for a speaker-normalised model (`stream-ser info` shows it): first learn the voice from S "
@@ -875,17 +977,19 @@ def build_parser() -> argparse.ArgumentParser:
         "  stream-ser analyse *.wav --jsonl out.jsonl --csv out.csv -q\n"
         "  stream-ser analyse call.wav --channels all --channel-names agent,customer --csv call.csv\n"
         "                                             each side of a stereo call on its own, with a call summary",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
-    p.add_argument("files", nargs="+", metavar="FILE", help="audio files (WAV, FLAC, OGG, MP3, any rate/channels)")
+    p.add_argument("files", nargs="+", metavar="FILE",
+                   help=f"audio files: {_audio_formats()}; any number of channels (averaged, or chosen with "
+                   "--channels), native rates 8-192 kHz (resampled to the model's 16 kHz)")
     p.add_argument("--timeline", action="store_true", help="also print one line per hop (implied by --format jsonl)")
     p.add_argument("--summary", action="store_true",
                    help="print the call summary of each file on stderr (always with --channels)")
     p.add_argument("-j", "--jobs", type=_number(int, 1, 2), default=None, metavar="N",
                    help="scoring threads: 1 runs decoding, features and the model on one thread; 2 runs the model "
-                   "on a second thread while the next windows' features are computed (identical results, about "
-                   "1.3x the speed with two free cores). Default: 2 if this process may use two or more CPUs "
-                   "(taskset limits it), else 1")
+                   "on a second thread while the next windows' features are computed (identical results; faster "
+                   "when two cores are free, see benchmarks/README.md). Default: 2 if this process may use two or "
+                   "more CPUs (taskset limits it), else 1")
     p.set_defaults(func=cmd_analyse)
 
     p = sub.add_parser(
@@ -896,7 +1000,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  stream-ser analyse clip.wav --csv t.csv && stream-ser plot t.csv -o t.png\n"
         "  stream-ser plot session.csv                      writes session.png\n"
         "  stream-ser plot t.csv -o t.svg --source clip.wav --title 'Call 12'",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     p.add_argument("timeline", metavar="TIMELINE.csv", help="a timeline CSV written by stream-ser")
     p.add_argument("-o", "--output", default=None, metavar="OUT",
@@ -914,7 +1018,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="List input devices: index, channels, default sample rate, host API and name; * marks the "
         "default. Choose one for `listen` with --device INDEX or --device 'name substring'.",
         epilog="examples:\n  stream-ser devices\n  stream-ser listen --device 3",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     p.set_defaults(func=cmd_devices)
 
@@ -923,7 +1027,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Show a model's labels, its feature recipe and its provenance (data, split, training "
         "command), all read from the ONNX file's metadata.",
         epilog="examples:\n  stream-ser info\n  stream-ser info --model models/my-model.onnx",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     p.set_defaults(func=cmd_info)
     return parser
@@ -1008,6 +1112,9 @@ def _main(argv: list[str] | None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None:  # bare `stream-ser`: what it can do, as --help prints it
+        parser.print_help()
+        return 0
     if args.verbose and args.quiet:
         parser.error("--verbose and --quiet exclude each other")
     if getattr(args, "force", False) and getattr(args, "append", False):
@@ -1029,6 +1136,7 @@ def _main(argv: list[str] | None) -> int:
 
     def run() -> int:
         try:
+            _use_demo(args)
             _check_output_paths(args)  # before any output is opened (opening truncates)
             _jsonl_file(args)  # open --jsonl OUT before any model or audio, so a bad path fails first
             _summary_file(args)  # the same for --summary-json FILE
