@@ -8,7 +8,10 @@ for each source and channel, one panel:
   where the window held no speech;
 * **stacked areas** of the class probabilities below it (they sum to 1, so the whole height is
   always filled while someone speaks); windows without speech leave a shaded gap;
-* a time axis in ``m:ss`` (``h:mm:ss`` past an hour) on the stream clock.
+* a time axis in ``m:ss`` (``h:mm:ss`` past an hour) on the stream clock, ticked at whole
+  seconds or round multiples of them (5 s, 10 s, 1 min, ...);
+* a title naming the source by its file name (its whole path only where two panels' sources
+  share a name) and the channel.
 
 Each hop is drawn over the new audio it covers, from the previous prediction's ``end_s`` to its
 own ``end_s`` (the value a live display shows at that moment); the window scored is the 3 s
@@ -70,7 +73,8 @@ _PANEL_HEIGHT_IN = 2.1
 _STRIP_HEIGHT_IN = 0.28
 _FIG_WIDTH_IN = 10.0
 _DPI = 110
-_TIME_STEPS_S = (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400)
+#: Spacings (s) of the time ticks: whole seconds and round multiples, so they read 0:05, 0:10, ...
+_TIME_STEPS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400)
 
 
 class TimelineError(ValueError):
@@ -111,10 +115,23 @@ class Timeline:
     run: int = 1
 
     @property
-    def title(self) -> str:
-        """Panel title: source, channel, and run number when there are several runs."""
-        text = f"{self.source}  (channel {self.channel})"
+    def short_source(self) -> str:
+        """The source as a panel names it: a file's name without its folders (``clip.flac`` for
+        ``/home/me/calls/clip.flac``); a device (``mic:...``) as it is."""
+        if self.source.startswith("mic:"):
+            return self.source
+        return Path(self.source).name or self.source
+
+    def panel_title(self, full_source: bool = False) -> str:
+        """Panel title: the source (:attr:`short_source`, or the whole path with
+        ``full_source``), the channel, and the run number when there are several runs."""
+        text = f"{self.source if full_source else self.short_source}  (channel {self.channel})"
         return text + (f", run {self.run}" if self.run > 1 else "")
+
+    @property
+    def title(self) -> str:
+        """Panel title with the source's short name (:meth:`panel_title`)."""
+        return self.panel_title()
 
     @property
     def top_labels(self) -> list[str | None]:
@@ -381,6 +398,15 @@ def _colors(labels: Sequence[str]) -> dict[str, str]:
     return out
 
 
+def _panel_titles(tls: Sequence[Timeline]) -> list[str]:
+    """Each panel's title: sources by their short names, except where two different sources of
+    the figure share one (``a/clip.flac`` and ``b/clip.flac``), which keep their whole paths."""
+    owners: dict[str, set[str]] = {}
+    for tl in tls:
+        owners.setdefault(tl.short_source, set()).add(tl.source)
+    return [tl.panel_title(full_source=len(owners[tl.short_source]) > 1) for tl in tls]
+
+
 def _import_matplotlib() -> None:
     try:
         import matplotlib  # noqa: F401
@@ -444,6 +470,7 @@ def plot_timelines(
     for _ in range(n):
         ratios += [_STRIP_HEIGHT_IN, _PANEL_HEIGHT_IN]
     grid = fig.add_gridspec(2 * n, 1, height_ratios=ratios, hspace=0.02)
+    titles = _panel_titles(tls)
     for i, tl in enumerate(tls):
         strip = fig.add_subplot(grid[2 * i, 0])
         ax = fig.add_subplot(grid[2 * i + 1, 0], sharex=strip)
@@ -460,7 +487,7 @@ def plot_timelines(
         strip.tick_params(axis="x", labelbottom=False, length=0)
         for side in ("top", "right", "left", "bottom"):
             strip.spines[side].set_visible(False)
-        strip.set_title(tl.title, loc="left", fontsize=9)
+        strip.set_title(titles[i], loc="left", fontsize=9)
         # stacked probabilities, step-drawn over each hop's new audio
         xs = np.column_stack([starts, ends]).ravel()
         speech = np.repeat(tl.speech, 2)
@@ -479,7 +506,7 @@ def plot_timelines(
         ax.set_xlim(0, max(span, 0.5))
         ax.set_ylabel("probability", fontsize=8)
         ax.tick_params(labelsize=8)
-        ax.xaxis.set_major_locator(MultipleLocator(_time_step(max(span, 0.5))))
+        ax.xaxis.set_major_locator(MultipleLocator(_time_step(max(span, 0.5))))  # whole seconds
         ax.xaxis.set_major_formatter(FuncFormatter(format_clock))
         ax.margins(x=0)
         if i == n - 1:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import re
 import sys
 
 import numpy as np
@@ -179,3 +181,41 @@ def test_missing_matplotlib_is_a_clear_error(timeline_csv, tmp_path, monkeypatch
     err = capsys.readouterr().err
     assert 'pip install "stream-ser[plot]"' in err and "Traceback" not in err
     assert not (tmp_path / "z.png").exists()
+
+
+def test_panel_titles_name_the_file_not_its_folders(timeline_csv, tmp_path) -> None:
+    """A panel is titled with the file's name (the CSV holds the whole path), unless two panels'
+    files share a name, which then keep their paths to tell them apart."""
+    tls = read_timeline_csv(timeline_csv)
+    assert tls[0].source == str(ANGRY_CLIP)  # the CSV keeps the path as given
+    fig = plot_timelines(tls, tmp_path / "t.png")
+    titles = [ax.get_title(loc="left") for ax in fig.axes[0::2]]
+    assert titles == [f"{ANGRY_CLIP.name}  (channel 0)", f"{TESS_CLIP.name}  (channel 0)"]
+    same = [Timeline(f"{folder}/clip.flac", 0, ("a", "b"), np.array([0.0]), np.array([0.5]), np.array([True]),
+                     np.array([[0.4, 0.6]])) for folder in ("calls/monday", "calls/tuesday")]
+    fig = plot_timelines([*same, Timeline("mic:USB Audio", 1, ("a", "b"), np.array([0.0]), np.array([0.5]),
+                                          np.array([True]), np.array([[0.4, 0.6]]))], tmp_path / "s.png")
+    assert [ax.get_title(loc="left") for ax in fig.axes[0::2]] == [
+        "calls/monday/clip.flac  (channel 0)", "calls/tuesday/clip.flac  (channel 0)", "mic:USB Audio  (channel 1)"]
+
+
+@pytest.mark.parametrize("clips", [(TESS_CLIP,), (ANGRY_CLIP,), (ANGRY_CLIP, HAPPY_CLIP, ANGRY_CLIP, HAPPY_CLIP)])
+def test_time_ticks_are_round_seconds(tmp_path, clips) -> None:
+    """Ticks sit on whole seconds (a round step for longer timelines) and read m:ss, never
+    tenths like 0:00.5, for a 1.9 s, a 4.4 s and a 16 s timeline."""
+    predictions = []
+    offset = 0.0
+    for clip in clips:  # one stream of several clips: end_s continues across them
+        timeline = stream_ser.analyse(clip).timeline
+        predictions += [dataclasses.replace(p, source="s", start_s=p.start_s + offset, end_s=p.end_s + offset)
+                        for p in timeline]
+        offset = predictions[-1].end_s
+    fig = plot_timelines(predictions, tmp_path / "r.png")
+    ax = fig.axes[1]
+    low, high = ax.get_xlim()
+    ticks = [t for t in ax.get_xticks() if low <= t <= high]
+    labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks)
+    assert labels and all(re.fullmatch(r"\d+:\d\d", text) for text in labels), labels
+    step = ticks[1] - ticks[0]
+    assert step in (1, 2, 5) and high / step <= 10
