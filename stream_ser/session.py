@@ -464,6 +464,7 @@ class ListenSession:
         self._duration_reached = False
         self._predictions = 0
         self._stream_samples = 0
+        self._paused_samples = 0  # stream samples taken in while scoring was paused
         self._markers_written = 0
         # Markers never go before the start of the chunk being processed nor before the last
         # written prediction, so CSV rows stay in stream order (samples).
@@ -511,6 +512,10 @@ class ListenSession:
         the session ended (or from the worker thread)."""
         if self._summary is None:
             return None
+        sr = self.config.sample_rate_hz
+        # the summary states the audio the session took in, as its own line does, paused time included
+        stream = self._stream_samples
+        self._summary.set_stream(stream / sr, min(self._paused_samples, stream) / sr)
         clock_report = getattr(self._source, "clock_report", None)
         return self._summary.result(clock_report() if callable(clock_report) else ())
 
@@ -729,6 +734,8 @@ class ListenSession:
                         deliver(engine.push(piece))
                         if calibrating and self._stream_samples + take == next_boundary:
                             emit(self._calibration_progress(engine, next_boundary))
+                    else:
+                        self._paused_samples += take
                     self._stream_samples += take
                     for level, peak, clipped, per_channel in levels.add(piece) if levels is not None else ():
                         emit(LevelMeasured(self._stream_samples / sr, level, peak, clipped, self._stats(), per_channel))

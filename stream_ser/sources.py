@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 
 #: Native frames decoded per block when streaming a file (about 1 s at 16 kHz): soundfile's
 #: per-read overhead made 4096-frame blocks cost 0.052 s of a 10-minute file's decoding against
-#: 0.030 s (issue #6); memory stays flat (one block at a time).
+#: 0.030 s; memory stays flat (one block at a time).
 DEFAULT_FILE_BLOCK_FRAMES = 16384
 #: Most channels scored on their own in one session (``--channels``, several ``--device``).
 MAX_CHANNELS = 8
@@ -1114,7 +1114,8 @@ class MicrophoneSource:
                 self.close()
             ended = self._ended.is_set()
             waiting = self._ring.written < self._wake_frames  # a wake_at() target not yet reached
-            self._data.wait(max(poll_s, 1.0) if waiting else poll_s)
+            if not ended:  # once the stream has ended nothing wakes the wait: the rest is in the ring
+                self._data.wait(max(poll_s, 1.0) if waiting else poll_s)
             self._data.clear()
             written = self._ring.written
             if written < self._wake_frames and not (self._ended.is_set() or self._stop_requested.is_set()):

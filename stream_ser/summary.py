@@ -139,6 +139,10 @@ class CallSummary:
         channels: One summary per channel, in channel order.
         clocks: With several devices, each device's measured clock
             (:class:`~stream_ser.sources.DeviceClock`); empty otherwise.
+        stream_s: The audio the session took in (s, stream clock), scored or not, when the
+            builder was told (:meth:`CallSummaryBuilder.set_stream`: ``listen``); None otherwise,
+            and then the channels' hops cover all of it.
+        paused_s: Of that audio, the part that was not scored because scoring was paused (s).
     """
 
     source: str
@@ -146,17 +150,24 @@ class CallSummary:
     labels: tuple[str, ...]
     channels: tuple[ChannelSummary, ...]
     clocks: tuple[Any, ...] = field(default=())
+    stream_s: float | None = None
+    paused_s: float = 0.0
 
     @property
     def duration_s(self) -> float:
-        """Stream time covered (s): the longest channel's."""
-        return max((c.duration_s for c in self.channels), default=0.0)
+        """The audio the summary is about (s): :attr:`stream_s` when known (so a paused stretch
+        counts, as in the session's own line), else the stream time the longest channel's hops
+        cover."""
+        covered = max((c.duration_s for c in self.channels), default=0.0)
+        return covered if self.stream_s is None else max(self.stream_s, covered)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict: ``source``, ``duration_s``, ``hop_s``, ``labels``, ``channels``, ``clocks``."""
+        """JSON-ready dict: ``source``, ``duration_s``, ``paused_s``, ``hop_s``, ``labels``,
+        ``channels``, ``clocks``."""
         return {
             "source": self.source,
             "duration_s": round(self.duration_s, 3),
+            "paused_s": round(self.paused_s, 3),
             "hop_s": self.hop_s,
             "labels": list(self.labels),
             "channels": [c.to_dict() for c in self.channels],
@@ -241,6 +252,24 @@ class CallSummaryBuilder:
         self._index = {(c, n): i for i, (c, n) in enumerate(zip(self.channels, self.names))}
         self._states = [_ChannelState(len(self.labels)) for _ in self.channels]
         self._neutral = {label for label in self.labels if label.lower() in NEUTRAL_LABELS}
+        self._stream_s: float | None = None
+        self._paused_s = 0.0
+
+    def set_stream(self, stream_s: float, paused_s: float = 0.0) -> None:
+        """Tell the builder how much audio the session took in, scored or not (a live session:
+        a paused stretch and the last samples have no prediction, but they were heard).
+
+        Args:
+            stream_s: Audio taken in so far (s, stream clock).
+            paused_s: Of it, the part not scored because scoring was paused (s).
+
+        Raises:
+            ValueError: If a value is negative or not finite, or ``paused_s > stream_s``.
+        """
+        if not (math.isfinite(stream_s) and math.isfinite(paused_s) and 0 <= paused_s <= stream_s):
+            raise ValueError(f"need 0 <= paused_s <= stream_s, got {paused_s} and {stream_s}")
+        self._stream_s = float(stream_s)
+        self._paused_s = float(paused_s)
 
     def add(self, p: Prediction) -> None:
         """Account for one prediction (of any of the channels, in stream order per channel).
@@ -295,7 +324,8 @@ class CallSummaryBuilder:
             spans = tuple(longest[label] for label in self.labels if label in longest)
             out.append(ChannelSummary(c, name, desc, self.labels, st.duration_s, st.n_windows, st.n_speech,
                                       st.speech_s, tuple(st.emotion_s), spans, st.changes))
-        return CallSummary(self.source, self.hop_s, self.labels, tuple(out), tuple(clocks))
+        return CallSummary(self.source, self.hop_s, self.labels, tuple(out), tuple(clocks), self._stream_s,
+                           self._paused_s)
 
 
 def summarize_call(
@@ -326,7 +356,8 @@ def format_summary(summary: CallSummary) -> str:
           customer: no speech
           clock: mic:Monitor of Speakers runs +23 ppm (+-8) against mic:Microphone; 52 frames corrected
     """
-    lines = [f"call summary: {summary.source}, {_clock(summary.duration_s)} of audio (hop {summary.hop_s:g} s)"]
+    paused = f", {_clock(summary.paused_s)} of it paused" if summary.paused_s > 0 else ""
+    lines = [f"call summary: {summary.source}, {_clock(summary.duration_s)} of audio{paused} (hop {summary.hop_s:g} s)"]
     for ch in summary.channels:
         who = str(ch.channel_id) if ch.channel != 0 or ch.channel_name else "mono"
         if ch.description and ch.description not in (who, summary.source):

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ANGRY_CLIP, HAPPY_CLIP, make_tiny_onnx
+from conftest import ANGRY_CLIP, HAPPY_CLIP, TESS_CLIP, make_tiny_onnx
 
 from stream_ser.engine import Engine, window_ends
 from stream_ser.sinks import BASE_COLUMNS, CsvSink, csv_header
@@ -43,7 +43,9 @@ from stream_ser.session import (
     SessionEnded,
     SessionStarted,
 )
+from stream_ser.summary import format_summary
 from stream_ser.tui.widgets import (
+    KEYS,
     KeysScreen,
     LevelMeter,
     MessageScreen,
@@ -216,6 +218,61 @@ def test_session_pause_keeps_the_stream_clock(shipped_model) -> None:
         assert e.prediction.end_s == pytest.approx(min((e.hop_index + 1) * 0.5, audio_info(ANGRY_CLIP).duration_s), abs=1e-3)
     applied = [(e.paused, e.time_s) for e in events if isinstance(e, PauseApplied)]
     assert applied == [(True, 0.5), (False, resumed_at)]
+
+
+@pytest.mark.parametrize("resume_at_hop", [3, None])
+def test_summary_after_a_pause_states_the_session_audio(shipped_model, resume_at_hop) -> None:
+    """After a pause the call summary and the session's own line state the same audio time (the
+    paused stretch included, and said), also when the session ends while paused."""
+    session = ListenSession(shipped_model, replay(ANGRY_CLIP))
+    session.set_paused(True)
+
+    def emit(event) -> None:
+        if isinstance(event, HopPaused) and event.hop_index == resume_at_hop:
+            session.set_paused(False)
+
+    ended = session.run(emit)
+    summary = session.summary
+    stream_s = ended.stats.stream_s
+    assert stream_s == pytest.approx(audio_info(ANGRY_CLIP).duration_s, abs=1e-3)
+    # paused from the first hop boundary (0.5 s): to 2.0 s, or to the end of the clip
+    paused_s = 1.5 if resume_at_hop else stream_s - 0.5
+    assert summary.paused_s == pytest.approx(paused_s, abs=1e-3)
+    assert summary.duration_s == pytest.approx(stream_s, abs=1e-9)
+    (channel,) = summary.channels
+    assert channel.duration_s == pytest.approx(stream_s - paused_s, abs=1e-3)  # the scored hops
+    header = format_summary(summary).splitlines()[0]
+    seconds = f"{stream_s:04.1f}"  # the session's line: "... after 4.4 s of audio"
+    assert f"00:{seconds} of audio, 00:{paused_s:04.1f} of it paused" in header, header
+    assert summary.to_dict()["duration_s"] == round(stream_s, 3) and summary.to_dict()["paused_s"] == round(paused_s, 3)
+
+
+def test_summary_without_a_pause_is_unchanged(shipped_model) -> None:
+    session = ListenSession(shipped_model, replay(ANGRY_CLIP))
+    ended = session.run(lambda event: None)
+    summary = session.summary
+    assert summary.paused_s == 0 and summary.duration_s == pytest.approx(ended.stats.stream_s)
+    assert summary.channels[0].duration_s == pytest.approx(ended.stats.stream_s, abs=1e-3)
+    assert "paused" not in format_summary(summary)
+
+
+@pytest.mark.parametrize("level_interval_s", [0.1, None])
+def test_the_last_partial_hop_of_a_replay_comes_without_delay(tiny_model, level_interval_s) -> None:
+    """The final partial window of a real-time replay is scored as soon as the file's last block
+    arrives: its latency (from that block's arrival to the prediction) is that of any hop, not
+    the second the capture loop used to wait for audio that could no longer come."""
+    made: list[tuple[float, PredictionMade]] = []
+
+    def emit(event) -> None:
+        if isinstance(event, PredictionMade):
+            made.append((time.monotonic(), event))
+
+    options = SessionOptions(level_interval_s=level_interval_s)
+    ListenSession(tiny_model, replay(TESS_CLIP, realtime=True), options=options).run(emit)
+    assert len(made) == n_hops(TESS_CLIP)
+    at, last = made[-1]
+    assert last.prediction.end_s == pytest.approx(audio_info(TESS_CLIP).duration_s, abs=1e-3)  # partial hop
+    assert at - last.captured_monotonic_s < 0.5  # a second or more before the fix
 
 
 def test_session_duration_limit(shipped_model) -> None:
@@ -494,6 +551,35 @@ def test_clear_and_help_keys(tiny_model, tmp_path) -> None:
 
     asyncio.run(run())
     assert len(read_csv(out)) == n_hops(ANGRY_CLIP)  # clearing the view leaves the CSV alone
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30)])
+def test_help_key_shows_every_key(shipped_model, size) -> None:
+    """``?`` opens a box that shows each key with what it does, the emotion letters and how to
+    close it, in full, at 80x24 and at 100x30."""
+    session = ListenSession(shipped_model, replay(ANGRY_CLIP))
+    app = ListenApp(session)
+
+    async def run() -> str:
+        async with app.run_test(size=size) as pilot:
+            await wait_for(pilot, lambda: app._ended is not None)
+            await pilot.press("question_mark")
+            await wait_for(pilot, lambda: isinstance(app.screen, KeysScreen))
+            await pilot.pause(0.2)
+            text = screen_text(app)
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: not isinstance(app.screen, KeysScreen))
+            await pilot.press("q")
+        return text
+
+    text = asyncio.run(run())
+    lines = text.splitlines()
+    for key, what in KEYS:
+        assert any(re.search(rf"│\s+{re.escape(key)}  {re.escape(what)}\s+│", line) for line in lines), (key, text)
+    for label in shipped_model.labels:
+        assert re.search(rf" {app.palette.letters[label]}  {label} ", text), (label, text)
+    assert "Esc or ? closes this help." in text
+    assert "╭─ keys " in text
 
 
 @pytest.mark.parametrize("fault", ["missing", "vanished"])

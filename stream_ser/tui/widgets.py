@@ -823,8 +823,8 @@ class StatusBar(Widget):
 
 #: The keys, as shown by ``?`` and documented in the README.
 KEYS: tuple[tuple[str, str], ...] = (
-    ("q", "quit: stop capture, score the last partial hop, close the CSV"),
-    ("space", "pause / resume scoring (capture continues; ‖ on the timeline)"),
+    ("q", "quit: score the last partial hop, close the CSV"),
+    ("space", "pause / resume scoring, not capture (‖ on the timeline)"),
     ("m", "marker: a CSV row with label 'marker'; ◆ on the timeline"),
     ("c", "clear the view (timeline, bars); the CSV is untouched"),
     ("?", "show / hide this help"),
@@ -849,10 +849,15 @@ class KeysScreen(ModalScreen[None]):
     DEFAULT_CSS = """
     KeysScreen { align: center middle; }
     KeysScreen > Vertical {
-        width: auto; max-width: 76; height: auto;
+        width: 76; max-width: 100%; height: auto; max-height: 100%;
         border: round $accent; background: $surface; padding: 0 1;
     }
+    KeysScreen > Vertical > Static { width: 100%; }
     """
+
+    #: Columns of the help's text (the box, less its border and padding); the legend of the
+    #: emotion letters breaks into lines of at most this width.
+    TEXT_WIDTH = 72
 
     def __init__(self, palette: EmotionPalette | None = None) -> None:
         super().__init__()
@@ -865,9 +870,15 @@ class KeysScreen(ModalScreen[None]):
             text.append(what + "\n")
         if self.palette is not None:
             text.append("\n")
+            used = 0
             for label in self.palette.labels:
+                width = 3 + len(label) + 3  # " X " + " label  "
+                if used and used + width > self.TEXT_WIDTH:
+                    text.append("\n")
+                    used = 0
                 text.append(f" {self.palette.letters[label]} ", self.palette.block(label))
                 text.append(f" {label}  ")
+                used += width
             text.append("\n")
         text.append("\nEsc or ? closes this help.", DIM)
         with Vertical() as box:
