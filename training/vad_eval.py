@@ -388,6 +388,52 @@ def table(res: dict, part: str = "test", detectors: tuple | None = None) -> str:
     return "\n".join(lines)
 
 
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval (95 %) of a proportion ``k / n`` (windows overlap by 5/6, so the
+    windows are not independent and the interval is optimistic)."""
+    p = k / n
+    d = 1 + z * z / n
+    c = p + z * z / (2 * n)
+    h = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, (c - h) / d), (c + h) / d
+
+
+def report(res: dict, part: str = "test") -> str:
+    """The tables of ``docs/vad.md`` (percent; Silero with its 95 % Wilson interval)."""
+    dets = [("level gate", "level_gate"), ("WebRTC mode 0", "webrtc-0+gate"), ("WebRTC mode 3", "webrtc-3+gate"),
+            ("Silero", "silero+gate")]
+    r = res["results"][part]
+    out = ["| non-speech class (windows) | target | " + " | ".join(d for d, _ in dets) + " |",
+           "|---|---|" + "---|" * len(dets)]
+    for c, v in r["level_gate"]["fp"].items():
+        cells = []
+        for _, k in dets:
+            f = r[k]["fp"][c]
+            cell = f"{100 * f['rate']:.1f}"
+            if k.startswith("silero"):
+                lo, hi = wilson(f["speech"], f["windows"])
+                cell = f"**{cell}** ({100 * lo:.1f}-{100 * hi:.1f})"
+            cells.append(cell)
+        out.append(f"| {c.replace('_', ' ')} ({v['windows']}) | <= {100 * vs.TARGET_FP[c]:.0f} | " + " | ".join(cells) + " |")
+    out += ["", "| speech: corpus, condition (reference windows) | target | " + " | ".join(d for d, _ in dets) + " |",
+            "|---|---|" + "---|" * len(dets)]
+    names = {"clean": "clean", "music10": "over music, 10 dB SNR", "noise10": "over noise, 10 dB SNR"}
+    for c in CORPORA:
+        for cond in CONDITIONS:
+            ref = r["level_gate"]["recall"][c][cond]["reference"]
+            cells = []
+            for _, k in dets:
+                f = r[k]["recall"][c][cond]
+                cell = f"{100 * f['rate']:.1f}"
+                if k.startswith("silero"):
+                    lo, hi = wilson(f["hit"], f["reference"])
+                    cell = f"**{cell}** ({100 * lo:.1f}-{100 * hi:.1f})"
+                cells.append(cell)
+            corpus = {"ravdess": "RAVDESS", "tess": "TESS", "nemo": "nEMO"}[c]
+            out.append(f"| {corpus}, {names[cond]} ({ref}) | >= 97 | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.vad_eval", description=__doc__.split("\n\n")[0])
     root = Path(__file__).resolve().parents[1]
@@ -399,7 +445,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--min-recall", type=float, default=0.98)
     ap.add_argument("--out", type=Path, default=root / "training" / "results" / "vad-eval.json")
+    ap.add_argument("--report", type=Path, default=None, metavar="JSON",
+                    help="only print the docs/vad.md tables of an existing result file")
     args = ap.parse_args(argv)
+    if args.report:
+        res = json.loads(args.report.read_text())
+        for part in ("test", "dev"):
+            print(f"{part} part:\n\n{report(res, part)}\n")
+        return 0
     res = run(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=1) + "\n")
