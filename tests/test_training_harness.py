@@ -218,10 +218,10 @@ def test_extras_line_up_with_log_mel_frames() -> None:
 # ---------------------------------------------------------------------------- registry and cost
 
 
-def test_registry_covers_the_issue_items() -> None:
+def test_registry_covers_the_published_items() -> None:
     from training.architectures import ARCHITECTURES, REGISTRY, NotReproducibleOffline
 
-    assert {s.issue_item for s in REGISTRY.values()} == set(range(0, 9))
+    assert {s.published_item for s in REGISTRY.values()} == set(range(0, 9))
     for spec in REGISTRY.values():
         assert spec.source and spec.builder.__doc__, spec.name
         assert spec.input_kind in ("log_mel", "frames", "time_avg")

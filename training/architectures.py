@@ -20,7 +20,7 @@ them, but it does not yet (that needs a new input kind in the recipe): those ent
 ``runtime_ready=False``.
 
 Sources. The project started from a written description of the systems of the published SER
-reports it builds on, numbered items 1-8 (``ArchSpec.issue_item``; 0 is the project's own); the
+reports it builds on, numbered items 1-8 (``ArchSpec.published_item``; 0 is the project's own); the
 reports themselves are not named in this repository, so each entry cites that
 description and the original paper of the technique where one exists. Where the description
 leaves a size open (kernel size, dense width) the choice is stated in the builder's docstring.
@@ -200,7 +200,7 @@ def crnn_attention(
     stats: InputStats | None = None,
     name: str = "crnn_attention",
 ):
-    """The shipped family: CNN -> bidirectional LSTM -> attention pooling -> softmax.
+    """CRNN-attention: CNN -> bidirectional LSTM -> attention pooling -> softmax.
 
     The published CNN-BLSTM-attention SER recipe (Conv2D -> BatchNorm -> MaxPool -> Dropout
     blocks with growing filters, a BiLSTM over time, additive attention pooling over time steps,
@@ -208,9 +208,9 @@ def crnn_attention(
     networks", and Mirsamadi, Barsoum & Zhang 2017, "Automatic speech emotion recognition using
     recurrent neural networks with local attention"), kept small for 2-core CPU training and
     real-time scoring: 3 blocks of 32/64/128 filters and 64 LSTM units per direction by default
-    (``crnn_attention``, shipped until 2026-11-22); the shipped model since then is the registry's
-    ``crnn_small`` (16/32/64 filters, 36 instead of 126 MFLOPs per window, better on the
-    validation speakers; see ``models/README.md``).
+    (``crnn_attention``, the project's first shipped model); the registry's ``crnn_small`` has
+    16/32/64 filters (36 instead of 126 MFLOPs per window). Neither is shipped now: the shipped
+    model is ``cnn_gap_small``, a CNN without the LSTM (see ``models/README.md``).
 
     The time axis has a fixed length (no masking): tf2onnx has had BiLSTM bugs on
     dynamic-mask paths (GitHub issues onnx/tensorflow-onnx#2211 and #2221).
@@ -529,7 +529,8 @@ class ArchSpec:
         runtime_ready: The exported graph takes the runtime's log-mel input unchanged.
         optimizer: ``"adam"`` or ``"rmsprop"``.
         lr: Learning rate.
-        issue_item: Item number in the described list of published architectures (1-8; 0: our own).
+        published_item: Position in the described list of published architectures (1-8; 0: the
+            project's own).
         source: Where the architecture comes from.
         kwargs: Extra builder arguments.
     """
@@ -542,7 +543,7 @@ class ArchSpec:
     runtime_ready: bool = True
     optimizer: str = "adam"
     lr: float = 1e-3
-    issue_item: int = 0
+    published_item: int = 0
     source: str = ""
     kwargs: dict = field(default_factory=dict)
 
@@ -553,53 +554,56 @@ class ArchSpec:
         return self.builder(input_shape, n_classes, stats=stats, **{**self.kwargs, **kw})
 
 
-_ISSUE = "issue #3 description of the published report"
+#: The source of the published architectures: the project's written description of them (see the
+#: module docstring).
+_DESCRIBED = "the project's description of the published reports"
 
 REGISTRY: dict[str, ArchSpec] = {
     s.name: s
     for s in (
-        ArchSpec("crnn_attention", "CRNN-attention (previous shipped model)", crnn_attention, issue_item=0,
-                 source="project's own shipped architecture: Zhao et al. 2019; Mirsamadi et al. 2017"),
-        ArchSpec("crnn_small", "small CRNN-attention (shipped model)", crnn_attention, issue_item=0,
-                 source="project's own, shipped since 2026-11-22: crnn_attention with half the filters "
-                        "(16/32/64), a third of its MFLOPs (issue #6's analysis budget)",
+        ArchSpec("crnn_attention", "CRNN-attention", crnn_attention, published_item=0,
+                 source="project's own, shipped until 2026-11-22: Zhao et al. 2019; Mirsamadi et al. 2017"),
+        ArchSpec("crnn_small", "small CRNN-attention", crnn_attention, published_item=0,
+                 source="project's own: crnn_attention with half the filters (16/32/64), a third of its "
+                        "MFLOPs (for the speed budget: features + inference <= 2 ms per hop)",
                  kwargs={"filters": (16, 32, 64), "rnn_units": 64, "name": "crnn_small"}),
-        ArchSpec("cnn_baseline", "CNN baseline", cnn_baseline, issue_item=1, source=_ISSUE),
-        ArchSpec("cnn_lstm", "CNN-LSTM", cnn_lstm, issue_item=2, source=_ISSUE + "; Zhao et al. 2019"),
-        ArchSpec("cnn_bigru", "CNN-BiGRU", cnn_bigru, issue_item=3, source=_ISSUE + "; Cho et al. 2014"),
-        ArchSpec("cnn_blstm_att", "CNN-BLSTM-attention", cnn_blstm_att, issue_item=4,
-                 source=_ISSUE + "; Mirsamadi et al. 2017"),
-        ArchSpec("cnn_blstm_noatt", "CNN-BLSTM-att without attention", cnn_blstm_att, issue_item=4,
-                 source="ablation, " + _ISSUE, kwargs={"use_attention": False, "name": "cnn_blstm_noatt"}),
-        ArchSpec("blstm_att_nocnn", "CNN-BLSTM-att without CNN (LSTM only)", cnn_blstm_att, issue_item=4,
-                 source="ablation, " + _ISSUE, kwargs={"use_cnn": False, "name": "blstm_att_nocnn"}),
-        ArchSpec("cnn_att_nolstm", "CNN-BLSTM-att without LSTM (CNN only)", cnn_blstm_att, issue_item=4,
-                 source="ablation, " + _ISSUE, kwargs={"use_lstm": False, "name": "cnn_att_nolstm"}),
-        ArchSpec("cnn_gap_small", "half-width CNN only (cnn_att_nolstm at 16/32/64/128)", cnn_blstm_att, issue_item=0,
-                 source="project's own: cnn_att_nolstm (issue #3 item 4 without LSTM) with half the filters "
-                        "(16/32/64/128) and Dense 64, a quarter of its MFLOPs (issue #6's analysis budget)",
+        ArchSpec("cnn_baseline", "CNN baseline", cnn_baseline, published_item=1, source=_DESCRIBED),
+        ArchSpec("cnn_lstm", "CNN-LSTM", cnn_lstm, published_item=2, source=_DESCRIBED + "; Zhao et al. 2019"),
+        ArchSpec("cnn_bigru", "CNN-BiGRU", cnn_bigru, published_item=3, source=_DESCRIBED + "; Cho et al. 2014"),
+        ArchSpec("cnn_blstm_att", "CNN-BLSTM-attention", cnn_blstm_att, published_item=4,
+                 source=_DESCRIBED + "; Mirsamadi et al. 2017"),
+        ArchSpec("cnn_blstm_noatt", "CNN-BLSTM-att without attention", cnn_blstm_att, published_item=4,
+                 source="ablation, " + _DESCRIBED, kwargs={"use_attention": False, "name": "cnn_blstm_noatt"}),
+        ArchSpec("blstm_att_nocnn", "CNN-BLSTM-att without CNN (LSTM only)", cnn_blstm_att, published_item=4,
+                 source="ablation, " + _DESCRIBED, kwargs={"use_cnn": False, "name": "blstm_att_nocnn"}),
+        ArchSpec("cnn_att_nolstm", "CNN-BLSTM-att without LSTM (CNN only)", cnn_blstm_att, published_item=4,
+                 source="ablation, " + _DESCRIBED, kwargs={"use_lstm": False, "name": "cnn_att_nolstm"}),
+        ArchSpec("cnn_gap_small", "half-width CNN only (cnn_att_nolstm at 16/32/64/128)", cnn_blstm_att, published_item=0,
+                 source="project's own, shipped since 2026-11-22: cnn_att_nolstm (item 4 without LSTM) with half "
+                        "the filters (16/32/64/128) and Dense 64, a quarter of its MFLOPs (for the speed "
+                        "budget: features + inference <= 2 ms per hop)",
                  kwargs={"use_lstm": False, "filters": (16, 32, 64, 128), "dense_units": 64,
                          "name": "cnn_gap_small"}),
-        ArchSpec("cnn_gap_w8", "cnn_gap_small at 8/16/32/64, BatchNorm before ReLU", cnn_blstm_att, issue_item=0,
+        ArchSpec("cnn_gap_w8", "cnn_gap_small at 8/16/32/64, BatchNorm before ReLU", cnn_blstm_att, published_item=0,
                  source="project's own: cnn_gap_small with half the filters (8/16/32/64), a quarter of its "
                         "MFLOPs, and Conv -> BatchNorm -> ReLU (Ioffe & Szegedy 2015) so the export folds each "
-                        "BatchNorm into its convolution (issue #6's analysis budget: 0.13 ms per window). "
+                        "BatchNorm into its convolution (inference 0.13 ms per window). "
                         "Underfits: ravdess8 fold 1 clip UAR 0.434 against 0.605 for cnn_gap_small, training "
                         "accuracy 0.34 against 0.66 after 30 epochs; not pursued",
                  kwargs={"use_lstm": False, "filters": (8, 16, 32, 64), "dense_units": 64,
                          "relu_before_bn": False, "name": "cnn_gap_w8"}),
-        ArchSpec("conv1d_mfcc", "Conv1D 1024-512-256-128 on MFCC", conv1d_mfcc, issue_item=5, source=_ISSUE),
-        ArchSpec("lstm3_mfcc", "3-layer LSTM (70/50/60) on MFCC", lstm3_mfcc, issue_item=5,
-                 source=_ISSUE + "; Hochreiter & Schmidhuber 1997"),
+        ArchSpec("conv1d_mfcc", "Conv1D 1024-512-256-128 on MFCC", conv1d_mfcc, published_item=5, source=_DESCRIBED),
+        ArchSpec("lstm3_mfcc", "3-layer LSTM (70/50/60) on MFCC", lstm3_mfcc, published_item=5,
+                 source=_DESCRIBED + "; Hochreiter & Schmidhuber 1997"),
         ArchSpec("mlp_time_avg", "MLP(300) on time-averaged MFCC+chroma+mel", mlp_time_avg, kind="sklearn",
-                 input_kind="time_avg", runtime_ready=False, issue_item=6,
-                 source=_ISSUE + "; DataFlair librosa tutorial (MLPClassifier 300)"),
+                 input_kind="time_avg", runtime_ready=False, published_item=6,
+                 source=_DESCRIBED + "; DataFlair librosa tutorial (MLPClassifier 300)"),
         ArchSpec("conv1d_mfcc13", "small Conv1D on 13 MFCC (RMSprop)", conv1d_mfcc13, optimizer="rmsprop", lr=1e-4,
-                 issue_item=6, source=_ISSUE),
+                 published_item=6, source=_DESCRIBED),
         ArchSpec("conv1d_lstm_frames", "Conv1D-LSTM on MFCC+ZCR+RMS frames", conv1d_lstm_frames,
-                 input_kind="frames", runtime_ready=False, issue_item=7, source=_ISSUE),
-        ArchSpec("vgg19_transfer", "VGG19 transfer (ImageNet)", vgg19_transfer, kind="unavailable", issue_item=8,
-                 source=_ISSUE + "; Simonyan & Zisserman 2015"),
+                 input_kind="frames", runtime_ready=False, published_item=7, source=_DESCRIBED),
+        ArchSpec("vgg19_transfer", "VGG19 transfer (ImageNet)", vgg19_transfer, kind="unavailable", published_item=8,
+                 source=_DESCRIBED + "; Simonyan & Zisserman 2015"),
     )
 }
 """Architecture name -> :class:`ArchSpec`, in the order of the described list (our own first)."""

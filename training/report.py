@@ -161,7 +161,7 @@ def _cost_section(cost: dict | None, runs: list[dict]) -> list[str]:
     for name, spec in REGISTRY.items():
         c = (cost or {}).get("archs", {}).get(name, {})
         if spec.kind == "unavailable":
-            lines.append(f"| {spec.issue_item} | {spec.title} | `{name}` | - | - | - | - | - | - | - | not reproducible offline (see below) |")
+            lines.append(f"| {spec.published_item} | {spec.title} | `{name}` | - | - | - | - | - | - | - | not reproducible offline (see below) |")
             continue
         ms = c.get("median_ms")
         total = None
@@ -171,7 +171,7 @@ def _cost_section(cost: dict | None, runs: list[dict]) -> list[str]:
         st = ", ".join(sorted(status.get(name, []))) or "not trained yet"
         params = c.get("parameters")
         lines.append(
-            f"| {spec.issue_item} | {spec.title} | `{name}` | {spec.input_kind} | {'yes' if spec.runtime_ready else 'no'} | "
+            f"| {spec.published_item} | {spec.title} | `{name}` | {spec.input_kind} | {'yes' if spec.runtime_ready else 'no'} | "
             f"{params if params is not None else '-'} | {_f(c.get('mflops'), 1)} | {_f(ms, 2)} | {_f(total, 2)} | {ok} | {st} |"
         )
     lines += ["", "Sources (see the docstrings in `training/architectures.py`): items 1-8 follow the project's description "
