@@ -112,22 +112,31 @@ def analyse(x: np.ndarray, scorers: dict, group: str, name: str, ref: np.ndarray
 # the sets
 
 
-def nonspeech_streams(files: list, part: str, rng: np.random.Generator) -> list[tuple[str, str, np.ndarray, list]]:
+def nonspeech_streams(files: list, part: str, rng: np.random.Generator, level_dbfs: float | None = None,
+                      classes: tuple[str, ...] | None = None) -> list[tuple[str, str, np.ndarray, list]]:
     """(class, name, audio, pieces) of every non-speech stream of one part (see the module
     docstring of :mod:`training.vad_sounds` for the classes); pieces are ``(start, end, file)``
-    sample ranges of the joined streams."""
+    sample ranges of the joined streams. Each recording's active level is drawn from -40 to
+    -20 dBFS, or is ``level_dbfs``; ``classes`` limits the real-recording classes made (None: all,
+    and the synthetic ones)."""
+    def level() -> float:
+        drawn = rng.uniform(-40, -20)
+        return drawn if level_dbfs is None else level_dbfs
+
     scale = 1.0 if part == "test" else 0.5  # synthetic streams; the joined real-recording streams are as long in both parts
     out = []
     floor = lambda n: (rng.standard_normal(n) * 10 ** (FLOOR_DBFS / 20)).astype(np.float32)  # noqa: E731
-    for f in [f for f in files if f.cls == "music" and f.part == part]:
+    for f in [f for f in files if f.cls == "music" and f.part == part and (classes is None or "music" in classes)]:
         import soundfile as sf
 
         dur = sf.info(str(f.path)).duration
         length = min(20.0, dur)
         start = float(rng.uniform(0, max(0.0, dur - length)))
-        x = vs.set_level(vs.load_16k(f.path, start, length), rng.uniform(-40, -20))
+        x = vs.set_level(vs.load_16k(f.path, start, length), level())
         out.append(("music", f"{f.package}/{f.rel}@{start:.1f}s", x + floor(x.size), []))
     for cls, target_s in (("effects", 240.0), ("ui", 120.0), ("ambient", 120.0)):
+        if classes is not None and cls not in classes:
+            continue
         items = [f for f in files if f.cls == cls and f.part == part]
         pieces, total, order, segs, pos = [], 0.0, [], [], 0
         while total < target_s:
@@ -138,7 +147,7 @@ def nonspeech_streams(files: list, part: str, rng: np.random.Generator) -> list[
             if y.size > 8 * SR:
                 s = int(rng.integers(0, y.size - 8 * SR))
                 y = y[s : s + 8 * SR]
-            y = vs.set_level(y, rng.uniform(-40, -20))
+            y = vs.set_level(y, level())
             gap = np.zeros(int(rng.uniform(0.1, 0.8) * SR), dtype=np.float32)
             pieces += [y, gap]
             segs.append((pos, pos + y.size, f"{f.package}/{f.rel}"))
@@ -146,7 +155,7 @@ def nonspeech_streams(files: list, part: str, rng: np.random.Generator) -> list[
             total += (y.size + gap.size) / SR
         x = np.concatenate(pieces)
         out.append((cls, f"{cls}-{part}-stream", x + floor(x.size), segs))
-    for i, cls in enumerate(vs.SYNTHETIC_CLASSES):
+    for i, cls in enumerate(vs.SYNTHETIC_CLASSES if classes is None else ()):
         seed = (1000 if part == "test" else 2000) + i
         out.append((cls, f"{cls}-seed{seed}", vs.synthetic(cls, 60.0 * scale, seed), []))
     return out
@@ -337,6 +346,19 @@ def run(args: argparse.Namespace) -> dict:
     # Silero at its stock rule (threshold 0.5) for a sense of the trade-off on the test part
     results["test"]["silero(0.5, 0.256 s)+gate"] = summarise(test["ns"], test["sp"], "silero+gate", (0.5, 0.256))
 
+    # the chosen Silero rule on the test part's music and effects played at fixed levels
+    sweep = {}
+    for lvl in args.level_sweep:
+        rng = np.random.default_rng([args.seed, True])  # the test part's draws, as in the main run
+        streams = nonspeech_streams(files, "test", rng, level_dbfs=lvl, classes=("music", "effects", "ui"))
+        items = [analyse(x, {"silero": silero}, cls, name) for cls, name, x, _ in streams]
+        s = summarise(items, {}, "silero+gate", chosen["silero"])
+        g = summarise(items, {}, "gate", None)
+        sweep[f"{lvl:g}"] = {"silero+gate": s["fp"], "level_gate": g["fp"]}
+        print(f"level sweep {lvl:g} dBFS, FP gate / Silero+gate: "
+              + ", ".join(f"{c} {100 * g['fp'][c]['rate']:.1f} / {100 * v['rate']:.1f} %" for c, v in s["fp"].items()),
+              file=sys.stderr, flush=True)
+
     import onnxruntime
 
     try:
@@ -367,6 +389,7 @@ def run(args: argparse.Namespace) -> dict:
         "best_webrtc_mode": best_webrtc,
         "dev_rule_search": dev_tables,
         "results": results,
+        "silero_gate_level_sweep_test": sweep,
         "silero_gate_offenders_test": offenders(test["ns"], "silero+gate", chosen["silero"]),
         "silero_gate_offenders_dev": offenders(dev["ns"], "silero+gate", chosen["silero"]),
         "elapsed_s": round(time.monotonic() - t0, 1),
@@ -445,6 +468,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--min-recall", type=float, default=0.98)
     ap.add_argument("--out", type=Path, default=root / "training" / "results" / "vad-eval.json")
+    ap.add_argument("--level-sweep", type=float, nargs="*", default=[-50.0, -30.0, -10.0], metavar="DBFS",
+                    help="also play the test music, effects and desktop sounds at each of these active levels "
+                    "and report the chosen Silero rule's FP (default %(default)s)")
     ap.add_argument("--report", type=Path, default=None, metavar="JSON",
                     help="only print the docs/vad.md tables of an existing result file")
     args = ap.parse_args(argv)
