@@ -1,4 +1,4 @@
-"""Make the README's example timeline plot, ``docs/timeline.png``.
+"""Make the timeline plot shown in ``docs/usage.md`` (section "Plots"), ``docs/timeline.png``.
 
 The recording is real speech from the corpora (``../shared/data`` or ``$STREAM_SER_DATA``):
 RAVDESS actor 21, a test speaker the shipped model never heard, saying "Kids are talking by the

@@ -900,7 +900,7 @@ def build_parser() -> argparse.ArgumentParser:
     scoring.add_argument("--csv", default=None, metavar="OUT", help="write the timeline CSV here (flushed per row)")
     scoring.add_argument("--format", choices=("lines", "jsonl"), default="lines",
                          help="standard output: human-readable lines (default) or JSON lines, one object per "
-                         "prediction (schema in the README)")
+                         "prediction (schema in docs/output-formats.md)")
     scoring.add_argument("--jsonl", default=None, metavar="OUT", help="also write JSON lines to this file (flushed per line)")
     scoring.add_argument("--force", action="store_true", help="replace existing output files (CSV, JSON lines)")
     scoring.add_argument("--append", action="store_true",

@@ -5,7 +5,7 @@ the session) and ``analyse`` (per file, with ``--channels`` or ``--summary``) pr
 ``--summary-json FILE`` writes it as JSON. It is built incrementally (:class:`CallSummaryBuilder`,
 constant memory per channel), so an eight-hour session costs nothing extra.
 
-Definitions (the README's "Call summary" section says the same):
+Definitions (``docs/calls.md#call-summary`` says the same):
 
 * Each prediction stands for the **hop** of new audio it was scored at: from the previous
   prediction's end (or ``end_s - hop_s``, whichever is later) to its own ``end_s`` on the stream
@@ -347,14 +347,22 @@ def _clock(seconds: float) -> str:
 
 
 def format_summary(summary: CallSummary) -> str:
-    """The printed call summary (several lines, no trailing newline), e.g.::
+    """The printed call summary (several lines, no trailing newline), e.g. for a stereo file
+    scored with ``--channels 1,2 --channel-names agent,customer`` (``docs/calls.md``)::
 
-        call summary: call.wav, 01:03.5 of audio (hop 0.5 s)
-          agent: speech 41.0 s, 9 emotion changes
-            time in each emotion: neutral 61%, angry 22%, happy 12%, sad 5%
-            longest: angry 6.5 s at 00:12.0, happy 3.0 s at 00:40.5
-          customer: no speech
-          clock: mic:Monitor of Speakers runs +23 ppm (+-8) against mic:Microphone; 52 frames corrected
+        call summary: call.wav, 00:08.0 of audio (hop 0.5 s)
+          agent (channel 1): speech 5.0 s of 8.0 s, 1 emotion change
+            time in each emotion: angry 60%, happy 40%
+            longest: angry 3.0 s at 00:03.0, happy 2.0 s at 00:01.0
+          customer (channel 2): speech 2.5 s of 8.0 s, 0 emotion changes
+            time in each emotion: fear 100%
+            longest: fear 2.5 s at 00:05.5
+
+    After a pause the first line also says how much of the audio was paused (``call summary:
+    .../demo.flac, 00:21.1 of audio, 00:03.0 of it paused (hop 0.5 s)``), and a channel's ``of
+    ... s`` counts only its scored hops. A channel without speech is ``NAME: no speech (N
+    windows)``; with several devices, one ``clock:`` line per device after the first gives its
+    drift against the first, the frames dropped or repeated and the start offset.
     """
     paused = f", {_clock(summary.paused_s)} of it paused" if summary.paused_s > 0 else ""
     lines = [f"call summary: {summary.source}, {_clock(summary.duration_s)} of audio{paused} (hop {summary.hop_s:g} s)"]

@@ -821,7 +821,7 @@ class StatusBar(Widget):
         return out
 
 
-#: The keys, as shown by ``?`` and documented in the README.
+#: The keys, as shown by ``?`` and documented in ``docs/tui.md#keys``.
 KEYS: tuple[tuple[str, str], ...] = (
     ("q", "quit: score the last partial hop, close the CSV"),
     ("space", "pause / resume scoring, not capture (‖ on the timeline)"),
