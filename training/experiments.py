@@ -58,8 +58,10 @@ from .evaluate import (
     scores_to_dict,
     summarize_folds,
 )
+from .architectures import REGISTRY, ArchSpec
 from .folds import FIXED_FOLD, PROTOCOLS, Protocol
 from .train import COSINE_FINAL_FRACTION, SCHEDULES, check_mixup, feature_config, vtlp_factors
+from .transfer import mn04_ft
 
 log = logging.getLogger("training.experiments")
 
@@ -199,6 +201,16 @@ def _best_epoch(val_loss: list[float], warmup: int = 0) -> int:
     return warmup + int(np.argmin(val_loss[warmup:])) + 1
 
 
+#: Every architecture ``train --arch`` accepts: the registry's and the pretrained encoders.
+SPECS = {
+    **REGISTRY,
+    "mn04_ft": ArchSpec("mn04_ft", "EfficientAT mn04 (AudioSet) fine-tuned on the log-mel window", mn04_ft, lr=3e-4,
+                        source="Schmid, Koutini & Widmer 2023 (EfficientAT mn04_as, MIT); training/transfer.py"),
+    "mn04_ft_bn": ArchSpec("mn04_ft_bn", "mn04_ft with its BatchNorm statistics re-estimated", mn04_ft, lr=3e-4,
+                           source="training/transfer.py", kwargs={"freeze_batchnorm": False, "name": "mn04_ft_bn"}),
+}
+
+
 def check_log_mel_options(arch: str, input_kind: str, vtlp: float, mixup: float) -> None:
     """Refuse ``--vtlp`` and ``--mixup`` for an architecture whose input is not the log-mel
     (both transform log-mel windows).
@@ -299,6 +311,20 @@ def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, args: argpars
             x_tr, y_tr = np.concatenate(extra_x), np.concatenate(extra_y)
             record["augmentation"] += f" + {len(augmented)} waveform-augmented copies (training speakers)"
             record["train_windows"] = int(len(y_tr))
+        for copy in range(getattr(args, "room_copies", 0)):  # namespaces built by older callers have none
+            from .room import ROOM_AUGMENT_VERSION, build_room_features
+
+            # the fold's training speakers only: they are also the other talkers mixed in
+            room = build_room_features([u for u in fs.utterances if u.speaker in fold.train], feature_config(args),
+                                       copy, Path(args.cache))
+            room_y = np.array([labels.index(proto.label_of(u)) for u in room.utterances], dtype=np.int32)
+            x_tr = np.concatenate([x_tr, room.log_mels.astype(np.float32)[..., None]])
+            y_tr = np.concatenate([y_tr, room_y[room.clip_index]])
+            if copy == 0:
+                record["augmentation"] += f" + {args.room_copies} room-and-line copies (training/room.py " \
+                                          f"v{ROOM_AUGMENT_VERSION}, training speakers)"
+                record["room_copies"] = args.room_copies
+            record["train_windows"] = int(len(y_tr))
         model = spec.build(fs.log_mels.shape[1:], len(labels), stats=stats)
         epochs = args.epochs if len(va) else min(args.epochs, EPOCHS_WITHOUT_VALIDATION)
         opt = keras.optimizers.RMSprop(spec.lr) if spec.optimizer == "rmsprop" else keras.optimizers.Adam(spec.lr)
@@ -371,11 +397,10 @@ def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, args: argpars
 
 def run_train(args: argparse.Namespace) -> list[dict]:
     """Train one architecture on the requested folds; writes one JSON per fold run."""
-    from .architectures import REGISTRY
     from .inputs import build_extras
     from .windows import build_features
 
-    spec = REGISTRY[args.arch]
+    spec = SPECS[args.arch]
     if spec.kind == "unavailable":
         spec.build(None, None)  # raises NotReproducibleOffline with the reason
     proto = PROTOCOLS[args.protocol]
@@ -410,6 +435,7 @@ def run_train(args: argparse.Namespace) -> list[dict]:
         aug += f"__{args.schedule}" if args.schedule != "plateau" else ""
         aug += f"__fmax{rec['fmax_hz']:g}" if "fmax_hz" in rec else ""
         aug += f"__vtlp{rec['vtlp']:g}" if rec.get("vtlp") else ""
+        aug += f"__room{rec['room_copies']}" if rec.get("room_copies") else ""
         aug += f"__mixup{rec['mixup']:g}" if rec.get("mixup") else ""
         path = out_dir / f"{spec.name}__{proto.name}__f{k}__s{args.seed}{norm}{aug}.json"
         path.write_text(json.dumps(rec, indent=1))
@@ -712,7 +738,10 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("--no-plots", dest="plots", action="store_false")
     t = sub.add_parser("train", help="train one architecture on folds of a protocol")
     t.add_argument("--data", required=True)
-    t.add_argument("--arch", required=True)
+    t.add_argument("--arch", required=True, choices=sorted(SPECS), metavar="ARCH",
+                   help="architecture: a training/architectures.py registry name or mn04_ft (training/transfer.py)")
+    t.add_argument("--room-copies", type=int, default=0, metavar="N",
+                   help="add N room-and-line augmented copies of the training speakers' clips (training/room.py)")
     t.add_argument("--protocol", default="pooled7", choices=sorted(PROTOCOLS))
     t.add_argument("--folds", type=int, nargs="*", default=None, help=f"1-based folds (default all; fixed fold: {FIXED_FOLD})")
     t.add_argument("--epochs", type=int, default=30)
@@ -763,10 +792,7 @@ def main(argv: list[str] | None = None) -> None:
             feature_config(args)
             vtlp_factors(args.vtlp)
             check_mixup(args.mixup)
-            from .architectures import REGISTRY
-
-            if args.arch in REGISTRY:
-                check_log_mel_options(args.arch, REGISTRY[args.arch].input_kind, args.vtlp, args.mixup)
+            check_log_mel_options(args.arch, SPECS[args.arch].input_kind, args.vtlp, args.mixup)
         except ValueError as exc:
             parser.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")

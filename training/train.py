@@ -16,6 +16,7 @@ early stopping on the validation speakers, then export it to ONNX with its metad
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import time
@@ -37,8 +38,9 @@ from .windows import FeatureSet, build_features
 log = logging.getLogger("training.train")
 
 #: Every architecture ``--arch`` accepts: the registry's log-mel models and the fine-tuned
-#: pretrained encoder (:mod:`training.transfer`).
-BUILDERS = {**ARCHITECTURES, "mn04_ft": mn04_ft}
+#: pretrained encoder (:mod:`training.transfer`), with its BatchNorm statistics frozen or re-estimated.
+BUILDERS = {**ARCHITECTURES, "mn04_ft": mn04_ft,
+            "mn04_ft_bn": functools.partial(mn04_ft, freeze_batchnorm=False, name="mn04_ft_bn")}
 
 
 def feature_config(args: argparse.Namespace):

@@ -28,7 +28,7 @@ INPUT_SCALE = 0.5
 
 
 def mn04_ft(input_shape: tuple[int, int], n_classes: int, norm_mean: float | None = None,
-            norm_var: float | None = None, weights: str | None = None, dropout: float = 0.3,
+            norm_var: float | None = None, stats: Any = None, weights: str | None = None, dropout: float = 0.3,
             freeze_batchnorm: bool = True, name: str = "mn04_ft") -> Any:
     """EfficientAT ``mn04`` with AudioSet weights and a softmax head over the runtime's log-mel.
 
@@ -37,6 +37,8 @@ def mn04_ft(input_shape: tuple[int, int], n_classes: int, norm_mean: float | Non
         n_classes: Output classes.
         norm_mean, norm_var: Mean and variance of the training log-mels (dB), for the input
             standardisation baked into the graph.
+        stats: Or the same as :class:`training.architectures.InputStats` (the experiment
+            harness's form); it wins over ``norm_mean``/``norm_var``.
         weights: The ``.npz`` state dict (default :func:`training.efficientat.default_weights_path`).
         dropout: Dropout before the head.
         freeze_batchnorm: Keep the encoder's BatchNorm statistics (module docstring).
@@ -55,7 +57,7 @@ def mn04_ft(input_shape: tuple[int, int], n_classes: int, norm_mean: float | Non
     from .architectures import _input, _standardised_log_mel, _stats
     from .efficientat import build_mn04, default_weights_path
 
-    stats = _stats(None, norm_mean, norm_var)
+    stats = _stats(stats, norm_mean, norm_var)
     inp = _input(input_shape)
     x = _standardised_log_mel(inp, stats)
     x = layers.Rescaling(INPUT_SCALE, name="to_efficientat_scale")(x)
