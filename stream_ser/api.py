@@ -20,6 +20,11 @@ The shapes follow silero-vad and faster-whisper: a model object you load once, f
 take audio (a path or an array) and return frozen dataclasses, and an incremental scorer
 (:class:`StreamScorer`, like silero-vad's ``VADIterator``) for audio that arrives in callbacks.
 
+Speech gate: every function takes ``gate="vad"`` (default: a window is scored when it is loud
+enough *and* the voice-activity detector, Silero VAD, hears a voice in it, so music, noise and
+effects get no label) or ``gate="level"`` (loud enough is enough, as the model's training
+windows were chosen); see ``docs/vad.md``. ``Prediction.is_speech`` is that gate's decision.
+
 Audio conventions: arrays are float (values nominally in [-1, 1]) or integer PCM (scaled by the
 dtype's full scale, e.g. int16 / 32768), shape ``(n_samples,)`` or ``(n_samples, n_channels)``
 (channels are averaged, as the command line does); any sample rate, resampled to the model's
@@ -53,6 +58,7 @@ from .sources import (
 )
 from .summary import CallSummary, summarize_call
 from .types import Analysis, ClipResult, Prediction
+from .vad import DEFAULT_GATE
 
 __all__ = [
     "Analysis",
@@ -153,6 +159,7 @@ class StreamScorer:
             Must be in (0, window_s].
         source: Name written into every prediction's ``source``.
         channel: Channel index written into every prediction's ``channel``.
+        gate: The speech gate: ``"vad"`` (default; level and voice activity) or ``"level"``.
 
     Attributes:
         model: The model in use.
@@ -160,8 +167,9 @@ class StreamScorer:
         sample_rate_hz: Rate of the input chunks (Hz).
 
     Raises:
-        ModelError: If ``model`` is a path that cannot be loaded.
-        ValueError: If ``sample_rate_hz`` is not positive or ``hop_s`` is out of range.
+        ModelError: If ``model`` is a path that cannot be loaded (or the VAD's model is missing).
+        ValueError: If ``sample_rate_hz`` is not positive, ``hop_s`` is out of range or ``gate``
+            is not ``"vad"`` or ``"level"``.
 
     Example::
 
@@ -181,12 +189,13 @@ class StreamScorer:
         hop_s: float | None = None,
         source: str = "stream",
         channel: int = 0,
+        gate: str = DEFAULT_GATE,
     ) -> None:
         _check_rate(sample_rate_hz)
         self.model = _model(model)
         self.labels = self.model.labels
         self.sample_rate_hz = int(sample_rate_hz)
-        self._engine = Engine(self.model, hop_s=hop_s, source=source, channel=channel)
+        self._engine = Engine(self.model, hop_s=hop_s, source=source, channel=channel, gate=gate)
         self._resample = _resampler(self.sample_rate_hz, self.model.feature_config.sample_rate_hz)
         self._flushed = False
 
@@ -244,6 +253,7 @@ def stream(
     hop_s: float | None = None,
     source: str = "stream",
     channel: int = 0,
+    gate: str = DEFAULT_GATE,
 ) -> Iterator[Prediction]:
     """Score your own audio chunks as they come (a generator, a queue, a network stream).
 
@@ -255,6 +265,7 @@ def stream(
         hop_s: Seconds of new audio between predictions (default: the model's, 0.5 s).
         source: Name written into each prediction.
         channel: Channel index written into each prediction.
+        gate: The speech gate, ``"vad"`` (default) or ``"level"`` (see the module docstring).
 
     Yields:
         One :class:`~stream_ser.types.Prediction` per hop as soon as its audio has arrived,
@@ -264,7 +275,7 @@ def stream(
         ModelError: If ``model`` is a path that cannot be loaded.
         ValueError: On a bad ``sample_rate_hz``, ``hop_s`` or chunk shape/dtype.
     """
-    scorer = StreamScorer(model, sample_rate_hz, hop_s=hop_s, source=source, channel=channel)
+    scorer = StreamScorer(model, sample_rate_hz, hop_s=hop_s, source=source, channel=channel, gate=gate)
     for chunk in chunks:
         yield from scorer.push(chunk)
     yield from scorer.flush()
@@ -276,6 +287,7 @@ def stream_file(
     model: EmotionModel | AudioPath | None = None,
     hop_s: float | None = None,
     realtime: bool = False,
+    gate: str = DEFAULT_GATE,
 ) -> Iterator[Prediction]:
     """Score a file hop by hop, decoding it block by block (memory stays flat).
 
@@ -286,6 +298,7 @@ def stream_file(
         hop_s: Seconds of new audio between predictions (default: the model's, 0.5 s).
         realtime: Pace the file at real time through the live capture path (as
             ``stream-ser listen --input``) instead of decoding as fast as possible.
+        gate: The speech gate, ``"vad"`` (default) or ``"level"`` (see the module docstring).
 
     Yields:
         One :class:`~stream_ser.types.Prediction` per hop (``source`` is ``str(path)``).
@@ -299,7 +312,7 @@ def stream_file(
     sr = m.feature_config.sample_rate_hz
     if realtime:
         mic = MicrophoneSource(sample_rate_hz=sr, replay=path, realtime=True)
-        engine = Engine(m, hop_s=hop_s, source=mic.name)
+        engine = Engine(m, hop_s=hop_s, source=mic.name, gate=gate)
         try:
             mic.start()
             yield from engine.run(mic.chunks())
@@ -307,7 +320,7 @@ def stream_file(
             mic.close()
         return
     src = FileSource(path, sr)
-    yield from Engine(m, hop_s=hop_s, source=src.name).run(src.chunks())
+    yield from Engine(m, hop_s=hop_s, source=src.name, gate=gate).run(src.chunks())
 
 
 def stream_microphone(
@@ -316,6 +329,7 @@ def stream_microphone(
     model: EmotionModel | AudioPath | None = None,
     hop_s: float | None = None,
     duration_s: float | None = None,
+    gate: str = DEFAULT_GATE,
 ) -> Iterator[Prediction]:
     """Score an input device live; stop by breaking out of the loop (or with ``duration_s``).
 
@@ -330,6 +344,7 @@ def stream_microphone(
         model: A loaded model, a model path, or None for the shipped model.
         hop_s: Seconds of new audio between predictions (default: the model's, 0.5 s).
         duration_s: Stop after this many seconds of audio; None to run until you break.
+        gate: The speech gate, ``"vad"`` (default) or ``"level"`` (see the module docstring).
 
     Yields:
         One :class:`~stream_ser.types.Prediction` per hop, ``source`` ``"mic:<device name>"``.
@@ -346,7 +361,7 @@ def stream_microphone(
     m = _model(model)
     sr = m.feature_config.sample_rate_hz
     mic = MicrophoneSource(device=device, sample_rate_hz=sr)
-    engine = Engine(m, hop_s=hop_s, source=mic.name)
+    engine = Engine(m, hop_s=hop_s, source=mic.name, gate=gate)
     limit = None if duration_s is None else int(round(duration_s * sr))
     try:
         mic.start()
@@ -370,6 +385,7 @@ def analyse(
     source: str | None = None,
     jobs: int = 1,
     adapt_output: bool = True,
+    gate: str = DEFAULT_GATE,
 ) -> Analysis:
     """Score a whole recording: the clip-level result and the window timeline.
 
@@ -391,6 +407,9 @@ def analyse(
         adapt_output: Adapt the model's output to the recording's voice, as ``stream-ser
             analyse`` does by default (:class:`~stream_ser.adaptation.OutputAdapter`; a model
             without an output prior is never adapted); False is ``--adapt none``.
+        gate: The speech gate: ``"vad"`` (default, ``stream-ser analyse``'s: loud enough and a
+            voice by the VAD) or ``"level"`` (loud enough; ``--gate level``). Windows it rejects
+            are in the timeline with ``is_speech=False`` and count for nothing in the clip.
 
     Returns:
         An :class:`~stream_ser.types.Analysis`: ``clip`` (a
@@ -401,8 +420,8 @@ def analyse(
         AudioSourceError: If the file is missing or cannot be decoded.
         ModelError: If ``model`` is a path that cannot be loaded.
         TypeError: If ``sample_rate_hz`` is missing for an array or given for a path.
-        ValueError: If the array has the wrong shape or dtype, ``hop_s`` is out of range, or
-            ``jobs`` is not 1 or 2.
+        ValueError: If the array has the wrong shape or dtype, ``hop_s`` is out of range,
+            ``jobs`` is not 1 or 2, or ``gate`` is not ``"vad"`` or ``"level"``.
     """
     m = _model(model)
     model_sr = m.feature_config.sample_rate_hz
@@ -421,7 +440,7 @@ def analyse(
         resample = _resampler(int(sample_rate_hz), model_sr)
         x = _as_float_frames(audio)
         chunks = _blocks((resample(x, False), resample(np.zeros(0, dtype=np.float32), True)), model_sr)
-    engine = Engine(m, hop_s=hop_s, source=name, adapt_output=adapt_output)
+    engine = Engine(m, hop_s=hop_s, source=name, adapt_output=adapt_output, gate=gate)
     with one_blas_thread():
         timeline = tuple(engine.run(chunks, jobs=jobs))
     elapsed_s = engine.samples_seen / model_sr
@@ -448,6 +467,7 @@ def analyse_channels(
     source: str | None = None,
     jobs: int = 1,
     adapt_output: bool = True,
+    gate: str = DEFAULT_GATE,
 ) -> tuple[Analysis, ...]:
     """Score each channel of a recording on its own (a stereo call: agent left, customer right).
 
@@ -466,6 +486,8 @@ def analyse_channels(
         source: Name for the results' ``source``; default ``str(path)`` or ``"array"``.
         jobs: Scoring threads, 1 (default) or 2 (see :func:`analyse`; identical results).
         adapt_output: Adapt each channel's output to its voice (see :func:`analyse`).
+        gate: The speech gate of every channel, ``"vad"`` (default) or ``"level"`` (see
+            :func:`analyse`); each channel has its own detector.
 
     Returns:
         One :class:`~stream_ser.types.Analysis` per channel, in channel order; their clips and
@@ -476,8 +498,8 @@ def analyse_channels(
         AudioSourceError: If the file is missing or cannot be decoded, or a channel does not exist.
         ModelError: If ``model`` is a path that cannot be loaded.
         TypeError: If ``sample_rate_hz`` is missing for an array or given for a path.
-        ValueError: Wrong array shape or dtype, names not matching the channels, bad ``hop_s``
-            or ``jobs``.
+        ValueError: Wrong array shape or dtype, names not matching the channels, bad ``hop_s``,
+            ``jobs`` or ``gate``.
     """
     m = _model(model)
     model_sr = m.feature_config.sample_rate_hz
@@ -501,7 +523,7 @@ def analyse_channels(
     if channel_names is not None and len(channel_names) != len(numbers):
         raise ValueError(f"{len(channel_names)} channel name(s) for {len(numbers)} channel(s)")
     engines = ChannelEngines(m, hop_s=hop_s, source=name, channels=numbers, channel_names=channel_names,
-                             adapt_output=adapt_output)
+                             adapt_output=adapt_output, gate=gate)
     with one_blas_thread():
         timeline = list(engines.run(frames, jobs=jobs))
     elapsed_s = engines.samples_seen / model_sr

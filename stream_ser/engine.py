@@ -7,9 +7,20 @@ feature recipe and the model, and returns a :class:`~stream_ser.types.Prediction
 serves file analysis (chunks as fast as they decode) and live capture (chunks as the microphone
 delivers them), so a file replayed in any chunk size gives identical predictions.
 
+The speech gate decides which windows are scored (``Prediction.is_speech``; everything
+downstream, the CSV's ``speech`` column, JSON lines, the terminal UI's speech light and the call
+summary's speech time, follows it). ``gate="vad"`` (the default, :data:`~stream_ser.vad.DEFAULT_GATE`)
+scores a window when the feature recipe's level gate passes *and* the voice-activity detector
+(:class:`~stream_ser.vad.VoiceActivity`, Silero) finds at least one 32 ms frame of speech in it;
+``gate="level"`` uses the level gate alone, as the model's training windows were chosen
+(``docs/vad.md``). Each engine has its own detector, fed every sample once as it arrives, its
+state carried from hop to hop; a new engine (a new stream, or a session resumed after a pause)
+starts a fresh one. The detector runs at 16 kHz: for a model at another rate its input is
+resampled with soxr as it arrives (see :class:`_VoiceGate`).
+
 Several channels (a stereo call, several devices) are scored by :class:`ChannelEngines`: one
-:class:`Engine` per channel, each with its own ring buffer and speech gate, sharing one model (one
-onnxruntime session), so a channel is scored exactly as the same audio alone would be.
+:class:`Engine` per channel, each with its own ring buffer and speech gate (and detector), sharing
+one model (one onnxruntime session), so a channel is scored exactly as the same audio alone would be.
 
 File analysis can overlap the two halves of a hop: ``run(..., jobs=2)`` computes the next
 windows' features on the calling thread while a second thread runs the model on the previous ones
@@ -32,9 +43,11 @@ import numpy as np
 
 from .adaptation import OutputAdapter, SpeakerNormaliser
 from .features import window_features
-from .model import EmotionModel
+from .features import FeatureConfig
+from .model import EmotionModel, ModelError
 from .ring_buffer import RingBuffer
 from .types import ClipResult, Prediction
+from .vad import DEFAULT_GATE, SAMPLE_RATE_HZ as VAD_RATE_HZ, VoiceActivity, check_gate
 
 #: Windows in flight between the feature thread and the model thread with ``jobs=2``: enough to
 #: absorb a slow window on either side, and bounds memory (24 kB of log-mel each).
@@ -53,6 +66,57 @@ class _Window(NamedTuple):
         """Run the model (if speech) and make the prediction (any thread: reads only this window)."""
         probs = None if self.feats is None else self.engine.model.predict(self.feats)
         return self.engine._finish(self, probs)
+
+
+class _VoiceGate:
+    """The voice-activity half of the ``"vad"`` gate for one channel.
+
+    A :class:`~stream_ser.vad.VoiceActivity` (Silero, the shipped sequence model) takes every
+    sample the engine takes, once, as it arrives; at each window end it answers whether the
+    window holds speech (:meth:`~stream_ser.vad.VoiceActivity.is_speech`: at least one 32 ms frame
+    of probability >= 0.7, whole frames inside the window).
+
+    The detector works at 16 kHz only. For a model at another rate (``sample_rate_hz`` != 16000)
+    the samples are resampled to 16 kHz with soxr's streaming resampler (the one the sources use,
+    :func:`stream_ser.sources._resampler`) before the detector; the window ending at model sample
+    ``end`` is then judged up to 16 kHz sample ``end * 16000 // rate`` or the last one the
+    resampler has given out, whichever is earlier (soxr holds back up to about 60 ms, so the
+    detector's view of a window may end that much early; the final window of a stream too, as the
+    resampler is not drained). At 16 kHz (the shipped model) the windows are exactly the engine's.
+
+    Args:
+        config: The model's feature recipe (rate and window length).
+        hop_samples: The engine's hop (samples at the model's rate), for the history kept.
+
+    Raises:
+        ModelError: If the detector cannot start (its ONNX model is missing or unreadable).
+    """
+
+    def __init__(self, config: FeatureConfig, hop_samples: int) -> None:
+        self.rate = config.sample_rate_hz
+        history_s = config.window_s + hop_samples / self.rate + 1.0
+        try:
+            self.activity = VoiceActivity(history_s=history_s)
+        except Exception as exc:  # FileNotFoundError, or onnxruntime refusing the file
+            raise ModelError(f"the VAD speech gate cannot start: {exc}") from None
+        self.length = int(round(config.window_s * VAD_RATE_HZ))
+        self._resample = None
+        if self.rate != VAD_RATE_HZ:
+            from .sources import _resampler
+
+            self._resample = _resampler(self.rate, VAD_RATE_HZ)
+
+    def push(self, x: np.ndarray) -> None:
+        """Take samples at the model's rate (float32 ``(n,)``)."""
+        if self._resample is not None:
+            x = self._resample(x, False)
+        self.activity.push(x)
+
+    def is_speech(self, end: int) -> bool:
+        """Whether the window ending at model sample ``end`` (all pushed) holds speech."""
+        if self._resample is not None:
+            end = min(end * VAD_RATE_HZ // self.rate, self.activity.samples_seen)
+        return self.activity.is_speech(end, self.length)
 
 
 def _check_jobs(jobs: int) -> None:
@@ -129,10 +193,18 @@ class Engine:
             :attr:`adaptation` is ``"output"``. False, or a model without a prior: ``"none"``.
         adapter: The output adapter to use (carry a voice across engines, as ``normaliser``);
             None makes a fresh one when ``adapt_output`` applies.
+        gate: The speech gate, ``"vad"`` (default: the level gate and the voice-activity
+            detector, see the module docstring) or ``"level"`` (the level gate alone).
+
+    Attributes:
+        gate: As given.
+        vad: The channel's :class:`~stream_ser.vad.VoiceActivity` with ``gate="vad"``, else None.
 
     Raises:
         ValueError: If ``hop_s`` is not in (0, window_s] (NaN and infinity are not) or is
-            shorter than one sample, or ``calibration_windows`` is negative.
+            shorter than one sample, ``calibration_windows`` is negative, or ``gate`` is not
+            ``"vad"`` or ``"level"``.
+        ModelError: If ``gate="vad"`` and the detector's model cannot be found or loaded.
     """
 
     def __init__(
@@ -146,6 +218,7 @@ class Engine:
         calibration_windows: int = 0,
         adapt_output: bool = True,
         adapter: OutputAdapter | None = None,
+        gate: str = DEFAULT_GATE,
     ) -> None:
         cfg = model.feature_config
         self.model = model
@@ -165,6 +238,8 @@ class Engine:
         self.calibration_windows = int(calibration_windows) if self.normaliser is not None else 0
         prior = model.metadata.output_prior
         self.adapter = None if prior is None or not adapt_output else (adapter or OutputAdapter(prior))
+        self.gate = check_gate(gate)
+        self._voice = _VoiceGate(cfg, self.hop_samples) if gate == "vad" else None
         self._ring = RingBuffer(cfg.window_samples + self.hop_samples)
         self._window_buf = np.empty((cfg.window_samples, 1), dtype=np.float32)
         self._next_boundary = self.hop_samples
@@ -174,6 +249,11 @@ class Engine:
     def samples_seen(self) -> int:
         """Samples pushed so far (the stream clock, at ``sample_rate_hz``)."""
         return self._ring.written
+
+    @property
+    def vad(self) -> VoiceActivity | None:
+        """This channel's voice-activity detector (``gate="vad"``), or None (``gate="level"``)."""
+        return None if self._voice is None else self._voice.activity
 
     @property
     def adaptation(self) -> str:
@@ -210,6 +290,8 @@ class Engine:
         while pos < x.size:
             take = min(x.size - pos, self._next_boundary - self._ring.written)
             self._ring.write(x[pos : pos + take])
+            if self._voice is not None:  # every sample once, as it arrives
+                self._voice.push(x[pos : pos + take])
             pos += take
             if self._ring.written == self._next_boundary:
                 w = self._window(self._next_boundary)
@@ -235,18 +317,22 @@ class Engine:
         return []
 
     def _window(self, end: int) -> _Window | None:
-        """The features of the window ending at stream sample ``end``; None while calibrating."""
+        """The features of the window ending at stream sample ``end`` (None when the gate finds no
+        speech: the detector first, with ``gate="vad"``, then the recipe's level gate); no window
+        while calibrating."""
         cfg = self.config
         calibrating = self.calibrating
-        # only audio of the stream: the first windows are shorter than window_s (the recipe pads
-        # them), so nothing before the stream start (such as a zero step under a DC offset) is scored
-        n = min(end, cfg.window_samples)
-        if n == cfg.window_samples:  # steady state: reuse one array (the recipe copies what it keeps)
-            window = self._ring.read(end, n, self._window_buf)[:, 0]
-        else:
-            window = self._ring.read(end, n)[:, 0]
         self._last_scored = end
-        feats = window_features(window, cfg)
+        feats = None
+        if self._voice is None or self._voice.is_speech(end):
+            # only audio of the stream: the first windows are shorter than window_s (the recipe pads
+            # them), so nothing before the stream start (such as a zero step under a DC offset) is scored
+            n = min(end, cfg.window_samples)
+            if n == cfg.window_samples:  # steady state: reuse one array (the recipe copies what it keeps)
+                window = self._ring.read(end, n, self._window_buf)[:, 0]
+            else:
+                window = self._ring.read(end, n)[:, 0]
+            feats = window_features(window, cfg)
         start_s = max(0, end - cfg.window_samples) / cfg.sample_rate_hz
         end_s = end / cfg.sample_rate_hz
         if calibrating:
@@ -298,10 +384,10 @@ class Engine:
 class ChannelEngines:
     """One :class:`Engine` per channel, fed together: scores each channel on its own.
 
-    Each channel has its own ring buffer, hop boundaries and speech gate, so a silent channel
-    yields ``is_speech=False`` predictions (no label) whatever the other channels hold, and a
-    channel's predictions equal those of the same audio scored alone. The engines share the one
-    model (one onnxruntime session).
+    Each channel has its own ring buffer, hop boundaries and speech gate (and voice-activity
+    detector), so a silent channel yields ``is_speech=False`` predictions (no label) whatever the
+    other channels hold, and a channel's predictions equal those of the same audio scored alone.
+    The engines share the one model (one onnxruntime session).
 
     Args:
         model: The loaded model.
@@ -316,9 +402,13 @@ class ChannelEngines:
         adapt_output: See :class:`Engine`.
         adapters: One output adapter per channel to carry voices across engines, or None for
             fresh ones.
+        gate: The speech gate of every channel, ``"vad"`` (default) or ``"level"`` (see
+            :class:`Engine`); each channel has its own detector.
 
     Raises:
-        ValueError: A bad hop, no channel, or names (normalisers) not matching the channels in number.
+        ValueError: A bad hop or gate, no channel, or names (normalisers) not matching the
+            channels in number.
+        ModelError: If ``gate="vad"`` and the detector's model cannot be found or loaded.
 
     Thread: one thread (the inference worker).
     """
@@ -334,6 +424,7 @@ class ChannelEngines:
         calibration_windows: int = 0,
         adapt_output: bool = True,
         adapters: Sequence[OutputAdapter | None] | None = None,
+        gate: str = DEFAULT_GATE,
     ) -> None:
         channels = tuple(channels)
         if not channels:
@@ -348,8 +439,10 @@ class ChannelEngines:
         for what, given in (("normaliser", norms), ("adapter", adapters)):
             if len(given) != len(channels):
                 raise ValueError(f"{len(given)} {what}(s) for {len(channels)} channel(s)")
-        self.engines = [Engine(model, hop_s, source, c, n, z, calibration_windows, adapt_output, a)
+        check_gate(gate)
+        self.engines = [Engine(model, hop_s, source, c, n, z, calibration_windows, adapt_output, a, gate)
                         for c, n, z, a in zip(channels, names, norms, adapters)]
+        self.gate = gate
         self.hop_s = self.engines[0].hop_s
         self.hop_samples = self.engines[0].hop_samples
         self.adaptation = self.engines[0].adaptation

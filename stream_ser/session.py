@@ -35,7 +35,8 @@ object.
 
 Channels: a source may deliver several channels (``listen --channels 1,2``, or several devices
 through a :class:`~stream_ser.sources.MultiDeviceSource`). Each channel gets its own engine
-(:class:`~stream_ser.engine.ChannelEngines`: own ring buffer, own speech gate, one shared model),
+(:class:`~stream_ser.engine.ChannelEngines`: own ring buffer, own speech gate and voice-activity
+detector, one shared model),
 its own smoothing and its own level; every prediction is reported with its channel's index, and
 the session keeps a running :class:`~stream_ser.summary.CallSummary` (:attr:`ListenSession.summary`).
 """
@@ -62,6 +63,7 @@ from .smoothing import DEFAULT_HALF_LIFE_S, ProbabilitySmoother
 from .sources import AudioSourceError
 from .summary import CallSummary, CallSummaryBuilder
 from .types import Marker, Prediction
+from .vad import DEFAULT_GATE, check_gate
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +108,15 @@ class SessionOptions:
             (:class:`~stream_ser.adaptation.OutputAdapter`; a model without an ``output_prior``
             is never adapted). The voice is kept across pauses. ``listen --adapt none`` turns
             it off.
+        gate: The speech gate of every channel (``listen --gate``): ``"vad"`` (default: the
+            level gate and the voice-activity detector) or ``"level"`` (the level gate alone);
+            see :class:`~stream_ser.engine.Engine`. The detector starts afresh after a pause, with
+            the fresh engine (its windows hold only audio captured after the resume).
 
     Raises:
         ValueError: If ``duration_s`` is not None and not a finite number > 0, ``calibrate_s``
-            is negative or not finite, or ``level_interval_s`` is not positive.
+            is negative or not finite, ``level_interval_s`` is not positive, or ``gate`` is not
+            ``"vad"`` or ``"level"``.
     """
 
     hop_s: float | None = None
@@ -120,8 +127,10 @@ class SessionOptions:
     channel_names: tuple[str, ...] | None = None
     calibrate_s: float = 0.0
     adapt_output: bool = True
+    gate: str = DEFAULT_GATE
 
     def __post_init__(self) -> None:
+        check_gate(self.gate)
         if self.duration_s is not None and not (math.isfinite(self.duration_s) and self.duration_s > 0):
             raise ValueError(f"duration_s must be a finite number of seconds > 0 or None, got {self.duration_s}")
         if not (math.isfinite(self.calibrate_s) and self.calibrate_s >= 0):
@@ -163,7 +172,7 @@ class SessionStarted:
         labels: The model's classes in output order.
         hop_s: Seconds between predictions.
         window_s: Length of each scored window (s).
-        gate_dbfs: Frame RMS level (dBFS) of the speech gate.
+        gate_dbfs: Frame RMS level (dBFS) of the speech gate's level half.
         smoothing_half_life_s: Half-life of the displayed smoothing (s).
         csv_path: Path of the timeline CSV, or None.
         stats: Counters at this moment.
@@ -171,6 +180,7 @@ class SessionStarted:
             mono input.
         channel_descriptions: What each channel is (device name, ``channel 2``, or the source).
         device_sample_rates_hz: Native rate of each device (several devices), else of the source.
+        gate: The speech gate (``"vad"``: level and voice activity; ``"level"``: level alone).
     """
 
     source_name: str
@@ -188,6 +198,7 @@ class SessionStarted:
     channel_ids: tuple[int | str, ...] = (0,)
     channel_descriptions: tuple[str, ...] = ()
     device_sample_rates_hz: tuple[int, ...] = ()
+    gate: str = DEFAULT_GATE
 
 
 @dataclass(frozen=True)
@@ -425,6 +436,8 @@ class ListenSession:
 
     Raises:
         ValueError: If the hop is not in (0, window_s] (checked at construction).
+        ModelError: If the speech gate is ``"vad"`` and the detector's model cannot be loaded
+            (checked at construction, before any audio).
 
     Threads: :meth:`start` from the UI (or main) thread; :meth:`run` on the worker thread; the
     request methods from any thread.
@@ -441,7 +454,7 @@ class ListenSession:
         self.model = model
         self.config = model.feature_config
         self.options = options
-        probe = Engine(model, hop_s=options.hop_s)  # validates the hop before any audio
+        probe = Engine(model, hop_s=options.hop_s, gate=options.gate)  # validates hop and gate before any audio
         self.hop_s = probe.hop_s
         self.hop_samples = probe.hop_samples
         #: Speech windows each channel takes in before it predicts (0: no calibration phase, also
@@ -615,6 +628,7 @@ class ListenSession:
                     channel_ids=tuple(n if n_ is None else n_ for n, n_ in zip(numbers, names)),
                     channel_descriptions=descriptions,
                     device_sample_rates_hz=rates,
+                    gate=self.options.gate,
                 )
             )
             try:
@@ -663,7 +677,7 @@ class ListenSession:
         return ChannelEngines(self.model, hop_s=self.hop_s, source=source.name,
                               channels=tuple(getattr(source, "channel_numbers", (0,))), channel_names=self._channel_names,
                               normalisers=normalisers, calibration_windows=self.calibration_windows,
-                              adapt_output=self.options.adapt_output, adapters=adapters)
+                              adapt_output=self.options.adapt_output, adapters=adapters, gate=self.options.gate)
 
     def _loop(self, source: Any, emit: Callable[[Any], None]) -> str:
         """The capture loop; returns why it ended (``stopped``, ``duration reached``, ``input ended``)."""

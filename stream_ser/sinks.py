@@ -9,7 +9,9 @@ The timeline CSV is a stable interface. Header::
 
 one ``p_`` column per model label in model order; ``adaptation`` says which adaptation to the
 voice produced the probabilities (``output`` or ``none``, :mod:`stream_ser.adaptation`; empty on
-marker rows); ``speech`` is 1 or 0; ``label``,
+marker rows); ``speech`` is 1 when the window passed the speech gate and was scored, else 0
+(``--gate vad``, the default: loud enough *and* a voice by the VAD; ``--gate level``: loud
+enough; :class:`~stream_ser.engine.Engine`, ``docs/vad.md``); ``label``,
 ``confidence`` and the ``p_`` columns are empty when ``speech`` is 0 (a *marker* row, written when
 the user presses ``m`` in the terminal UI, has ``speech`` 0, ``label`` ``marker`` and
 ``start_s`` = ``end_s``); times are seconds with millisecond precision, probabilities have 4

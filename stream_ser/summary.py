@@ -12,7 +12,8 @@ Definitions (``docs/calls.md#call-summary`` says the same):
   clock. The first hop starts at 0; the last partial hop of a stream is shorter; hops skipped
   while paused leave a gap.
 * **Speech time** (``speech_s``): the total length of the hops whose window passed the speech
-  gate, i.e. that have an emotion label. A window is 3 s long, so a hop counts as speech for up
+  gate, i.e. that have an emotion label (with ``--gate vad``, the default, the gate is the level
+  *and* the voice-activity detector, so music or noise between turns adds nothing). A window is 3 s long, so a hop counts as speech for up
   to 2.5 s after the voice stopped: speech time is an upper bound of talk time.
 * **Time in each emotion** (``emotion_s``, ``emotion_share``): the length of the hops labelled
   with each emotion, and its share of the speech time (the shares sum to 1).

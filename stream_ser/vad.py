@@ -67,6 +67,34 @@ DEFAULT_THRESHOLD = 0.7
 #: Seconds of speech frames a window needs to be speech (chosen with :data:`DEFAULT_THRESHOLD`).
 DEFAULT_MIN_SPEECH_S = 0.032
 
+#: The speech gates the engine can apply to a window (``Engine(gate=...)``, ``--gate``):
+#: ``"vad"``: the level gate *and* :class:`VoiceActivity`'s window rule (Silero, at least
+#: :data:`DEFAULT_MIN_SPEECH_S` of frames at :data:`DEFAULT_THRESHOLD`); ``"level"``: the feature
+#: recipe's level gate alone (:func:`stream_ser.features.is_speech`), what the model was trained on.
+GATES = ("vad", "level")
+
+#: The default gate: the one that measures best (``docs/vad.md``: non-speech false positives
+#: 0-1.5 % against 85-100 % for the level gate, speech recall >= 98 % of the level gate's).
+DEFAULT_GATE = "vad"
+
+
+def gate_descriptions() -> dict[str, str]:
+    """One line per gate in :data:`GATES` saying what it scores (``stream-ser info``, ``--help``)."""
+    return {
+        "vad": (f"Silero VAD (MIT, voice activity: a window needs >= {DEFAULT_MIN_SPEECH_S * 1000:g} ms of "
+                f"32 ms frames with speech probability >= {DEFAULT_THRESHOLD:g}) and the level gate; "
+                "music, noise and effects are not scored"),
+        "level": "the level gate alone (frames loud enough, any sound): what the model was trained on",
+    }
+
+
+def check_gate(gate: str) -> str:
+    """``gate`` if it is one of :data:`GATES`, else ValueError naming them."""
+    if gate not in GATES:
+        raise ValueError(f"gate must be one of {', '.join(map(repr, GATES))}, got {gate!r}")
+    return gate
+
+
 #: Environment variable naming a Silero ONNX file to use instead of the search of
 #: :func:`find_silero_model`.
 SILERO_MODEL_ENV = "STREAM_SER_VAD_MODEL"

@@ -183,7 +183,8 @@ class LevelMeter(Widget):
         self.refresh()
 
     def set_speech(self, speech: bool | None) -> None:
-        """Speech state of the latest window (None: unknown)."""
+        """Speech state of the latest window (None: unknown): the engine's speech gate, so with
+        ``--gate vad`` (the default) the voice-activity detector's decision and the level's."""
         self.speech = speech
         self.refresh()
 
@@ -214,7 +215,7 @@ class LevelMeter(Widget):
         elif self.speech:
             indicator = Text(" ● speech  ", style="bold #5c9e3a")
         else:
-            indicator = Text(" ○ silence ", style=DIM)
+            indicator = Text(" ○ no speech ", style=DIM)  # silence, or (gate "vad") sound that is not a voice
         clip = Text(" CLIP ", style="bold white on #d32f2f") if self.clipping else Text("      ")
         bar_width = max(10, width - 6 - 2 - len(value) - 1 - indicator.cell_len - clip.cell_len - 1)
         filled = 0.0 if level is None else self._position(level, bar_width)
@@ -275,7 +276,7 @@ class NowPanel(Vertical):
                 f"confidence · {when}",
             )
         else:
-            self._set("no speech", "#3a3a3a", "#b0b0b0", "--", f"below the gate · {when}")
+            self._set("no speech", "#3a3a3a", "#b0b0b0", "--", f"speech gate closed · {when}")
 
     def show_state(self, text: str, caption: str = "") -> None:
         """Show a state instead of a label (waiting, paused, cleared, error)."""
