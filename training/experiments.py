@@ -1,4 +1,4 @@
-"""The experiment harness of issue #3: speaker-independent protocols, peer baseline, costs, report.
+"""The experiment harness: speaker-independent protocols, peer baseline, costs, report.
 
 Usage::
 
