@@ -362,6 +362,15 @@ def cmd_info(args: argparse.Namespace) -> int:
     print("output adaptation: " + ("not available (no output prior in the model)" if prior is None else
           f"available, on by default (--adapt none turns it off): running per-class log-probability mean of each "
           f"channel's voice, prior weight {prior.prior_windows:g} windows"))
+    from .vad import DEFAULT_GATE, find_silero_model, gate_descriptions
+
+    print("speech gate: " + "; ".join(f"{g}{' (default)' if g == DEFAULT_GATE else ''}: {d}"
+                                      for g, d in gate_descriptions().items()) + " (--gate; docs/vad.md)")
+    try:
+        vad_model = f"{printable(str(find_silero_model()))} (Silero VAD, MIT)"
+    except FileNotFoundError:
+        vad_model = "Silero VAD not found: --gate vad fails, --gate level works (reinstall stream-ser)"
+    print(f"VAD model: {vad_model}")
     print(f"licence:  {printable(model_licence(model.metadata.provenance))}")
     print(f"provenance: {json.dumps(model.metadata.provenance, indent=2)}")
     return 0
@@ -468,7 +477,7 @@ def cmd_analyse(args: argparse.Namespace) -> int:
                             f"{len(numbers)} channel(s)"
                         )
                     engine = ChannelEngines(model, hop_s=args.hop, source=source.name, channels=numbers,
-                                            channel_names=names, adapt_output=args.adapt == "output")
+                                            channel_names=names, adapt_output=args.adapt == "output", gate=args.gate)
                     builder = CallSummaryBuilder(source.name, model.labels, engine.hop_s, numbers, names,
                                                  [source.name if n == 0 else f"channel {n}" for n in numbers])
                     # per channel, the clip result accumulates as the predictions pass (flat memory)
@@ -656,7 +665,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
             _listen_source(args, cfg.sample_rate_hz),
             sinks,
             SessionOptions(hop_s=args.hop, duration_s=args.duration, channel_names=_channel_names(args),
-                           calibrate_s=args.calibrate or 0.0, adapt_output=args.adapt == "output",
+                           calibrate_s=args.calibrate or 0.0, adapt_output=args.adapt == "output", gate=args.gate,
                            # only the UI's meter shows levels; without it the worker wakes once per hop
                            level_interval_s=0.1 if tui else None),
         )
@@ -814,7 +823,7 @@ def _hop_problem(args: argparse.Namespace, model) -> str | None:
     from .engine import Engine
 
     try:
-        Engine(model, hop_s=args.hop)
+        Engine(model, hop_s=args.hop, gate=args.gate)  # also starts the VAD (a ModelError if it cannot)
     except ValueError:
         cfg = model.feature_config
         return (f"--hop: must be a number from one sample ({1 / cfg.sample_rate_hz:g} s) to the model's window "
@@ -918,6 +927,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "per-class mean of the log-probabilities, started from the training voices' mean, "
                          "removes the shift a new voice, language or microphone gives every window. 'none' "
                          "scores each window on its own. The CSV's and JSON lines' adaptation field says which ran")
+    scoring.add_argument("--gate", choices=("vad", "level"), default="vad",
+                         help="which windows are scored (the rest get no label): vad (default, it measures best, "
+                         "docs/vad.md) needs the window loud enough and a voice by the Silero VAD, so music, noise "
+                         "and effects are not scored; level only needs it loud enough (what the model was trained "
+                         "on). The speech column, the speech light and speech time follow it")
     scoring.add_argument("--summary-json", default=None, metavar="FILE",
                          help="write the call summary (per channel: speech time, time in each emotion, longest "
                          "span of each emotion, emotion changes) to FILE as JSON")
