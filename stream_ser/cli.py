@@ -364,8 +364,11 @@ def cmd_info(args: argparse.Namespace) -> int:
           f"channel's voice, prior weight {prior.prior_windows:g} windows"))
     from .vad import DEFAULT_GATE, find_silero_model, gate_descriptions
 
-    print("speech gate: " + "; ".join(f"{g}{' (default)' if g == DEFAULT_GATE else ''}: {d}"
-                                      for g, d in gate_descriptions().items()) + " (--gate; docs/vad.md)")
+    gates = gate_descriptions()
+    print("speech gate: " + " or ".join(f"{g} (default)" if g == DEFAULT_GATE else g for g in gates)
+          + ", chosen with --gate (docs/vad.md)")
+    for g, text in gates.items():
+        print(f"  {g}: {text}")
     try:
         vad_model = f"{printable(str(find_silero_model()))} (Silero VAD, MIT)"
     except FileNotFoundError:

@@ -79,12 +79,14 @@ DEFAULT_GATE = "vad"
 
 
 def gate_descriptions() -> dict[str, str]:
-    """One line per gate in :data:`GATES` saying what it scores (``stream-ser info``, ``--help``)."""
+    """One line per gate in :data:`GATES` saying what it scores (``stream-ser info``)."""
+    frames = max(1, round(DEFAULT_MIN_SPEECH_S * SAMPLE_RATE_HZ / SILERO_FRAME))
     return {
-        "vad": (f"Silero VAD (MIT, voice activity: a window needs >= {DEFAULT_MIN_SPEECH_S * 1000:g} ms of "
-                f"32 ms frames with speech probability >= {DEFAULT_THRESHOLD:g}) and the level gate; "
-                "music, noise and effects are not scored"),
-        "level": "the level gate alone (frames loud enough, any sound): what the model was trained on",
+        "vad": (f"the level gate and Silero VAD (MIT): a window is scored when it is loud enough and at least "
+                f"{'one 32 ms frame in it reaches' if frames == 1 else f'{frames} 32 ms frames in it reach'} a "
+                f"speech probability of {DEFAULT_THRESHOLD:g}, so music, noise and effects are not"),
+        "level": "the level gate alone: a window is scored when it is loud enough, whatever the sound (the windows "
+                 "the model was trained on)",
     }
 
 
