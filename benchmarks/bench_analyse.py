@@ -1,6 +1,6 @@
 """File analysis throughput, memory and the openSMILE peer, on a long recording of real speech.
 
-    python benchmarks/bench_analyse.py [--minutes 10] [--repeats 3] [--long-minutes 60] [--opensmile]
+    python benchmarks/bench_analyse.py [--minutes 10] [--repeats 3] [--long-minutes 60] [--opensmile] [--gate level]
 
 Builds (once, cached in ``.cache/bench/``) a recording of ``--minutes`` minutes by concatenating
 random real RAVDESS and TESS clips (``--data``, default ``../shared/data``; the fixture clips if it
@@ -10,7 +10,8 @@ is missing) with pauses of 0.5-1.5 s, written as 16-bit PCM WAV at 16 kHz. Then:
    (start-up included), as a multiple of real time: one core (``taskset -c 0``, ``--jobs 1``)
    and all cores (``--jobs 2``: the model on a second thread; ``--threads-all`` instead gives
    onnxruntime as many intra-op threads as cores, as this benchmark did before ``--jobs``).
-   Median, min and max over ``--repeats`` runs.
+   Median, min and max over ``--repeats`` runs. ``--gate`` passes ``analyse --gate`` (default:
+   analyse's own default, the VAD gate, whose Silero VAD then runs on every sample).
 2. **Memory**: peak RSS of each ``analyse`` process (``os.wait4`` resource usage); with
    ``--long-minutes`` also on a recording of that length, to show memory does not grow with it.
 3. **Peer** (``--opensmile``, needs ``pip install opensmile``): openSMILE's eGeMAPSv02
@@ -81,14 +82,14 @@ def build_recording(minutes: float, data: Path, out_dir: Path, seed: int = 0) ->
     return out
 
 
-def run_analyse(path: Path, threads: int, pin: bool, jobs: int = 1) -> tuple[float, float]:
+def run_analyse(path: Path, threads: int, pin: bool, jobs: int = 1, gate: str | None = None) -> tuple[float, float]:
     """Run ``stream-ser analyse`` on ``path`` (``--threads`` onnxruntime threads, ``--jobs``
-    scoring threads); returns (wall seconds, peak RSS in MB)."""
+    scoring threads, ``--gate`` unless None); returns (wall seconds, peak RSS in MB)."""
     exe = shutil.which("stream-ser")
     cmd = [exe] if exe else [sys.executable, "-m", "stream_ser"]
     with tempfile.TemporaryDirectory() as tmp:
         cmd += ["analyse", str(path), "--threads", str(threads), "--jobs", str(jobs), "-q",
-                "--csv", str(Path(tmp) / "t.csv")]
+                "--csv", str(Path(tmp) / "t.csv")] + ([] if gate is None else ["--gate", gate])
         if pin:
             cmd = ["taskset", "-c", "0", *cmd]
         t0 = time.perf_counter()
@@ -144,6 +145,8 @@ def main() -> None:
     parser.add_argument("--opensmile", action="store_true", help="also time openSMILE eGeMAPS (benchmark extra)")
     parser.add_argument("--threads-all", action="store_true",
                         help="all cores as onnxruntime intra-op threads (--threads N --jobs 1) instead of --jobs 2")
+    parser.add_argument("--gate", choices=("vad", "level"), default=None,
+                        help="analyse --gate (default: analyse's default, vad)")
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--cache", type=Path, default=ROOT / ".cache" / "bench")
     args = parser.parse_args()
@@ -152,6 +155,7 @@ def main() -> None:
     rec = build_recording(args.minutes, args.data, args.cache)
     dur = os.path.getsize(rec) / 2 / SR
     print(f"recording: {rec} ({dur / 60:.1f} min of real clips with 0.5-1.5 s pauses)")
+    print(f"speech gate: {args.gate or 'analyse default (vad)'}")
     cores = os.cpu_count() or 1
     one: list[float] = []
     every = (f"all cores (--threads {cores} --jobs 1)", cores, False, 1) if args.threads_all else \
@@ -159,7 +163,7 @@ def main() -> None:
     for label, threads, pin, jobs in (("one core (taskset -c 0, --jobs 1)", 1, True, 1), every):
         walls, rss = [], []
         for _ in range(args.repeats):
-            wall, peak = run_analyse(rec, threads, pin, jobs)
+            wall, peak = run_analyse(rec, threads, pin, jobs, args.gate)
             walls.append(dur / wall)
             rss.append(peak)
         if pin:
@@ -167,7 +171,7 @@ def main() -> None:
         print(f"analyse, {label}: x real time {stats(walls)} (launch to exit); peak RSS {stats(rss)} MB")
     if args.long_minutes:
         long_rec = build_recording(args.long_minutes, args.data, args.cache)
-        wall, peak = run_analyse(long_rec, 1, True)
+        wall, peak = run_analyse(long_rec, 1, True, 1, args.gate)
         long_dur = os.path.getsize(long_rec) / 2 / SR
         print(f"analyse, {long_dur / 60:.0f} min recording, one core: x real time {long_dur / wall:.1f}; "
               f"peak RSS {peak:.1f} MB")

