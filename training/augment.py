@@ -19,11 +19,7 @@ Corruptions (for the robustness evaluation): additive white or babble noise at 2
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import os
-import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -185,31 +181,9 @@ def build_augmented_features(utts, config, copy: int, cache_dir: Path | None = P
     Returns:
         A :class:`training.windows.FeatureSet` over ``utts``.
     """
-    from .windows import FeatureSet
+    from .windows import build_cached
 
-    h = hashlib.sha1(f"augment-v1/{copy}/".encode() + json.dumps(config.to_dict(), sort_keys=True).encode())
-    for u in utts:
-        h.update(f"{u.corpus}/{u.path.name}/{u.path.stat().st_size}".encode())
-    path = cache_dir / f"augmented-{h.hexdigest()[:16]}.npz" if cache_dir is not None else None
-    if path is not None and path.is_file():
-        d = np.load(path)
-        return FeatureSet(tuple(utts), d["log_mels"], d["clip_index"], d["end_s"], d["windows_per_clip"])
-    t0 = time.monotonic()
     seeds = [int.from_bytes(hashlib.sha1(f"{u.path.name}/{copy}".encode()).digest()[:4], "little") for u in utts]
-    mels, idx, ends, counts = [], [], [], []
-    with ProcessPoolExecutor(workers or os.cpu_count() or 1) as pool:
-        jobs = [(str(u.path), config, s) for u, s in zip(utts, seeds)]
-        for i, (arr, end_s, n) in enumerate(pool.map(_one, jobs, chunksize=8)):
-            mels.append(arr)
-            idx.extend([i] * arr.shape[0])
-            ends.extend(end_s)
-            counts.append(n)
-            if (i + 1) % 500 == 0:
-                log.info("augmented copy %d: %d/%d clips (%.0f s)", copy, i + 1, len(utts), time.monotonic() - t0)
-    fs = FeatureSet(tuple(utts), np.concatenate(mels), np.asarray(idx, np.int32), np.asarray(ends, np.float32),
-                    np.asarray(counts, np.int32))
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, log_mels=fs.log_mels, clip_index=fs.clip_index, end_s=fs.end_s, windows_per_clip=fs.windows_per_clip)
-        log.info("augmented copy %d: cached %d windows in %s (%.0f s)", copy, len(fs.log_mels), path, time.monotonic() - t0)
-    return fs
+    jobs = [(str(u.path), config, s) for u, s in zip(utts, seeds)]
+    return build_cached(list(utts), config, _one, jobs, "augmented", salt=f"augment-v1/{copy}/",
+                        cache_dir=cache_dir, workers=workers)

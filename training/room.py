@@ -35,13 +35,9 @@ windows.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import os
 import random
-import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -124,16 +120,8 @@ def build_room_features(utts, config, copy: int, cache_dir: Path | None = Path("
     Returns:
         A :class:`training.windows.FeatureSet` over ``utts`` (float16 log-mels).
     """
-    from .windows import FeatureSet
+    from .windows import build_cached
 
-    h = hashlib.sha1(f"room-v{ROOM_AUGMENT_VERSION}/{copy}/{babble_clips_per_speaker}/".encode()
-                     + json.dumps(config.to_dict(), sort_keys=True).encode())
-    for u in utts:
-        h.update(f"{u.corpus}/{u.path.name}/{u.path.stat().st_size}".encode())
-    path = cache_dir / f"room-{h.hexdigest()[:16]}.npz" if cache_dir is not None else None
-    if path is not None and path.is_file():
-        d = np.load(path)
-        return FeatureSet(tuple(utts), d["log_mels"], d["clip_index"], d["end_s"], d["windows_per_clip"])
     by_speaker: dict[str, list[str]] = {}
     for u in sorted(utts, key=lambda u: u.path.name):
         by_speaker.setdefault(u.speaker, []).append(str(u.path))
@@ -144,29 +132,11 @@ def build_room_features(utts, config, copy: int, cache_dir: Path | None = Path("
 
     seeds = [int.from_bytes(hashlib.sha1(f"room/{u.path.name}/{copy}".encode()).digest()[:4], "little") for u in utts]
     jobs = [(str(u.path), others(u.speaker), config, s) for u, s in zip(utts, seeds)]
-    # group by speaker so each worker keeps one chain (and its loaded background) for a while
+    # grouped by speaker, so each worker keeps one chain (and its loaded background) for a while
     order = sorted(range(len(jobs)), key=lambda i: utts[i].speaker)
-    t0 = time.monotonic()
-    results: list = [None] * len(jobs)
-    with ProcessPoolExecutor(workers or os.cpu_count() or 1) as pool:
-        for k, res in enumerate(pool.map(_one, [jobs[i] for i in order], chunksize=16)):
-            results[order[k]] = res
-            if (k + 1) % 250 == 0:
-                log.info("room copy %d: %d/%d clips (%.0f s)", copy, k + 1, len(jobs), time.monotonic() - t0)
-    mels, idx, ends, counts = [], [], [], []
-    for i, (arr, end_s, n) in enumerate(results):
-        mels.append(arr)
-        idx.extend([i] * arr.shape[0])
-        ends.extend(end_s)
-        counts.append(n)
-    fs = FeatureSet(tuple(utts), np.concatenate(mels), np.asarray(idx, np.int32), np.asarray(ends, np.float32),
-                    np.asarray(counts, np.int32))
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, log_mels=fs.log_mels, clip_index=fs.clip_index, end_s=fs.end_s,
-                 windows_per_clip=fs.windows_per_clip)
-        log.info("room copy %d: cached %d windows in %s (%.0f s)", copy, len(fs.log_mels), path, time.monotonic() - t0)
-    return fs
+    return build_cached(list(utts), config, _one, jobs, "room",
+                        salt=f"room-v{ROOM_AUGMENT_VERSION}/{copy}/{babble_clips_per_speaker}/",
+                        cache_dir=cache_dir, workers=workers, order=order)
 
 
 def reverberate(x: np.ndarray, seed: int, sample_rate_hz: int = 16000, rt60_s: float = 0.6) -> np.ndarray:

@@ -97,11 +97,71 @@ def _one(args: tuple[str, FeatureConfig]) -> tuple[np.ndarray, list[float], int]
     return arr, end_s, n
 
 
-def _cache_key(utts: list[Utterance], config: FeatureConfig) -> str:
-    h = hashlib.sha1(json.dumps(config.to_dict(), sort_keys=True).encode())
+def cache_key(utts: list[Utterance], config: FeatureConfig, salt: str = "") -> str:
+    """16 hex digits naming a cached :class:`FeatureSet`: ``salt``, the recipe and every clip's
+    corpus, file name and size (a changed file or recipe makes a new key)."""
+    h = hashlib.sha1(salt.encode() + json.dumps(config.to_dict(), sort_keys=True).encode())
     for u in utts:
         h.update(f"{u.corpus}/{u.path.name}/{u.path.stat().st_size}".encode())
     return h.hexdigest()[:16]
+
+
+def build_cached(utts: list[Utterance], config: FeatureConfig, worker, jobs: list, name: str, salt: str = "",
+                 cache_dir: Path | None = Path(".cache"), workers: int | None = None,
+                 order: list[int] | None = None) -> FeatureSet:
+    """Run ``worker`` over ``jobs`` (one per clip) in a process pool and assemble a cached :class:`FeatureSet`.
+
+    The clean windows (:func:`build_features`) and the augmented copies
+    (:mod:`training.augment`, :mod:`training.room`) are all built and cached this way.
+
+    Args:
+        utts: The clips, in the order of ``jobs``.
+        config: Feature recipe (part of the cache key).
+        worker: Picklable ``job -> (float16 (windows, n_mels, n_frames) log-mels, end times in s,
+            windows scored)``.
+        jobs: One job per clip.
+        name: Cache file prefix and progress label (``features``, ``room``, …).
+        salt: Extra cache-key text (the augmentation's version and copy).
+        cache_dir: Folder of the cache (``{name}-{key}.npz``); None disables caching.
+        workers: Processes; default: all cores.
+        order: The order to run the jobs in (e.g. grouped by speaker); results keep the clip order.
+
+    Returns:
+        A :class:`FeatureSet` over ``utts`` in order.
+    """
+    path = cache_dir / f"{name}-{cache_key(utts, config, salt)}.npz" if cache_dir is not None else None
+    if path is not None and path.is_file():
+        data = np.load(path)
+        log.info("%s: loaded %d windows from %s", name, data["log_mels"].shape[0], path)
+        return FeatureSet(tuple(utts), data["log_mels"], data["clip_index"], data["end_s"], data["windows_per_clip"])
+    t0 = time.monotonic()
+    order = list(range(len(jobs))) if order is None else list(order)
+    results: list = [None] * len(jobs)
+    with ProcessPoolExecutor(workers or os.cpu_count() or 1) as pool:
+        for k, res in enumerate(pool.map(worker, [jobs[i] for i in order], chunksize=16)):
+            results[order[k]] = res
+            if (k + 1) % 500 == 0 or k + 1 == len(jobs):
+                rate = (k + 1) / (time.monotonic() - t0)
+                log.info("%s: %d/%d clips (%.0f clips/s, ETA %.0f s)", name, k + 1, len(jobs), rate,
+                         (len(jobs) - k - 1) / rate)
+    mels, idx, ends, counts = [], [], [], []
+    for i, (arr, end_s, n) in enumerate(results):
+        mels.append(arr)
+        idx.extend([i] * arr.shape[0])
+        ends.extend(end_s)
+        counts.append(n)
+    fs = FeatureSet(
+        tuple(utts),
+        np.concatenate(mels) if mels else np.zeros((0, *config.input_shape), np.float16),
+        np.asarray(idx, np.int32),
+        np.asarray(ends, np.float32),
+        np.asarray(counts, np.int32),
+    )
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, log_mels=fs.log_mels, clip_index=fs.clip_index, end_s=fs.end_s, windows_per_clip=fs.windows_per_clip)
+        log.info("%s: cached %d windows in %s (%.0f s)", name, fs.log_mels.shape[0], path, time.monotonic() - t0)
+    return fs
 
 
 def build_features(
@@ -118,34 +178,5 @@ def build_features(
     Returns:
         A :class:`FeatureSet` over ``utts`` in order.
     """
-    key = _cache_key(utts, config)
-    path = cache_dir / f"features-{key}.npz" if cache_dir is not None else None
-    if path is not None and path.is_file():
-        data = np.load(path)
-        log.info("features: loaded %d windows from %s", data["log_mels"].shape[0], path)
-        return FeatureSet(tuple(utts), data["log_mels"], data["clip_index"], data["end_s"], data["windows_per_clip"])
-    t0 = time.monotonic()
-    mels, idx, ends, counts = [], [], [], []
-    workers = workers or os.cpu_count() or 1
-    with ProcessPoolExecutor(workers) as pool:
-        jobs = [(str(u.path), config) for u in utts]
-        for i, (arr, end_s, n) in enumerate(pool.map(_one, jobs, chunksize=16)):
-            mels.append(arr)
-            idx.extend([i] * arr.shape[0])
-            ends.extend(end_s)
-            counts.append(n)
-            if (i + 1) % 500 == 0 or i + 1 == len(utts):
-                rate = (i + 1) / (time.monotonic() - t0)
-                log.info("features: %d/%d clips (%.0f clips/s, ETA %.0f s)", i + 1, len(utts), rate, (len(utts) - i - 1) / rate)
-    fs = FeatureSet(
-        tuple(utts),
-        np.concatenate(mels),
-        np.asarray(idx, np.int32),
-        np.asarray(ends, np.float32),
-        np.asarray(counts, np.int32),
-    )
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, log_mels=fs.log_mels, clip_index=fs.clip_index, end_s=fs.end_s, windows_per_clip=fs.windows_per_clip)
-        log.info("features: cached %d windows in %s (%.0f s)", fs.log_mels.shape[0], path, time.monotonic() - t0)
-    return fs
+    jobs = [(str(u.path), config) for u in utts]
+    return build_cached(utts, config, _one, jobs, "features", cache_dir=cache_dir, workers=workers)
