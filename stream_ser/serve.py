@@ -114,6 +114,8 @@ DEFAULT_START_TIMEOUT_S = 10.0
 #: Longest gap in a Twilio track's timestamps filled with silence (s); a longer jump is filled
 #: with this much only.
 MAX_GAP_S = 60.0
+#: How often idle calls are looked for (s): the precision of the idle and start timeouts.
+WATCH_INTERVAL_S = 0.1
 #: Sample rates the server takes (Hz) and encodings (raw protocol names).
 SAMPLE_RATES_HZ = (8000, 16000)
 ENCODINGS = ("pcm16", "mulaw")
@@ -751,6 +753,7 @@ class _LoadMeter:
             "process_cpu": round((now[1] - cpu0) / wall, 4),
             "scoring_cpu": round((now[3] - score0) / wall, 4),
             "workers_busy": round((now[2] - busy0) / wall / max(len(self.workers), 1), 4),
+            "scoring_cpu_s_total": round(now[3], 3),
         }
 
 
@@ -773,6 +776,10 @@ class _Call:
         self.last_refill = self.opened
         self.audio_started: float | None = None
         self.twilio = False
+        self.task = asyncio.current_task()
+        self.receiving = False
+        self.deadline = math.inf
+        self.interrupt: str | None = None
 
 
 class CallServer:
@@ -848,9 +855,21 @@ class CallServer:
         self._meter_task = asyncio.get_running_loop().create_task(self._sample_load())
 
     async def _sample_load(self) -> None:
+        ticks = 0
         while True:
-            await asyncio.sleep(5.0)
-            self._meter.sample()
+            await asyncio.sleep(WATCH_INTERVAL_S)
+            self._watch()
+            ticks += 1
+            if ticks % round(5.0 / WATCH_INTERVAL_S) == 0:
+                self._meter.sample()
+
+    def _watch(self) -> None:
+        """Interrupt the calls waiting for a message past their deadline, or during a shutdown."""
+        now = time.monotonic()
+        for call in list(self.calls.values()):
+            if call.receiving and call.interrupt is None and (call.stopping.done() or now > call.deadline):
+                call.interrupt = "stop" if call.stopping.done() else "idle"
+                call.task.cancel()
 
     async def shutdown(self, timeout_s: float = 10.0) -> None:
         """Stop accepting, end every open call as its own stop would (last hop scored, summary
@@ -863,6 +882,7 @@ class CallServer:
         for call in list(self.calls.values()):
             if not call.stopping.done():
                 call.stopping.set_result(None)
+        self._watch()
         if self._server is not None:
             try:
                 await asyncio.wait_for(self._server.wait_closed(), timeout_s)
@@ -1031,21 +1051,26 @@ class CallServer:
 
         if call.stopping.done():
             return None
-        recv = asyncio.ensure_future(call.ws.recv())
-        done, _ = await asyncio.wait({recv, call.stopping}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-        if recv not in done:
-            recv.cancel()
-            try:
-                await recv
-            except (asyncio.CancelledError, ConnectionClosed):
-                pass
-            if call.stopping.done():
-                return None
-            raise ProtocolError(CLOSE_POLICY, f"no message for {timeout_s:g} s")
+        # The watchdog (:meth:`_watch`) cancels this wait, and only this one (recv() may be
+        # cancelled safely), when the deadline passes or the server shuts down: cheaper than a
+        # timer task per message.
+        call.deadline = time.monotonic() + timeout_s
+        call.interrupt = None
+        call.receiving = True
         try:
-            message = recv.result()
+            message = await call.ws.recv()
+        except asyncio.CancelledError:
+            if call.interrupt is None:
+                raise  # not ours
+            if hasattr(call.task, "uncancel"):  # Python >= 3.11: the request is handled
+                call.task.uncancel()
+            if call.interrupt == "stop":
+                return None
+            raise ProtocolError(CLOSE_POLICY, f"no message for {timeout_s:g} s") from None
         except ConnectionClosed as exc:
             raise _ClientGone(_closed_text(exc)) from None
+        finally:
+            call.receiving = False
         now = time.monotonic()
         rate = self.options.max_messages_per_s
         call.tokens = min(rate, call.tokens + (now - call.last_refill) * rate) - 1.0
@@ -1398,7 +1423,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
                    help="log details and show tracebacks of errors (-vv: debug)")
     p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
-                   help="no per-call lines on stderr")
+                   help="no per-call lines on stderr (the line saying where it listens is still printed)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every interface)")
     p.add_argument("--port", type=_positive(int, 0, 65535), default=DEFAULT_PORT,
@@ -1486,9 +1511,7 @@ def run(args: argparse.Namespace) -> int:
         where = "" if _is_loopback(options.host) else f" on {options.host}, reachable from other machines"
         print(f"stream-ser: warning: serving without authentication{where} (--insecure-no-auth)", file=sys.stderr)
 
-    def ready(server: CallServer) -> None:
-        if quiet:
-            return
+    def ready(server: CallServer) -> None:  # printed even with -q: it says where the server listens
         host = options.host if ":" not in options.host else f"[{options.host}]"
         print(printable(
             f"stream-ser: serving calls on ws://{host}:{server.port}{CALLS_PATH} (health: http://{host}:{server.port}"
