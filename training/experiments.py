@@ -658,8 +658,10 @@ def run_robustness(args: argparse.Namespace) -> dict:
 
     Every corrupted clip is streamed through :class:`stream_ser.engine.Engine` (one chunk; the
     engine's output does not depend on the chunking) and summarised as ``stream-ser analyse``
-    does. Babble for a clip is made from 6 other test clips (never the clip itself, never
-    training audio). Writes ``training/results/robustness-<model>.json``.
+    does (the engine's default speech gate, recorded as ``gate``). Babble for a clip is made from 6
+    other clips of the same speakers' partition (never the clip itself, never training audio).
+    Writes ``training/results/robustness-<model>.json`` (``-validation`` added for
+    ``--partition validation``).
     """
     from stream_ser.engine import Engine, summarize
     from stream_ser.model import EmotionModel
@@ -669,13 +671,15 @@ def run_robustness(args: argparse.Namespace) -> dict:
 
     model = EmotionModel(args.model)
     sr = model.feature_config.sample_rate_hz
-    test = [u for u in load_split().partition(load_utterances(args.data))["test"]]
+    partition = getattr(args, "partition", "test")  # namespaces built by older callers have none
+    test = [u for u in load_split().partition(load_utterances(args.data))[partition]]
     if args.limit:
         test = test[:: max(1, len(test) // args.limit)]
     clips = [load_audio(u.path, sr) for u in test]
     conds = [c for c in ROBUSTNESS_CONDITIONS if not args.conditions or c[0] in args.conditions]
-    out = {"command": _command(args), "created": _now(), "model": str(args.model), "clips": len(test), "conditions": {}}
-    path = RESULTS_DIR / f"robustness-{Path(args.model).stem}.json"
+    out = {"command": _command(args), "created": _now(), "model": str(args.model), "clips": len(test),
+           "speakers": partition, "gate": Engine(model).gate, "conditions": {}}
+    path = RESULTS_DIR / f"robustness-{Path(args.model).stem}{'' if partition == 'test' else '-' + partition}.json"
     if args.conditions and path.is_file():  # a subset: keep the other conditions of an earlier run on the same clips
         old = json.loads(path.read_text())
         if old.get("clips") == len(test) and old.get("model") == str(args.model):
@@ -783,6 +787,9 @@ def main(argv: list[str] | None = None) -> None:
     rb.add_argument("--model", default="models/stream-ser.onnx")
     rb.add_argument("--conditions", nargs="*", default=None, help="subset of condition names (default all)")
     rb.add_argument("--limit", type=int, default=0, help="evaluate about this many test clips (0: all)")
+    rb.add_argument("--partition", choices=("test", "validation"), default="test",
+                    help="speakers of the split to corrupt: test (reported) or validation (to choose a model on; "
+                    "written to robustness-<model>-validation.json)")
     r = sub.add_parser("report", help="write the markdown results table")
     r.add_argument("--out", default="models/RESULTS.md")
     args = parser.parse_args(argv)
