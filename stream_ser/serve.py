@@ -1388,6 +1388,15 @@ def _names(text: str) -> tuple[str, ...]:
     return _check_names(tuple(x.strip() for x in text.split(",")), 2, "names", argparse.ArgumentTypeError)
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """As the other commands' help: the description wrapped, the examples as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return super()._fill_text(text, width, indent)
+        return argparse.HelpFormatter._fill_text(self, text, width, indent)
+
+
 def default_workers() -> int:
     """Scoring threads by default: the CPUs this process may use, at most 8."""
     try:
@@ -1418,7 +1427,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "  stream-ser serve --out-dir calls/                also write each call's CSV, JSON lines and summary\n"
         "  stream-ser serve --host 0.0.0.0 --max-calls 100  all interfaces (put TLS in front: docs/serve.md)\n"
         "  curl -s http://127.0.0.1:8765/health",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     p.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
                    help="log details and show tracebacks of errors (-vv: debug)")
@@ -1502,6 +1511,11 @@ def run(args: argparse.Namespace) -> int:
     from .text import printable
 
     quiet = bool(getattr(args, "quiet", False))
+    try:
+        import websockets  # noqa: F401
+    except ImportError:
+        print('stream-ser: error: serve needs the websockets package: pip install "stream-ser[serve]"', file=sys.stderr)
+        return 2
     try:
         options = options_from_args(args)
     except ServeError as exc:

@@ -78,7 +78,8 @@ def strict_server():
 
 
 def ws_url(srv, path: str = "/calls") -> str:
-    return f"ws://127.0.0.1:{srv.port}{path}"
+    """The URL of a server (a BackgroundServer, or a port number)."""
+    return f"ws://127.0.0.1:{srv if isinstance(srv, int) else srv.port}{path}"
 
 
 def open_call(srv, path: str = "/calls", headers=AUTH):
@@ -516,3 +517,37 @@ def test_shutdown_ends_open_calls_with_their_summary(shipped_model):
     assert (code, reason) == (1001, "server shutting down")
     assert [m["type"] for m in messages][-2:] == ["clip", "summary"]
     assert messages[-1]["duration_s"] == max(m["end_s"] for m in predictions(messages)) > 0
+
+
+def test_the_command_serves_until_sigterm_and_ends_the_open_call(tmp_path):
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, TOKEN_ENV: TOKEN}
+    proc = subprocess.Popen([sys.executable, "-m", "stream_ser.serve", "--port", "0", "--workers", "1", "--out-dir",
+                             str(tmp_path)], cwd=Path(__file__).resolve().parents[1], env=env,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stderr.readline()
+        port = int(re.search(r"ws://127\.0\.0\.1:(\d+)/calls", first).group(1))
+        with open_call(port) as ws:
+            ws.send(json.dumps({"type": "start", "encoding": "mulaw", "sample_rate": 8000, "call_id": "cli"}))
+            data = mulaw_8k(HAPPY_CLIP)
+            for i in range(0, len(data), 800):
+                ws.send(data[i:i + 800])
+            assert json.loads(ws.recv(timeout=30))["type"] == "started"
+            proc.send_signal(signal.SIGTERM)
+            messages, code, reason = drain(ws)
+        assert (code, reason) == (1001, "server shutting down") and messages[-1]["type"] == "summary"
+        assert proc.wait(timeout=30) == 0
+        rest = proc.stderr.read()
+        assert "call cli (raw, mulaw 8000 Hz) ended (server shutting down)" in rest
+        assert rest.rstrip().endswith("stream-ser: serve stopped")
+        assert len(list(tmp_path.glob("*-cli.summary.json"))) == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
