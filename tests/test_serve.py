@@ -471,6 +471,40 @@ def test_a_fast_sender_is_slowed_to_max_speed(strict_server):
     assert took >= (len(data) / 8000 - 1.0) / 2.0 - 0.2
 
 
+def test_a_slow_scorer_blocks_neither_the_loop_nor_the_other_calls(server, monkeypatch):
+    """Scoring runs on the calls' worker threads: while one call's scoring is stuck for 3 s, the
+    health report answers and a call on the other worker is scored to the end."""
+    import stream_ser.serve as serve
+
+    push = serve.CallScorer.push_frames
+
+    def slow_push(self, data):
+        if self.fmt.source == "slow":
+            time.sleep(3.0)
+        return push(self, data)
+
+    monkeypatch.setattr(serve.CallScorer, "push_frames", slow_push)
+    x = pcm16(HAPPY_CLIP)
+    with open_call(server) as slow, open_call(server) as fast:
+        slow.send(json.dumps({"type": "start", "encoding": "pcm16", "sample_rate": 16000, "call_id": "slow"}))
+        assert json.loads(slow.recv(timeout=10))["type"] == "started"
+        slow.send(x[:1600].astype("<i2").tobytes())  # its worker is now asleep for 3 s
+        t0 = time.monotonic()
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/health", timeout=10) as r:
+            assert json.loads(r.read())["calls"]["open"] == 2
+        fast.send(json.dumps({"type": "start", "encoding": "pcm16", "sample_rate": 16000, "call_id": "fast"}))
+        fast.send(x.astype("<i2").tobytes()[:64000])
+        fast.send(STOP)
+        messages, code, _ = drain(fast)
+        took = time.monotonic() - t0
+        assert code == 1000 and messages[-1]["type"] == "summary" and len(predictions(messages)) == 4
+        assert took < 2.5, took
+        slow.send(STOP)
+        messages, code, _ = drain(slow)
+        assert code == 1000 and messages[-1]["type"] == "summary"
+    wait_for_calls(server, 0)
+
+
 # --------------------------------------------------------------------------------------------
 # health and shutdown
 
