@@ -7,9 +7,10 @@ when the call ends, the call summary (:mod:`stream_ser.summary`). ``docs/serve.m
 user's guide: how to run it, both protocols with examples, the limits and the security notes.
 
 Library: `websockets <https://websockets.readthedocs.io>`_ (its asyncio implementation,
-``websockets.asyncio.server``). It is one pure-Python package with no dependencies of its own,
-maintained since 2013, and does everything this server needs itself: the handshake's
-``process_request`` hook answers plain HTTP on the same port (``GET /health``) and refuses a
+``websockets.asyncio.server``). It is one package (Python, with an optional C speed-up) with no
+dependencies of its own, maintained since 2013 (uvicorn's own WebSocket support is built on it or
+on wsproto), and does everything this server needs itself: the handshake's ``process_request``
+hook answers plain HTTP on the same port (``GET /health``) and refuses a
 connection before it is upgraded (a missing token, too many calls); ``max_size`` bounds every
 message and closes the connection with 1009 when one is larger; it sends keep-alive pings and
 closes a connection whose peer stopped answering. Starlette or FastAPI would need an ASGI server
@@ -114,6 +115,9 @@ DEFAULT_START_TIMEOUT_S = 10.0
 #: Longest gap in a Twilio track's timestamps filled with silence (s); a longer jump is filled
 #: with this much only.
 MAX_GAP_S = 60.0
+#: Shortest gap filled (s): half of Twilio's 20 ms chunk, so a timestamp a millisecond or two off
+#: (jitter) adds nothing, and one lost chunk is filled.
+MIN_GAP_S = 0.01
 #: How often idle calls are looked for (s): the precision of the idle and start timeouts.
 WATCH_INTERVAL_S = 0.1
 #: Sample rates the server takes (Hz) and encodings (raw protocol names).
@@ -629,8 +633,8 @@ class CallScorer:
             data: The encoded samples.
             at_sample: Where the payload starts on the channel's clock (samples at the call's
                 rate, from Twilio's ``media.timestamp``), or None. When it is ahead of the samples
-                taken, the gap is filled with silence first (at most :data:`MAX_GAP_S`), so the
-                channels stay on one clock when packets are lost.
+                taken by at least :data:`MIN_GAP_S`, the gap is filled with silence first (at
+                most :data:`MAX_GAP_S`), so the channels stay on one clock when packets are lost.
 
         Returns:
             The JSON text of each new prediction.
@@ -640,7 +644,7 @@ class CallScorer:
             OutputError: If a file cannot be written.
         """
         x = DECODERS[self.fmt.encoding](data)
-        if at_sample is not None and at_sample > self.received[index]:
+        if at_sample is not None and at_sample - self.received[index] >= MIN_GAP_S * self.fmt.sample_rate_hz:
             gap = min(at_sample - self.received[index], int(MAX_GAP_S * self.fmt.sample_rate_hz))
             x = np.concatenate([np.zeros(gap, dtype=np.int16), x])
         self.received[index] += x.size

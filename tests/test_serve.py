@@ -284,6 +284,24 @@ def test_twilio_without_replies_sends_nothing_and_writes_the_files(server, out_d
     assert doc["summaries"][0]["duration_s"] == pytest.approx(len(inbound) / 8000, abs=1e-3)
 
 
+def test_twilio_timestamps_fill_lost_chunks_and_ignore_jitter(shipped_model):
+    from stream_ser.serve import CallFormat, CallScorer
+
+    fmt = CallFormat("twilio", "CA-gaps", "mulaw", 8000, 1, ("inbound",), False, ("inbound",))
+    scorer = CallScorer(shipped_model, fmt, gate="level")
+    chunk = b"\xff" * 160  # 20 ms of µ-law silence
+    scorer.push_channel(0, chunk, at_sample=0)
+    scorer.push_channel(0, chunk, at_sample=21 * 8)  # 1 ms late: jitter, nothing added
+    assert scorer.received == [320]
+    scorer.push_channel(0, chunk, at_sample=60 * 8)  # the chunk at 40 ms was lost: 20 ms of silence
+    assert scorer.received == [640]
+    scorer.push_channel(0, chunk, at_sample=3_600_000 * 8)  # an hour ahead: at most 60 s filled
+    assert scorer.received == [640 + 60 * 8000 + 160]
+    lines, summary = scorer.finish()
+    assert summary["duration_s"] == pytest.approx((640 + 60 * 8000 + 160) / 8000, abs=1e-3)
+    assert len(lines) == 2 and json.loads(lines[-1])["type"] == "clip"  # the last partial hop, then the clip
+
+
 def test_a_hostile_call_id_names_files_inside_the_folder(server, out_dir):
     before = set(out_dir.iterdir())
     with open_call(server) as ws:
