@@ -10,7 +10,9 @@ is missing) with pauses of 0.5-1.5 s, written as 16-bit PCM WAV at 16 kHz. Then:
    (start-up included), as a multiple of real time: one core (``taskset -c 0``, ``--jobs 1``)
    and all cores (``--jobs 2``: the model on a second thread; ``--threads-all`` instead gives
    onnxruntime as many intra-op threads as cores, as this benchmark did before ``--jobs``).
-   Median, min and max over ``--repeats`` runs. ``--gate`` passes ``analyse --gate`` (default:
+   Median, min and max over ``--repeats`` runs; also the same ratio on the process's CPU time
+   (user + system), which other jobs on the machine do not inflate (on one idle core the two
+   agree). ``--gate`` passes ``analyse --gate`` (default:
    analyse's own default, the VAD gate, whose Silero VAD then runs on every sample).
 2. **Memory**: peak RSS of each ``analyse`` process (``os.wait4`` resource usage); with
    ``--long-minutes`` also on a recording of that length, to show memory does not grow with it.
@@ -82,9 +84,11 @@ def build_recording(minutes: float, data: Path, out_dir: Path, seed: int = 0) ->
     return out
 
 
-def run_analyse(path: Path, threads: int, pin: bool, jobs: int = 1, gate: str | None = None) -> tuple[float, float]:
+def run_analyse(path: Path, threads: int, pin: bool, jobs: int = 1, gate: str | None = None,
+                cpu: list[float] | None = None) -> tuple[float, float]:
     """Run ``stream-ser analyse`` on ``path`` (``--threads`` onnxruntime threads, ``--jobs``
-    scoring threads, ``--gate`` unless None); returns (wall seconds, peak RSS in MB)."""
+    scoring threads, ``--gate`` unless None); returns (wall seconds, peak RSS in MB) and appends
+    the process's CPU seconds (user + system, start-up included) to ``cpu`` if given."""
     exe = shutil.which("stream-ser")
     cmd = [exe] if exe else [sys.executable, "-m", "stream_ser"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -96,6 +100,8 @@ def run_analyse(path: Path, threads: int, pin: bool, jobs: int = 1, gate: str | 
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
+        if cpu is not None:
+            cpu.append(usage.ru_utime + usage.ru_stime)
         err = proc.stderr.read().decode() if proc.stderr else ""
         proc.returncode = os.waitstatus_to_exitcode(status)
         if proc.returncode != 0:
@@ -161,14 +167,15 @@ def main() -> None:
     every = (f"all cores (--threads {cores} --jobs 1)", cores, False, 1) if args.threads_all else \
         ("all cores (--jobs 2)", 1, False, 2)
     for label, threads, pin, jobs in (("one core (taskset -c 0, --jobs 1)", 1, True, 1), every):
-        walls, rss = [], []
+        walls, rss, cpus = [], [], []
         for _ in range(args.repeats):
-            wall, peak = run_analyse(rec, threads, pin, jobs, args.gate)
+            wall, peak = run_analyse(rec, threads, pin, jobs, args.gate, cpus)
             walls.append(dur / wall)
             rss.append(peak)
         if pin:
             one = walls
-        print(f"analyse, {label}: x real time {stats(walls)} (launch to exit); peak RSS {stats(rss)} MB")
+        print(f"analyse, {label}: x real time {stats(walls)} (launch to exit); x real time per CPU second "
+              f"{stats([dur / c for c in cpus])}; peak RSS {stats(rss)} MB")
     if args.long_minutes:
         long_rec = build_recording(args.long_minutes, args.data, args.cache)
         wall, peak = run_analyse(long_rec, 1, True, 1, args.gate)
