@@ -489,6 +489,29 @@ def test_a_fast_sender_is_slowed_to_max_speed(strict_server):
     assert took >= (len(data) / 8000 - 1.0) / 2.0 - 0.2
 
 
+def test_a_file_that_cannot_be_written_ends_that_call_with_1011(server, out_dir, monkeypatch):
+    from stream_ser.sinks import CsvSink, OutputError
+
+    write = CsvSink.write
+
+    def full_disk(self, p):
+        if p.source == "full" and p.end_s > 1.0:
+            raise OutputError(f"{self.path}: cannot write (No space left on device)")
+        write(self, p)
+
+    monkeypatch.setattr(CsvSink, "write", full_disk)
+    with open_call(server) as ws:
+        ws.send(json.dumps({"type": "start", "encoding": "pcm16", "sample_rate": 16000, "call_id": "full"}))
+        ws.send(pcm16(HAPPY_CLIP).astype("<i2").tobytes()[:64000])
+        messages, code, reason = drain(ws)
+    assert code == 1011 and reason.endswith("cannot write (No space left on device)")
+    assert messages[-1]["type"] == "error" and messages[-1]["source"] == "full"
+    assert predictions(messages) == []  # the message whose rows failed gets no reply
+    wait_for_calls(server, 0)
+    rows = next(out_dir.glob("*-full.csv")).read_text().splitlines()
+    assert [r.split(",")[3] for r in rows[1:]] == ["0.500", "1.000"]  # the rows before the failure, whole
+
+
 def test_a_slow_scorer_blocks_neither_the_loop_nor_the_other_calls(server, monkeypatch):
     """Scoring runs on the calls' worker threads: while one call's scoring is stuck for 3 s, the
     health report answers and a call on the other worker is scored to the end."""
