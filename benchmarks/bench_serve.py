@@ -41,7 +41,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import soundfile as sf
 import soxr
 

@@ -1510,14 +1510,14 @@ def run(args: argparse.Namespace) -> int:
         0 after a clean stop; 2 when it cannot start (no token, a bad option, the model, the
         address in use), with one ``stream-ser: error:`` line on standard error.
     """
+    import importlib.util
+
     from .features import one_blas_thread
     from .model import ModelError
     from .text import printable
 
     quiet = bool(getattr(args, "quiet", False))
-    try:
-        import websockets  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("websockets") is None:
         print('stream-ser: error: serve needs the websockets package: pip install "stream-ser[serve]"', file=sys.stderr)
         return 2
     try:
