@@ -364,6 +364,11 @@ def test_serve_refuses_to_start_without_a_token(monkeypatch, capsys):
     with pytest.raises(ServeError):
         ServeOptions().check()
     ServeOptions(insecure_no_auth=True).check()
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "websockets" else object())
+    assert args.func(args) == 2
+    assert 'serve needs the websockets package: pip install "stream-ser[serve]"' in capsys.readouterr().err
 
 
 def test_insecure_no_auth_accepts_a_call_without_a_token():
