@@ -56,6 +56,7 @@ examples:
   stream-ser plot t.csv -o t.png             draw the timeline: probabilities over time, one panel per source
   stream-ser devices                         list input devices (index, name, channels, rate)
   stream-ser info                            show the model's labels, feature recipe and provenance
+  stream-ser serve                           score live calls sent over WebSocket (raw or Twilio; docs/serve.md)
 """
 
 
@@ -1047,6 +1048,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_HelpFormatter,
     )
     p.set_defaults(func=cmd_info)
+    from .serve import add_parser as add_serve_parser
+
+    add_serve_parser(sub)  # `stream-ser serve`: the WebSocket server for live calls (docs/serve.md)
     return parser
 
 
