@@ -402,8 +402,10 @@ def format_summary(summary: CallSummary) -> str:
 
 #: The ``format`` field of a summary JSON file.
 SUMMARY_FORMAT = "stream-ser call summary"
-#: Its version (bumped when a field changes meaning; new fields may be added).
-SUMMARY_VERSION = 1
+#: Its version (bumped when a field changes meaning; new fields may be added). 2: a summary's
+#: ``duration_s`` is all the audio of the session, paused stretches included (``paused_s`` says
+#: how much of it was paused); in version 1 it left out what came after a pause.
+SUMMARY_VERSION = 2
 
 
 class SummaryJsonFile:

@@ -209,7 +209,7 @@ def test_analyse_channels_cli_outputs(stereo_call, tmp_path, capsys) -> None:
     assert {o["channel"] for o in preds} == {"agent", "customer"} and len(preds) == 2 * hops
     assert [c["channel"] for c in clips] == ["agent", "customer"] and list(clips[0])[-1] == "channel"
     summary = json.loads(out_summary.read_text())
-    assert summary["format"] == "stream-ser call summary" and summary["version"] == 1
+    assert summary["format"] == "stream-ser call summary" and summary["version"] == 2
     (entry,) = summary["summaries"]
     assert entry["source"] == str(stereo_call) and [c["channel"] for c in entry["channels"]] == ["agent", "customer"]
     for ch, clip in zip(entry["channels"], clips):

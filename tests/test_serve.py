@@ -280,7 +280,7 @@ def test_twilio_without_replies_sends_nothing_and_writes_the_files(server, out_d
     assert [m["type"] for m in lines[len(expected):]] == ["clip"]
     assert rows[0].startswith("source,channel,start_s,end_s,speech,label,confidence,p_neutral")
     assert len(rows) == 1 + len(expected) and all(r.startswith(f"{call_sid},inbound,") for r in rows[1:])
-    assert doc["format"] == "stream-ser call summary" and doc["version"] == 1
+    assert doc["format"] == "stream-ser call summary" and doc["version"] == 2
     assert doc["summaries"][0]["duration_s"] == pytest.approx(len(inbound) / 8000, abs=1e-3)
 
 
