@@ -679,7 +679,8 @@ def run_robustness(args: argparse.Namespace) -> dict:
     conds = [c for c in ROBUSTNESS_CONDITIONS if not args.conditions or c[0] in args.conditions]
     out = {"command": _command(args), "created": _now(), "model": str(args.model), "clips": len(test),
            "speakers": partition, "gate": Engine(model).gate, "conditions": {}}
-    path = RESULTS_DIR / f"robustness-{Path(args.model).stem}{'' if partition == 'test' else '-' + partition}.json"
+    path = (Path(args.out) if getattr(args, "out", None)
+            else RESULTS_DIR / f"robustness-{Path(args.model).stem}{'' if partition == 'test' else '-' + partition}.json")
     if args.conditions and path.is_file():  # a subset: keep the other conditions of an earlier run on the same clips
         old = json.loads(path.read_text())
         if old.get("clips") == len(test) and old.get("model") == str(args.model):
@@ -698,7 +699,7 @@ def run_robustness(args: argparse.Namespace) -> dict:
         out["conditions"][name] = {c: scores_to_dict(sc) for c, sc in res.items()}
         log.info("%-14s %s (%.0f s)", name, "  ".join(f"{c} UAR {sc.uar:.3f}" for c, sc in res.items()),
                  time.monotonic() - t0)
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1))
     return out
 
@@ -790,6 +791,8 @@ def main(argv: list[str] | None = None) -> None:
     rb.add_argument("--partition", choices=("test", "validation"), default="test",
                     help="speakers of the split to corrupt: test (reported) or validation (to choose a model on; "
                     "written to robustness-<model>-validation.json)")
+    rb.add_argument("--out", default=None, metavar="JSON",
+                    help="result file (default training/results/robustness-<model>[-validation].json)")
     r = sub.add_parser("report", help="write the markdown results table")
     r.add_argument("--out", default="models/RESULTS.md")
     args = parser.parse_args(argv)
