@@ -58,6 +58,16 @@ HAPPY_CLIP = FIXTURES / "03-01-03-02-02-01-22.flac"  # RAVDESS actor 22, happy (
 TESS_CLIP = FIXTURES / "YAF_back_happy.flac"  # TESS YAF, happy (1.91 s)
 
 
+def load_fixture_16k(path: Path):
+    """A 16 kHz mono fixture as float32 ``(n,)`` (fails if it is another rate or has channels)."""
+    import numpy as np
+    import soundfile as sf
+
+    x, sr = sf.read(str(path), dtype="float32")
+    assert sr == 16000 and x.ndim == 1
+    return np.asarray(x)
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Run librosa (the reference of the feature recipe, used by the training and reference
     tests) and the runtime recipe once, saying why the first run after installing is slow

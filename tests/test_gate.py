@@ -17,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
-from conftest import ANGRY_CLIP, make_tiny_onnx
+from conftest import ANGRY_CLIP, load_fixture_16k, make_tiny_onnx
 
 from stream_ser import analyse, analyse_channels
 from stream_ser.api import StreamScorer
@@ -37,10 +36,7 @@ NONSPEECH = FIXTURES / "nonspeech"
 NOT_A_VOICE = ["effects_hyperrogue.ogg", "music_hyperrogue_ocean.ogg", "ui_freedesktop.ogg"]
 
 
-def load(path: Path) -> np.ndarray:
-    x, sr = sf.read(str(path), dtype="float32")
-    assert sr == 16000 and x.ndim == 1
-    return x
+load = load_fixture_16k
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import load_fixture_16k
 
 from stream_ser.engine import cut_window, window_ends
 from stream_ser.features import FeatureConfig, is_speech
@@ -37,10 +38,7 @@ CFG = FeatureConfig()
 W, HOP = CFG.window_samples, int(round(CFG.hop_s * CFG.sample_rate_hz))
 
 
-def load(path: Path) -> np.ndarray:
-    x, sr = sf.read(str(path), dtype="float32")
-    assert sr == 16000 and x.ndim == 1
-    return x
+load = load_fixture_16k
 
 
 @pytest.fixture(scope="module")
