@@ -27,9 +27,12 @@ The pitch shift and time stretch of :mod:`training.augment` are deliberately lef
 changed the voice rather than the room, and hurt a held-out speaker (model card,
 "Waveform augmentation, measured and not used").
 
-Each clip's chain is drawn from a seed derived from its file name and the copy number, so a copy
-is reproducible and independent of the clip list; copies are cached in ``.cache/`` like the clean
-windows.
+Each clip's chain is drawn from a seed derived from its file name and the copy number, so a
+copy's conditions are reproducible and independent of the clip list (the ray tracer's late tail
+is not, sample for sample: pyroomacoustics cannot seed it; a rebuild differs by about 0.1 dB of
+log-mel on average). Copies are cached in ``.cache/`` like the clean windows. The test-time
+corruption :func:`reverberate` uses a fixed bank of image-source rooms instead, so robustness
+figures repeat exactly.
 """
 
 from __future__ import annotations
