@@ -58,6 +58,22 @@ HAPPY_CLIP = FIXTURES / "03-01-03-02-02-01-22.flac"  # RAVDESS actor 22, happy (
 TESS_CLIP = FIXTURES / "YAF_back_happy.flac"  # TESS YAF, happy (1.91 s)
 
 
+def read_pty(fd: int, wait_s: float = 0.1) -> bytes | None:
+    """One read from a pseudo-terminal: what arrived within ``wait_s`` (``b""`` if nothing), or
+    None once the child has closed it."""
+    import os
+    import select
+
+    ready, _, _ = select.select([fd], [], [], wait_s)
+    if not ready:
+        return b""
+    try:
+        data = os.read(fd, 65536)
+    except OSError:
+        return None
+    return data or None
+
+
 def load_fixture_16k(path: Path):
     """A 16 kHz mono fixture as float32 ``(n,)`` (fails if it is another rate or has channels)."""
     import numpy as np

@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ANGRY_CLIP, HAPPY_CLIP, TESS_CLIP
+from conftest import ANGRY_CLIP, HAPPY_CLIP, TESS_CLIP, read_pty
 
 from stream_ser import cli
 from stream_ser.cli import build_parser, main
@@ -186,7 +186,6 @@ def _run_in_terminal(argv: list[str], timeout_s: float = 60.0) -> tuple[int, str
     wrote to the terminal."""
     import os
     import pty
-    import select
     import time
 
     env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "80", "LINES": "24"}
@@ -198,15 +197,10 @@ def _run_in_terminal(argv: list[str], timeout_s: float = 60.0) -> tuple[int, str
     t0 = time.monotonic()
     try:
         while time.monotonic() - t0 < timeout_s:
-            ready, _, _ = select.select([fd], [], [], 0.1)
-            if ready:
-                try:
-                    data = os.read(fd, 65536)
-                except OSError:
-                    break
-                if not data:
-                    break
-                output += data
+            data = read_pty(fd)
+            if data is None:
+                break
+            output += data
         else:
             os.kill(pid, 9)
     finally:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ANGRY_CLIP, HAPPY_CLIP, TESS_CLIP, make_tiny_onnx
+from conftest import ANGRY_CLIP, HAPPY_CLIP, TESS_CLIP, make_tiny_onnx, read_pty
 
 from stream_ser.engine import Engine, window_ends
 from stream_ser.sinks import BASE_COLUMNS, CsvSink, csv_header
@@ -643,19 +643,12 @@ def test_listen_opens_the_ui_on_a_terminal(tmp_path, how) -> None:
     hops = n_hops(HAPPY_CLIP)
     t0 = time.monotonic()
     sent = False
-    import select
-
     try:
         while True:
-            ready, _, _ = select.select([fd], [], [], 0.1)
-            if ready:
-                try:
-                    data = os.read(fd, 65536)
-                except OSError:
-                    break
-                if not data:
-                    break
-                output += data
+            data = read_pty(fd)
+            if data is None:
+                break
+            output += data
             done = out.exists() and len(out.read_text().splitlines()) == hops + 1
             if done and not sent and b"\x1b[?1049h" in output:  # the app owns the screen
                 time.sleep(0.5)

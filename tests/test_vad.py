@@ -101,6 +101,18 @@ def test_window_speech_s_counts_whole_frames_inside_the_window():
             assert got == pytest.approx(want * f / 16000), (end, length)
 
 
+def stream_windows(vad: VoiceActivity, x: np.ndarray, chunk: int, ends: list[int], ask) -> list:
+    """Push ``x`` in blocks of ``chunk`` samples and ask ``ask(end)`` of every window as soon as
+    its end has been pushed (as the engine does at each hop)."""
+    got, k = [], 0
+    for s in range(0, x.size, chunk):
+        vad.push(x[s : s + chunk])
+        while k < len(ends) and ends[k] <= vad.samples_seen:
+            got.append(ask(ends[k]))
+            k += 1
+    return got
+
+
 @pytest.mark.parametrize("chunk", [1, 37, 160, 511, 512, 513, 4000, 8000, 33333])
 def test_streaming_in_any_chunk_size_matches_one_pass(chunk):
     x = load(SPEECH_FIXTURES[0])
@@ -110,12 +122,7 @@ def test_streaming_in_any_chunk_size_matches_one_pass(chunk):
     want = window_speech_s(want_scores >= 0.5, np.array(ends), W, 512)
     sc = CountingScorer()
     vad = VoiceActivity(sc, threshold=0.5)
-    got, k = [], 0
-    for s in range(0, x.size, chunk):
-        vad.push(x[s : s + chunk])
-        while k < len(ends) and ends[k] <= vad.samples_seen:
-            got.append(vad.speech_s(ends[k], W))
-            k += 1
+    got = stream_windows(vad, x, chunk, ends, lambda end: vad.speech_s(end, W))
     np.testing.assert_allclose(got, want)
     vad.recent_scores()
     assert len(sc.seen) == x.size // 512 == vad.frames_scored  # every frame scored exactly once
@@ -277,12 +284,7 @@ def test_silero_streaming_matches_one_pass(silero_path, chunk):
     offline = frame_scores(x, SileroScorer(silero_path))
     vad = VoiceActivity(SileroScorer(silero_path), history_s=60.0)
     ends = window_ends(x.size, HOP)
-    got, k = [], 0
-    for s in range(0, x.size, chunk):
-        vad.push(x[s : s + chunk])
-        while k < len(ends) and ends[k] <= vad.samples_seen:
-            got.append(vad.speech_frames(ends[k], W))
-            k += 1
+    got = stream_windows(vad, x, chunk, ends, lambda end: vad.speech_frames(end, W))
     np.testing.assert_allclose(vad.recent_scores(), offline, atol=1e-5)
     want = window_speech_s(offline >= DEFAULT_THRESHOLD, np.array(ends), W, 512) / (512 / 16000)
     np.testing.assert_array_equal(got, np.rint(want).astype(int))
