@@ -370,6 +370,7 @@ def cmd_info(args: argparse.Namespace) -> int:
           + ", chosen with --gate (docs/vad.md)")
     for g, text in gates.items():
         print(f"  {g}: {text}")
+    print(f"  the model's training windows passed the {model.feature_config.speech_gate} gate")
     try:
         vad_model = f"{printable(str(find_silero_model()))} (Silero VAD, MIT)"
     except FileNotFoundError:
@@ -934,8 +935,8 @@ def build_parser() -> argparse.ArgumentParser:
     scoring.add_argument("--gate", choices=("vad", "level"), default="vad",
                          help="which windows are scored (the rest get no label): vad (default, it measures best, "
                          "docs/vad.md) needs the window loud enough and a voice by the Silero VAD, so music, noise "
-                         "and effects are not scored; level only needs it loud enough (what the model was trained "
-                         "on). The speech column, the speech light and speech time follow it")
+                         "and effects are not scored; level only needs it loud enough. "
+                         "'stream-ser info' says which gate the model's training windows passed. The speech column, the speech light and speech time follow it")
     scoring.add_argument("--summary-json", default=None, metavar="FILE",
                          help="write the call summary (per channel: speech time, time in each emotion, longest "
                          "span of each emotion, emotion changes) to FILE as JSON")

@@ -12,8 +12,8 @@ downstream, the CSV's ``speech`` column, JSON lines, the terminal UI's speech li
 summary's speech time, follows it). ``gate="vad"`` (the default, :data:`~stream_ser.vad.DEFAULT_GATE`)
 scores a window when the feature recipe's level gate passes *and* the voice-activity detector
 (:class:`~stream_ser.vad.VoiceActivity`, Silero) finds at least one 32 ms frame of speech in it;
-``gate="level"`` uses the level gate alone, as the model's training windows were chosen
-(``docs/vad.md``). Each engine has its own detector, fed every sample once as it arrives, its
+``gate="level"`` uses the level gate alone (``docs/vad.md``). The model's training windows
+passed the gate its recipe names (``FeatureConfig.speech_gate``; ``training.windows``). Each engine has its own detector, fed every sample once as it arrives, its
 state carried from hop to hop; a new engine (a new stream, or a session resumed after a pause)
 starts a fresh one. The detector runs at 16 kHz: for a model at another rate its input is
 resampled with soxr as it arrives (see :class:`_VoiceGate`).

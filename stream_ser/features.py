@@ -52,8 +52,19 @@ from typing import Any
 import numpy as np
 
 #: Bumped whenever the recipe below changes meaning; a model trained on another version is
-#: refused by :mod:`stream_ser.model`.
-FEATURE_VERSION = 2
+#: refused by :mod:`stream_ser.model`. Version 3 added ``speech_gate``: the gate the training
+#: windows passed. A version 2 recipe is version 3 with ``speech_gate="level"`` (the only gate
+#: version 2 knew; the log-mels are the same), so :meth:`FeatureConfig.from_dict` reads it as
+#: that (:data:`READABLE_VERSIONS`).
+FEATURE_VERSION = 3
+
+#: Recipe versions a model's metadata may carry: the current one, and version 2, read as version
+#: 3 with ``speech_gate="level"``.
+READABLE_VERSIONS = (2, FEATURE_VERSION)
+
+#: Speech gates a training window can have passed (``FeatureConfig.speech_gate``); the same names
+#: as the runtime's gates (:data:`stream_ser.vad.GATES`).
+SPEECH_GATES = ("vad", "level")
 
 #: Per-thread work arrays of the recipe (see :func:`_scratch` and :func:`_work_array`).
 _SCRATCH = threading.local()
@@ -108,6 +119,12 @@ class FeatureConfig:
             at least ``n_fft`` samples); 3.0 s as in the published SER recipes.
         hop_s: Default hop between scored windows (s, from 1 sample to ``window_s``); also the
             hop used to cut training windows.
+        speech_gate: The speech gate the model's training windows passed (one of
+            :data:`SPEECH_GATES`): ``"vad"``, the runtime's default gate (the level gate below and
+            Silero VAD, :mod:`stream_ser.vad`), or ``"level"``, the level gate alone. Training
+            reads it (``training.windows``); at run time the gate is chosen by ``--gate``
+            (default ``vad``), and ``stream-ser info`` shows both. :func:`window_features` does
+            not use it: a window's log-mel is the same under either gate.
         gate_dbfs: Frame RMS level (dBFS, in :data:`LEVEL_DBFS_RANGE`, -120 to 0) a frame must
             reach to count as speech.
         gate_min_speech_s: Total duration (s) of frames at or above ``gate_dbfs`` needed for the
@@ -147,6 +164,7 @@ class FeatureConfig:
     sample_rate_hz: int = 16000
     window_s: float = 3.0
     hop_s: float = 0.5
+    speech_gate: str = "vad"
     gate_dbfs: float = -50.0
     gate_min_speech_s: float = 0.25
     level_frame_length: int = 400
@@ -206,6 +224,7 @@ class FeatureConfig:
                 raise ValueError(f"{name} = {_shown(getattr(self, name))}: must be {rule}")
 
         need(self.version == FEATURE_VERSION, "version", f"{FEATURE_VERSION} (this stream-ser's feature recipe)")
+        need(self.speech_gate in SPEECH_GATES, "speech_gate", " or ".join(map(repr, SPEECH_GATES)))
         low, high = SAMPLE_RATE_RANGE_HZ
         need(low <= self.sample_rate_hz <= high, "sample_rate_hz", f"from {low} to {high} Hz")
         need(0 < self.window_s <= MAX_WINDOW_S, "window_s", f"> 0 and at most {MAX_WINDOW_S:g} s")
@@ -275,10 +294,15 @@ class FeatureConfig:
     def from_dict(cls, data: dict[str, Any]) -> "FeatureConfig":
         """Rebuild a config from :meth:`to_dict` output.
 
+        A version 2 recipe (no ``speech_gate``) is read as version 3 with ``speech_gate="level"``
+        (see :data:`FEATURE_VERSION`).
+
         Raises:
             ValueError: If a field is missing or unknown (the model was made by another
                 version of the recipe), has the wrong type or lies outside its range.
         """
+        if data.get("version") == 2 and "speech_gate" not in data:
+            data = {**data, "version": FEATURE_VERSION, "speech_gate": "level"}
         names = {f.name for f in dataclasses.fields(cls)}
         missing, unknown = names - set(data), set(data) - names
         if missing or unknown:

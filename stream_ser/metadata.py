@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .adaptation import OutputPrior, SpeakerNorm
-from .features import FEATURE_VERSION, FeatureConfig
+from .features import FEATURE_VERSION, READABLE_VERSIONS, FeatureConfig
 
 #: Key of the JSON entry in the ONNX ``metadata_props``.
 METADATA_KEY = "stream_ser"
@@ -77,8 +77,8 @@ class ModelMetadata:
 
         Raises:
             ModelMetadataError: If the text is not JSON, a field is missing or has the wrong
-                type, the labels are empty or repeated, the feature recipe version differs
-                from this runtime's :data:`~stream_ser.features.FEATURE_VERSION`, or a field of
+                type, the labels are empty or repeated, the feature recipe version is not one this
+                runtime reads (:data:`~stream_ser.features.READABLE_VERSIONS`), or a field of
                 the recipe lies outside its range (:class:`~stream_ser.features.FeatureConfig`;
                 the one-line message names the field).
         """
@@ -98,7 +98,7 @@ class ModelMetadata:
         cfg = data.get("feature_config")
         if not isinstance(cfg, dict):
             raise ModelMetadataError("metadata 'feature_config' is missing")
-        if cfg.get("version") != FEATURE_VERSION:
+        if cfg.get("version") not in READABLE_VERSIONS:
             raise ModelMetadataError(
                 f"model was trained on feature recipe version {cfg.get('version')!r}, "
                 f"this stream-ser computes version {FEATURE_VERSION}; re-export or upgrade"

@@ -87,8 +87,7 @@ def gate_descriptions() -> dict[str, str]:
         "vad": (f"the level gate and Silero VAD (MIT): a window is scored when it is loud enough and at least "
                 f"{'one 32 ms frame in it reaches' if frames == 1 else f'{frames} 32 ms frames in it reach'} a "
                 f"speech probability of {DEFAULT_THRESHOLD:g}, so music, noise and effects are not"),
-        "level": "the level gate alone: a window is scored when it is loud enough, whatever the sound (the windows "
-                 "the model was trained on)",
+        "level": "the level gate alone: a window is scored when it is loud enough, whatever the sound",
     }
 
 

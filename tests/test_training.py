@@ -3,15 +3,16 @@ speaker-independent accuracy on the held-out test speakers."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ANGRY_CLIP, TESS_CLIP
+from conftest import ANGRY_CLIP, FIXTURES, TESS_CLIP
 
 from stream_ser.engine import Engine
-from stream_ser.features import FeatureConfig
+from stream_ser.features import FEATURE_VERSION, FeatureConfig
 from stream_ser.sources import FileSource, load_audio
 from training.evaluate import NO_SPEECH, corpus_scores, evaluate_clips, score
 from training.windows import clip_features
@@ -29,16 +30,41 @@ def _tensorflow():
     return tf
 
 
-def test_training_windows_are_the_engines_speech_windows(shipped_model) -> None:
-    cfg = shipped_model.feature_config
-    x = load_audio(ANGRY_CLIP)
+@pytest.mark.parametrize("gate", ["vad", "level"])
+def test_training_windows_are_the_engines_speech_windows(shipped_model, tmp_path, gate) -> None:
+    """Under either gate, the windows training keeps are exactly the ones the engine scores with
+    that gate, on speech followed by music (which the level gate passes and the VAD does not)."""
+    import soundfile as sf
+
+    cfg = dataclasses.replace(shipped_model.feature_config, speech_gate=gate)
+    music = load_audio(FIXTURES / "nonspeech" / "music_hyperrogue_caves.ogg")[:16000 * 4]
+    x = np.concatenate([load_audio(ANGRY_CLIP), 0.5 * music / np.abs(music).max()]).astype(np.float32)
+    path = tmp_path / "speech_then_music.flac"
+    sf.write(path, x, 16000, subtype="PCM_24")
+    x = load_audio(path)
     mels, ends, n = clip_features(x, cfg)
-    preds = list(Engine(shipped_model, adapt_output=False).run(FileSource(ANGRY_CLIP).chunks()))
+    preds = list(Engine(shipped_model, adapt_output=False, gate=gate).run(FileSource(path).chunks()))
     assert n == len(preds)
     speech = [p for p in preds if p.is_speech]
     assert [round(p.end_s, 3) for p in speech] == [round(e, 3) for e in ends]
     for m, p in zip(mels, speech):
         assert np.allclose(shipped_model.predict(m), p.probabilities, atol=1e-6)
+    # the music-only windows (from 3 s after the speech ends) pass the level gate only
+    music_only = [p.end_s for p in preds if p.start_s >= 4.4]
+    assert music_only
+    kept = [e for e in ends if any(abs(e - m) < 1e-3 for m in music_only)]
+    assert (len(kept) == 0) if gate == "vad" else (len(kept) == len(music_only))
+
+
+def test_version_2_recipes_read_as_level_gated() -> None:
+    """A recipe from before the VAD (version 2, no speech_gate) is the level-gated version 3."""
+    old = {k: v for k, v in FeatureConfig().to_dict().items() if k != "speech_gate"}
+    old["version"] = 2
+    cfg = FeatureConfig.from_dict(old)
+    assert cfg.version == FEATURE_VERSION and cfg.speech_gate == "level"
+    assert FeatureConfig().speech_gate == "vad"
+    with pytest.raises(ValueError, match="speech_gate"):
+        FeatureConfig(speech_gate="loud")
 
 
 def test_score_definitions() -> None:

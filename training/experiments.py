@@ -48,6 +48,8 @@ from pathlib import Path
 
 import numpy as np
 
+from stream_ser.features import SPEECH_GATES
+
 from .evaluate import (
     NO_SPEECH,
     Scores,
@@ -764,6 +766,10 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--fmax", type=float, default=None, metavar="HZ",
                    help="highest mel band edge in Hz (default: the runtime recipe's 8000). A lower value trains on a "
                    "different recipe (its own feature cache); such a model needs the same fmax at run time")
+    t.add_argument("--speech-gate", default=None, choices=SPEECH_GATES,
+                   help="speech gate the training and test windows pass (default: the recipe's, vad = the level "
+                   "gate and Silero VAD, as the runtime's default --gate; level = the level gate alone, the recipe "
+                   "of results made before the VAD)")
     t.add_argument("--vtlp", type=float, default=0.0, metavar="W",
                    help="vocal tract length perturbation of the training log-mels: scale each window's frequency "
                    "axis by a factor drawn from [1-W, 1+W] (Jaitly & Hinton 2013; 0.1 is the usual range; default 0 = off)")

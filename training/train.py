@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from stream_ser.adaptation import OutputPrior
-from stream_ser.features import FeatureConfig
+from stream_ser.features import SPEECH_GATES, FeatureConfig
 
 from .architectures import ARCHITECTURES, count_params
 from .corpora import discover
@@ -48,7 +48,8 @@ def feature_config(args: argparse.Namespace):
 
     Returns:
         :class:`stream_ser.features.FeatureConfig` with the runtime's defaults, except the highest
-        mel band edge (Hz) when ``args.fmax`` is given (a lower edge spends the 40 bands below it).
+        mel band edge (Hz) when ``args.fmax`` is given (a lower edge spends the 40 bands below it)
+        and the speech gate of the training windows when ``args.speech_gate`` is given.
 
     Raises:
         ValueError: If ``--fmax`` is not above the lowest band edge or is above the Nyquist frequency.
@@ -56,7 +57,10 @@ def feature_config(args: argparse.Namespace):
     import dataclasses
 
     config = FeatureConfig()
-    fmax = getattr(args, "fmax", None)  # namespaces built by older callers have none
+    gate = getattr(args, "speech_gate", None)  # namespaces built by older callers have none
+    if gate is not None:
+        config = dataclasses.replace(config, speech_gate=gate)
+    fmax = getattr(args, "fmax", None)
     if fmax is None:
         return config
     if not config.fmin_hz < fmax:
@@ -389,6 +393,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="vocal tract length perturbation of the training log-mels: each window's frequency axis "
                         "scaled by a factor drawn from [1-W, 1+W] (Jaitly & Hinton 2013; 0.1 is the usual range; "
                         "default 0 = off)")
+    parser.add_argument("--speech-gate", default=None, choices=SPEECH_GATES,
+                        help="speech gate the training windows pass (default: the recipe's, vad = the level gate "
+                        "and Silero VAD, as the runtime's default --gate; level = the level gate alone, the recipe "
+                        "of models made before the VAD)")
     parser.add_argument("--room-copies", type=int, default=0, metavar="N",
                         help="add N copies of the training clips heard through a random room, other talkers, "
                         "white noise and a telephone band (training/room.py; audiomentations + pyroomacoustics; "

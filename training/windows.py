@@ -5,6 +5,8 @@ streamed through ``stream-ser analyse`` (:func:`stream_ser.engine.window_ends` a
 :func:`stream_ser.engine.cut_window`: every hop of 0.5 s, plus the final partial hop), and each
 window goes through the one feature recipe, :func:`stream_ser.features.window_features`. Windows
 the speech gate rejects are kept out of training (the runtime gives them no label) but counted.
+The gate is the one the recipe names (``FeatureConfig.speech_gate``): ``"vad"``, the runtime's
+default (the level gate and Silero VAD, :func:`vad_speech_windows`), or ``"level"`` alone.
 
 Features are cached on disk (``.cache/features-<key>.npz``, float16 log-mels) keyed by the
 feature config and the list of files, because computing them takes a few minutes on 2 cores
@@ -70,19 +72,69 @@ class FeatureSet:
         )
 
 
-def clip_features(samples: np.ndarray, config: FeatureConfig) -> tuple[list[np.ndarray], list[float], int]:
-    """The engine's windows of one clip, through the feature recipe.
+#: This process's Silero frame scorer (:func:`vad_speech_windows`), made on first use: each
+#: worker of the feature pool loads the model once.
+_VAD_SCORER = None
+
+
+def vad_speech_windows(samples: np.ndarray, ends: list[int], config: FeatureConfig) -> np.ndarray:
+    """The voice-activity half of the runtime's ``"vad"`` gate for the windows of one clip.
+
+    The same decisions an :class:`stream_ser.engine.Engine` with ``gate="vad"`` takes when the
+    clip is streamed from its first sample: Silero VAD (the shipped model) scores every 32 ms
+    frame once from a fresh state (:func:`stream_ser.vad.frame_scores`, the numbers
+    :class:`stream_ser.vad.VoiceActivity` computes in a stream), and a window is speech when at
+    least :data:`stream_ser.vad.DEFAULT_MIN_SPEECH_S` of whole frames inside it reach
+    :data:`stream_ser.vad.DEFAULT_THRESHOLD`. ``tests/test_training.py`` checks that the windows
+    kept are exactly the engine's speech windows.
 
     Args:
         samples: float32 mono audio at ``config.sample_rate_hz``, shape ``(n,)``.
-        config: Feature recipe.
+        ends: Window ends (exclusive sample indices at ``config.sample_rate_hz``).
+        config: Feature recipe (rate and window length).
+
+    Returns:
+        bool ``(len(ends),)``: the detector finds speech in the window.
+
+    Raises:
+        ValueError: If ``config.sample_rate_hz`` is not 16 kHz, the detector's rate (the engine
+            resamples a stream for it as it arrives; training at another rate would need the
+            same streaming resampler here).
+        FileNotFoundError: If the Silero model cannot be found (:func:`stream_ser.vad.find_silero_model`).
+    """
+    from stream_ser.vad import (DEFAULT_MIN_SPEECH_S, DEFAULT_THRESHOLD, SAMPLE_RATE_HZ, frame_scores,
+                                make_scorer, window_speech_s)
+
+    global _VAD_SCORER
+    if config.sample_rate_hz != SAMPLE_RATE_HZ:
+        raise ValueError(f"the vad training gate works at {SAMPLE_RATE_HZ} Hz, the recipe is at "
+                         f"{config.sample_rate_hz} Hz; use speech_gate='level'")
+    if _VAD_SCORER is None:
+        _VAD_SCORER = make_scorer("silero")
+    decisions = frame_scores(samples, _VAD_SCORER) >= DEFAULT_THRESHOLD
+    speech_s = window_speech_s(decisions, np.asarray(ends, np.int64), config.window_samples, _VAD_SCORER.frame_samples)
+    return speech_s >= DEFAULT_MIN_SPEECH_S - 1e-9
+
+
+def clip_features(samples: np.ndarray, config: FeatureConfig) -> tuple[list[np.ndarray], list[float], int]:
+    """The engine's windows of one clip, through the speech gate of the recipe and its features.
+
+    Args:
+        samples: float32 mono audio at ``config.sample_rate_hz``, shape ``(n,)``.
+        config: Feature recipe; ``config.speech_gate`` picks the gate (``"vad"``: the detector
+            of :func:`vad_speech_windows` and then the level gate, as the engine; ``"level"``:
+            the level gate alone).
 
     Returns:
         (log-mels of the speech windows, their end times in s, number of windows scored).
     """
     ends = window_ends(samples.size, config.hop_samples)
+    voiced = (vad_speech_windows(samples, ends, config) if config.speech_gate == "vad"
+              else np.ones(len(ends), dtype=bool))
     mels, end_s = [], []
-    for end in ends:
+    for end, voice in zip(ends, voiced):
+        if not voice:
+            continue
         feats = window_features(cut_window(samples, end, config.window_samples), config)
         if feats is not None:
             mels.append(feats)
