@@ -370,7 +370,7 @@ def cmd_info(args: argparse.Namespace) -> int:
           + ", chosen with --gate (docs/vad.md)")
     for g, text in gates.items():
         print(f"  {g}: {text}")
-    print(f"  the model's training windows passed the {model.feature_config.speech_gate} gate")
+    print(f"training gate: {model.feature_config.speech_gate} (the gate the model's training windows passed)")
     try:
         vad_model = f"{printable(str(find_silero_model()))} (Silero VAD, MIT)"
     except FileNotFoundError:
