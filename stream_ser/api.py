@@ -33,17 +33,27 @@ dtype's full scale, e.g. int16 / 32768), shape ``(n_samples,)`` or ``(n_samples,
 
 Threads: a model may be shared by several scorers used from one thread at a time each; a
 :class:`StreamScorer` (and the iterators of :func:`stream`) belong to one thread.
+
+One path scores a recording: :func:`score_recording` (a file or an array, down-mixed or
+channel by channel, with its :class:`~stream_ser.channels.ChannelPlan`). :func:`analyse`,
+:func:`analyse_channels`, ``stream-ser analyse`` and ``stream-ser batch`` all run it, so none of
+them re-implements the scoring; it prints and writes nothing itself.
+
+Length: this module is longer than the project's ~600 lines because it is the public API and
+half of it is the docstrings (arguments, shapes, units, errors) the reference in
+``docs/api.md`` relies on; the code is under 300 lines.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .engine import ChannelEngines, Engine, summarize
+from .channels import ChannelPlan, ChannelPlanError
+from .engine import ChannelEngines, ClipAccumulator, Engine, _check_jobs
 from .features import one_blas_thread
 from .model import EmotionModel, ModelError
 from .sources import (
@@ -56,7 +66,7 @@ from .sources import (
     resolve_channels,
     select_channels,
 )
-from .summary import CallSummary, summarize_call
+from .summary import CallSummary, CallSummaryBuilder, summarize_call
 from .types import Analysis, ClipResult, Prediction
 from .vad import DEFAULT_GATE
 
@@ -64,15 +74,19 @@ __all__ = [
     "Analysis",
     "AudioSourceError",
     "CallSummary",
+    "ChannelPlan",
+    "ChannelPlanError",
     "ClipResult",
     "EmotionModel",
     "ModelError",
     "Prediction",
+    "ScoredRecording",
     "StreamScorer",
     "analyse",
     "analyse_channels",
     "analyze",
     "load_model",
+    "score_recording",
     "stream",
     "stream_file",
     "stream_microphone",
@@ -376,6 +390,183 @@ def stream_microphone(
         mic.close()
 
 
+def _open(
+    audio: AudioPath | np.ndarray,
+    sample_rate_hz: int | None,
+    channels: ChannelSelection,
+    model_sr: int,
+    source: str | None,
+) -> tuple[str, tuple[int, ...], Iterator[np.ndarray]]:
+    """A recording's name, resolved channel numbers and float32 frames ``(n, len(numbers))`` at
+    ``model_sr``, read (a file) or cut (an array) block by block.
+
+    Raises:
+        AudioSourceError: The file is missing or unreadable, or a selected channel does not exist.
+        TypeError: ``sample_rate_hz`` missing for an array or given for a path.
+        ValueError: A bad array shape or dtype, or a bad ``sample_rate_hz``.
+    """
+    if isinstance(audio, (str, os.PathLike)):
+        if sample_rate_hz is not None:
+            raise TypeError("sample_rate_hz is only for arrays; a file's rate comes from its header")
+        src = FileSource(audio, model_sr, channels=channels)
+        return (source if source is not None else src.name), src.channel_numbers, src.frames()
+    if sample_rate_hz is None:
+        raise TypeError("sample_rate_hz is required when scoring an array (e.g. analyse(samples, 16000))")
+    _check_rate(sample_rate_hz)
+    x = _as_float_pcm(audio)
+    name = source if source is not None else "array"
+    numbers = resolve_channels(channels, 1 if x.ndim == 1 else x.shape[1], name)
+    selected = select_channels(x, numbers)
+    # as StreamScorer.push then flush: the whole array, then the resampler's tail
+    resample = _resampler(int(sample_rate_hz), model_sr, len(numbers))
+    if len(numbers) == 1:  # the mono resampler takes (n,) samples
+        mono = selected[:, 0]
+        parts = (resample(mono, False), resample(np.zeros(0, dtype=np.float32), True))
+        return name, numbers, _blocks((p[:, None] for p in parts), model_sr)
+    parts = (resample(selected, False), resample(np.zeros((0, len(numbers)), dtype=np.float32), True))
+    return name, numbers, _blocks(parts, model_sr)
+
+
+def _blocks(arrays: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
+    """The arrays cut into blocks of at most ``size`` samples (rows): the engine's predictions do
+    not depend on chunk sizes, and its memory then does not grow with a long array."""
+    for a in arrays:
+        for i in range(0, len(a), size):
+            yield a[i : i + size]
+
+
+class ScoredRecording:
+    """One recording being scored: iterate it for the predictions, then read its results.
+
+    Made by :func:`score_recording`, which has opened the source and checked the channels, so
+    an unreadable file or a wrong channel selection has been raised before the first
+    prediction. Iterating yields every :class:`~stream_ser.types.Prediction` as soon as it is
+    made, in stream order (per hop, one per channel in channel order), and ends after the last
+    partial hop (or when ``stop`` says so). Memory stays flat: the audio is read block by block
+    and only the running clip sums and summary counters are kept, not the timeline.
+
+    Attributes:
+        source: The recording's name (the predictions' ``source``).
+        plan: The :class:`~stream_ser.channels.ChannelPlan` scored: numbers, names, descriptions.
+        labels: The model's class names in output order.
+        hop_s: Seconds of new audio between predictions.
+        sample_rate_hz: The model's rate (Hz), the clock of every time in the results.
+
+    Iterate it once, on one thread.
+    """
+
+    def __init__(self, model: EmotionModel, source: str, plan: ChannelPlan, frames: Iterator[np.ndarray],
+                 engines: ChannelEngines, jobs: int, stop: Callable[[], bool] | None) -> None:
+        self.source = source
+        self.plan = plan
+        self.labels = model.labels
+        self.hop_s = engines.hop_s
+        self.sample_rate_hz = model.feature_config.sample_rate_hz
+        self._engines = engines
+        self._clips = {key: ClipAccumulator(model.labels) for key in plan.keys}
+        self._summary = CallSummaryBuilder(source, model.labels, engines.hop_s, plan.numbers, plan.names,
+                                           plan.descriptions)
+        self._predictions = self._run(frames, jobs, stop)
+
+    def _run(self, frames: Iterator[np.ndarray], jobs: int, stop: Callable[[], bool] | None) -> Iterator[Prediction]:
+        if stop is not None:
+            frames = _until(frames, stop)
+        for p in self._engines.run(frames, jobs=jobs):
+            self._clips[(p.channel, p.channel_name)].add(p)
+            self._summary.add(p)
+            yield p
+
+    def __iter__(self) -> Iterator[Prediction]:
+        return self._predictions
+
+    @property
+    def duration_s(self) -> float:
+        """Audio scored so far per channel (s, at the model's rate): the recording's duration once
+        the iteration has ended (unless stopped)."""
+        return self._engines.samples_seen / self.sample_rate_hz
+
+    @property
+    def clips(self) -> tuple[ClipResult, ...]:
+        """The clip-level result of each channel so far, in channel order (see :func:`analyse`)."""
+        return tuple(acc.result(self.source, self.duration_s, number, name)
+                     for (number, name), acc in self._clips.items())
+
+    @property
+    def summary(self) -> CallSummary:
+        """The call summary so far: per channel, speech time, time in each emotion, longest
+        spans, emotion changes (:class:`~stream_ser.summary.CallSummary`)."""
+        return self._summary.result()
+
+
+def _until(frames: Iterator[np.ndarray], stop: Callable[[], bool]) -> Iterator[np.ndarray]:
+    """The blocks of ``frames`` until ``stop()`` is true after one (that block is still scored)."""
+    for block in frames:
+        yield block
+        if stop():
+            return
+
+
+def score_recording(
+    audio: AudioPath | np.ndarray,
+    sample_rate_hz: int | None = None,
+    *,
+    channels: ChannelSelection = None,
+    channel_names: Sequence[str] | None = None,
+    model: EmotionModel | AudioPath | None = None,
+    hop_s: float | None = None,
+    source: str | None = None,
+    jobs: int = 1,
+    adapt_output: bool = True,
+    gate: str = DEFAULT_GATE,
+    stop: Callable[[], bool] | None = None,
+) -> ScoredRecording:
+    """The one path that scores a recording: :func:`analyse`, :func:`analyse_channels`,
+    ``stream-ser analyse`` and ``stream-ser batch`` all run it.
+
+    It opens the source now (a file's header is read, the channels resolved and the
+    :class:`~stream_ser.channels.ChannelPlan` built); iterating the returned
+    :class:`ScoredRecording` decodes, resamples and scores the audio block by block, every
+    channel with its own engine (own window, speech gate and output adaptation; the one model).
+    Nothing here prints, logs progress or writes files: the callers do that with the predictions.
+
+    Args:
+        audio: A file path (any format libsndfile reads), or samples: float (nominally [-1, 1])
+            or integer PCM, shape ``(n_samples,)`` or ``(n_samples, n_channels)``.
+        sample_rate_hz: The array's rate (Hz); None for a path (the header gives it).
+        channels: None (default) averages the channels into one (channel number 0); ``"all"``
+            or 1-based channel numbers such as ``(1, 2)`` score those channels each on its own.
+        channel_names: A name per scored channel (``("agent", "customer")``), or None.
+        model: A loaded model, a model path, or None for the shipped model.
+        hop_s: Seconds of new audio between predictions (default: the model's, 0.5 s).
+        source: The results' ``source``; default ``str(path)`` or ``"array"``.
+        jobs: Scoring threads, 1 or 2 (the model on a second thread; identical predictions).
+        adapt_output: Adapt each channel's output to its voice (False: ``--adapt none``).
+        gate: The speech gate, ``"vad"`` (default) or ``"level"`` (see the module docstring).
+        stop: Called after every block read (about 1 s of audio); when it returns True the
+            scoring ends early, after that block and the last partial hop (Ctrl-C, a deadline).
+
+    Returns:
+        A :class:`ScoredRecording`; iterate it once for the predictions, then read its
+        ``clips``, ``summary`` and ``duration_s``.
+
+    Raises:
+        AudioSourceError: If the file is missing or cannot be decoded (later read errors are
+            raised while iterating), or a selected channel does not exist.
+        ChannelPlanError: If ``channel_names`` do not match the channels in number (a
+            ``ValueError``).
+        ModelError: If ``model`` is a path that cannot be loaded, or the VAD's model is missing.
+        TypeError: If ``sample_rate_hz`` is missing for an array or given for a path.
+        ValueError: A bad array shape or dtype, ``hop_s``, ``jobs`` or ``gate``.
+    """
+    m = _model(model)
+    _check_jobs(jobs)
+    name, numbers, frames = _open(audio, sample_rate_hz, channels, m.feature_config.sample_rate_hz, source)
+    plan = ChannelPlan.of(numbers, channel_names, source=name)
+    engines = ChannelEngines(m, hop_s=hop_s, source=name, channels=plan.numbers, channel_names=plan.names,
+                             adapt_output=adapt_output, gate=gate)
+    return ScoredRecording(m, name, plan, frames, engines, jobs, stop)
+
+
 def analyse(
     audio: AudioPath | np.ndarray,
     sample_rate_hz: int | None = None,
@@ -423,37 +614,17 @@ def analyse(
         ValueError: If the array has the wrong shape or dtype, ``hop_s`` is out of range,
             ``jobs`` is not 1 or 2, or ``gate`` is not ``"vad"`` or ``"level"``.
     """
-    m = _model(model)
-    model_sr = m.feature_config.sample_rate_hz
-    if isinstance(audio, (str, os.PathLike)):
-        if sample_rate_hz is not None:
-            raise TypeError("sample_rate_hz is only for arrays; a file's rate comes from its header")
-        src = FileSource(audio, model_sr)
-        name = source if source is not None else src.name
-        chunks: Iterator[np.ndarray] = src.chunks()
-    else:
-        if sample_rate_hz is None:
-            raise TypeError("sample_rate_hz is required when scoring an array (e.g. analyse(samples, 16000))")
-        _check_rate(sample_rate_hz)
-        name = source if source is not None else "array"
-        # as StreamScorer.push then flush: the whole array, then the resampler's tail
-        resample = _resampler(int(sample_rate_hz), model_sr)
-        x = _as_float_frames(audio)
-        chunks = _blocks((resample(x, False), resample(np.zeros(0, dtype=np.float32), True)), model_sr)
-    engine = Engine(m, hop_s=hop_s, source=name, adapt_output=adapt_output, gate=gate)
+    (result,) = _analyses(score_recording(audio, sample_rate_hz, model=model, hop_s=hop_s, source=source, jobs=jobs,
+                                          adapt_output=adapt_output, gate=gate))
+    return result
+
+
+def _analyses(scored: ScoredRecording) -> tuple[Analysis, ...]:
+    """Score to the end, keeping the timeline: one :class:`Analysis` per channel."""
     with one_blas_thread():
-        timeline = tuple(engine.run(chunks, jobs=jobs))
-    elapsed_s = engine.samples_seen / model_sr
-    clip: ClipResult = summarize(timeline, name, elapsed_s, m.labels)
-    return Analysis(clip, timeline)
-
-
-def _blocks(arrays: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
-    """The arrays cut into blocks of at most ``size`` samples (rows): the engine's predictions do
-    not depend on chunk sizes, and its memory then does not grow with a long array."""
-    for a in arrays:
-        for i in range(0, len(a), size):
-            yield a[i : i + size]
+        timeline = list(scored)
+    return tuple(Analysis(clip, tuple(p for p in timeline if (p.channel, p.channel_name) == key))
+                 for clip, key in zip(scored.clips, scored.plan.keys))
 
 
 def analyse_channels(
@@ -461,7 +632,7 @@ def analyse_channels(
     sample_rate_hz: int | None = None,
     *,
     channels: ChannelSelection = "all",
-    channel_names: list[str] | tuple[str, ...] | None = None,
+    channel_names: Sequence[str] | None = None,
     model: EmotionModel | AudioPath | None = None,
     hop_s: float | None = None,
     source: str | None = None,
@@ -492,46 +663,19 @@ def analyse_channels(
     Returns:
         One :class:`~stream_ser.types.Analysis` per channel, in channel order; their clips and
         predictions carry ``channel`` (the number) and ``channel_name``. Pass all timelines to
-        :func:`~stream_ser.summary.summarize_call` for the call summary.
+        :func:`~stream_ser.summary.summarize_call` for the call summary (or use
+        :func:`score_recording`, whose result has it).
 
     Raises:
         AudioSourceError: If the file is missing or cannot be decoded, or a channel does not exist.
+        ChannelPlanError: Names not matching the channels in number (a ``ValueError``).
         ModelError: If ``model`` is a path that cannot be loaded.
         TypeError: If ``sample_rate_hz`` is missing for an array or given for a path.
-        ValueError: Wrong array shape or dtype, names not matching the channels, bad ``hop_s``,
-            ``jobs`` or ``gate``.
+        ValueError: Wrong array shape or dtype, bad ``hop_s``, ``jobs`` or ``gate``.
     """
-    m = _model(model)
-    model_sr = m.feature_config.sample_rate_hz
-    if isinstance(audio, (str, os.PathLike)):
-        if sample_rate_hz is not None:
-            raise TypeError("sample_rate_hz is only for arrays; a file's rate comes from its header")
-        src = FileSource(audio, model_sr, channels=channels)
-        name = source if source is not None else src.name
-        numbers = src.channel_numbers
-        frames = src.frames()
-    else:
-        if sample_rate_hz is None:
-            raise TypeError("sample_rate_hz is required when scoring an array (e.g. analyse_channels(samples, 16000))")
-        x = _as_float_pcm(audio)
-        if x.ndim == 1:
-            x = x[:, None]
-        name = source if source is not None else "array"
-        numbers = resolve_channels(channels, x.shape[1], name)
-        resample = _resampler(int(sample_rate_hz), model_sr, len(numbers))
-        frames = _blocks([resample(select_channels(x, numbers), True)], model_sr)
-    if channel_names is not None and len(channel_names) != len(numbers):
-        raise ValueError(f"{len(channel_names)} channel name(s) for {len(numbers)} channel(s)")
-    engines = ChannelEngines(m, hop_s=hop_s, source=name, channels=numbers, channel_names=channel_names,
-                             adapt_output=adapt_output, gate=gate)
-    with one_blas_thread():
-        timeline = list(engines.run(frames, jobs=jobs))
-    elapsed_s = engines.samples_seen / model_sr
-    out = []
-    for number, cname in zip(engines.channels, engines.channel_names):
-        mine = tuple(p for p in timeline if p.channel == number and p.channel_name == cname)
-        out.append(Analysis(summarize(mine, name, elapsed_s, m.labels, number, cname), mine))
-    return tuple(out)
+    return _analyses(score_recording(audio, sample_rate_hz, channels=channels, channel_names=channel_names,
+                                     model=model, hop_s=hop_s, source=source, jobs=jobs, adapt_output=adapt_output,
+                                     gate=gate))
 
 
 #: American spelling of :func:`analyse`.

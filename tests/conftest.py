@@ -84,6 +84,39 @@ def load_fixture_16k(path: Path):
     return np.asarray(x)
 
 
+def padded(*clips: Path) -> list:
+    """The clips at 16 kHz, float32 ``(n,)`` each, zero-padded to the longest."""
+    import numpy as np
+
+    from stream_ser.sources import load_audio
+
+    audio = [load_audio(c) for c in clips]
+    n = max(a.size for a in audio)
+    return [np.pad(a, (0, n - a.size)) for a in audio]
+
+
+@pytest.fixture(scope="module")
+def stereo_call(tmp_path_factory) -> Path:
+    """A 48 kHz 24-bit stereo "call": the angry clip on the left, the happy clip on the right."""
+    import numpy as np
+    import soundfile as sf
+    import soxr
+
+    left, right = padded(ANGRY_CLIP, HAPPY_CLIP)
+    path = tmp_path_factory.mktemp("call") / "call.wav"
+    sf.write(path, soxr.resample(np.stack([left, right], axis=1), 16000, 48000), 48000, subtype="PCM_24")
+    return path
+
+
+def n_hops(path: Path) -> int:
+    """The predictions the engine makes per channel for a file (0.5 s hops at 16 kHz)."""
+    import soundfile as sf
+
+    from stream_ser.engine import window_ends
+
+    return len(window_ends(round(sf.info(path).duration * 16000), 8000))
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Run librosa (the reference of the feature recipe, used by the training and reference
     tests) and the runtime recipe once, saying why the first run after installing is slow

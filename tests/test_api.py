@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 import soxr
 from conftest import ANGRY_CLIP, HAPPY_CLIP, TESS_CLIP
 
@@ -85,6 +86,41 @@ def test_analyse_file_matches_the_cli_timeline(model, tmp_path) -> None:
     assert main(["analyse", str(ANGRY_CLIP), "--csv", str(out), "-q"]) == 0
     rows = out.read_text().splitlines()[1:]
     assert [",".join(csv_row(p)) for p in result.timeline] == rows
+
+
+def test_score_recording_is_the_path_behind_analyse(model, stereo_call) -> None:
+    """``score_recording`` yields the predictions ``analyse_channels`` keeps, in stream order, and
+    ends with the same clips; its summary is ``summarize_call`` of those predictions."""
+    scored = stream_ser.score_recording(stereo_call, channels="all", channel_names=("agent", "customer"), model=model)
+    assert scored.plan.ids == ("agent", "customer") and scored.source == str(stereo_call)
+    assert scored.duration_s == 0.0 and scored.clips[0].n_windows == 0  # nothing read before iterating
+    preds = list(scored)
+    assert [p.channel_id for p in preds[:4]] == ["agent", "customer", "agent", "customer"]
+    ref = stream_ser.analyse_channels(stereo_call, channel_names=["agent", "customer"], model=model)
+    assert tuple(r.clip for r in ref) == scored.clips
+    assert [p for p in preds if p.channel_name == "customer"] == list(ref[1].timeline)
+    assert scored.duration_s == ref[0].clip.duration_s == pytest.approx(sf.info(stereo_call).duration, abs=1e-3)
+    want = stream_ser.summarize_call(preds, str(stereo_call), model.labels, scored.hop_s, (1, 2), ("agent", "customer"))
+    assert scored.summary.to_dict() == want.to_dict()
+    assert list(scored) == []  # one pass: the iterator is spent
+
+
+def test_score_recording_checks_before_scoring_and_stops_on_request(model, stereo_call, tmp_path) -> None:
+    """File and channel errors come when the recording is opened, before any prediction; ``stop``
+    ends the scoring after the block it was asked at, with the last partial hop scored."""
+    with pytest.raises(stream_ser.AudioSourceError, match="no such file"):
+        stream_ser.score_recording(tmp_path / "missing.wav", model=model)
+    with pytest.raises(stream_ser.ChannelPlanError, match=r"call.wav: 1 channel name\(s\) given \(a\) for 2"):
+        stream_ser.score_recording(stereo_call, channels="all", channel_names=["a"], model=model)
+    with pytest.raises(ValueError, match="jobs"):
+        stream_ser.score_recording(stereo_call, model=model, jobs=3)
+    blocks = []
+    scored = stream_ser.score_recording(stereo_call, model=model, stop=lambda: blocks.append(1) or len(blocks) >= 2)
+    preds = list(scored)
+    full = stream_ser.analyse(stereo_call, model=model)
+    assert len(blocks) == 2 and 0 < scored.duration_s < full.clip.duration_s
+    assert preds == list(full.timeline[: len(preds) - 1]) + [preds[-1]]  # the same hops, then the cut
+    assert preds[-1].end_s == pytest.approx(scored.duration_s)
 
 
 def test_results_are_frozen(model) -> None:

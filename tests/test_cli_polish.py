@@ -13,6 +13,7 @@ import pytest
 from conftest import ANGRY_CLIP, HAPPY_CLIP, TESS_CLIP, read_pty
 
 from stream_ser import cli
+from stream_ser.cli import analyse as cli_analyse
 from stream_ser.cli import build_parser, main
 
 COMMANDS = ("listen", "analyse", "plot", "devices", "info")
@@ -45,7 +46,7 @@ def test_progress_bar_on_a_terminal(monkeypatch, capsys) -> None:
 
     buf = io.StringIO()
     console = Console(file=buf, force_terminal=True, width=140, soft_wrap=True)
-    monkeypatch.setattr(cli, "_progress_console", lambda: console)
+    monkeypatch.setattr(cli_analyse, "_progress_console", lambda: console)
     assert main(["analyse", str(ANGRY_CLIP), str(HAPPY_CLIP), str(TESS_CLIP)]) == 0
     drawn = buf.getvalue()
     assert "files" in drawn and "s audio" in drawn and "x real time" in drawn
@@ -57,12 +58,12 @@ def test_progress_bar_on_a_terminal(monkeypatch, capsys) -> None:
 
 def test_no_progress_when_quiet_or_not_a_terminal(monkeypatch, capsys) -> None:
     calls = []
-    monkeypatch.setattr(cli, "_progress_console", lambda: calls.append(1) or None)
+    monkeypatch.setattr(cli_analyse, "_progress_console", lambda: calls.append(1) or None)
     assert main(["analyse", str(TESS_CLIP)]) == 0
     assert calls == [1] and capsys.readouterr().err == ""  # stderr not a terminal: nothing on it
     assert main(["analyse", str(TESS_CLIP), "-q"]) == 0
     assert calls == [1]  # --quiet does not even ask for a console
-    assert cli._progress_console() is None  # pytest's captured stderr is not a terminal
+    assert cli_analyse._progress_console() is None  # pytest's captured stderr is not a terminal
 
 
 def test_verbose_logs_and_quiet_silences(capsys, caplog) -> None:

@@ -11,9 +11,8 @@ import threading
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import ANGRY_CLIP, HAPPY_CLIP, TESS_CLIP
+from conftest import ANGRY_CLIP, HAPPY_CLIP, TESS_CLIP, padded
 from test_calibration import norm_model  # noqa: F401  (fixture)
-from test_channels import padded
 
 from stream_ser import api
 from stream_ser.cli import default_jobs, main

@@ -1,4 +1,4 @@
-"""``stream-ser serve``: the WebSocket server for live calls (stream_ser/serve.py, docs/serve.md).
+"""``stream-ser serve``: the WebSocket server for live calls (stream_ser/serve/, docs/serve.md).
 
 Every server here runs in-process on an ephemeral port of 127.0.0.1 (``BackgroundServer``) and
 every client is websockets' synchronous client. The audio is the fixture clips (RAVDESS, 16 kHz
