@@ -16,7 +16,7 @@ from stream_ser import cli
 from stream_ser.cli import analyse as cli_analyse
 from stream_ser.cli import build_parser, main
 
-COMMANDS = ("listen", "analyse", "plot", "devices", "info")
+COMMANDS = ("listen", "analyse", "batch", "plot", "devices", "info")
 
 
 @pytest.fixture(autouse=True)

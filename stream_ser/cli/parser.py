@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 from .. import __version__
 from .analyse import cmd_analyse
+from .batch import cmd_batch
 from .info import cmd_devices, cmd_info, cmd_plot
 from .listen import cmd_listen
 
@@ -33,6 +34,8 @@ examples:
   stream-ser plot t.csv -o t.png             draw the timeline: probabilities over time, one panel per source
   stream-ser devices                         list input devices (index, name, channels, rate)
   stream-ser info                            show the model's labels, feature recipe and provenance
+  stream-ser batch 'calls/**/*.wav' --out scored/
+                                             score an archive on Ray (this machine or a cluster) into Parquet, resumably
   stream-ser serve                           score live calls sent over WebSocket (raw or Twilio; docs/serve.md)
 """
 
@@ -137,6 +140,35 @@ def _audio_formats() -> str:
 
 
 
+def _add_hop_option(p: argparse.ArgumentParser, max_window_s: float) -> None:
+    """``--hop``: seconds between predictions (``analyse``, ``listen``, ``batch``)."""
+    p.add_argument("--hop", type=_number(float, 0, max_window_s, " s", above_low=True), default=None, metavar="S",
+                   help="seconds of new audio between predictions, from one sample to the model's window (3 s "
+                   "for the shipped model; default: the model's, 0.5)")
+
+
+def _add_channel_options(p: argparse.ArgumentParser) -> None:
+    """How a recording is scored: ``--channels``, ``--channel-names``, ``--adapt``, ``--gate``."""
+    p.add_argument("--channels", type=_channel_selection, default=None, metavar="LIST",
+                   help="score these channels each on its own instead of averaging them: numbers counted "
+                   "from 1 ('1,2') or 'all' (at most 8). The CSV's channel column then holds the channel's "
+                   "number (or name); without this option it is 0, the average")
+    p.add_argument("--channel-names", type=_name_list, default=None, metavar="NAMES",
+                   help="names for the channels, comma-separated in channel order (e.g. agent,customer); "
+                   "written in the CSV's channel column instead of the numbers")
+    p.add_argument("--adapt", choices=("output", "none"), default="output",
+                   help="adapt the model's output to each channel's voice as it talks (default: output; a "
+                   "model without an output prior, see `stream-ser info`, is never adapted): a running "
+                   "per-class mean of the log-probabilities, started from the training voices' mean, "
+                   "removes the shift a new voice, language or microphone gives every window. 'none' "
+                   "scores each window on its own. The CSV's and JSON lines' adaptation field says which ran")
+    p.add_argument("--gate", choices=("vad", "level"), default="vad",
+                   help="which windows are scored (the rest get no label): vad (default, it measures best, "
+                   "docs/vad.md) needs the window loud enough and a voice by the Silero VAD, so music, noise "
+                   "and effects are not scored; level only needs it loud enough. "
+                   "'stream-ser info' says which gate the model's training windows passed. The speech column, the speech light and speech time follow it")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and documentation)."""
     from ..features import MAX_WINDOW_S
@@ -170,9 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"onnxruntime threads, 1 to {MAX_THREADS} (default: 1)")
 
     scoring = argparse.ArgumentParser(add_help=False)
-    scoring.add_argument("--hop", type=_number(float, 0, MAX_WINDOW_S, " s", above_low=True), default=None, metavar="S",
-                         help="seconds of new audio between predictions, from one sample to the model's window (3 s "
-                         "for the shipped model; default: the model's, 0.5)")
+    _add_hop_option(scoring, MAX_WINDOW_S)
     scoring.add_argument("--csv", default=None, metavar="OUT", help="write the timeline CSV here (flushed per row)")
     scoring.add_argument("--format", choices=("lines", "jsonl"), default="lines",
                          help="standard output: human-readable lines (default) or JSON lines, one object per "
@@ -181,24 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     scoring.add_argument("--force", action="store_true", help="replace existing output files (CSV, JSON lines)")
     scoring.add_argument("--append", action="store_true",
                          help="append to existing output files (a CSV must have the same columns)")
-    scoring.add_argument("--channels", type=_channel_selection, default=None, metavar="LIST",
-                         help="score these channels each on its own instead of averaging them: numbers counted "
-                         "from 1 ('1,2') or 'all' (at most 8). The CSV's channel column then holds the channel's "
-                         "number (or name); without this option it is 0, the average")
-    scoring.add_argument("--channel-names", type=_name_list, default=None, metavar="NAMES",
-                         help="names for the channels, comma-separated in channel order (e.g. agent,customer); "
-                         "written in the CSV's channel column instead of the numbers")
-    scoring.add_argument("--adapt", choices=("output", "none"), default="output",
-                         help="adapt the model's output to each channel's voice as it talks (default: output; a "
-                         "model without an output prior, see `stream-ser info`, is never adapted): a running "
-                         "per-class mean of the log-probabilities, started from the training voices' mean, "
-                         "removes the shift a new voice, language or microphone gives every window. 'none' "
-                         "scores each window on its own. The CSV's and JSON lines' adaptation field says which ran")
-    scoring.add_argument("--gate", choices=("vad", "level"), default="vad",
-                         help="which windows are scored (the rest get no label): vad (default, it measures best, "
-                         "docs/vad.md) needs the window loud enough and a voice by the Silero VAD, so music, noise "
-                         "and effects are not scored; level only needs it loud enough. "
-                         "'stream-ser info' says which gate the model's training windows passed. The speech column, the speech light and speech time follow it")
+    _add_channel_options(scoring)
     scoring.add_argument("--summary-json", default=None, metavar="FILE",
                          help="write the call summary (per channel: speech time, time in each emotion, longest "
                          "span of each emotion, emotion changes) to FILE as JSON")
@@ -311,6 +324,40 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_HelpFormatter,
     )
     p.set_defaults(func=cmd_info)
+    p = sub.add_parser(
+        "batch", parents=[common], help="score an archive of recordings on Ray (this machine or a cluster), resumably",
+        description="Score many recordings on Ray Data: a pool of workers (each one CPU and one copy of the model) "
+        "scores the recordings the manifests or patterns name, as `analyse` does, and writes per recording a "
+        "timeline in Parquet (OUT/timelines/recording_id=ID/, Hive partitions for DuckDB, Spark and pandas), and "
+        "a summary table with one row per recording (OUT/summary.parquet: label shares, call summary, duration, "
+        "status and error). Each recording is committed on its own: run the same command again to skip what is "
+        "done and retry what failed. A recording that cannot be read is a row with its error; the exit status is "
+        "then 1. Without --ray-address (or RAY_ADDRESS) Ray runs on this machine. Needs the optional extra: pip "
+        "install \"stream-ser[batch]\". Guide: docs/batch.md.",
+        epilog="examples:\n  stream-ser batch 'calls/**/*.wav' --out scored/\n"
+        "  stream-ser batch manifest.txt --out scored/ --csv       also each recording's CSV, as analyse --csv\n"
+        "  stream-ser batch calls.csv --out /shared/scored --ray-address 10.0.0.5:6379\n"
+        "  stream-ser batch 'stereo/*.flac' --out scored/ --channels all --channel-names agent,customer\n"
+        "\nMANIFEST: a .txt/.lst/.list file with one path per line, or a .csv with a 'path' column (and optionally\n"
+        "'recording_id'); relative paths are from the manifest's folder. Anything else is a glob pattern: quote it.",
+        formatter_class=_HelpFormatter,
+    )
+    p.add_argument("inputs", nargs="+", metavar="MANIFEST|GLOB",
+                   help="manifests or glob patterns of audio files ('**' matches folders at any depth)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="output folder (created if missing; on a cluster, a folder every node can write)")
+    p.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                   help="the Ray cluster to use, as `ray start --head` prints it (default: $RAY_ADDRESS, else a Ray "
+                   "started on this machine with `ray start`, else a new one for this command)")
+    p.add_argument("--workers", type=_number(int, 1, 100_000), default=None, metavar="N",
+                   help="workers, each one CPU and one copy of the model (default: every CPU of the cluster)")
+    p.add_argument("--csv", action="store_true", dest="write_csv",
+                   help="also write each recording's timeline CSV (OUT/csv/ID.csv), byte for byte as analyse --csv")
+    p.add_argument("--redo", action="store_true", help="score every recording again, also those done before")
+    _add_hop_option(p, MAX_WINDOW_S)
+    _add_channel_options(p)
+    p.set_defaults(func=cmd_batch)
+
     from ..serve import add_parser as add_serve_parser
 
     add_serve_parser(sub)  # `stream-ser serve`: the WebSocket server for live calls (docs/serve.md)
