@@ -33,7 +33,7 @@ try:
     from .analyse import _progress_console, default_jobs  # noqa: F401 (re-exported)
     from .common import NO_INPUT_DEVICE, Outputs, _check_output_paths, _Stop, _warm_up  # noqa: F401
     from .info import model_licence
-    from .listen import _listen_wants_tui, _use_demo  # noqa: F401
+    from .listen import _listen_source, _listen_wants_tui, _use_demo  # noqa: F401
     from .parser import build_parser
 except KeyboardInterrupt:
     print("stream-ser: interrupted", file=sys.stderr)
@@ -41,7 +41,7 @@ except KeyboardInterrupt:
 
 __all__ = ["NO_INPUT_DEVICE", "build_parser", "default_jobs", "main", "model_licence"]
 # Also here for the benchmarks and tests that drive the command's pieces: _Stop, _warm_up,
-# _progress_console, _listen_wants_tui.
+# _progress_console, _listen_source, _listen_wants_tui.
 
 log = logging.getLogger("stream_ser")
 
