@@ -1,6 +1,7 @@
 """The screens over the live view of ``stream-ser listen``: the key help and an input error.
 
 * :data:`KEYS` - the keys and what they do, as ``?`` shows them (``docs/tui.md#keys``).
+* :class:`OverlayScreen` - what both share: Esc closes, ``q`` quits.
 * :class:`KeysScreen` - the key help with the emotion letters of the model's labels.
 * :class:`MessageScreen` - a device error; ``q`` quits with status 1.
 
@@ -18,6 +19,25 @@ from textual.widgets import Static
 
 from .palette import DIM, EmotionPalette
 
+
+class OverlayScreen(ModalScreen[None]):
+    """A box over the live view (scoring goes on underneath): Esc closes it, ``q`` and Ctrl-C
+    quit the app from it. Subclasses add their own keys (Textual merges the bindings).
+
+    Thread: UI thread.
+    """
+
+    BINDINGS = [
+        Binding("escape", "dismiss", "Close", show=False),
+        Binding("q", "app.quit_session", "Quit", show=False),
+        Binding("ctrl+c", "app.quit_session", "Quit", show=False, priority=True),
+    ]
+
+    async def action_dismiss(self, result: None = None) -> None:
+        """Close the box."""
+        self.dismiss(result)
+
+
 #: The keys, as shown by ``?`` and documented in ``docs/tui.md#keys``.
 KEYS: tuple[tuple[str, str], ...] = (
     ("q", "quit: score the last partial hop, close the CSV"),
@@ -29,18 +49,15 @@ KEYS: tuple[tuple[str, str], ...] = (
 )
 
 
-class KeysScreen(ModalScreen[None]):
+class KeysScreen(OverlayScreen):
     """The key help, over the live screen (scoring goes on underneath).
 
     Thread: UI thread.
     """
 
     BINDINGS = [
-        Binding("escape", "dismiss", "Close", show=False),
         Binding("question_mark", "dismiss", "Close", show=False),
         Binding("enter", "dismiss", "Close", show=False),
-        Binding("q", "app.quit_session", "Quit", show=False),
-        Binding("ctrl+c", "app.quit_session", "Quit", show=False, priority=True),
     ]
 
     DEFAULT_CSS = """
@@ -82,21 +99,12 @@ class KeysScreen(ModalScreen[None]):
             box.border_title = "keys"
             yield Static(text)
 
-    async def action_dismiss(self, result: None = None) -> None:
-        self.dismiss(result)
 
-
-class MessageScreen(ModalScreen[None]):
+class MessageScreen(OverlayScreen):
     """A message over the screen (a device error); Esc closes it, ``q`` quits the app.
 
     Thread: UI thread.
     """
-
-    BINDINGS = [
-        Binding("escape", "dismiss", "Close", show=False),
-        Binding("q", "app.quit_session", "Quit", show=False),
-        Binding("ctrl+c", "app.quit_session", "Quit", show=False, priority=True),
-    ]
 
     DEFAULT_CSS = """
     MessageScreen { align: center middle; }
@@ -115,6 +123,3 @@ class MessageScreen(ModalScreen[None]):
             box.border_title = self.title_text
             yield Static(Text(self.body))
             yield Static(Text("q quits (exit status 1) · Esc shows the session", style=DIM))
-
-    async def action_dismiss(self, result: None = None) -> None:
-        self.dismiss(result)
