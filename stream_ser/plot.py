@@ -5,7 +5,8 @@ the CSV that ``listen --csv`` / ``analyse --csv`` wrote (see :mod:`stream_ser.si
 for each source and channel, one panel:
 
 * a **label strip** on top: the most probable emotion of every hop as a coloured bar, light grey
-  where the window held no speech;
+  where the window held no speech (each label in the terminal UI's colour,
+  :func:`stream_ser.display.emotion_colours`);
 * **stacked areas** of the class probabilities below it (they sum to 1, so the whole height is
   always filled while someone speaks); windows without speech leave a shaded gap;
 * a time axis in ``m:ss`` (``h:mm:ss`` past an hour) on the stream clock, ticked at whole

@@ -29,9 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ANGRY_CLIP, HAPPY_CLIP, TESS_CLIP, make_tiny_onnx, read_pty
-
 import soundfile as sf
+from conftest import ANGRY_CLIP, HAPPY_CLIP, TESS_CLIP, make_tiny_onnx, read_pty
 from rich.console import Console
 
 from stream_ser.engine import Engine, window_ends
