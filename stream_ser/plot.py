@@ -5,7 +5,8 @@ the CSV that ``listen --csv`` / ``analyse --csv`` wrote (see :mod:`stream_ser.si
 for each source and channel, one panel:
 
 * a **label strip** on top: the most probable emotion of every hop as a coloured bar, light grey
-  where the window held no speech;
+  where the window held no speech (each label in the terminal UI's colour,
+  :func:`stream_ser.display.emotion_colours`);
 * **stacked areas** of the class probabilities below it (they sum to 1, so the whole height is
   always filled while someone speaks); windows without speech leave a shaded gap;
 * a time axis in ``m:ss`` (``h:mm:ss`` past an hour) on the stream clock, ticked at whole
@@ -40,24 +41,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .display import emotion_colours, format_clock
 from .sinks import ADAPTATION_COLUMN, BASE_COLUMNS
 from .types import Prediction
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-#: Colours of the usual labels (unknown labels take matplotlib's tab10 colours in order).
-LABEL_COLORS: dict[str, str] = {
-    "neutral": "#a0a0a0",
-    "calm": "#7fc7c0",
-    "happy": "#f2c12e",
-    "sad": "#3b6fb6",
-    "angry": "#d62728",
-    "fear": "#8e44ad",
-    "disgust": "#2e8b57",
-    "surprise": "#ff8c1a",
-    "boredom": "#8c6d46",
-}
 #: Colour of hops without speech in the label strip.
 NO_SPEECH_COLOR = "#e4e4e4"
 #: Default most panels drawn in one figure.
@@ -332,18 +322,6 @@ def timelines_from_predictions(predictions: Iterable[Prediction], max_points: in
     return builder.timelines()
 
 
-def format_clock(seconds: float, _pos: object = None) -> str:
-    """Tick label ``m:ss`` (``h:mm:ss`` past an hour; tenths when not a whole second)."""
-    if seconds < 0:
-        return ""
-    tenths = int(round(seconds * 10))
-    whole, frac = divmod(tenths, 10)
-    h, rest = divmod(whole, 3600)
-    m, s = divmod(rest, 60)
-    text = f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
-    return text + (f".{frac}" if frac else "")
-
-
 def _time_step(span_s: float, max_ticks: int = 10) -> float:
     for step in _TIME_STEPS_S:
         if span_s / step <= max_ticks:
@@ -378,24 +356,6 @@ def _no_speech_spans(starts: np.ndarray, ends: np.ndarray, speech: np.ndarray) -
         else:
             spans.append((float(s), float(e)))
     return spans
-
-
-def _colors(labels: Sequence[str]) -> dict[str, str]:
-    from matplotlib import colormaps, colors
-
-    spare = iter(colors.to_hex(c) for c in colormaps["tab10"].colors)  # type: ignore[attr-defined]
-    used = set(LABEL_COLORS.values())
-    out = {}
-    for label in labels:
-        if label in LABEL_COLORS:
-            out[label] = LABEL_COLORS[label]
-        else:
-            c = next(spare)
-            while c in used:
-                c = next(spare)
-            out[label] = c
-            used.add(c)
-    return out
 
 
 def _panel_titles(tls: Sequence[Timeline]) -> list[str]:
@@ -460,7 +420,7 @@ def plot_timelines(
         raise ValueError("no timelines to plot")
     tls = tls[:max_panels]
     labels = tls[0].labels
-    colors = _colors(labels)
+    colors = emotion_colours(labels)  # the terminal UI's colours too
     n = len(tls)
     legend_in = 0.45 + (0.3 if title else 0.0)
     height_in = legend_in + n * (_PANEL_HEIGHT_IN + _STRIP_HEIGHT_IN + 0.55)

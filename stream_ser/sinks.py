@@ -56,6 +56,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from .display import format_time
 from .text import printable
 from .types import ClipResult, Marker, Prediction
 
@@ -379,13 +380,6 @@ class CsvSink:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def format_time(seconds: float) -> str:
-    """``mm:ss.s`` (or ``h:mm:ss.s`` past an hour) for printed lines."""
-    m, s = divmod(max(seconds, 0.0), 60.0)
-    h, m = divmod(int(m), 60)
-    return f"{h}:{m:02d}:{s:04.1f}" if h else f"{m:02d}:{s:04.1f}"
 
 
 def format_prediction(p: Prediction, top: int = 3) -> str:

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .display import format_time
 from .text import printable
 from .types import Prediction, channel_id_of
 
@@ -329,7 +330,7 @@ class CallSummaryBuilder:
                            self._paused_s)
 
 
-def summarize_call(
+def summarise_call(
     predictions: Iterable[Prediction],
     source: str,
     labels: Sequence[str],
@@ -337,14 +338,15 @@ def summarize_call(
     channels: Sequence[int] = (0,),
     channel_names: Sequence[str | None] | None = None,
 ) -> CallSummary:
-    """The :class:`CallSummary` of a finished timeline (e.g. ``stream_ser.analyse(...).timeline``)."""
+    """The :class:`CallSummary` of a finished timeline (e.g. ``stream_ser.analyse(...).timeline``).
+
+    ``summarize_call`` is the same function under the American spelling, as ``analyze`` is
+    ``analyse``.
+    """
     return CallSummaryBuilder(source, labels, hop_s, channels, channel_names).add_all(predictions).result()
 
 
-def _clock(seconds: float) -> str:
-    m, s = divmod(max(seconds, 0.0), 60.0)
-    h, m = divmod(int(m), 60)
-    return f"{h}:{m:02d}:{s:04.1f}" if h else f"{m:02d}:{s:04.1f}"
+summarize_call = summarise_call
 
 
 def format_summary(summary: CallSummary) -> str:
@@ -365,8 +367,8 @@ def format_summary(summary: CallSummary) -> str:
     windows)``; with several devices, one ``clock:`` line per device after the first gives its
     drift against the first, the frames dropped or repeated and the start offset.
     """
-    paused = f", {_clock(summary.paused_s)} of it paused" if summary.paused_s > 0 else ""
-    lines = [f"call summary: {summary.source}, {_clock(summary.duration_s)} of audio{paused} (hop {summary.hop_s:g} s)"]
+    paused = f", {format_time(summary.paused_s)} of it paused" if summary.paused_s > 0 else ""
+    lines = [f"call summary: {summary.source}, {format_time(summary.duration_s)} of audio{paused} (hop {summary.hop_s:g} s)"]
     for ch in summary.channels:
         who = str(ch.channel_id) if ch.channel != 0 or ch.channel_name else "mono"
         if ch.description and ch.description not in (who, summary.source):
@@ -381,7 +383,7 @@ def format_summary(summary: CallSummary) -> str:
         lines.append("    time in each emotion: " + ", ".join(f"{k} {100 * v:.0f}%" for v, k in ranked))
         if ch.longest:
             spans = sorted(ch.longest, key=lambda s: -s.duration_s)
-            lines.append("    longest: " + ", ".join(f"{s.label} {s.duration_s:.1f} s at {_clock(s.start_s)}" for s in spans))
+            lines.append("    longest: " + ", ".join(f"{s.label} {s.duration_s:.1f} s at {format_time(s.start_s)}" for s in spans))
     clocks = list(summary.clocks)
     if len(clocks) > 1:
         ref = clocks[0].device

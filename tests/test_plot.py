@@ -13,13 +13,12 @@ from conftest import ANGRY_CLIP, HAPPY_CLIP, TESS_CLIP
 
 import stream_ser
 from stream_ser.cli import main
+from stream_ser.display import EMOTION_COLOURS, emotion_colours
 from stream_ser.plot import (
-    LABEL_COLORS,
     NO_SPEECH_COLOR,
     MissingDependencyError,
     Timeline,
     TimelineError,
-    format_clock,
     plot_timelines,
     read_timeline_csv,
     timelines_from_predictions,
@@ -89,13 +88,6 @@ def test_bad_timelines_are_clear_errors(tmp_path, content, match) -> None:
         read_timeline_csv(tmp_path / "missing.csv")
 
 
-@pytest.mark.parametrize(
-    "seconds,text", [(0, "0:00"), (0.5, "0:00.5"), (5, "0:05"), (65, "1:05"), (600, "10:00"), (3661, "1:01:01"), (-1, "")]
-)
-def test_format_clock(seconds, text) -> None:
-    assert format_clock(seconds) == text
-
-
 def test_plot_draws_strip_areas_and_gaps(timeline_csv, tmp_path) -> None:
     tls = read_timeline_csv(timeline_csv)
     out = tmp_path / "t.png"
@@ -119,7 +111,7 @@ def test_plot_draws_strip_areas_and_gaps(timeline_csv, tmp_path) -> None:
     assert present(NO_SPEECH_COLOR)
     top = [lab for lab in tls[0].top_labels if lab]
     commonest = max(set(top), key=top.count)
-    assert present(LABEL_COLORS.get(commonest, "#000000")) or commonest not in LABEL_COLORS
+    assert present(emotion_colours(tls[0].labels)[commonest])
 
 
 def test_plot_from_api_predictions(tmp_path) -> None:
@@ -131,14 +123,18 @@ def test_plot_from_api_predictions(tmp_path) -> None:
         plot_timelines([])
 
 
-def test_unknown_labels_get_distinct_colors(tmp_path) -> None:
+def test_labels_have_the_terminal_uis_colours(tmp_path) -> None:
+    """Known and unknown labels are drawn in the colours the terminal UI gives them, all distinct."""
+    from stream_ser.tui.palette import EmotionPalette
+
     labels = ("alpha", "beta", "angry")
     t = Timeline("s", 0, labels, np.array([0.0, 0.0]), np.array([0.5, 1.0]), np.array([True, False]),
                  np.array([[0.2, 0.3, 0.5], [math.nan] * 3]))
     fig = plot_timelines([t], tmp_path / "x.png")
     legend = fig.legends[0]
-    colors = [matplotlib.colors.to_hex(h.get_facecolor()) for h in legend.legend_handles]
-    assert len(set(colors)) == len(colors) == 4 and colors[2] == LABEL_COLORS["angry"]
+    colours = [matplotlib.colors.to_hex(h.get_facecolor()) for h in legend.legend_handles]
+    assert len(set(colours)) == len(colours) == 4 and colours[2] == EMOTION_COLOURS["angry"]
+    assert colours[:3] == [EmotionPalette(labels).colours[label] for label in labels]
 
 
 def test_cli_plot(timeline_csv, tmp_path, capsys) -> None:

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-from soak import make_recording, run_soak  # noqa: E402
+from benchmarks.soak import make_recording, run_soak
 
 
 def test_five_minute_soak(tmp_path, shipped_model) -> None:

@@ -1,20 +1,23 @@
-"""The terminal UI of ``stream-ser listen`` (stream_ser.tui), the session behind it and the
-display smoothing.
+"""The terminal UI of ``stream-ser listen`` (stream_ser.tui) and the session behind it.
 
 UI tests drive the Textual app with ``App.run_test()`` (a headless terminal of 80x24) and feed it
 a replayed real clip through the live path (``MicrophoneSource(replay=...)``: a thread calling
 the capture callback exactly as PortAudio would). They assert on widgets and on the CSV, never on
-the labels the shipped model predicts (the model may be retrained). The screen snapshot uses the
-tiny ``onnx.helper`` model, whose output is fixed, and is kept as text in
-``tests/snapshots/tui_80x24.txt``; ``STREAM_SER_UPDATE_SNAPSHOTS=1`` rewrites it after a
-deliberate change of the screen (review the diff).
+the labels the shipped model predicts (the model may be retrained).
+
+The screens that matter (the live view after a replay, two channels, the key help, an input
+error) are also compared with SVG snapshots in ``tests/__snapshots__/test_tui/``
+(pytest-textual-snapshot's ``snap_compare``). They use the tiny ``onnx.helper`` model, whose
+output is fixed, and a clock that stands still, so the latency reads 0 ms on any machine. After
+a deliberate change of the screen, ``pytest tests/test_tui.py --snapshot-update`` rewrites them;
+review the new SVGs (a browser shows them) before committing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import csv
-import html
+import io
 import os
 import re
 import shutil
@@ -26,14 +29,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 from conftest import ANGRY_CLIP, HAPPY_CLIP, TESS_CLIP, make_tiny_onnx, read_pty
+from rich.console import Console
 
 from stream_ser.engine import Engine, window_ends
-from stream_ser.sinks import BASE_COLUMNS, CsvSink, csv_header
-from stream_ser.smoothing import ProbabilitySmoother, smoothing_weight
-from stream_ser.sources import AudioSourceError, FileSource, MicrophoneSource, audio_info, load_audio
-from stream_ser.tui import ListenApp, ListenSession, SessionOptions
-from stream_ser.tui.palette import PAUSE_GLYPH, SILENCE_GLYPH, EmotionPalette, assign_letters
 from stream_ser.session import (
     MARKER_LABEL,
     HopPaused,
@@ -43,21 +43,16 @@ from stream_ser.session import (
     SessionEnded,
     SessionStarted,
 )
+from stream_ser.sinks import BASE_COLUMNS, CsvSink, csv_header
+from stream_ser.sources import AudioSourceError, FileSource, MicrophoneSource, audio_info, load_audio
 from stream_ser.summary import format_summary
-from stream_ser.tui.widgets import (
-    KEYS,
-    KeysScreen,
-    LevelMeter,
-    MessageScreen,
-    NowPanel,
-    ProbabilityBars,
-    StatusBar,
-    TimelineRows,
-    timeline_geometry,
-)
+from stream_ser.tui import ListenApp, ListenSession, SessionOptions
+from stream_ser.tui.messages import SessionMessage, message_for
+from stream_ser.tui.palette import PAUSE_GLYPH, SILENCE_GLYPH
+from stream_ser.tui.screens import KEYS, KeysScreen, MessageScreen
+from stream_ser.tui.timeline import PAUSED, SILENCE, SpeechCell, TimelineRows, timeline_geometry
+from stream_ser.tui.widgets import LevelMeter, NowPanel, ProbabilityBars, StatusBar
 
-SNAPSHOT = Path(__file__).parent / "snapshots" / "tui_80x24.txt"
-UPDATE_SNAPSHOTS = os.environ.get("STREAM_SER_UPDATE_SNAPSHOTS", "") not in ("", "0")
 WAIT_S = 60.0  # generous: the test machine may be busy
 
 
@@ -72,20 +67,17 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def screen_text(app: ListenApp) -> str:
-    """The screen as plain text (one line per terminal row), from Textual's SVG screenshot."""
-    svg = app.export_screenshot()
+    """The screen as plain text, one line per terminal row (trailing spaces dropped).
+
+    It renders what Textual's ``App.export_screenshot`` renders (the compositor's full update of
+    the screen, over the screens below a modal one) to a recording Rich console, and takes its
+    text rather than an SVG.
+    """
     width, height = app.size
-    grid = [[" "] * width for _ in range(height)]
-    pattern = r'<text class="[^"]*" x="([\d.]+)" y="[\d.]+" textLength="([\d.]+)" clip-path="url\(#[\w-]+-line-(\d+)\)">(.*?)</text>'
-    items = [(float(x), float(length), int(line), html.unescape(t).replace("\xa0", " "))
-             for x, length, line, t in re.findall(pattern, svg)]
-    char_w = min(length / len(t) for _, length, _, t in items if t)
-    for x, _, line, text in items:
-        col = round(x / char_w)
-        for i, ch in enumerate(text):
-            if line < height and col + i < width:
-                grid[line][col + i] = ch
-    return "\n".join("".join(row).rstrip() for row in grid)
+    console = Console(width=width, height=height, file=io.StringIO(), record=True, color_system=None,
+                      legacy_windows=False, safe_box=False)
+    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
+    return "\n".join(line.rstrip() for line in console.export_text().splitlines())
 
 
 async def wait_for(pilot, condition, timeout_s: float = WAIT_S) -> None:
@@ -97,9 +89,10 @@ async def wait_for(pilot, condition, timeout_s: float = WAIT_S) -> None:
         await pilot.pause(0.05)
 
 
-def replay(clip: Path, realtime: bool = False):
-    """``open_source`` for a session: the clip through the live capture path."""
-    return lambda: MicrophoneSource(sample_rate_hz=16000, replay=clip, realtime=realtime)
+def replay(clip: Path, realtime: bool = False, channels: str | None = None):
+    """``open_source`` for a session: the clip through the live capture path (``channels="all"``:
+    each channel of the file on its own)."""
+    return lambda: MicrophoneSource(sample_rate_hz=16000, replay=clip, realtime=realtime, channels=channels)
 
 
 @pytest.fixture(scope="module")
@@ -125,43 +118,24 @@ class EventLog:
 
 
 # --------------------------------------------------------------------------------------------
-# Smoothing, palette, geometry (no app)
+# Messages and timeline geometry (no app)
 
 
-def test_smoothing_weight_follows_the_half_life() -> None:
-    assert smoothing_weight(0.5, 0.5) == pytest.approx(0.5)
-    assert smoothing_weight(0.5, 0) == 1.0
-    # after one half-life of updates the first window's weight has halved
-    alpha = smoothing_weight(0.5, 1.5)
-    assert (1 - alpha) ** 3 == pytest.approx(0.5)
-    with pytest.raises(ValueError):
-        smoothing_weight(0.0, 1.0)
+def test_each_session_event_travels_as_its_own_message() -> None:
+    """Every event type the session emits has a message class whose handler the app defines;
+    anything else is refused."""
+    from stream_ser import session
 
-
-def test_smoother_skips_silence_and_stays_a_distribution() -> None:
-    s = ProbabilitySmoother(3, hop_s=0.5, half_life_s=1.0)
-    assert s.update(None) is None
-    first = s.update([0.7, 0.2, 0.1])
-    assert first == pytest.approx((0.7, 0.2, 0.1))  # the first speech window initialises
-    assert s.update(None) == first  # silence keeps the state
-    second = s.update([0.0, 0.0, 1.0])
-    assert sum(second) == pytest.approx(1.0)
-    assert second[2] == pytest.approx(0.1 + s.alpha * 0.9)
-    s.reset()
-    assert s.value is None
-    with pytest.raises(ValueError):
-        s.update([0.5, 0.5])
-
-
-def test_palette_letters_are_unique_and_colours_consistent() -> None:
-    labels = ("neutral", "happy", "sad", "angry", "fear", "disgust", "surprise")
-    assert "".join(assign_letters(labels).values()) == "NHSAFDU"
-    odd = ("a", "aa", "a-b", "Ä", "calm", "calmness")
-    letters = assign_letters(odd)
-    assert len(set(letters.values())) == len(odd)
-    palette = EmotionPalette(labels)
-    assert len(set(palette.colours.values())) == len(labels)
-    assert EmotionPalette(labels).colours == palette.colours  # same label, same colour
+    kinds = session.SessionEvent.__args__
+    assert len(kinds) == 8
+    for kind in kinds:
+        event = object.__new__(kind)  # the message only carries it
+        message = message_for(event)
+        assert isinstance(message, SessionMessage) and message.event is event
+        assert type(message).__name__ == kind.__name__
+        assert callable(getattr(ListenApp, message.handler_name, None)), message.handler_name
+    with pytest.raises(TypeError, match="not a session event"):
+        message_for("hello")
 
 
 @pytest.mark.parametrize("hop_s, width, per_row", [(0.5, 67, 60), (0.5, 130, 120), (1.0, 67, 60), (0.25, 67, 60), (0.7, 40, 40)])
@@ -369,7 +343,14 @@ def test_app_scores_a_replayed_clip(shipped_model, tmp_path) -> None:
             assert band in labels + ["no speech"]
             rows = app.query_one(TimelineRows)
             assert len(rows.cells) == hops and rows.latest_hop == hops - 1
+            preds = [e.prediction for e in log.of(PredictionMade)]
+            cells = [rows.cells[hop] for hop in range(hops)]
+            assert cells == [SpeechCell(p.label, p.confidence) if p.is_speech else SILENCE for p in preds]
             text = rows.row_text(0)[:hops]
+            for cell, shown in zip(cells, text):  # lowercase exactly when the window was not confident
+                if isinstance(cell, SpeechCell):
+                    letter = rows.palette.letters[cell.label]
+                    assert shown == (letter if cell.confidence >= 0.5 else letter.lower())
             codes = set(rows.palette.letters.values())
             assert set(text.upper()) <= codes | {SILENCE_GLYPH}  # every hop filled: a letter or silence
             letters = {rows.palette.letters[p.label] for p in (e.prediction for e in log.of(PredictionMade)) if p.is_speech}
@@ -387,31 +368,6 @@ def test_app_scores_a_replayed_clip(shipped_model, tmp_path) -> None:
 
     asyncio.run(run())
     assert len(read_csv(out)) == hops
-
-
-def test_screen_snapshot_80x24(tiny_model, tmp_path, monkeypatch) -> None:
-    """The whole screen at 80x24 as text, against tests/snapshots/tui_80x24.txt."""
-    monkeypatch.chdir(tmp_path)
-    shutil.copy(ANGRY_CLIP, "clip.flac")
-    session = ListenSession(tiny_model, replay(Path("clip.flac")), [CsvSink("timeline.csv", tiny_model.labels)])
-    app = ListenApp(session)
-
-    async def run() -> str:
-        async with app.run_test(size=(80, 24)) as pilot:
-            await wait_for(pilot, lambda: app._ended is not None)
-            await pilot.pause(0.3)
-            text = screen_text(app)
-            await pilot.press("q")
-        return text
-
-    text = asyncio.run(run())
-    text = re.sub(r"(?<=lat )[ \d]{4}(?= ms)", "   N", text)  # the one value that depends on the machine
-    if UPDATE_SNAPSHOTS or not SNAPSHOT.exists():
-        SNAPSHOT.parent.mkdir(exist_ok=True)
-        SNAPSHOT.write_text(text + "\n", encoding="utf-8")
-    assert text + "\n" == SNAPSHOT.read_text(encoding="utf-8"), "screen changed; see STREAM_SER_UPDATE_SNAPSHOTS"
-    lines = text.splitlines()
-    assert len(lines) == 24 and max(len(line) for line in lines) <= 80
 
 
 def test_two_minutes_of_timeline_fit_80x24(tiny_model) -> None:
@@ -458,6 +414,7 @@ def test_pause_key_skips_scoring_but_not_capture(tiny_model, tmp_path) -> None:
             await wait_for(pilot, lambda: app._ended is not None)
             rows = app.query_one(TimelineRows)
             assert rows.row_text(0).count(PAUSE_GLYPH) == len(log.of(HopPaused))
+            assert [hop for hop, cell in rows.cells.items() if cell == PAUSED] == [e.hop_index for e in log.of(HopPaused)]
             await pilot.press("q")
         assert app.return_code == 0
 
@@ -610,6 +567,61 @@ def test_device_error_is_shown_and_exits_1(tiny_model, tmp_path, fault) -> None:
     table = out.read_text().splitlines()
     assert table[0] == ",".join(csv_header(tiny_model.labels))
     assert len(table) - 1 == session.result.stats.rows_written == (0 if fault == "missing" else 3)
+
+
+# --------------------------------------------------------------------------------------------
+# Snapshots of the screens that matter (tests/__snapshots__/test_tui/*.svg)
+
+
+def still_clock() -> float:
+    """The app's clock in the snapshots: it stands still, so every latency shows 0 ms (the one
+    value on the screen that depends on the machine)."""
+    return 0.0
+
+
+async def until_ended(pilot) -> None:
+    """``run_before`` of a snapshot: let the session run to its end."""
+    await wait_for(pilot, lambda: pilot.app._ended is not None)
+
+
+def test_snapshot_after_a_replay(tiny_model, tmp_path, monkeypatch, snap_compare) -> None:
+    """The live view at 80x24 once a replayed clip has ended: header, meter, "now" panel, bars,
+    timeline, status bar with the CSV, keys."""
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(ANGRY_CLIP, "clip.flac")
+    session = ListenSession(tiny_model, replay(Path("clip.flac")), [CsvSink("timeline.csv", tiny_model.labels)])
+    assert snap_compare(ListenApp(session, clock=still_clock), terminal_size=(80, 24), run_before=until_ended)
+
+
+def test_snapshot_of_the_key_help(tiny_model, tmp_path, monkeypatch, snap_compare) -> None:
+    """``?`` over the live view: every key, the emotion letters, how to close it."""
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(ANGRY_CLIP, "clip.flac")
+    app = ListenApp(ListenSession(tiny_model, replay(Path("clip.flac"))), clock=still_clock)
+    assert snap_compare(app, press=["question_mark"], terminal_size=(80, 24), run_before=until_ended)
+
+
+def test_snapshot_of_two_channels(tiny_model, tmp_path, monkeypatch, snap_compare) -> None:
+    """A stereo call (the right channel silent) with named channels: the channels panel instead of
+    the "now" panel and the bars, and one timeline line per channel."""
+    monkeypatch.chdir(tmp_path)
+    left = load_audio(ANGRY_CLIP)
+    sf.write("call.wav", np.stack([left, np.zeros_like(left)], axis=1), 16000, subtype="PCM_16")
+    session = ListenSession(tiny_model, replay(Path("call.wav"), channels="all"),
+                            options=SessionOptions(channel_names=("agent", "customer")))
+    assert snap_compare(ListenApp(session, clock=still_clock), terminal_size=(80, 24), run_before=until_ended)
+
+
+def test_snapshot_of_an_input_error(tiny_model, tmp_path, monkeypatch, snap_compare) -> None:
+    """A device that vanishes after 1.5 s: the error box over the view, with the rows written."""
+    monkeypatch.chdir(tmp_path)
+    session = ListenSession(tiny_model, vanishing_mic(1.5), [CsvSink("timeline.csv", tiny_model.labels)])
+    app = ListenApp(session, clock=still_clock)
+
+    async def until_the_error_shows(pilot) -> None:
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, MessageScreen))
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=until_the_error_shows)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """The ``stream-ser listen`` terminal UI: a Textual app over a :class:`ListenSession`.
 
 Position in the pipeline: the last consumer. The session's worker thread captures, scores and
-writes the CSV; it hands each event to :meth:`ListenApp.post_event`, which wraps it in a
-:class:`SessionMessage` and calls Textual's thread-safe ``post_message`` (it only enqueues the
-message on the event loop; it never waits), so capture and scoring never wait on the terminal.
+writes the CSV; it hands each event to :meth:`ListenApp.post_event`, which wraps it in the
+message class of its type (:mod:`stream_ser.tui.messages`) and calls Textual's thread-safe
+``post_message`` (it only enqueues the message on the event loop; it never waits), so capture and
+scoring never wait on the terminal. Each event type has its own handler (``on_prediction_made``,
+``on_level_measured``, ...).
 The UI thread applies the events to the widgets and never runs DSP: the level meter's dBFS, the
 smoothed probabilities and every counter arrive computed.
 
@@ -28,40 +30,22 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import TextIO
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.message import Message
 from textual.widgets import Footer
 
-from ..sinks import format_time
+from ..display import format_time
+from ..session import EXIT_ERROR, ListenSession, SessionEnded, SessionEvent, SessionStarted
 from ..text import printable
+from . import messages
+from .messages import LogRecorded, message_for
 from .palette import EmotionPalette
-from ..session import (
-    EXIT_ERROR,
-    CalibrationProgress,
-    HopPaused,
-    LevelMeasured,
-    ListenSession,
-    MarkerWritten,
-    PauseApplied,
-    PredictionMade,
-    SessionEnded,
-    SessionStarted,
-)
-from .widgets import (
-    ChannelsPanel,
-    KeysScreen,
-    LevelMeter,
-    MessageScreen,
-    NowPanel,
-    ProbabilityBars,
-    SourceHeader,
-    StatusBar,
-    Timeline,
-)
+from .screens import KeysScreen, MessageScreen
+from .timeline import Timeline
+from .widgets import ChannelsPanel, LevelMeter, NowPanel, ProbabilityBars, SourceHeader, StatusBar
 
 #: Seconds the UI waits for the worker to stop after ``q`` before exiting anyway.
 STOP_TIMEOUT_S = 5.0
@@ -69,30 +53,6 @@ STOP_TIMEOUT_S = 5.0
 STALL_WARNING_S = 2.0
 #: Log records kept while the app owns the terminal, printed to stderr after it exits.
 KEPT_LOG_RECORDS = 1000
-
-
-class SessionMessage(Message):
-    """Carries one session event from the worker thread to the UI thread.
-
-    Attributes:
-        event: A :mod:`stream_ser.session` event (``PredictionMade``, ``LevelMeasured``, ...).
-    """
-
-    def __init__(self, event: Any) -> None:
-        super().__init__()
-        self.event = event
-
-
-class LogRecorded(Message):
-    """A log record (warning or worse) to show as a notification.
-
-    Attributes:
-        record: The record.
-    """
-
-    def __init__(self, record: logging.LogRecord) -> None:
-        super().__init__()
-        self.record = record
 
 
 class ListenApp(App[None]):
@@ -204,75 +164,124 @@ class ListenApp(App[None]):
 
     # ---- worker thread -> UI thread ------------------------------------------------------------
 
-    def post_event(self, event: Any) -> None:
-        """Queue a session event for the UI (called on the worker thread; never blocks)."""
-        self.post_message(SessionMessage(event))
+    def post_event(self, event: SessionEvent) -> None:
+        """Queue a session event for the UI (called on the worker thread; never blocks).
 
-    def on_session_message(self, message: SessionMessage) -> None:
-        """Apply one session event to the widgets (UI thread)."""
+        The event travels as the message of its type (:func:`~stream_ser.tui.messages.message_for`),
+        handled by the matching ``on_...`` method below on the UI thread.
+        """
+        self.post_message(message_for(event))
+
+    def on_session_started(self, message: messages.SessionStarted) -> None:
+        """The source is open: show it, and lay out one line per channel if there are several."""
+        event = message.event
+        self._started = event
+        self._last_level_at = self._clock()
+        self._show_channels(event)
+        self.query_one(SourceHeader).show_source(
+            event.source_name, event.is_device, event.device_sample_rate_hz, event.sample_rate_hz,
+            event.device_sample_rates_hz, len(event.channel_ids),
+        )
+        self.query_one(LevelMeter).set_state("live")
+        self.query_one(StatusBar).set(state=self._live_state(), stats=event.stats)
+
+    def on_level_measured(self, message: messages.LevelMeasured) -> None:
+        """A level measurement: the meter (and each channel's level); audio is arriving again."""
+        event = message.event
+        self._last_level_at = self._clock()
+        meter = self.query_one(LevelMeter)
+        if meter.state == "stalled":
+            meter.set_state(self._live_state())
+        meter.set_level(event.end_s, event.level_dbfs, event.peak_dbfs, event.clipped)
+        if self.n_channels > 1 and event.channel_levels_dbfs:
+            self.query_one(ChannelsPanel).set_levels(event.channel_levels_dbfs)
+        self.query_one(StatusBar).set(stats=event.stats)
+
+    def on_prediction_made(self, message: messages.PredictionMade) -> None:
+        """A scored window: the "now" panel and bars (or its channel's line), the timeline, the
+        meter's speech state; its latency is measured once it is on screen."""
+        event = message.event
+        p = event.prediction
+        index = event.channel_index
+        if self.n_channels > 1:
+            self.query_one(ChannelsPanel).show_prediction(index, p, event.smoothed)
+        else:
+            self.query_one(NowPanel).show_prediction(p, self.palette)
+            self.query_one(ProbabilityBars).set_values(event.smoothed, p.label)
+        self.query_one(Timeline).rows.add_prediction(event.hop_index, p, index)
+        if 0 <= index < len(self._channel_speech):
+            self._channel_speech[index] = p.is_speech
+        self.query_one(LevelMeter).set_speech(any(self._channel_speech))
+        self.query_one(StatusBar).set(stats=event.stats)
+        since = event.captured_monotonic_s if event.captured_monotonic_s is not None else event.boundary_monotonic_s
+        self.call_after_refresh(self._measure_latency, since)
+
+    def on_calibration_progress(self, message: messages.CalibrationProgress) -> None:
+        """Calibrating on the first speech: how much was heard; a notification when done."""
         event = message.event
         status = self.query_one(StatusBar)
-        if isinstance(event, LevelMeasured):
-            self._last_level_at = self._clock()
-            meter = self.query_one(LevelMeter)
-            if meter.state == "stalled":
-                meter.set_state("paused" if self.session.paused else "live")
-            meter.set_level(event.end_s, event.level_dbfs, event.peak_dbfs, event.clipped)
-            if self.n_channels > 1 and event.channel_levels_dbfs:
-                self.query_one(ChannelsPanel).set_levels(event.channel_levels_dbfs)
-            status.set(stats=event.stats)
-        elif isinstance(event, PredictionMade):
-            p = event.prediction
-            index = event.channel_index
-            if self.n_channels > 1:
-                self.query_one(ChannelsPanel).show_prediction(index, p, event.smoothed)
-            else:
-                self.query_one(NowPanel).show_prediction(p, self.palette)
-                self.query_one(ProbabilityBars).set_values(event.smoothed, p.label)
-            self.query_one(Timeline).rows.add_prediction(event.hop_index, p, index)
-            if 0 <= index < len(self._channel_speech):
-                self._channel_speech[index] = p.is_speech
-            self.query_one(LevelMeter).set_speech(any(self._channel_speech))
-            status.set(stats=event.stats)
-            since = event.captured_monotonic_s if event.captured_monotonic_s is not None else event.boundary_monotonic_s
-            self.call_after_refresh(self._measure_latency, since)
-        elif isinstance(event, CalibrationProgress):
-            if event.done:
-                self.notify(f"calibrated on {event.target_s:g} s of speech; predictions start", timeout=4)
-                status.set(state="paused" if self.session.paused else "live", stats=event.stats)
-            else:
-                heard = " / ".join(f"{s:g}" for s in event.speech_s)
-                if self.n_channels <= 1:
-                    self.query_one(NowPanel).show_state(
-                        "CALIBRATING", f"learning the voice: {heard} of {event.target_s:g} s of speech")
-                status.set(state="calibrating", stats=event.stats)
-        elif isinstance(event, HopPaused):
-            self.query_one(Timeline).rows.add_paused(event.hop_index)
-            status.set(stats=event.stats)
-        elif isinstance(event, PauseApplied):
-            if event.paused:
-                self.query_one(NowPanel).show_state("PAUSED", f"since {format_time(event.time_s)}")
-            else:
-                self.query_one(NowPanel).show_state("resumed", f"at {format_time(event.time_s)}")
-            status.set(stats=event.stats)
-        elif isinstance(event, MarkerWritten):
-            self.markers = event.marker.number
-            self.query_one(Timeline).rows.add_marker(event.hop_index, event.marker.number)
-            where = " (CSV row written)" if event.in_csv else ""
-            self.notify(f"marker {event.marker.number} at {format_time(event.marker.time_s)}{where}", timeout=3)
-            status.set(stats=event.stats)
-        elif isinstance(event, SessionStarted):
-            self._started = event
-            self._last_level_at = self._clock()
-            self._show_channels(event)
-            self.query_one(SourceHeader).show_source(
-                event.source_name, event.is_device, event.device_sample_rate_hz, event.sample_rate_hz,
-                event.device_sample_rates_hz, len(event.channel_ids),
+        if event.done:
+            self.notify(f"calibrated on {event.target_s:g} s of speech; predictions start", timeout=4)
+            status.set(state=self._live_state(), stats=event.stats)
+            return
+        heard = " / ".join(f"{s:g}" for s in event.speech_s)
+        if self.n_channels <= 1:
+            self.query_one(NowPanel).show_state(
+                "CALIBRATING", f"learning the voice: {heard} of {event.target_s:g} s of speech")
+        status.set(state="calibrating", stats=event.stats)
+
+    def on_hop_paused(self, message: messages.HopPaused) -> None:
+        """A hop that ended while paused: a pause cell on the timeline."""
+        self.query_one(Timeline).rows.add_paused(message.event.hop_index)
+        self.query_one(StatusBar).set(stats=message.event.stats)
+
+    def on_pause_applied(self, message: messages.PauseApplied) -> None:
+        """The pause (or resume) took effect at a hop boundary: say since when."""
+        event = message.event
+        if event.paused:
+            self.query_one(NowPanel).show_state("PAUSED", f"since {format_time(event.time_s)}")
+        else:
+            self.query_one(NowPanel).show_state("resumed", f"at {format_time(event.time_s)}")
+        self.query_one(StatusBar).set(stats=event.stats)
+
+    def on_marker_written(self, message: messages.MarkerWritten) -> None:
+        """A marker was recorded: on the timeline, and a notification."""
+        event = message.event
+        self.markers = event.marker.number
+        self.query_one(Timeline).rows.add_marker(event.hop_index, event.marker.number)
+        where = " (CSV row written)" if event.in_csv else ""
+        self.notify(f"marker {event.marker.number} at {format_time(event.marker.time_s)}{where}", timeout=3)
+        self.query_one(StatusBar).set(stats=event.stats)
+
+    def on_session_ended(self, message: messages.SessionEnded) -> None:
+        """The session stopped (outputs closed): exit if quitting, else say why it ended."""
+        event = message.event
+        self._ended = event
+        self.exit_status = event.exit_status
+        status = self.query_one(StatusBar)
+        self.query_one(LevelMeter).set_state("ended")
+        if self._quitting:
+            self.exit(return_code=event.exit_status)
+            return
+        if event.error:
+            status.set(state="error", stats=event.stats)
+            self.query_one(NowPanel).show_state("ERROR", "q quits")
+            rows = f"{event.stats.rows_written} rows" if self.session.csv_sink is not None else "no CSV"
+            self.push_screen(
+                MessageScreen(
+                    "input error",
+                    f"{event.error}\n\nListening stopped after {format_time(event.stats.stream_s)} of audio; "
+                    f"every row written so far is in the closed CSV ({rows}).",
+                )
             )
-            self.query_one(LevelMeter).set_state("live")
-            status.set(state="paused" if self.session.paused else "live", stats=event.stats)
-        elif isinstance(event, SessionEnded):
-            self._on_ended(event)
+        else:
+            status.set(state="ended", stats=event.stats)
+            closed = "; the CSV is complete" if self.session.csv_sink is not None else ""
+            self.notify(f"{event.reason}{closed}; q quits", timeout=8)
+
+    def _live_state(self) -> str:
+        """The status while capturing: ``paused`` or ``live``."""
+        return "paused" if self.session.paused else "live"
 
     def _show_channels(self, event: SessionStarted) -> None:
         """Several channels: the channels panel replaces the "now" panel and the bars, and the
@@ -296,30 +305,6 @@ class ListenApp(App[None]):
         if record.levelno >= logging.WARNING:
             severity = "error" if record.levelno >= logging.ERROR else "warning"
             self.notify(record.getMessage(), severity=severity, timeout=6)
-
-    def _on_ended(self, event: SessionEnded) -> None:
-        self._ended = event
-        self.exit_status = event.exit_status
-        status = self.query_one(StatusBar)
-        self.query_one(LevelMeter).set_state("ended")
-        if self._quitting:
-            self.exit(return_code=event.exit_status)
-            return
-        if event.error:
-            status.set(state="error", stats=event.stats)
-            self.query_one(NowPanel).show_state("ERROR", "q quits")
-            rows = f"{event.stats.rows_written} rows" if self.session.csv_sink is not None else "no CSV"
-            self.push_screen(
-                MessageScreen(
-                    "input error",
-                    f"{event.error}\n\nListening stopped after {format_time(event.stats.stream_s)} of audio; "
-                    f"every row written so far is in the closed CSV ({rows}).",
-                )
-            )
-        else:
-            status.set(state="ended", stats=event.stats)
-            closed = "; the CSV is complete" if self.session.csv_sink is not None else ""
-            self.notify(f"{event.reason}{closed}; q quits", timeout=8)
 
     def _measure_latency(self, boundary_s: float) -> None:
         self.latency_ms = max(0.0, (self._clock() - boundary_s) * 1000.0)

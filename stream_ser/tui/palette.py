@@ -1,10 +1,10 @@
-"""Colours and letters per emotion, shared by every widget of the terminal UI.
+"""Colours and letters per emotion as Rich styles, shared by every widget of the terminal UI.
 
 One :class:`EmotionPalette` is built from the model's labels when a session starts, so a label
 has the same colour in the current-emotion panel, the probability bars and the timeline, and the
 same letter in the timeline and the bar legend (letters keep the timeline readable without
-colour). Labels come from the model's metadata; the names below only choose nicer colours for
-the common ones, and any other label gets the next colour of :data:`EXTRA_COLOURS`.
+colour). The colours and letters themselves come from :mod:`stream_ser.display`, which the plot
+uses too; this module adds the Rich styles and the timeline's glyphs.
 """
 
 from __future__ import annotations
@@ -14,24 +14,10 @@ from collections.abc import Sequence
 from rich.color import Color
 from rich.style import Style
 
-#: Colours of the usual emotion labels (hex RGB). Chosen to stay distinct from each other on dark
-#: and light terminals and for the common colour-vision deficiencies as far as seven hues allow;
-#: the letters carry the meaning anyway.
-KNOWN_COLOURS: dict[str, str] = {
-    "neutral": "#9aa0a6",
-    "calm": "#5fb3a1",
-    "happy": "#f2c12e",
-    "sad": "#4a7fe0",
-    "angry": "#e5484d",
-    "fear": "#a36bd9",
-    "disgust": "#5c9e3a",
-    "surprise": "#22b8cf",
-    "boredom": "#a0785a",
-}
+from ..display import assign_letters, emotion_colours
 
-#: Colours for labels not in :data:`KNOWN_COLOURS`, used in order.
-EXTRA_COLOURS: tuple[str, ...] = ("#e879f9", "#a3e635", "#fb7185", "#38bdf8", "#fbbf24", "#2dd4bf", "#c084fc")
-
+#: Muted text (axis, hints, empty values) in every widget.
+DIM = Style(color="#808080")
 #: Timeline glyph of a window without speech.
 SILENCE_GLYPH = "·"
 #: Timeline glyph of a hop that ended while scoring was paused.
@@ -51,30 +37,6 @@ def _contrast_text(hex_colour: str) -> str:
     return "#000000" if luminance > 0.18 else "#ffffff"
 
 
-def assign_letters(labels: Sequence[str]) -> dict[str, str]:
-    """A distinct uppercase letter (or digit) per label, in model order.
-
-    Each label takes its first letter if still free, else its next free letter, else the first
-    free letter of the alphabet: ``neutral happy sad angry fear disgust surprise`` give
-    ``N H S A F D U``.
-
-    Args:
-        labels: The model's labels.
-
-    Returns:
-        Label -> one-character code, unique case-insensitively.
-    """
-    used: set[str] = set()
-    out: dict[str, str] = {}
-    spare = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-    for label in labels:
-        candidates = [c.upper() for c in label if c.isalnum()] + list(spare)
-        letter = next(c for c in candidates if c not in used)
-        used.add(letter)
-        out[label] = letter
-    return out
-
-
 class EmotionPalette:
     """Colour and letter of every label of a model.
 
@@ -83,8 +45,8 @@ class EmotionPalette:
 
     Attributes:
         labels: As given.
-        letters: Label -> uppercase timeline letter (:func:`assign_letters`).
-        colours: Label -> hex RGB colour.
+        letters: Label -> uppercase timeline letter (:func:`stream_ser.display.assign_letters`).
+        colours: Label -> hex RGB colour (:func:`stream_ser.display.emotion_colours`).
 
     Thread: built and used on the UI thread.
     """
@@ -92,8 +54,7 @@ class EmotionPalette:
     def __init__(self, labels: Sequence[str]) -> None:
         self.labels = tuple(labels)
         self.letters = assign_letters(self.labels)
-        extra = iter(EXTRA_COLOURS * (1 + len(self.labels) // len(EXTRA_COLOURS)))
-        self.colours = {label: KNOWN_COLOURS.get(label.lower()) or next(extra) for label in self.labels}
+        self.colours = emotion_colours(self.labels)
 
     def fg(self, label: str, bold: bool = False) -> Style:
         """Text in the label's colour."""

@@ -1,9 +1,10 @@
-"""Waking the consumer per hop instead of per capture block (``MicrophoneSource.wake_at``).
+"""Capture: waking the consumer per hop instead of per capture block (``MicrophoneSource.wake_at``).
 
 The capture callback sets the consumer's event only once the target is within reach, so a
 ``listen`` worker without a level meter wakes about once per hop. What must not change: the audio
-(every sample, bit for bit) and the predictions. The devices are the fake PortAudio streams of
-``test_faults.py`` delivering a real clip at 48 kHz.
+(every sample, bit for bit). The devices are the fake PortAudio streams of ``test_faults.py``
+delivering a real clip at 48 kHz. That the session's predictions do not change either is in
+``test_session_levels.py``.
 """
 
 from __future__ import annotations
@@ -11,11 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soxr
-from conftest import ANGRY_CLIP
 from test_faults import RATE, clip_48k, factory
 
-from stream_ser.session import LevelMeasured, ListenSession, PredictionMade, SessionOptions
-from stream_ser.sources import DEFAULT_BLOCK_S, AudioSourceError, MicrophoneSource, load_audio
+from stream_ser.sources import DEFAULT_BLOCK_S, AudioSourceError, MicrophoneSource
 
 HOP = 8000  # 0.5 s at 16 kHz, listen's default hop
 
@@ -65,28 +64,3 @@ def test_a_target_beyond_the_ring_buffer_does_not_lose_audio() -> None:
     chunks = drain(source, 10 * 16000)  # a 10 s hop against a 2 s buffer (woken after 0.5 s of audio)
     assert source.dropped_frames == 0
     assert sum(c.shape[0] for c in chunks) == pytest.approx(audio.size / 3, abs=2)
-
-
-@pytest.mark.parametrize("realtime", [False, True])
-def test_session_without_levels_makes_the_same_predictions(shipped_model, realtime) -> None:
-    def run(level_interval_s):
-        events = []
-        ListenSession(shipped_model, lambda: MicrophoneSource(replay=ANGRY_CLIP, realtime=realtime),
-                      options=SessionOptions(level_interval_s=level_interval_s)).run(events.append)
-        return events
-
-    with_levels, without = run(0.1), run(None)
-    assert any(isinstance(e, LevelMeasured) for e in with_levels)
-    assert not any(isinstance(e, LevelMeasured) for e in without)
-    p1 = [e.prediction for e in with_levels if isinstance(e, PredictionMade)]
-    p2 = [e.prediction for e in without if isinstance(e, PredictionMade)]
-    assert len(p1) == len(p2) == -(-load_audio(ANGRY_CLIP).size // HOP)
-    for x, y in zip(p1, p2):
-        assert (x.start_s, x.end_s, x.is_speech, x.label) == (y.start_s, y.end_s, y.is_speech, y.label)
-        np.testing.assert_array_equal(x.probabilities, y.probabilities)
-
-
-@pytest.mark.parametrize("bad", [0.0, -0.1, float("nan")])
-def test_level_interval_must_be_positive_or_none(bad) -> None:
-    with pytest.raises(ValueError, match="level_interval_s"):
-        SessionOptions(level_interval_s=bad)

@@ -1,4 +1,5 @@
-"""Command-line polish: progress bar, --quiet/--verbose, help with examples, errors and exit codes."""
+"""What the command line tells its user (stream_ser.cli): ``--help`` with examples, the progress
+bar, log levels (``--quiet``, ``--verbose``), one-line errors and exit statuses."""
 
 from __future__ import annotations
 
