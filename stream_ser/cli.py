@@ -327,7 +327,7 @@ NO_INPUT_DEVICE = ("no input device found (no microphone or sound card is availa
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
-    from .sources import list_input_devices
+    from .audio.devices import list_input_devices
 
     devices = list_input_devices()
     if not devices:
@@ -416,7 +416,7 @@ def default_jobs() -> int:
 
 def cmd_analyse(args: argparse.Namespace) -> int:
     from .engine import ChannelEngines, ClipAccumulator
-    from .sources import AudioSourceError, FileSource, audio_info
+    from .audio import AudioSourceError, FileSource, audio_info
     from .summary import CallSummaryBuilder
 
     names = _channel_names(args)
@@ -552,7 +552,8 @@ def _listen_wants_tui(args: argparse.Namespace) -> bool:
 def _listen_source(args: argparse.Namespace, sample_rate_hz: int):
     """``open_source`` for the listening session: one device (or a replayed file), or several
     devices as the channels of one stream (:class:`~stream_ser.sources.MultiDeviceSource`)."""
-    from .sources import MicrophoneSource, MultiDeviceSource
+    from .audio import MultiDeviceSource
+    from .sources import MicrophoneSource
 
     devices = args.device or []
     if len(devices) > 1:
@@ -576,7 +577,7 @@ def _check_listen_args(args: argparse.Namespace) -> str | None:
                     "one channel (its own channels averaged)")
         if names is not None and len(names) != len(devices):
             return f"--channel-names gives {len(names)} name(s) for {len(devices)} devices"
-    from .sources import MAX_CHANNELS
+    from .audio import MAX_CHANNELS
 
     if len(devices) > MAX_CHANNELS:
         return f"at most {MAX_CHANNELS} devices at once"
@@ -601,7 +602,7 @@ def _check_input_devices(args: argparse.Namespace) -> None:
         AudioSourceError: :data:`NO_INPUT_DEVICE` when PortAudio lists no input device, or the
             reason PortAudio is unusable (not installed).
     """
-    from . import sources
+    from .audio import devices as sources
 
     try:
         for spec in args.device or [None]:
@@ -617,7 +618,7 @@ def _use_demo(args: argparse.Namespace) -> None:
     Raises:
         AudioSourceError: If the installation lacks the recording.
     """
-    from .sources import AudioSourceError
+    from .audio import AudioSourceError
 
     if getattr(args, "demo", False):
         from .demo import demo_recording
@@ -836,7 +837,7 @@ def _hop_problem(args: argparse.Namespace, model) -> str | None:
 
 
 def _channel_selection(text: str):
-    from .sources import parse_channel_selection
+    from .audio import parse_channel_selection
 
     try:
         return parse_channel_selection(text)
@@ -1127,7 +1128,7 @@ def _interrupted() -> int:
 def _main(argv: list[str] | None) -> int:
     from .model import ModelError
     from .sinks import OutputError
-    from .sources import AudioSourceError
+    from .audio import AudioSourceError
 
     from .plot import MissingDependencyError, TimelineError
 

@@ -84,7 +84,7 @@ class _VoiceGate:
 
     The detector works at 16 kHz only. For a model at another rate (``sample_rate_hz`` != 16000)
     the samples are resampled to 16 kHz with soxr's streaming resampler (the one the sources use,
-    :func:`stream_ser.sources._resampler`) before the detector; the window ending at model sample
+    :func:`stream_ser.audio.resample.resampler`) before the detector; the window ending at model sample
     ``end`` is then judged up to 16 kHz sample ``end * 16000 // rate`` or the last one the
     resampler has given out, whichever is earlier (soxr holds back up to about 60 ms, so the
     detector's view of a window may end that much early; the final window of a stream too, as the
@@ -108,9 +108,9 @@ class _VoiceGate:
         self.length = int(round(config.window_s * VAD_RATE_HZ))
         self._resample = None
         if self.rate != VAD_RATE_HZ:
-            from .sources import _resampler
+            from .audio.resample import resampler
 
-            self._resample = _resampler(self.rate, VAD_RATE_HZ)
+            self._resample = resampler(self.rate, VAD_RATE_HZ)
 
     def push(self, x: np.ndarray) -> None:
         """Take samples at the model's rate (float32 ``(n,)``)."""

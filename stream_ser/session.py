@@ -1,7 +1,8 @@
 """One listening session on its own inference thread: capture -> engine -> smoothing -> sinks.
 
-Position in the pipeline: between a live :class:`~stream_ser.sources.MicrophoneSource` and its
-consumers. The session's worker thread opens the source, drains its chunks, feeds the
+Position in the pipeline: between a live source (a
+:class:`~stream_ser.audio.capture.CaptureSource`, or any :class:`~stream_ser.audio.source.Source`)
+and its consumers. The session's worker thread opens the source, drains its chunks, feeds the
 :class:`~stream_ser.engine.Engine`, smooths the probabilities for display
 (:mod:`stream_ser.smoothing`), writes every prediction to the sinks (CSV, ...) and reports what
 happened as frozen *event* dataclasses (``SessionStarted``, ``LevelMeasured``, ``PredictionMade``,
@@ -34,7 +35,7 @@ Markers (``m`` in the UI) are written by the sinks that hold them: the timeline 
 object.
 
 Channels: a source may deliver several channels (``listen --channels 1,2``, or several devices
-through a :class:`~stream_ser.sources.MultiDeviceSource`). Each channel gets its own engine
+through a :class:`~stream_ser.audio.multi.MultiDeviceSource`). Each channel gets its own engine
 (:class:`~stream_ser.engine.ChannelEngines`: own ring buffer, own speech gate and voice-activity
 detector, one shared model),
 its own smoothing and its own level; every prediction is reported with its channel's index, and
@@ -60,7 +61,7 @@ from .features import frame_levels_dbfs
 from .model import EmotionModel, ModelError
 from .sinks import MARKER_LABEL, CsvSink, OutputError  # noqa: F401  (MARKER_LABEL re-exported)
 from .smoothing import DEFAULT_HALF_LIFE_S, ProbabilitySmoother
-from .sources import AudioSourceError
+from .audio import AudioSourceError, Source
 from .summary import CallSummary, CallSummaryBuilder
 from .types import Marker, Prediction
 from .vad import DEFAULT_GATE, check_gate
@@ -88,10 +89,10 @@ class SessionOptions:
             stopped or until the replayed file ends.
         level_interval_s: Stream-clock period (s) of the input level reported for the meter
             (one :class:`LevelMeasured` per interval); 0.1 s gives a lively meter at 10 events/s.
-            None: no level events, for a session nobody watches (``listen --no-tui``); a source
-            with ``wake_at`` (:meth:`~stream_ser.sources.MicrophoneSource.wake_at`) then wakes
-            the worker about once per hop instead of once per 40 ms capture block: the worker
-            thread's CPU fell from 1.0 to 0.5 % of a core (``benchmarks/bench_live.py``).
+            None: no level events, for a session nobody watches (``listen --no-tui``); capture
+            (:meth:`~stream_ser.audio.capture.CaptureSource.wake_at`) then wakes the worker
+            about once per hop instead of once per 40 ms capture block: the worker thread's CPU
+            fell from 1.0 to 0.5 % of a core (``benchmarks/bench_live.py``).
         smoothing_half_life_s: Half-life (s of speech) of the displayed probability smoothing
             (:class:`~stream_ser.smoothing.ProbabilitySmoother`); 0 disables it.
         clip_dbfs: Peak sample level (dBFS) at or above which an interval counts as clipped;
@@ -426,9 +427,10 @@ class ListenSession:
         model: The loaded model (labels, feature recipe).
         open_source: Opens the audio source; called on the worker thread so that device errors
             are reported as a :class:`SessionEnded` event (with the message) rather than raised
-            into the UI. Typically ``lambda: MicrophoneSource(device=..., replay=...)``, or a
-            :class:`~stream_ser.sources.MultiDeviceSource` for several devices; any source with
-            ``name``, ``channel_numbers``, ``start``/``stop``/``close`` and ``frames()``.
+            into the UI: any :class:`~stream_ser.audio.source.Source`, typically a
+            :class:`~stream_ser.audio.capture.CaptureSource` (a device, or a file replayed
+            through the capture path) or a :class:`~stream_ser.audio.multi.MultiDeviceSource`
+            for several devices.
         sinks: Where predictions are written (CSV, ...), each with ``write(prediction)`` and
             ``close()``. The worker closes them when the session ends.
         options: See :class:`SessionOptions`.
@@ -446,7 +448,7 @@ class ListenSession:
     def __init__(
         self,
         model: EmotionModel,
-        open_source: Callable[[], Any],
+        open_source: Callable[[], Source],
         sinks: Sequence[Any] = (),
         options: SessionOptions = SessionOptions(),
         clock: Callable[[], float] = time.monotonic,
@@ -470,7 +472,7 @@ class ListenSession:
         self._pause = threading.Event()
         self._reset = threading.Event()
         self._markers: queue.SimpleQueue[float] = queue.SimpleQueue()
-        self._source: Any = None
+        self._source: Source | None = None
         self._summary: CallSummaryBuilder | None = None
         self._channel_names: tuple[str | None, ...] = (None,)
         self._thread: threading.Thread | None = None
@@ -529,8 +531,7 @@ class ListenSession:
         # the summary states the audio the session took in, as its own line does, paused time included
         stream = self._stream_samples
         self._summary.set_stream(stream / sr, min(self._paused_samples, stream) / sr)
-        clock_report = getattr(self._source, "clock_report", None)
-        return self._summary.result(clock_report() if callable(clock_report) else ())
+        return self._summary.result(self._source.clock_report() if self._source is not None else ())
 
     @property
     def running(self) -> bool:
@@ -564,18 +565,13 @@ class ListenSession:
     # ---- worker thread -----------------------------------------------------------------------
 
     def _stats(self) -> SessionStats:
-        source = self._source
-        dropped_s = 0.0
-        if source is not None:
-            dropped_s = getattr(source, "dropped_s", None)
-            if dropped_s is None:
-                dropped_s = source.dropped_frames / source.device_sample_rate_hz
+        source = self._source.stats if self._source is not None else None
         return SessionStats(
             stream_s=self._stream_samples / self.config.sample_rate_hz,
             predictions=self._predictions,
             rows_written=self.csv_sink.rows_written if self.csv_sink is not None else 0,
             overflows=source.overflows if source is not None else 0,
-            dropped_s=dropped_s,
+            dropped_s=source.dropped_s if source is not None else 0.0,
         )
 
     def run(self, emit: Callable[[Any], None]) -> SessionEnded:
@@ -598,7 +594,7 @@ class ListenSession:
             self._source = source
             if self._stop.is_set():
                 source.stop()
-            numbers = tuple(getattr(source, "channel_numbers", (0,)))
+            numbers = tuple(source.channel_numbers)
             names: tuple[str | None, ...] = (None,) * len(numbers)
             if self.options.channel_names is not None:
                 if len(self.options.channel_names) != len(numbers):
@@ -608,14 +604,14 @@ class ListenSession:
                     )
                 names = tuple(self.options.channel_names)
             self._channel_names = names
-            descriptions = tuple(getattr(source, "channel_descriptions", (source.name,) * len(numbers)))
+            descriptions = tuple(source.channel_descriptions)
             self._summary = CallSummaryBuilder(source.name, self.model.labels, self.hop_s, numbers, names, descriptions)
-            rates = tuple(getattr(source, "device_sample_rates_hz", (int(source.device_sample_rate_hz),)))
+            rates = tuple(int(rate) for rate in source.native_rates_hz)
             emit(
                 SessionStarted(
                     source_name=source.name,
-                    is_device=source.name.startswith("mic:"),
-                    device_sample_rate_hz=int(source.device_sample_rate_hz),
+                    is_device=source.is_device,
+                    device_sample_rate_hz=rates[0],
                     sample_rate_hz=self.config.sample_rate_hz,
                     model_name=self.model.name,
                     labels=tuple(self.model.labels),
@@ -638,7 +634,7 @@ class ListenSession:
             except Exception as exc:  # sounddevice.PortAudioError from sources without their own check
                 raise AudioSourceError(f"cannot start capture from {source.name}: {exc}") from None
             reason = self._loop(source, emit)
-            if reason == "input ended" and source.name.startswith("mic:"):
+            if reason == "input ended" and source.is_device:
                 reason, error = "error", f"{source.name} stopped delivering audio (device disconnected?)"
             elif reason == "input ended":
                 reason = "end of input"
@@ -671,15 +667,15 @@ class ListenSession:
         emit(ended)
         return ended
 
-    def _new_engine(self, source: Any, normalisers: Any = None, adapters: Any = None) -> ChannelEngines:
+    def _new_engine(self, source: Source, normalisers: Any = None, adapters: Any = None) -> ChannelEngines:
         """Engines for every channel; ``normalisers`` and ``adapters`` carry each channel's voice
         statistics (feature normalisation, output adaptation) across a pause."""
         return ChannelEngines(self.model, hop_s=self.hop_s, source=source.name,
-                              channels=tuple(getattr(source, "channel_numbers", (0,))), channel_names=self._channel_names,
+                              channels=tuple(source.channel_numbers), channel_names=self._channel_names,
                               normalisers=normalisers, calibration_windows=self.calibration_windows,
                               adapt_output=self.options.adapt_output, adapters=adapters, gate=self.options.gate)
 
-    def _loop(self, source: Any, emit: Callable[[Any], None]) -> str:
+    def _loop(self, source: Source, emit: Callable[[Any], None]) -> str:
         """The capture loop; returns why it ended (``stopped``, ``duration reached``, ``input ended``)."""
         cfg = self.config
         sr = cfg.sample_rate_hz
@@ -694,7 +690,6 @@ class ListenSession:
         if self.options.level_interval_s is not None:
             interval = max(cfg.level_frame_length, int(round(self.options.level_interval_s * sr)))
             levels = _LevelAccumulator(interval, cfg, self.options.clip_dbfs, n_channels)
-        wake_at = getattr(source, "wake_at", None)  # MicrophoneSource: wake the worker only when needed
         smoothers = [ProbabilitySmoother(len(self.model.labels), self.hop_s, self.options.smoothing_half_life_s)
                      for _ in range(n_channels)]
         summary = self._summary
@@ -766,8 +761,8 @@ class ListenSession:
                             emit(PauseApplied(paused, next_boundary / sr, self._stats()))
                         next_boundary += hop
                 self._take_requests(source, emit)
-                if wake_at is not None:  # nothing to do before the next hop boundary or level interval
-                    wake_at(next_boundary if levels is None else min(next_boundary, self._stream_samples + levels.remaining))
+                # nothing to do before the next hop boundary or level interval: capture may hold back until then
+                source.wake_at(next_boundary if levels is None else min(next_boundary, self._stream_samples + levels.remaining))
                 if max_samples is not None and self._stream_samples >= max_samples and not self._duration_reached:
                     self._duration_reached = True
                     source.stop()
@@ -791,7 +786,7 @@ class ListenSession:
         return CalibrationProgress(boundary // self.hop_samples - 1, boundary / self.config.sample_rate_hz, speech,
                                    n * self.hop_s, self._stats())
 
-    def _take_requests(self, source: Any, emit: Callable[[Any], None]) -> None:
+    def _take_requests(self, source: Source, emit: Callable[[Any], None]) -> None:
         """Write pending markers at the current stream time, one per channel (worker thread)."""
         while True:
             try:
@@ -801,7 +796,7 @@ class ListenSession:
             self._markers_written += 1
             waited_s = max(0.0, self._chunk_arrival_s - requested_s)
             t = max(self._marker_floor, self._stream_samples - int(round(waited_s * self.config.sample_rate_hz)))
-            numbers = tuple(getattr(source, "channel_numbers", (0,)))
+            numbers = tuple(source.channel_numbers)
             markers = [Marker(source.name, number, t / self.config.sample_rate_hz, self._markers_written, name)
                        for number, name in zip(numbers, self._channel_names)]
             in_csv = False

@@ -26,15 +26,14 @@ import soxr
 from conftest import ANGRY_CLIP, HAPPY_CLIP, make_tiny_onnx
 
 import stream_ser
-from stream_ser import sources
+from stream_ser.audio import devices as sources
 from stream_ser.cli import main
 from stream_ser.engine import ChannelEngines, Engine, window_ends
-from stream_ser.sources import (
+from stream_ser.audio import (
     RESAMPLER_QUALITY,
     AudioSourceError,
     ClockAligner,
     InputDevice,
-    MicrophoneSource,
     MultiDeviceSource,
     iter_file_frames,
     load_audio,
@@ -42,6 +41,7 @@ from stream_ser.sources import (
     resolve_channels,
     select_channels,
 )
+from stream_ser.sources import MicrophoneSource
 from stream_ser.summary import CallSummaryBuilder, format_summary
 from stream_ser.types import Prediction
 
@@ -577,7 +577,7 @@ def test_channels_of_one_device(shipped_model) -> None:
     device = InputDevice(2, "USB Audio", "ALSA", 2, RATE, True)
     source = MicrophoneSource(device=device, channels="all",
                               stream_factory=lambda **kw: PacedStream(stereo, 50 * RATE, **kw))
-    assert source.channel_numbers == (1, 2) and source._ring.channels == 2
+    assert source.channel_numbers == (1, 2) and source.opened_channels == 2
     engines = ChannelEngines(shipped_model, source=source.name, channels=source.channel_numbers)
     preds = []
     source.start()

@@ -12,7 +12,7 @@ from conftest import ANGRY_CLIP, TESS_CLIP
 
 from stream_ser.engine import Engine
 from stream_ser.features import FeatureConfig
-from stream_ser.sources import FileSource, load_audio
+from stream_ser.audio import FileSource, load_audio
 from training.evaluate import NO_SPEECH, corpus_scores, evaluate_clips, score
 from training.windows import clip_features
 

@@ -27,11 +27,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import ANGRY_CLIP, HAPPY_CLIP, TESS_CLIP, make_tiny_onnx, read_pty
+from fake_device import fake_capture
 
 from stream_ser.engine import Engine, window_ends
 from stream_ser.sinks import BASE_COLUMNS, CsvSink, csv_header
 from stream_ser.smoothing import ProbabilitySmoother, smoothing_weight
-from stream_ser.sources import AudioSourceError, FileSource, MicrophoneSource, audio_info, load_audio
+from stream_ser.audio import AudioSourceError, FileSource, audio_info, load_audio
+from stream_ser.sources import MicrophoneSource
 from stream_ser.tui import ListenApp, ListenSession, SessionOptions
 from stream_ser.tui.palette import PAUSE_GLYPH, SILENCE_GLYPH, EmotionPalette, assign_letters
 from stream_ser.session import (
@@ -330,7 +332,7 @@ def vanishing_mic(seconds: float = 1.5):
     import soxr
 
     audio = soxr.resample(load_audio(HAPPY_CLIP), 16000, 48000).astype(np.float32)[: int(seconds * 48000)]
-    return lambda: MicrophoneSource(device="USB headset", stream_factory=lambda **kw: VanishingStream(audio, **kw))
+    return lambda: fake_capture(lambda **kw: VanishingStream(audio, **kw), "USB headset")
 
 
 def test_session_reports_a_vanished_device(shipped_model, tmp_path) -> None:
