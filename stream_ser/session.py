@@ -20,11 +20,13 @@ Threads:
   :meth:`~ListenSession.request_marker`, :meth:`~ListenSession.request_reset`); they only set
   flags or enqueue, and the worker applies them between chunks.
 
-Pausing stops *scoring*, not capture: at the next hop boundary the worker drops its engine and
-keeps counting samples (the stream clock and the level meter go on, PortAudio keeps being
-drained); on resume, at a hop boundary, a fresh engine starts whose windows hold only audio
-captured after the resume, and its times are shifted onto the session's stream clock. Hops that
-end while paused produce no prediction and no CSV row, only a :class:`HopPaused` event.
+The stream clock is the number of samples taken in since the source started; hop boundaries
+are its multiples of the hop. Pausing stops *scoring*, not capture: at the next hop boundary the
+worker drops its engine and keeps counting samples (the stream clock and the level meter go on,
+PortAudio keeps being drained); on resume, at a hop boundary, a fresh engine starts at that
+sample of the stream clock (``start_sample``), so its windows hold only audio captured after the
+resume and its predictions' times are stream times. Hops that end while paused produce no
+prediction and no CSV row, only a :class:`HopPaused` event.
 
 Calibration (``listen --calibrate``, speaker-normalised models only): each channel's first speech
 windows only feed its voice statistics; hops during that phase produce no prediction and no CSV
@@ -44,7 +46,6 @@ the session keeps a running :class:`~stream_ser.summary.CallSummary` (:attr:`Lis
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import queue
@@ -56,7 +57,7 @@ from typing import Any
 
 import numpy as np
 
-from .engine import ChannelEngines, Engine
+from .engine import ChannelEngines, check_speech_gate
 from .features import frame_levels_dbfs
 from .model import EmotionModel, ModelError
 from .sinks import MARKER_LABEL, CsvSink, OutputError  # noqa: F401  (MARKER_LABEL re-exported)
@@ -249,9 +250,9 @@ class ListenSession:
         self.model = model
         self.config = model.feature_config
         self.options = options
-        probe = Engine(model, hop_s=options.hop_s, gate=options.gate)  # validates hop and gate before any audio
-        self.hop_s = probe.hop_s
-        self.hop_samples = probe.hop_samples
+        self.hop_s = self.config.hop_s if options.hop_s is None else float(options.hop_s)
+        self.hop_samples = self.config.check_hop(options.hop_s)  # a bad hop fails here, before any audio
+        check_speech_gate(self.config, options.gate)  # and so does a detector that cannot start
         #: Speech windows each channel takes in before it predicts (0: no calibration phase, also
         #: for a model without speaker normalisation).
         self.calibration_windows = (
@@ -460,13 +461,16 @@ class ListenSession:
         emit(ended)
         return ended
 
-    def _new_engine(self, source: Source, normalisers: Any = None, adapters: Any = None) -> ChannelEngines:
-        """Engines for every channel; ``normalisers`` and ``adapters`` carry each channel's voice
-        statistics (feature normalisation, output adaptation) across a pause."""
+    def _new_engine(self, source: Source, normalisers: Any = None, adapters: Any = None,
+                    start_sample: int = 0) -> ChannelEngines:
+        """Engines for every channel, starting at stream sample ``start_sample`` (a hop boundary);
+        ``normalisers`` and ``adapters`` carry each channel's voice statistics (feature
+        normalisation, output adaptation) across a pause."""
         return ChannelEngines(self.model, hop_s=self.hop_s, source=source.name,
                               channels=tuple(source.channel_numbers), channel_names=self._channel_names,
                               normalisers=normalisers, calibration_windows=self.calibration_windows,
-                              adapt_output=self.options.adapt_output, adapters=adapters, gate=self.options.gate)
+                              adapt_output=self.options.adapt_output, adapters=adapters, gate=self.options.gate,
+                              start_sample=start_sample)
 
     def _loop(self, source: Source, emit: Callable[[Any], None]) -> str:
         """The capture loop; returns why it ended (``stopped``, ``duration reached``, ``input ended``)."""
@@ -486,20 +490,16 @@ class ListenSession:
         smoothers = [ProbabilitySmoother(len(self.model.labels), self.hop_s, self.options.smoothing_half_life_s)
                      for _ in range(n_channels)]
         summary = self._summary
-        offset = 0  # stream sample at which the current engine started (a hop boundary)
         paused = False
-        next_boundary = hop
         t_chunk = self._clock()
         chunk_end = 0
 
+        def next_boundary() -> int:
+            """The first hop boundary after the stream clock (the session's and its engine's)."""
+            return (self._stream_samples // hop + 1) * hop
+
         def deliver(predictions: list[Prediction]) -> None:
             for p in predictions:
-                if offset:
-                    p = dataclasses.replace(
-                        p,
-                        start_s=(round(p.start_s * sr) + offset) / sr,
-                        end_s=(round(p.end_s * sr) + offset) / sr,
-                    )
                 if self._reset.is_set():
                     self._reset.clear()
                     for smoother in smoothers:
@@ -528,34 +528,32 @@ class ListenSession:
                 chunk_end = self._stream_samples + chunk.shape[0]  # stream sample after the chunk
                 pos = 0
                 while pos < chunk.shape[0]:
-                    take = min(chunk.shape[0] - pos, next_boundary - self._stream_samples)
+                    boundary = next_boundary()
+                    take = min(chunk.shape[0] - pos, boundary - self._stream_samples)
                     piece = chunk[pos : pos + take]
                     pos += take
                     if engine is not None:
                         calibrating = self.calibration_windows and any(e.calibrating for e in engine.engines)
                         deliver(engine.push(piece))
-                        if calibrating and self._stream_samples + take == next_boundary:
-                            emit(self._calibration_progress(engine, next_boundary))
+                        if calibrating and self._stream_samples + take == boundary:
+                            emit(self._calibration_progress(engine, boundary))
                     else:
                         self._paused_samples += take
                     self._stream_samples += take
                     for level, peak, clipped, per_channel in levels.add(piece) if levels is not None else ():
                         emit(LevelMeasured(self._stream_samples / sr, level, peak, clipped, self._stats(), per_channel))
-                    if self._stream_samples == next_boundary:
+                    if self._stream_samples == boundary:
                         if paused:
-                            emit(HopPaused(next_boundary // hop - 1, next_boundary / sr, self._stats()))
+                            emit(HopPaused(boundary // hop - 1, boundary / sr, self._stats()))
                         want = self._pause.is_set()
                         if want != paused:
                             paused = want
-                            if paused:
-                                engine = None
-                            else:
-                                engine, offset = self._new_engine(source, normalisers, adapters), next_boundary
-                            emit(PauseApplied(paused, next_boundary / sr, self._stats()))
-                        next_boundary += hop
+                            engine = None if paused else self._new_engine(source, normalisers, adapters, boundary)
+                            emit(PauseApplied(paused, boundary / sr, self._stats()))
                 self._take_requests(source, emit)
                 # nothing to do before the next hop boundary or level interval: capture may hold back until then
-                source.wake_at(next_boundary if levels is None else min(next_boundary, self._stream_samples + levels.remaining))
+                wake = next_boundary()
+                source.wake_at(wake if levels is None else min(wake, self._stream_samples + levels.remaining))
                 if max_samples is not None and self._stream_samples >= max_samples and not self._duration_reached:
                     self._duration_reached = True
                     source.stop()
