@@ -15,13 +15,13 @@ scores a window when the feature recipe's level gate passes *and* the voice-acti
 ``gate="level"`` uses the level gate alone, as the model's training windows were chosen
 (``docs/vad.md``). Each engine has its own detector, fed every sample once as it arrives, its
 state carried from hop to hop; a new engine (a new stream, or a session resumed after a pause)
-starts a fresh one.
+starts a fresh one. The detector runs at 16 kHz: for a model at another rate its input is
+resampled with soxr as it arrives (see :class:`_VoiceGate`).
 
 The engine keeps the stream clock: the number of samples since the stream began. A new stream
 starts at sample 0; an engine that resumes a stream (a listening session after a pause) starts at
 the given sample (``start_sample``), so its hop boundaries and prediction times continue the
-stream's, while its windows hold only the audio it was given. The detector runs at 16 kHz: for a model at another rate its input is
-resampled with soxr as it arrives (see :class:`_VoiceGate`).
+stream's, while its windows hold only the audio it was given.
 
 Several channels (a stereo call, several devices) are scored by :class:`ChannelEngines`: one
 :class:`Engine` per channel, each with its own ring buffer and speech gate (and detector), sharing
@@ -88,8 +88,8 @@ class _VoiceGate:
 
     The detector works at 16 kHz only. For a model at another rate (``sample_rate_hz`` != 16000)
     the samples are resampled to 16 kHz with soxr's streaming resampler (the one the sources use,
-    :func:`stream_ser.audio.resample.resampler`) before the detector; the window ending at model sample
-    ``end`` is then judged up to 16 kHz sample ``end * 16000 // rate`` or the last one the
+    :func:`stream_ser.audio.resample.resampler`) before the detector; the window ending at model
+    sample ``end`` is then judged up to 16 kHz sample ``end * 16000 // rate`` or the last one the
     resampler has given out, whichever is earlier (soxr holds back up to about 60 ms, so the
     detector's view of a window may end that much early; the final window of a stream too, as the
     resampler is not drained). At 16 kHz (the shipped model) the windows are exactly the engine's.

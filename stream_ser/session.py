@@ -6,9 +6,10 @@ and its consumers. The session's worker thread opens the source, drains its chun
 :class:`~stream_ser.engine.Engine`, smooths the probabilities for display
 (:mod:`stream_ser.smoothing`), writes every prediction to the sinks (CSV, ...) and reports what
 happened as frozen *event* dataclasses (``SessionStarted``, ``LevelMeasured``, ``PredictionMade``,
-...; :mod:`stream_ser.session_events`, re-exported here) through a callback. The terminal UI (:mod:`stream_ser.tui.app`) turns each event into a
-Textual message with ``post_message``, which only enqueues it: the worker never waits for the UI,
-so a slow terminal cannot make capture overflow. Nothing here imports Textual.
+...; :mod:`stream_ser.session_events`, re-exported here) through a callback. The terminal UI
+(:mod:`stream_ser.tui.app`) turns each event into a Textual message with ``post_message``, which
+only enqueues it: the worker never waits for the UI, so a slow terminal cannot make capture
+overflow. Nothing here imports Textual.
 
 Threads:
 
@@ -57,13 +58,12 @@ from typing import Any
 
 import numpy as np
 
+from .audio import AudioSourceError, Source
 from .engine import ChannelEngines, check_speech_gate
 from .features import frame_levels_dbfs
 from .model import EmotionModel, ModelError
 from .sinks import MARKER_LABEL, CsvSink, OutputError  # noqa: F401  (MARKER_LABEL re-exported)
 from .smoothing import DEFAULT_HALF_LIFE_S, ProbabilitySmoother
-from .audio import AudioSourceError, Source
-from .summary import CallSummary, CallSummaryBuilder
 from .session_events import (  # noqa: F401  (re-exported: the session's events are imported from here too)
     CalibrationProgress,
     HopPaused,
@@ -76,6 +76,7 @@ from .session_events import (  # noqa: F401  (re-exported: the session's events 
     SessionStarted,
     SessionStats,
 )
+from .summary import CallSummary, CallSummaryBuilder
 from .types import Marker, Prediction
 from .vad import DEFAULT_GATE, check_gate
 
