@@ -9,62 +9,16 @@ import numpy as np
 import pytest
 import soxr
 from conftest import ANGRY_CLIP
-
-from stream_ser.engine import Engine
-from fake_device import fake_capture
+from fake_device import FakeInputStream, factory, fake_capture
 
 from stream_ser.audio import DEFAULT_BLOCK_S, AudioSourceError, CaptureSource, load_audio
+from stream_ser.engine import Engine
 
 RATE = 48000
 
 
-class FakeInputStream:
-    """Calls ``callback(indata, frames, time, status)`` from a thread like PortAudio would.
-
-    Args:
-        audio: float32 (n,) at 48 kHz to deliver in blocks.
-        then: What happens after the audio: "finish" (the device vanishes: finished_callback
-            without stop), "stall" (silence from the driver: no more callbacks), "stop" (wait
-            for stop()).
-        status: Status object passed with every block (e.g. input_overflow=True).
-        pace_s: Sleep between blocks.
-    """
-
-    def __init__(self, audio, then="stop", status=None, pace_s=0.0, **kw):
-        self.audio, self.then, self.status, self.pace_s = audio, then, status, pace_s
-        self.callback, self.finished = kw["callback"], kw["finished_callback"]
-        self.blocksize = kw["blocksize"]
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        for i in range(0, self.audio.size, self.blocksize):
-            if self.stopped.is_set():
-                break
-            block = self.audio[i : i + self.blocksize, None]
-            self.callback(block, block.shape[0], None, self.status)
-            if self.pace_s:
-                time.sleep(self.pace_s)
-        if self.then == "finish":
-            self.finished()
-
-    def start(self):
-        self.thread.start()
-
-    def stop(self):
-        self.stopped.set()
-        self.thread.join(5)
-
-    def close(self):
-        pass
-
-
 def clip_48k() -> np.ndarray:
     return soxr.resample(load_audio(ANGRY_CLIP), 16000, RATE).astype(np.float32)
-
-
-def factory(**fake_kw):
-    return lambda **kw: FakeInputStream(**fake_kw, **kw)
 
 
 def consume(source: CaptureSource, shipped_model, timeout_s: float = 20.0):

@@ -15,8 +15,8 @@ import pytest
 import soundfile as sf
 import soxr
 from conftest import ANGRY_CLIP, HAPPY_CLIP, load_fixture_16k, make_tiny_onnx
-from fake_device import fake_capture, fake_device
-from test_faults import clip_48k, factory
+from fake_device import factory, fake_capture, fake_device
+from test_faults import clip_48k
 
 from stream_ser.audio import (
     AudioSourceError,

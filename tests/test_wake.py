@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import soxr
 from conftest import ANGRY_CLIP
-from fake_device import fake_capture
-from test_faults import RATE, clip_48k, factory
+from fake_device import factory, fake_capture
+from test_faults import RATE, clip_48k
 
 from stream_ser.session import LevelMeasured, ListenSession, PredictionMade, SessionOptions
 from stream_ser.audio import DEFAULT_BLOCK_S, AudioSourceError, CaptureSource, load_audio
