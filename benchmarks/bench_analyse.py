@@ -60,7 +60,7 @@ def build_recording(minutes: float, data: Path, out_dir: Path, seed: int = 0) ->
     """
     import soundfile as sf
 
-    from stream_ser.sources import load_audio
+    from stream_ser.audio import load_audio
 
     out = out_dir / f"speech-{minutes:g}min-seed{seed}.wav"
     if out.is_file():

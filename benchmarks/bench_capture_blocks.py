@@ -7,7 +7,7 @@ For each block size a :class:`stream_ser.sources.MicrophoneSource` on the defaul
 for ``--seconds``; the script prints the CPU of this process (every thread: PortAudio callback,
 sound-server client, the consumer with resampling to 16 kHz) as a percentage of one core in the
 steady state (after the first chunk), and the start-up time and CPU before the first chunk. This
-is the figure behind the default capture block (``stream_ser.sources.DEFAULT_BLOCK_S``).
+is the figure behind the default capture block (``stream_ser.audio.DEFAULT_BLOCK_S``).
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ def main() -> None:
     from stream_ser.engine import cut_window, window_ends
     from stream_ser.features import log_mel, one_blas_thread, preprocess, window_features
     from stream_ser.model import EmotionModel
-    from stream_ser.sources import load_audio
+    from stream_ser.audio import load_audio
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", action="append", default=None, help="ONNX model (repeatable)")

@@ -128,7 +128,7 @@ def _render(out: Path, seconds: float, clips: list[Path], seed: int) -> None:
     import numpy as np
     import soundfile as sf
 
-    from stream_ser.sources import load_audio
+    from stream_ser.audio import load_audio
 
     rng = random.Random(seed)
     target = int(seconds * RENDER_RATE_HZ)
@@ -612,7 +612,7 @@ def main() -> None:
                         help="in-process only: capture block in ms (default: what listen uses)")
     parser.add_argument("--resampler", choices=["LQ", "MQ", "HQ", "VHQ"], default=None,
                         help="in-process only: soxr preset from the device rate to 16 kHz (default: the runtime's, "
-                        "stream_ser.sources.RESAMPLER_QUALITY); see bench_resampler.py")
+                        "stream_ser.audio.RESAMPLER_QUALITY); see bench_resampler.py")
     parser.add_argument("--gate", choices=("vad", "level"), default=None,
                         help="listen --gate (default: listen's default, vad)")
     parser.add_argument("--levels", action="store_true",
@@ -627,10 +627,10 @@ def main() -> None:
     duration_s = args.minutes * 60
     print(f"machine: {machine()}")
     if args.resampler:
-        from stream_ser import sources
+        from stream_ser.audio import resample
 
-        sources.RESAMPLER_QUALITY = args.resampler  # read each time a resampler is built
-    from stream_ser.sources import RESAMPLER_QUALITY
+        resample.RESAMPLER_QUALITY = args.resampler  # read each time a resampler is built
+    from stream_ser.audio.resample import RESAMPLER_QUALITY
 
     print(f"resampler: soxr {RESAMPLER_QUALITY}")
     print(f"load average before: {' '.join(open('/proc/loadavg').read().split()[:3])}")

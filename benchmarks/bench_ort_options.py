@@ -25,7 +25,7 @@ def windows(n: int) -> np.ndarray:
     """``n`` real log-mel windows ``(n, 40, 149, 1)`` from the fixture clips (repeated as needed)."""
     from stream_ser.engine import cut_window, window_ends
     from stream_ser.features import FeatureConfig, window_features
-    from stream_ser.sources import load_audio
+    from stream_ser.audio import load_audio
 
     cfg = FeatureConfig()
     out = []

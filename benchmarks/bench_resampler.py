@@ -15,7 +15,7 @@ left out) and each device rate, three figures:
   an 8.5 kHz sine that must be removed (aliasing);
 * **cost**: microseconds per block (median of 5 runs of 2000 blocks of noise).
 
-The runtime's choice is ``stream_ser.sources.RESAMPLER_QUALITY``. Prints figures; asserts
+The runtime's choice is ``stream_ser.audio.RESAMPLER_QUALITY``. Prints figures; asserts
 nothing. Accuracy through each preset is measured separately:
 ``python -m training.experiments robustness --data ../shared/data --conditions device48k-HQ device48k-LQ``.
 """
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--block-ms", type=float, default=40.0, help="capture block (ms; listen's default is 40)")
     ap.add_argument("--rates", type=int, nargs="*", default=[48000, 44100], help="device sample rates (Hz)")
     args = ap.parse_args(argv)
-    from stream_ser.sources import RESAMPLER_QUALITY
+    from stream_ser.audio import RESAMPLER_QUALITY
 
     print(machine())
     print(f"soxr {soxr.__version__}; runtime preset: {RESAMPLER_QUALITY}; blocks of {args.block_ms:g} ms\n")

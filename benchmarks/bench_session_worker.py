@@ -33,16 +33,20 @@ from bench_analyse import build_recording, machine  # noqa: E402
 
 
 class _HandOver:
-    """A source that hands over 16 kHz chunks at once (the attributes ``ListenSession`` reads)."""
+    """A source that hands over 16 kHz chunks at once (``stream_ser.audio.Source``, as a device)."""
 
     name = "mic:benchmark"
-    device_sample_rate_hz = 16000
     channel_numbers = (0,)
-    overflows = 0
-    dropped_frames = 0
+    channel_descriptions = ("mic:benchmark",)
+    native_rates_hz = (16000,)
+    is_device = True
+    failure = None
 
     def __init__(self, audio: np.ndarray, block: int) -> None:
+        from stream_ser.audio import SourceStats
+
         self._audio, self._block = audio, block
+        self.stats = SourceStats()
 
     def start(self) -> None:
         pass
@@ -52,6 +56,12 @@ class _HandOver:
 
     def close(self) -> None:
         pass
+
+    def wake_at(self, samples: int) -> None:
+        pass
+
+    def clock_report(self) -> tuple:
+        return ()
 
     def frames(self):
         for i in range(0, self._audio.size, self._block):
@@ -69,7 +79,7 @@ def main() -> None:
     from stream_ser.model import EmotionModel
     from stream_ser.session import ListenSession, SessionOptions
     from stream_ser.sinks import CsvSink, LinePrinter
-    from stream_ser.sources import load_audio
+    from stream_ser.audio import load_audio
 
     print(f"machine: {machine()}")
     rec = build_recording(max(10.0, args.seconds / 60), args.data, ROOT.parent / ".cache" / "bench")

@@ -308,7 +308,7 @@ def streams() -> list[tuple[str, np.ndarray]]:
     """The fixture clips joined by pauses, and 2 minutes of the benchmark recording if built."""
     import soundfile as sf
 
-    from stream_ser.sources import load_audio
+    from stream_ser.audio import load_audio
 
     pause = np.zeros(8000, np.float32)
     clips = sorted((ROOT / "tests" / "fixtures").glob("*.flac"))

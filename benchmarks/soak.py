@@ -39,7 +39,7 @@ def make_recording(path: Path, minutes: float, sample_rate_hz: int = 16000) -> f
     """Write a WAV of real clips separated by 1 s pauses, block by block; returns its length (s)."""
     import soundfile as sf
 
-    from stream_ser.sources import load_audio
+    from stream_ser.audio import load_audio
 
     clips = [load_audio(p, sample_rate_hz) for p in sorted(FIXTURES.glob("*.flac"))]
     pause = np.zeros(sample_rate_hz, np.float32)

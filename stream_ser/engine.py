@@ -18,6 +18,11 @@ state carried from hop to hop; a new engine (a new stream, or a session resumed 
 starts a fresh one. The detector runs at 16 kHz: for a model at another rate its input is
 resampled with soxr as it arrives (see :class:`_VoiceGate`).
 
+The engine keeps the stream clock: the number of samples since the stream began. A new stream
+starts at sample 0; an engine that resumes a stream (a listening session after a pause) starts at
+the given sample (``start_sample``), so its hop boundaries and prediction times continue the
+stream's, while its windows hold only the audio it was given.
+
 Several channels (a stereo call, several devices) are scored by :class:`ChannelEngines`: one
 :class:`Engine` per channel, each with its own ring buffer and speech gate (and detector), sharing
 one model (one onnxruntime session), so a channel is scored exactly as the same audio alone would be.
@@ -33,7 +38,6 @@ With ``run(..., jobs=2)`` it starts and joins its own model thread.
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -84,8 +88,8 @@ class _VoiceGate:
 
     The detector works at 16 kHz only. For a model at another rate (``sample_rate_hz`` != 16000)
     the samples are resampled to 16 kHz with soxr's streaming resampler (the one the sources use,
-    :func:`stream_ser.sources._resampler`) before the detector; the window ending at model sample
-    ``end`` is then judged up to 16 kHz sample ``end * 16000 // rate`` or the last one the
+    :func:`stream_ser.audio.resample.resampler`) before the detector; the window ending at model
+    sample ``end`` is then judged up to 16 kHz sample ``end * 16000 // rate`` or the last one the
     resampler has given out, whichever is earlier (soxr holds back up to about 60 ms, so the
     detector's view of a window may end that much early; the final window of a stream too, as the
     resampler is not drained). At 16 kHz (the shipped model) the windows are exactly the engine's.
@@ -108,9 +112,9 @@ class _VoiceGate:
         self.length = int(round(config.window_s * VAD_RATE_HZ))
         self._resample = None
         if self.rate != VAD_RATE_HZ:
-            from .sources import _resampler
+            from .audio.resample import resampler
 
-            self._resample = _resampler(self.rate, VAD_RATE_HZ)
+            self._resample = resampler(self.rate, VAD_RATE_HZ)
 
     def push(self, x: np.ndarray) -> None:
         """Take samples at the model's rate (float32 ``(n,)``)."""
@@ -123,6 +127,20 @@ class _VoiceGate:
         if self._resample is not None:
             end = min(end * VAD_RATE_HZ // self.rate, self.activity.samples_seen)
         return self.activity.is_speech(end, self.length)
+
+
+def check_speech_gate(config: FeatureConfig, gate: str) -> None:
+    """Check, before any audio, that a speech gate can run for a model with this feature recipe:
+    ``gate`` is ``"vad"`` or ``"level"``, and for ``"vad"`` the voice-activity detector starts
+    (its ONNX model is found and loads; onnxruntime's session is kept for the process, so the
+    engines made later start their detectors at once).
+
+    Raises:
+        ValueError: If ``gate`` is not ``"vad"`` or ``"level"``.
+        ModelError: If ``gate`` is ``"vad"`` and the detector's model cannot be found or loaded.
+    """
+    if check_gate(gate) == "vad":
+        _VoiceGate(config, config.hop_samples)
 
 
 def _check_jobs(jobs: int) -> None:
@@ -201,15 +219,22 @@ class Engine:
             None makes a fresh one when ``adapt_output`` applies.
         gate: The speech gate, ``"vad"`` (default: the level gate and the voice-activity
             detector, see the module docstring) or ``"level"`` (the level gate alone).
+        start_sample: The stream sample (at the model's rate) at which this engine's audio
+            starts: 0 for a new stream; for a stream resumed after a gap (a paused session), the
+            sample of the resume, a hop boundary. Hop boundaries fall at ``start_sample + k *
+            hop_samples``, prediction times are on the stream clock, and windows hold only audio
+            from ``start_sample`` on (the first ones are shorter, as at a stream's start).
 
     Attributes:
         gate: As given.
         vad: The channel's :class:`~stream_ser.vad.VoiceActivity` with ``gate="vad"``, else None.
+        start_sample: As given.
 
     Raises:
         ValueError: If ``hop_s`` is not in (0, window_s] (NaN and infinity are not) or is
-            shorter than one sample, ``calibration_windows`` is negative, or ``gate`` is not
-            ``"vad"`` or ``"level"``.
+            shorter than one sample (:meth:`~stream_ser.features.FeatureConfig.check_hop`),
+            ``calibration_windows`` or ``start_sample`` is negative, or ``gate`` is not ``"vad"``
+            or ``"level"``.
         ModelError: If ``gate="vad"`` and the detector's model cannot be found or loaded.
     """
 
@@ -225,15 +250,16 @@ class Engine:
         adapt_output: bool = True,
         adapter: OutputAdapter | None = None,
         gate: str = DEFAULT_GATE,
+        start_sample: int = 0,
     ) -> None:
         cfg = model.feature_config
         self.model = model
         self.config = cfg
         self.hop_s = cfg.hop_s if hop_s is None else float(hop_s)
-        # a non-finite hop has no sample count (int(round(inf)) raises OverflowError)
-        self.hop_samples = int(round(self.hop_s * cfg.sample_rate_hz)) if math.isfinite(self.hop_s) else 0
-        if self.hop_samples < 1 or self.hop_samples > cfg.window_samples:
-            raise ValueError(f"hop must be between 1 sample and the window ({cfg.window_s} s), got {hop_s} s")
+        self.hop_samples = cfg.check_hop(hop_s)
+        if start_sample < 0:
+            raise ValueError(f"start_sample must be >= 0, got {start_sample}")
+        self.start_sample = int(start_sample)
         self.source = source
         self.channel = channel
         self.channel_name = channel_name
@@ -249,13 +275,13 @@ class Engine:
         self._vad_lookahead = int(round(VAD_LOOKAHEAD_S * cfg.sample_rate_hz))
         self._ring = RingBuffer(cfg.window_samples + self.hop_samples)
         self._window_buf = np.empty((cfg.window_samples, 1), dtype=np.float32)
-        self._next_boundary = self.hop_samples
-        self._last_scored = 0
+        self._next_boundary = self.start_sample + self.hop_samples
+        self._last_scored = self.start_sample
 
     @property
     def samples_seen(self) -> int:
-        """Samples pushed so far (the stream clock, at ``sample_rate_hz``)."""
-        return self._ring.written
+        """The stream clock: ``start_sample`` plus the samples pushed so far (at ``sample_rate_hz``)."""
+        return self.start_sample + self._ring.written
 
     @property
     def vad(self) -> VoiceActivity | None:
@@ -295,14 +321,14 @@ class Engine:
             raise ValueError(f"expected mono samples of shape (n,), got {x.shape}")
         pos = fed = 0
         while pos < x.size:
-            take = min(x.size - pos, self._next_boundary - self._ring.written)
+            take = min(x.size - pos, self._next_boundary - self.samples_seen)
             self._ring.write(x[pos : pos + take])
             pos += take
             if self._voice is not None and fed < pos:  # every sample once, up to VAD_LOOKAHEAD_S ahead
                 upto = min(x.size, pos + self._vad_lookahead)
                 self._voice.push(x[fed:upto])
                 fed = upto
-            if self._ring.written == self._next_boundary:
+            if self.samples_seen == self._next_boundary:
                 w = self._window(self._next_boundary)
                 self._next_boundary += self.hop_samples
                 if w is not None:
@@ -319,7 +345,7 @@ class Engine:
 
     def _flush_windows(self) -> list[_Window]:
         """:meth:`flush` up to the model."""
-        end = self._ring.written
+        end = self.samples_seen
         if end > self._last_scored:
             w = self._window(end)
             return [] if w is None else [w]
@@ -332,17 +358,18 @@ class Engine:
         cfg = self.config
         calibrating = self.calibrating
         self._last_scored = end
+        pushed = end - self.start_sample  # the engine's own samples: its ring buffer and detector count from 0
         feats = None
-        if self._voice is None or self._voice.is_speech(end):
+        if self._voice is None or self._voice.is_speech(pushed):
             # only audio of the stream: the first windows are shorter than window_s (the recipe pads
             # them), so nothing before the stream start (such as a zero step under a DC offset) is scored
-            n = min(end, cfg.window_samples)
+            n = min(pushed, cfg.window_samples)
             if n == cfg.window_samples:  # steady state: reuse one array (the recipe copies what it keeps)
-                window = self._ring.read(end, n, self._window_buf)[:, 0]
+                window = self._ring.read(pushed, n, self._window_buf)[:, 0]
             else:
-                window = self._ring.read(end, n)[:, 0]
+                window = self._ring.read(pushed, n)[:, 0]
             feats = window_features(window, cfg)
-        start_s = max(0, end - cfg.window_samples) / cfg.sample_rate_hz
+        start_s = max(self.start_sample, end - cfg.window_samples) / cfg.sample_rate_hz
         end_s = end / cfg.sample_rate_hz
         if calibrating:
             if feats is not None:
@@ -413,10 +440,12 @@ class ChannelEngines:
             fresh ones.
         gate: The speech gate of every channel, ``"vad"`` (default) or ``"level"`` (see
             :class:`Engine`); each channel has its own detector.
+        start_sample: The stream sample at which every channel's engine starts (see
+            :class:`Engine`).
 
     Raises:
-        ValueError: A bad hop or gate, no channel, or names (normalisers) not matching the
-            channels in number.
+        ValueError: A bad hop, gate or start sample, no channel, or names (normalisers) not
+            matching the channels in number.
         ModelError: If ``gate="vad"`` and the detector's model cannot be found or loaded.
 
     Thread: one thread (the inference worker).
@@ -434,6 +463,7 @@ class ChannelEngines:
         adapt_output: bool = True,
         adapters: Sequence[OutputAdapter | None] | None = None,
         gate: str = DEFAULT_GATE,
+        start_sample: int = 0,
     ) -> None:
         channels = tuple(channels)
         if not channels:
@@ -449,7 +479,7 @@ class ChannelEngines:
             if len(given) != len(channels):
                 raise ValueError(f"{len(given)} {what}(s) for {len(channels)} channel(s)")
         check_gate(gate)
-        self.engines = [Engine(model, hop_s, source, c, n, z, calibration_windows, adapt_output, a, gate)
+        self.engines = [Engine(model, hop_s, source, c, n, z, calibration_windows, adapt_output, a, gate, start_sample)
                         for c, n, z, a in zip(channels, names, norms, adapters)]
         self.gate = gate
         self.hop_s = self.engines[0].hop_s
@@ -458,7 +488,7 @@ class ChannelEngines:
 
     @property
     def samples_seen(self) -> int:
-        """Samples pushed per channel so far (the stream clock)."""
+        """The stream clock: the start sample plus the samples pushed per channel so far."""
         return self.engines[0].samples_seen
 
     def push(self, frames: np.ndarray) -> list[Prediction]:

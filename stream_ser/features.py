@@ -274,6 +274,19 @@ class FeatureConfig:
         """Default hop in samples (8 000 for 0.5 s at 16 kHz)."""
         return int(round(self.hop_s * self.sample_rate_hz))
 
+    def check_hop(self, hop_s: float | None = None) -> int:
+        """A hop between scored windows, in samples: ``hop_s`` (None: :attr:`hop_s`) rounded at
+        ``sample_rate_hz``.
+
+        Raises:
+            ValueError: If the hop is not a finite number from one sample to the window.
+        """
+        hop = self.hop_s if hop_s is None else float(hop_s)
+        samples = int(round(hop * self.sample_rate_hz)) if math.isfinite(hop) else 0  # int(round(inf)) raises
+        if not 1 <= samples <= self.window_samples:
+            raise ValueError(f"hop must be between 1 sample and the window ({self.window_s} s), got {hop_s} s")
+        return samples
+
     @property
     def n_frames(self) -> int:
         """Number of STFT frames in one window (149 with the defaults)."""

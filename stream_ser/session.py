@@ -1,13 +1,15 @@
 """One listening session on its own inference thread: capture -> engine -> smoothing -> sinks.
 
-Position in the pipeline: between a live :class:`~stream_ser.sources.MicrophoneSource` and its
-consumers. The session's worker thread opens the source, drains its chunks, feeds the
+Position in the pipeline: between a live source (a
+:class:`~stream_ser.audio.capture.CaptureSource`, or any :class:`~stream_ser.audio.source.Source`)
+and its consumers. The session's worker thread opens the source, drains its chunks, feeds the
 :class:`~stream_ser.engine.Engine`, smooths the probabilities for display
 (:mod:`stream_ser.smoothing`), writes every prediction to the sinks (CSV, ...) and reports what
 happened as frozen *event* dataclasses (``SessionStarted``, ``LevelMeasured``, ``PredictionMade``,
-...) through a callback. The terminal UI (:mod:`stream_ser.tui.app`) turns each event into a
-Textual message with ``post_message``, which only enqueues it: the worker never waits for the UI,
-so a slow terminal cannot make capture overflow. Nothing here imports Textual.
+...; :mod:`stream_ser.session_events`, re-exported here) through a callback. The terminal UI
+(:mod:`stream_ser.tui.app`) turns each event into a Textual message with ``post_message``, which
+only enqueues it: the worker never waits for the UI, so a slow terminal cannot make capture
+overflow. Nothing here imports Textual.
 
 Threads:
 
@@ -19,11 +21,13 @@ Threads:
   :meth:`~ListenSession.request_marker`, :meth:`~ListenSession.request_reset`); they only set
   flags or enqueue, and the worker applies them between chunks.
 
-Pausing stops *scoring*, not capture: at the next hop boundary the worker drops its engine and
-keeps counting samples (the stream clock and the level meter go on, PortAudio keeps being
-drained); on resume, at a hop boundary, a fresh engine starts whose windows hold only audio
-captured after the resume, and its times are shifted onto the session's stream clock. Hops that
-end while paused produce no prediction and no CSV row, only a :class:`HopPaused` event.
+The stream clock is the number of samples taken in since the source started; hop boundaries
+are its multiples of the hop. Pausing stops *scoring*, not capture: at the next hop boundary the
+worker drops its engine and keeps counting samples (the stream clock and the level meter go on,
+PortAudio keeps being drained); on resume, at a hop boundary, a fresh engine starts at that
+sample of the stream clock (``start_sample``), so its windows hold only audio captured after the
+resume and its predictions' times are stream times. Hops that end while paused produce no
+prediction and no CSV row, only a :class:`HopPaused` event.
 
 Calibration (``listen --calibrate``, speaker-normalised models only): each channel's first speech
 windows only feed its voice statistics; hops during that phase produce no prediction and no CSV
@@ -34,7 +38,7 @@ Markers (``m`` in the UI) are written by the sinks that hold them: the timeline 
 object.
 
 Channels: a source may deliver several channels (``listen --channels 1,2``, or several devices
-through a :class:`~stream_ser.sources.MultiDeviceSource`). Each channel gets its own engine
+through a :class:`~stream_ser.audio.multi.MultiDeviceSource`). Each channel gets its own engine
 (:class:`~stream_ser.engine.ChannelEngines`: own ring buffer, own speech gate and voice-activity
 detector, one shared model),
 its own smoothing and its own level; every prediction is reported with its channel's index, and
@@ -43,7 +47,6 @@ the session keeps a running :class:`~stream_ser.summary.CallSummary` (:attr:`Lis
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import queue
@@ -55,12 +58,24 @@ from typing import Any
 
 import numpy as np
 
-from .engine import ChannelEngines, Engine
+from .audio import AudioSourceError, Source
+from .engine import ChannelEngines, check_speech_gate
 from .features import frame_levels_dbfs
 from .model import EmotionModel, ModelError
 from .sinks import MARKER_LABEL, CsvSink, OutputError  # noqa: F401  (MARKER_LABEL re-exported)
 from .smoothing import DEFAULT_HALF_LIFE_S, ProbabilitySmoother
-from .sources import AudioSourceError
+from .session_events import (  # noqa: F401  (re-exported: the session's events are imported from here too)
+    CalibrationProgress,
+    HopPaused,
+    LevelMeasured,
+    MarkerWritten,
+    PauseApplied,
+    PredictionMade,
+    SessionEnded,
+    SessionEvent,
+    SessionStarted,
+    SessionStats,
+)
 from .summary import CallSummary, CallSummaryBuilder
 from .types import Marker, Prediction
 from .vad import DEFAULT_GATE, check_gate
@@ -75,7 +90,7 @@ EXIT_OUTPUT_ERROR = 2
 
 
 # --------------------------------------------------------------------------------------------
-# Options and events
+# Options (the events are in stream_ser.session_events)
 
 
 @dataclass(frozen=True)
@@ -88,10 +103,10 @@ class SessionOptions:
             stopped or until the replayed file ends.
         level_interval_s: Stream-clock period (s) of the input level reported for the meter
             (one :class:`LevelMeasured` per interval); 0.1 s gives a lively meter at 10 events/s.
-            None: no level events, for a session nobody watches (``listen --no-tui``); a source
-            with ``wake_at`` (:meth:`~stream_ser.sources.MicrophoneSource.wake_at`) then wakes
-            the worker about once per hop instead of once per 40 ms capture block: the worker
-            thread's CPU fell from 1.0 to 0.5 % of a core (``benchmarks/bench_live.py``).
+            None: no level events, for a session nobody watches (``listen --no-tui``); capture
+            (:meth:`~stream_ser.audio.capture.CaptureSource.wake_at`) then wakes the worker
+            about once per hop instead of once per 40 ms capture block: the worker thread's CPU
+            fell from 1.0 to 0.5 % of a core (``benchmarks/bench_live.py``).
         smoothing_half_life_s: Half-life (s of speech) of the displayed probability smoothing
             (:class:`~stream_ser.smoothing.ProbabilitySmoother`); 0 disables it.
         clip_dbfs: Peak sample level (dBFS) at or above which an interval counts as clipped;
@@ -137,225 +152,6 @@ class SessionOptions:
             raise ValueError(f"calibrate_s must be a finite number of seconds >= 0, got {self.calibrate_s}")
         if self.level_interval_s is not None and not self.level_interval_s > 0:
             raise ValueError(f"level_interval_s must be > 0 seconds or None, got {self.level_interval_s}")
-
-
-@dataclass(frozen=True)
-class SessionStats:
-    """Counters of a session, attached to every event.
-
-    Attributes:
-        stream_s: Audio captured so far, in seconds on the stream clock (samples / 16 kHz).
-        predictions: Predictions made (speech or not); hops skipped while paused are not counted.
-        rows_written: Data rows in the CSV (predictions and markers); 0 without a CSV.
-        overflows: Input overflows PortAudio reported (dropped input blocks).
-        dropped_s: Audio lost because the worker fell behind the capture ring buffer (s of the
-            device's native rate).
-    """
-
-    stream_s: float = 0.0
-    predictions: int = 0
-    rows_written: int = 0
-    overflows: int = 0
-    dropped_s: float = 0.0
-
-
-@dataclass(frozen=True)
-class SessionStarted:
-    """The source is open and capture is about to start.
-
-    Attributes:
-        source_name: ``mic:<device name>`` or the replayed file's path.
-        is_device: True for a live device, False for a replayed file.
-        device_sample_rate_hz: Native rate captured (Hz).
-        sample_rate_hz: The model's rate (Hz); audio is resampled to it.
-        model_name: Model file stem.
-        labels: The model's classes in output order.
-        hop_s: Seconds between predictions.
-        window_s: Length of each scored window (s).
-        gate_dbfs: Frame RMS level (dBFS) of the speech gate's level half.
-        smoothing_half_life_s: Half-life of the displayed smoothing (s).
-        csv_path: Path of the timeline CSV, or None.
-        stats: Counters at this moment.
-        channel_ids: Each scored channel as the CSV writes it (name, else number); ``(0,)`` for
-            mono input.
-        channel_descriptions: What each channel is (device name, ``channel 2``, or the source).
-        device_sample_rates_hz: Native rate of each device (several devices), else of the source.
-        gate: The speech gate (``"vad"``: level and voice activity; ``"level"``: level alone).
-    """
-
-    source_name: str
-    is_device: bool
-    device_sample_rate_hz: int
-    sample_rate_hz: int
-    model_name: str
-    labels: tuple[str, ...]
-    hop_s: float
-    window_s: float
-    gate_dbfs: float
-    smoothing_half_life_s: float
-    csv_path: str | None
-    stats: SessionStats
-    channel_ids: tuple[int | str, ...] = (0,)
-    channel_descriptions: tuple[str, ...] = ()
-    device_sample_rates_hz: tuple[int, ...] = ()
-    gate: str = DEFAULT_GATE
-
-
-@dataclass(frozen=True)
-class LevelMeasured:
-    """Input level over the last ``level_interval_s`` of audio (computed on the worker thread).
-
-    Attributes:
-        end_s: End of the interval on the stream clock (s).
-        level_dbfs: Loudest frame RMS in the interval, in dBFS, with the speech gate's frames
-            (25 ms frames, 10 ms hop, :func:`~stream_ser.features.frame_levels_dbfs`), so it
-            compares directly with ``gate_dbfs``; -200 for digital silence.
-        peak_dbfs: Largest absolute sample in the interval, in dBFS.
-        clipped: ``peak_dbfs >= clip_dbfs``.
-        stats: Counters at this moment.
-        channel_levels_dbfs: The level of each channel (same measure), in channel order;
-            ``level_dbfs`` is the loudest of them and ``peak_dbfs``/``clipped`` cover all channels.
-    """
-
-    end_s: float
-    level_dbfs: float
-    peak_dbfs: float
-    clipped: bool
-    stats: SessionStats
-    channel_levels_dbfs: tuple[float, ...] = ()
-
-
-@dataclass(frozen=True)
-class PredictionMade:
-    """A window was scored and written to the sinks.
-
-    Attributes:
-        prediction: The prediction, times on the session's stream clock.
-        hop_index: Index of the hop the window ends in: hop ``k`` covers
-            ``(k * hop_s, (k + 1) * hop_s]`` of the stream clock.
-        smoothed: Smoothed probabilities (model order) of the prediction's channel after this
-            window, or None before that channel's first speech window (since the start or the
-            last reset).
-        boundary_monotonic_s: ``time.monotonic()`` (or the session's clock) when the worker
-            received the audio that completed the hop; the UI subtracts it from the time of
-            display to show the latency.
-        captured_monotonic_s: Estimated time the hop's last sample was captured: the arrival
-            of its chunk minus the duration of the chunk's samples after it (a capture block
-            delivers its first sample a block duration after it was recorded). Latency from
-            here includes the capture block time; device and sound-server buffering before the
-            callback are not visible to the program.
-        stats: Counters after this prediction.
-        channel_index: Position of the prediction's channel among the session's channels (0 for
-            mono input); the channels of one hop arrive one after the other in this order.
-    """
-
-    prediction: Prediction
-    hop_index: int
-    smoothed: tuple[float, ...] | None
-    boundary_monotonic_s: float
-    stats: SessionStats
-    channel_index: int = 0
-    captured_monotonic_s: float | None = None
-
-
-@dataclass(frozen=True)
-class HopPaused:
-    """A hop ended while scoring was paused (no prediction, no CSV row).
-
-    Attributes:
-        hop_index: Index of the hop (see :class:`PredictionMade`).
-        end_s: Its end on the stream clock (s).
-        stats: Counters at this moment.
-    """
-
-    hop_index: int
-    end_s: float
-    stats: SessionStats
-
-
-@dataclass(frozen=True)
-class CalibrationProgress:
-    """A hop ended while at least one channel was still calibrating (see
-    :attr:`SessionOptions.calibrate_s`); calibrating channels made no prediction for it.
-
-    Attributes:
-        hop_index: Index of the hop (see :class:`PredictionMade`).
-        end_s: Its end on the stream clock (s).
-        speech_s: Per channel, seconds of speech taken in so far (speech windows x hop),
-            capped at ``target_s``.
-        target_s: Seconds of speech each channel needs (calibration windows x hop).
-        stats: Counters at this moment.
-    """
-
-    hop_index: int
-    end_s: float
-    speech_s: tuple[float, ...]
-    target_s: float
-    stats: SessionStats
-
-    @property
-    def done(self) -> bool:
-        """True once every channel is calibrated (the last such event of a session)."""
-        return all(s >= self.target_s for s in self.speech_s)
-
-
-@dataclass(frozen=True)
-class PauseApplied:
-    """The worker paused or resumed scoring at a hop boundary.
-
-    Attributes:
-        paused: The new state.
-        time_s: The hop boundary on the stream clock (s).
-        stats: Counters at this moment.
-    """
-
-    paused: bool
-    time_s: float
-    stats: SessionStats
-
-
-@dataclass(frozen=True)
-class MarkerWritten:
-    """A marker was recorded (once per session, whatever the number of channels).
-
-    Attributes:
-        marker: The marker (of the first channel; every channel gets a row with the same time
-            and number).
-        hop_index: The hop it falls in (see :class:`PredictionMade`).
-        in_csv: True if a CSV row was written for it (False without ``--csv``).
-        stats: Counters after writing it.
-    """
-
-    marker: Marker
-    hop_index: int
-    in_csv: bool
-    stats: SessionStats
-
-
-@dataclass(frozen=True)
-class SessionEnded:
-    """The worker finished; sources and sinks are closed (the CSV is complete).
-
-    Attributes:
-        reason: ``"stopped"`` (requested), ``"end of input"`` (the replayed file ended),
-            ``"duration reached"`` or ``"error"``.
-        error: The error message when ``reason == "error"``, else None.
-        exit_status: 0, :data:`EXIT_OUTPUT_ERROR` after an output error, or :data:`EXIT_ERROR`
-            after another error.
-        stats: Final counters.
-    """
-
-    reason: str
-    error: str | None
-    exit_status: int
-    stats: SessionStats
-
-
-#: Everything :meth:`ListenSession.run` reports.
-SessionEvent = (
-    SessionStarted | LevelMeasured | PredictionMade | HopPaused | CalibrationProgress | PauseApplied | MarkerWritten
-    | SessionEnded
-)
 
 
 # --------------------------------------------------------------------------------------------
@@ -426,9 +222,10 @@ class ListenSession:
         model: The loaded model (labels, feature recipe).
         open_source: Opens the audio source; called on the worker thread so that device errors
             are reported as a :class:`SessionEnded` event (with the message) rather than raised
-            into the UI. Typically ``lambda: MicrophoneSource(device=..., replay=...)``, or a
-            :class:`~stream_ser.sources.MultiDeviceSource` for several devices; any source with
-            ``name``, ``channel_numbers``, ``start``/``stop``/``close`` and ``frames()``.
+            into the UI: any :class:`~stream_ser.audio.source.Source`, typically a
+            :class:`~stream_ser.audio.capture.CaptureSource` (a device, or a file replayed
+            through the capture path) or a :class:`~stream_ser.audio.multi.MultiDeviceSource`
+            for several devices.
         sinks: Where predictions are written (CSV, ...), each with ``write(prediction)`` and
             ``close()``. The worker closes them when the session ends.
         options: See :class:`SessionOptions`.
@@ -446,7 +243,7 @@ class ListenSession:
     def __init__(
         self,
         model: EmotionModel,
-        open_source: Callable[[], Any],
+        open_source: Callable[[], Source],
         sinks: Sequence[Any] = (),
         options: SessionOptions = SessionOptions(),
         clock: Callable[[], float] = time.monotonic,
@@ -454,9 +251,9 @@ class ListenSession:
         self.model = model
         self.config = model.feature_config
         self.options = options
-        probe = Engine(model, hop_s=options.hop_s, gate=options.gate)  # validates hop and gate before any audio
-        self.hop_s = probe.hop_s
-        self.hop_samples = probe.hop_samples
+        self.hop_s = self.config.hop_s if options.hop_s is None else float(options.hop_s)
+        self.hop_samples = self.config.check_hop(options.hop_s)  # a bad hop fails here, before any audio
+        check_speech_gate(self.config, options.gate)  # and so does a detector that cannot start
         #: Speech windows each channel takes in before it predicts (0: no calibration phase, also
         #: for a model without speaker normalisation).
         self.calibration_windows = (
@@ -470,7 +267,7 @@ class ListenSession:
         self._pause = threading.Event()
         self._reset = threading.Event()
         self._markers: queue.SimpleQueue[float] = queue.SimpleQueue()
-        self._source: Any = None
+        self._source: Source | None = None
         self._summary: CallSummaryBuilder | None = None
         self._channel_names: tuple[str | None, ...] = (None,)
         self._thread: threading.Thread | None = None
@@ -529,8 +326,7 @@ class ListenSession:
         # the summary states the audio the session took in, as its own line does, paused time included
         stream = self._stream_samples
         self._summary.set_stream(stream / sr, min(self._paused_samples, stream) / sr)
-        clock_report = getattr(self._source, "clock_report", None)
-        return self._summary.result(clock_report() if callable(clock_report) else ())
+        return self._summary.result(self._source.clock_report() if self._source is not None else ())
 
     @property
     def running(self) -> bool:
@@ -564,18 +360,13 @@ class ListenSession:
     # ---- worker thread -----------------------------------------------------------------------
 
     def _stats(self) -> SessionStats:
-        source = self._source
-        dropped_s = 0.0
-        if source is not None:
-            dropped_s = getattr(source, "dropped_s", None)
-            if dropped_s is None:
-                dropped_s = source.dropped_frames / source.device_sample_rate_hz
+        source = self._source.stats if self._source is not None else None
         return SessionStats(
             stream_s=self._stream_samples / self.config.sample_rate_hz,
             predictions=self._predictions,
             rows_written=self.csv_sink.rows_written if self.csv_sink is not None else 0,
             overflows=source.overflows if source is not None else 0,
-            dropped_s=dropped_s,
+            dropped_s=source.dropped_s if source is not None else 0.0,
         )
 
     def run(self, emit: Callable[[Any], None]) -> SessionEnded:
@@ -598,7 +389,7 @@ class ListenSession:
             self._source = source
             if self._stop.is_set():
                 source.stop()
-            numbers = tuple(getattr(source, "channel_numbers", (0,)))
+            numbers = tuple(source.channel_numbers)
             names: tuple[str | None, ...] = (None,) * len(numbers)
             if self.options.channel_names is not None:
                 if len(self.options.channel_names) != len(numbers):
@@ -608,14 +399,14 @@ class ListenSession:
                     )
                 names = tuple(self.options.channel_names)
             self._channel_names = names
-            descriptions = tuple(getattr(source, "channel_descriptions", (source.name,) * len(numbers)))
+            descriptions = tuple(source.channel_descriptions)
             self._summary = CallSummaryBuilder(source.name, self.model.labels, self.hop_s, numbers, names, descriptions)
-            rates = tuple(getattr(source, "device_sample_rates_hz", (int(source.device_sample_rate_hz),)))
+            rates = tuple(int(rate) for rate in source.native_rates_hz)
             emit(
                 SessionStarted(
                     source_name=source.name,
-                    is_device=source.name.startswith("mic:"),
-                    device_sample_rate_hz=int(source.device_sample_rate_hz),
+                    is_device=source.is_device,
+                    device_sample_rate_hz=rates[0],
                     sample_rate_hz=self.config.sample_rate_hz,
                     model_name=self.model.name,
                     labels=tuple(self.model.labels),
@@ -638,7 +429,7 @@ class ListenSession:
             except Exception as exc:  # sounddevice.PortAudioError from sources without their own check
                 raise AudioSourceError(f"cannot start capture from {source.name}: {exc}") from None
             reason = self._loop(source, emit)
-            if reason == "input ended" and source.name.startswith("mic:"):
+            if reason == "input ended" and source.is_device:
                 reason, error = "error", f"{source.name} stopped delivering audio (device disconnected?)"
             elif reason == "input ended":
                 reason = "end of input"
@@ -671,15 +462,18 @@ class ListenSession:
         emit(ended)
         return ended
 
-    def _new_engine(self, source: Any, normalisers: Any = None, adapters: Any = None) -> ChannelEngines:
-        """Engines for every channel; ``normalisers`` and ``adapters`` carry each channel's voice
-        statistics (feature normalisation, output adaptation) across a pause."""
+    def _new_engine(self, source: Source, normalisers: Any = None, adapters: Any = None,
+                    start_sample: int = 0) -> ChannelEngines:
+        """Engines for every channel, starting at stream sample ``start_sample`` (a hop boundary);
+        ``normalisers`` and ``adapters`` carry each channel's voice statistics (feature
+        normalisation, output adaptation) across a pause."""
         return ChannelEngines(self.model, hop_s=self.hop_s, source=source.name,
-                              channels=tuple(getattr(source, "channel_numbers", (0,))), channel_names=self._channel_names,
+                              channels=tuple(source.channel_numbers), channel_names=self._channel_names,
                               normalisers=normalisers, calibration_windows=self.calibration_windows,
-                              adapt_output=self.options.adapt_output, adapters=adapters, gate=self.options.gate)
+                              adapt_output=self.options.adapt_output, adapters=adapters, gate=self.options.gate,
+                              start_sample=start_sample)
 
-    def _loop(self, source: Any, emit: Callable[[Any], None]) -> str:
+    def _loop(self, source: Source, emit: Callable[[Any], None]) -> str:
         """The capture loop; returns why it ended (``stopped``, ``duration reached``, ``input ended``)."""
         cfg = self.config
         sr = cfg.sample_rate_hz
@@ -694,24 +488,19 @@ class ListenSession:
         if self.options.level_interval_s is not None:
             interval = max(cfg.level_frame_length, int(round(self.options.level_interval_s * sr)))
             levels = _LevelAccumulator(interval, cfg, self.options.clip_dbfs, n_channels)
-        wake_at = getattr(source, "wake_at", None)  # MicrophoneSource: wake the worker only when needed
         smoothers = [ProbabilitySmoother(len(self.model.labels), self.hop_s, self.options.smoothing_half_life_s)
                      for _ in range(n_channels)]
         summary = self._summary
-        offset = 0  # stream sample at which the current engine started (a hop boundary)
         paused = False
-        next_boundary = hop
         t_chunk = self._clock()
         chunk_end = 0
 
+        def next_boundary() -> int:
+            """The first hop boundary after the stream clock (the session's and its engine's)."""
+            return (self._stream_samples // hop + 1) * hop
+
         def deliver(predictions: list[Prediction]) -> None:
             for p in predictions:
-                if offset:
-                    p = dataclasses.replace(
-                        p,
-                        start_s=(round(p.start_s * sr) + offset) / sr,
-                        end_s=(round(p.end_s * sr) + offset) / sr,
-                    )
                 if self._reset.is_set():
                     self._reset.clear()
                     for smoother in smoothers:
@@ -740,34 +529,32 @@ class ListenSession:
                 chunk_end = self._stream_samples + chunk.shape[0]  # stream sample after the chunk
                 pos = 0
                 while pos < chunk.shape[0]:
-                    take = min(chunk.shape[0] - pos, next_boundary - self._stream_samples)
+                    boundary = next_boundary()
+                    take = min(chunk.shape[0] - pos, boundary - self._stream_samples)
                     piece = chunk[pos : pos + take]
                     pos += take
                     if engine is not None:
                         calibrating = self.calibration_windows and any(e.calibrating for e in engine.engines)
                         deliver(engine.push(piece))
-                        if calibrating and self._stream_samples + take == next_boundary:
-                            emit(self._calibration_progress(engine, next_boundary))
+                        if calibrating and self._stream_samples + take == boundary:
+                            emit(self._calibration_progress(engine, boundary))
                     else:
                         self._paused_samples += take
                     self._stream_samples += take
                     for level, peak, clipped, per_channel in levels.add(piece) if levels is not None else ():
                         emit(LevelMeasured(self._stream_samples / sr, level, peak, clipped, self._stats(), per_channel))
-                    if self._stream_samples == next_boundary:
+                    if self._stream_samples == boundary:
                         if paused:
-                            emit(HopPaused(next_boundary // hop - 1, next_boundary / sr, self._stats()))
+                            emit(HopPaused(boundary // hop - 1, boundary / sr, self._stats()))
                         want = self._pause.is_set()
                         if want != paused:
                             paused = want
-                            if paused:
-                                engine = None
-                            else:
-                                engine, offset = self._new_engine(source, normalisers, adapters), next_boundary
-                            emit(PauseApplied(paused, next_boundary / sr, self._stats()))
-                        next_boundary += hop
+                            engine = None if paused else self._new_engine(source, normalisers, adapters, boundary)
+                            emit(PauseApplied(paused, boundary / sr, self._stats()))
                 self._take_requests(source, emit)
-                if wake_at is not None:  # nothing to do before the next hop boundary or level interval
-                    wake_at(next_boundary if levels is None else min(next_boundary, self._stream_samples + levels.remaining))
+                # nothing to do before the next hop boundary or level interval: capture may hold back until then
+                wake = next_boundary()
+                source.wake_at(wake if levels is None else min(wake, self._stream_samples + levels.remaining))
                 if max_samples is not None and self._stream_samples >= max_samples and not self._duration_reached:
                     self._duration_reached = True
                     source.stop()
@@ -791,7 +578,7 @@ class ListenSession:
         return CalibrationProgress(boundary // self.hop_samples - 1, boundary / self.config.sample_rate_hz, speech,
                                    n * self.hop_s, self._stats())
 
-    def _take_requests(self, source: Any, emit: Callable[[Any], None]) -> None:
+    def _take_requests(self, source: Source, emit: Callable[[Any], None]) -> None:
         """Write pending markers at the current stream time, one per channel (worker thread)."""
         while True:
             try:
@@ -801,7 +588,7 @@ class ListenSession:
             self._markers_written += 1
             waited_s = max(0.0, self._chunk_arrival_s - requested_s)
             t = max(self._marker_floor, self._stream_samples - int(round(waited_s * self.config.sample_rate_hz)))
-            numbers = tuple(getattr(source, "channel_numbers", (0,)))
+            numbers = tuple(source.channel_numbers)
             markers = [Marker(source.name, number, t / self.config.sample_rate_hz, self._markers_written, name)
                        for number, name in zip(numbers, self._channel_names)]
             in_csv = False

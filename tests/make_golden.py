@@ -6,7 +6,7 @@ import numpy as np
 
 from stream_ser.engine import cut_window
 from stream_ser.features import FeatureConfig, window_features
-from stream_ser.sources import load_audio
+from stream_ser.audio import load_audio
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GOLDEN_CLIP = FIXTURES / "03-01-05-02-01-01-21.flac"

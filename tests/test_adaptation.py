@@ -13,7 +13,7 @@ from stream_ser.engine import Engine, cut_window, window_ends
 from stream_ser.features import FeatureConfig, window_features
 from stream_ser.metadata import ModelMetadata, ModelMetadataError
 from stream_ser.model import EmotionModel
-from stream_ser.sources import load_audio
+from stream_ser.audio import load_audio
 
 CFG = FeatureConfig()
 LABELS = ("neutral", "happy", "sad")

@@ -20,7 +20,7 @@ from conftest import ANGRY_CLIP, HAPPY_CLIP, TESS_CLIP
 import stream_ser
 from stream_ser.engine import window_ends
 from stream_ser.sinks import csv_row
-from stream_ser.sources import RESAMPLER_QUALITY, audio_info, load_audio
+from stream_ser.audio import RESAMPLER_QUALITY, audio_info, load_audio
 
 API_DOC = Path(__file__).resolve().parents[1] / "docs" / "api.md"
 

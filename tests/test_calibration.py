@@ -21,7 +21,8 @@ from stream_ser.metadata import ModelMetadata
 from stream_ser.model import EmotionModel
 from stream_ser.session import CalibrationProgress, ListenSession, PredictionMade, SessionOptions
 from stream_ser.sinks import CsvSink
-from stream_ser.sources import MicrophoneSource, load_audio
+from stream_ser.audio import load_audio
+from stream_ser.sources import MicrophoneSource
 
 CFG = FeatureConfig()
 LABELS = ("neutral", "happy", "sad")

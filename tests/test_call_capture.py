@@ -80,7 +80,7 @@ def play(server: str, sink: str, clip: Path) -> subprocess.Popen[bytes]:
 
 
 def test_monitor_sources_are_listed_and_matched(call_devices) -> None:
-    from stream_ser.sources import AudioSourceError, find_input_device, list_input_devices
+    from stream_ser.audio import AudioSourceError, find_input_device, list_input_devices
 
     devices = {d.name: d for d in list_input_devices()}
     agent, customer = devices["Monitor of Call Agent"], devices["Monitor of Call Customer"]
@@ -94,7 +94,7 @@ def test_monitor_sources_are_listed_and_matched(call_devices) -> None:
 
 def test_two_devices_capture_their_own_clips_aligned(call_devices, shipped_model) -> None:
     from stream_ser.engine import ChannelEngines
-    from stream_ser.sources import MultiDeviceSource, load_audio
+    from stream_ser.audio import MultiDeviceSource, load_audio
 
     sr = 16000
     angry, happy = load_audio(ANGRY_CLIP, sr), load_audio(HAPPY_CLIP, sr)
@@ -148,7 +148,7 @@ def test_two_devices_capture_their_own_clips_aligned(call_devices, shipped_model
     # both sinks run on PulseAudio's clock: the drift is consistent with 0, and was not "corrected"
     assert abs(other.drift_ppm) < max(1000.0, 3 * other.drift_uncertainty_ppm), other
     assert abs(other.corrected_frames) < 0.01 * audio.shape[0] * 3, other
-    assert source.dropped_frames == 0
+    assert source.stats.dropped_frames == 0
 
 
 def test_cli_listen_two_devices(call_devices, tmp_path) -> None:

@@ -2,8 +2,8 @@
 
 ``tests/virtual_mic.sh`` starts (or reuses) a PulseAudio daemon with a null sink ``virt`` whose
 monitor is the default source. PortAudio's ALSA host API reaches it through the ALSA ``pulse``
-plugin, so a clip played into ``virt`` with ``paplay`` is what :class:`MicrophoneSource`
-captures. No sound card is needed.
+plugin, so a clip played into ``virt`` with ``paplay`` is what
+:class:`~stream_ser.audio.capture.CaptureSource` captures. No sound card is needed.
 
 When the virtual microphone cannot be set up (no ``pulseaudio``, no PortAudio, not root for the
 apt install, ...) the tests are skipped with the reason, unless ``STREAM_SER_REQUIRE_AUDIO`` is
@@ -167,7 +167,7 @@ def test_setup_is_idempotent(virtual_mic: VirtualMic) -> None:
 
 
 def test_default_input_device_is_listed(virtual_mic: VirtualMic) -> None:
-    from stream_ser.sources import find_input_device, list_input_devices
+    from stream_ser.audio import find_input_device, list_input_devices
 
     devices = list_input_devices()
     assert devices, "PortAudio lists no input devices although PULSE_SERVER is set"
@@ -181,7 +181,7 @@ def test_default_input_device_is_listed(virtual_mic: VirtualMic) -> None:
 def test_capture_real_clip_through_portaudio(virtual_mic: VirtualMic, clip: Path) -> None:
     from stream_ser.engine import Engine
     from stream_ser.model import EmotionModel
-    from stream_ser.sources import MicrophoneSource, load_audio
+    from stream_ser.audio import CaptureSource, load_audio
 
     model = EmotionModel()
     sr = model.feature_config.sample_rate_hz
@@ -193,8 +193,8 @@ def test_capture_real_clip_through_portaudio(virtual_mic: VirtualMic, clip: Path
     engine_warm.flush()
 
     threads_before = set(threading.enumerate())
-    source = MicrophoneSource(sample_rate_hz=sr)
-    assert source.name.startswith("mic:")
+    source = CaptureSource.from_device(sample_rate_hz=sr)
+    assert source.name.startswith("mic:") and source.is_device
     captured: list[np.ndarray] = []
     preds = []
     watchdog = threading.Timer(20.0, source.stop)  # a broken setup fails instead of hanging

@@ -1,4 +1,4 @@
-"""Capture: waking the consumer per hop instead of per capture block (``MicrophoneSource.wake_at``).
+"""Capture: waking the consumer per hop instead of per capture block (``CaptureSource.wake_at``).
 
 The capture callback sets the consumer's event only once the target is within reach, so a
 ``listen`` worker without a level meter wakes about once per hop. What must not change: the audio
@@ -12,14 +12,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soxr
-from test_faults import RATE, clip_48k, factory
+from fake_device import factory, fake_capture
+from test_faults import RATE, clip_48k
 
-from stream_ser.sources import DEFAULT_BLOCK_S, AudioSourceError, MicrophoneSource
+from stream_ser.audio import DEFAULT_BLOCK_S, AudioSourceError, CaptureSource
 
 HOP = 8000  # 0.5 s at 16 kHz, listen's default hop
 
 
-def drain(source: MicrophoneSource, hop: int | None) -> list[np.ndarray]:
+def drain(source: CaptureSource, hop: int | None) -> list[np.ndarray]:
     """All chunks of ``source`` (a fake device that vanishes after its audio); with ``hop``, ask
     to be woken at the next hop boundary after each."""
     chunks, total = [], 0
@@ -38,8 +39,8 @@ def drain(source: MicrophoneSource, hop: int | None) -> list[np.ndarray]:
 
 def test_wake_at_hop_boundaries_yields_the_same_audio_in_a_few_chunks() -> None:
     audio = clip_48k()  # ~3.5 s; one 40 ms block every 5 ms
-    every_block = drain(MicrophoneSource(stream_factory=factory(audio=audio, then="finish", pace_s=0.005)), None)
-    per_hop = drain(MicrophoneSource(stream_factory=factory(audio=audio, then="finish", pace_s=0.005)), HOP)
+    every_block = drain(fake_capture(factory(audio=audio, then="finish", pace_s=0.005)), None)
+    per_hop = drain(fake_capture(factory(audio=audio, then="finish", pace_s=0.005)), HOP)
     a, b = np.concatenate(every_block)[:, 0], np.concatenate(per_hop)[:, 0]
     assert np.array_equal(a, b)
     np.testing.assert_array_equal(b, soxr.resample(audio, RATE, 16000, quality="LQ").astype(np.float32))
@@ -60,7 +61,7 @@ def test_wake_at_hop_boundaries_yields_the_same_audio_in_a_few_chunks() -> None:
 def test_a_target_beyond_the_ring_buffer_does_not_lose_audio() -> None:
     """A hop longer than the capture buffer: the wake-up comes early enough that nothing is overwritten."""
     audio = clip_48k()
-    source = MicrophoneSource(stream_factory=factory(audio=audio, then="finish", pace_s=0.005), capacity_s=2.0)
+    source = fake_capture(factory(audio=audio, then="finish", pace_s=0.005), capacity_s=2.0)
     chunks = drain(source, 10 * 16000)  # a 10 s hop against a 2 s buffer (woken after 0.5 s of audio)
     assert source.dropped_frames == 0
     assert sum(c.shape[0] for c in chunks) == pytest.approx(audio.size / 3, abs=2)

@@ -13,7 +13,7 @@ from conftest import ANGRY_CLIP, HAPPY_CLIP, TESS_CLIP
 from stream_ser.cli import main
 from stream_ser.engine import window_ends
 from stream_ser.sinks import BASE_COLUMNS, CsvSink, OutputError, csv_header
-from stream_ser.sources import audio_info
+from stream_ser.audio import audio_info
 
 LABELS = ("neutral", "happy", "sad", "angry", "fear", "disgust", "surprise")
 

@@ -157,9 +157,9 @@ def test_bare_command_prints_the_help() -> None:
 
 def _no_devices(monkeypatch) -> None:
     """This process sees no input device, as on a machine without a sound card."""
-    import stream_ser.sources
+    import stream_ser.audio.devices
 
-    monkeypatch.setattr(stream_ser.sources, "list_input_devices", lambda include_pulse_sources=True: [])
+    monkeypatch.setattr(stream_ser.audio.devices, "list_input_devices", lambda include_pulse_sources=True: [])
 
 
 def _is_no_device_line(text: str) -> bool:
@@ -215,7 +215,7 @@ def _run_in_terminal(argv: list[str], timeout_s: float = 60.0) -> tuple[int, str
 def test_listen_on_a_terminal_without_a_device_never_opens_the_ui() -> None:
     """On a terminal (where ``listen`` would open its full-screen UI), with no input device: the
     one error line and status 1; the screen is never taken over."""
-    script = ("import sys, stream_ser.sources as s; s.list_input_devices = lambda include_pulse_sources=True: []; "
+    script = ("import sys, stream_ser.audio.devices as s; s.list_input_devices = lambda include_pulse_sources=True: []; "
               "from stream_ser.cli import main; sys.exit(main(['listen']))")
     status, text = _run_in_terminal([sys.executable, "-c", script])
     assert status == 1, text
@@ -227,7 +227,7 @@ def test_listen_on_a_terminal_without_a_device_never_opens_the_ui() -> None:
 def test_listen_on_this_machine_without_a_device() -> None:
     """The real command, nothing replaced, on a machine without an input device (skipped where
     one is present)."""
-    probe = "from stream_ser.sources import list_input_devices as d; print(len(d(include_pulse_sources=False)))"
+    probe = "from stream_ser.audio import list_input_devices as d; print(len(d(include_pulse_sources=False)))"
     import os
 
     env = {k: v for k, v in os.environ.items() if k != "PULSE_SERVER"}

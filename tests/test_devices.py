@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from stream_ser import sources
+from stream_ser.audio import devices as sources
 from stream_ser.cli import main
 from stream_ser.sources import AudioSourceError
 

@@ -118,7 +118,7 @@ def efficientat_log_mel(audio_32k: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def real_log_mel() -> np.ndarray:
     """A RAVDESS clip (4.37 s, angry) at 32 kHz through :func:`efficientat_log_mel`: (128, 438)."""
-    from stream_ser.sources import load_audio
+    from stream_ser.audio import load_audio
 
     audio = load_audio(ANGRY_CLIP, 32000)
     audio = audio / max(float(np.max(np.abs(audio))), 1e-9)

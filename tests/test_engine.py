@@ -8,7 +8,8 @@ from conftest import ANGRY_CLIP, HAPPY_CLIP, TESS_CLIP
 
 from stream_ser.engine import Engine, cut_window, summarize, window_ends
 from stream_ser.features import window_features
-from stream_ser.sources import FileSource, MicrophoneSource, load_audio
+from stream_ser.audio import FileSource, load_audio
+from stream_ser.sources import MicrophoneSource
 
 
 def run_in_chunks(model, x: np.ndarray, chunk: int, hop_s: float | None = None, adapt_output: bool = True):

@@ -9,63 +9,19 @@ import numpy as np
 import pytest
 import soxr
 from conftest import ANGRY_CLIP
+from fake_device import FakeInputStream, factory, fake_capture
 
+from stream_ser.audio import DEFAULT_BLOCK_S, AudioSourceError, CaptureSource, load_audio
 from stream_ser.engine import Engine
-from stream_ser.sources import DEFAULT_BLOCK_S, AudioSourceError, MicrophoneSource, load_audio
 
 RATE = 48000
-
-
-class FakeInputStream:
-    """Calls ``callback(indata, frames, time, status)`` from a thread like PortAudio would.
-
-    Args:
-        audio: float32 (n,) at 48 kHz to deliver in blocks.
-        then: What happens after the audio: "finish" (the device vanishes: finished_callback
-            without stop), "stall" (silence from the driver: no more callbacks), "stop" (wait
-            for stop()).
-        status: Status object passed with every block (e.g. input_overflow=True).
-        pace_s: Sleep between blocks.
-    """
-
-    def __init__(self, audio, then="stop", status=None, pace_s=0.0, **kw):
-        self.audio, self.then, self.status, self.pace_s = audio, then, status, pace_s
-        self.callback, self.finished = kw["callback"], kw["finished_callback"]
-        self.blocksize = kw["blocksize"]
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        for i in range(0, self.audio.size, self.blocksize):
-            if self.stopped.is_set():
-                break
-            block = self.audio[i : i + self.blocksize, None]
-            self.callback(block, block.shape[0], None, self.status)
-            if self.pace_s:
-                time.sleep(self.pace_s)
-        if self.then == "finish":
-            self.finished()
-
-    def start(self):
-        self.thread.start()
-
-    def stop(self):
-        self.stopped.set()
-        self.thread.join(5)
-
-    def close(self):
-        pass
 
 
 def clip_48k() -> np.ndarray:
     return soxr.resample(load_audio(ANGRY_CLIP), 16000, RATE).astype(np.float32)
 
 
-def factory(**fake_kw):
-    return lambda **kw: FakeInputStream(**fake_kw, **kw)
-
-
-def consume(source: MicrophoneSource, shipped_model, timeout_s: float = 20.0):
+def consume(source: CaptureSource, shipped_model, timeout_s: float = 20.0):
     """Run the engine on the source; returns (predictions, error or None)."""
     engine = Engine(shipped_model, source=source.name)
     preds, error = [], None
@@ -85,7 +41,7 @@ def consume(source: MicrophoneSource, shipped_model, timeout_s: float = 20.0):
 
 def test_device_vanishing_mid_stream_is_a_clear_error(shipped_model) -> None:
     audio = clip_48k()
-    source = MicrophoneSource(stream_factory=factory(audio=audio, then="finish"))
+    source = fake_capture(factory(audio=audio, then="finish"))
     preds, error = consume(source, shipped_model)
     assert error is not None and "ended unexpectedly" in str(error)
     assert source.failure == str(error)
@@ -94,7 +50,7 @@ def test_device_vanishing_mid_stream_is_a_clear_error(shipped_model) -> None:
 
 
 def test_stalled_device_is_detected(shipped_model) -> None:
-    source = MicrophoneSource(stream_factory=factory(audio=clip_48k()[: RATE], then="stall"), stall_timeout_s=0.5)
+    source = fake_capture(factory(audio=clip_48k()[: RATE], then="stall"), stall_timeout_s=0.5)
     t0 = time.monotonic()
     preds, error = consume(source, shipped_model)
     assert error is not None and "no audio for 0.5 s" in str(error)
@@ -108,7 +64,7 @@ def test_device_stalling_below_a_wake_target_is_detected() -> None:
     after the last read, below the target and never read, are no proof of life (this once hung
     listen forever)."""
     audio = np.zeros(int(0.4 * RATE), np.float32)  # ten 40 ms blocks, then silence from the driver
-    source = MicrophoneSource(stream_factory=factory(audio=audio, then="stall", pace_s=0.02), stall_timeout_s=0.5)
+    source = fake_capture(factory(audio=audio, then="stall", pace_s=0.02), stall_timeout_s=0.5)
     watchdog = threading.Timer(10.0, source.stop)  # without the fix: stop instead of hanging the suite
     watchdog.start()
     error = None
@@ -129,7 +85,7 @@ def test_device_stalling_below_a_wake_target_is_detected() -> None:
 def test_overflow_storm_is_counted_not_fatal(shipped_model) -> None:
     flagged = type("Flags", (), {"input_overflow": True, "__bool__": lambda self: True})()
     audio = clip_48k()
-    source = MicrophoneSource(stream_factory=factory(audio=audio, then="finish", status=flagged))
+    source = fake_capture(factory(audio=audio, then="finish", status=flagged))
     preds, error = consume(source, shipped_model)
     n_blocks = -(-audio.size // int(DEFAULT_BLOCK_S * RATE))
     assert source.overflows == n_blocks and source.status_flags == n_blocks
@@ -141,7 +97,7 @@ def test_unsupported_rate_at_open_is_a_clear_error() -> None:
         raise ValueError("Invalid sample rate [PaErrorCode -9997]")
 
     with pytest.raises(AudioSourceError, match="cannot open input device .* 48000 Hz, 1 channel.*Invalid sample rate"):
-        MicrophoneSource(device="USB mic", stream_factory=refuse)
+        fake_capture(refuse, "USB mic")
 
 
 def test_failure_to_start_is_a_clear_error() -> None:
@@ -149,16 +105,18 @@ def test_failure_to_start_is_a_clear_error() -> None:
         def start(self):
             raise RuntimeError("Device unavailable [PaErrorCode -9985]")
 
-    source = MicrophoneSource(stream_factory=lambda **kw: Busy(np.zeros(10, np.float32), **kw))
+    source = fake_capture(lambda **kw: Busy(np.zeros(10, np.float32), **kw))
     with pytest.raises(AudioSourceError, match="cannot start capture.*Device unavailable"):
         source.start()
 
 
 def test_slow_consumer_loses_frames_and_counts_them() -> None:
     audio = np.zeros(RATE * 3, np.float32)
-    source = MicrophoneSource(stream_factory=factory(audio=audio, then="finish"), capacity_s=0.5)
+    streams: list[FakeInputStream] = []
+    source = fake_capture(lambda **kw: streams.append(FakeInputStream(audio, then="finish", **kw)) or streams[-1],
+                          capacity_s=0.5)
     source.start()
-    source._stream.thread.join(5)  # the device delivered 3 s while nobody read, then vanished
+    streams[0].thread.join(5)  # the device delivered 3 s while nobody read, then vanished
     got = 0
     with pytest.raises(AudioSourceError, match="ended unexpectedly"):
         for chunk in source.chunks():
@@ -175,7 +133,7 @@ def test_listen_cli_device_fault_keeps_the_csv(monkeypatch, tmp_path, capsys, fa
     import csv
     from types import SimpleNamespace
 
-    from stream_ser import sources
+    from stream_ser.audio import devices as sources
     from stream_ser.cli import main
 
     flagged = type("Flags", (), {"input_overflow": True, "__bool__": lambda self: True})()
@@ -185,9 +143,9 @@ def test_listen_cli_device_fault_keeps_the_csv(monkeypatch, tmp_path, capsys, fa
     monkeypatch.setattr(sources, "find_input_device", lambda spec: device)
     monkeypatch.setattr(sources, "_sounddevice", lambda: SimpleNamespace(InputStream=fake))
     if fault == "stall":
-        real_init = sources.MicrophoneSource.__init__
+        real_init = CaptureSource.__init__
         monkeypatch.setattr(
-            sources.MicrophoneSource, "__init__", lambda self, *a, **kw: real_init(self, *a, **{**kw, "stall_timeout_s": 0.5})
+            CaptureSource, "__init__", lambda self, *a, **kw: real_init(self, *a, **{**kw, "stall_timeout_s": 0.5})
         )
     out = tmp_path / "t.csv"
     code = main(["listen", "--no-tui", "--device", "USB", "--csv", str(out)])
@@ -209,7 +167,7 @@ def test_listen_cli_unsupported_rate_fails_before_any_row(monkeypatch, tmp_path,
     """A device that refuses the sample rate at open: one clear line, exit 1, an empty CSV."""
     from types import SimpleNamespace
 
-    from stream_ser import sources
+    from stream_ser.audio import devices as sources
     from stream_ser.cli import main
 
     def refuse(**kw):

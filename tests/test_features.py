@@ -18,7 +18,7 @@ from stream_ser.features import (
     preprocess,
     window_features,
 )
-from stream_ser.sources import load_audio
+from stream_ser.audio import load_audio
 
 CFG = FeatureConfig()
 CONFIGS = [CFG, dataclasses.replace(CFG, n_mels=64, hop_length=160), dataclasses.replace(CFG, window_s=2.0, n_fft=1024, win_length=1024)]

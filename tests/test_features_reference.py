@@ -21,7 +21,7 @@ from hypothesis.extra.numpy import arrays
 
 from stream_ser import features as F
 from stream_ser.engine import cut_window, window_ends
-from stream_ser.sources import load_audio
+from stream_ser.audio import load_audio
 
 CFG = F.FeatureConfig()
 CONFIGS = [

@@ -24,9 +24,10 @@ column is compared. Two things would still depend on thread timing, and are pinn
   on the chunking (the engine's tests check that).
 * Aligning two devices uses the times of their capture callbacks. Real devices (the virtual
   microphone of ``test_call_capture.py``) start a few milliseconds apart at random, which moves
-  every window; here the two devices are fake PortAudio streams (the ``stream_factory`` that the
-  multi-device tests use) whose callbacks are stamped on a virtual clock, at exactly the device's
-  nominal rate, so the measured start offset and drift are zero and the alignment is exact.
+  every window; here the two devices are fake PortAudio streams (``tests/fake_device.py``, through
+  the ``stream_factory`` that the multi-device tests use) whose callbacks are stamped on a virtual
+  clock, at exactly the device's nominal rate, so the measured start offset and drift are zero and
+  the alignment is exact.
 
 The model is a pinned copy of the shipped model (``tests/golden/stream-ser.onnx``), so that a
 retrained ``models/stream-ser.onnx`` does not move the goldens; they check the runtime, not the
@@ -54,6 +55,7 @@ import pytest
 import soundfile as sf
 import soxr
 from conftest import ANGRY_CLIP, HAPPY_CLIP, load_fixture_16k
+from fake_device import FakeInputStream
 
 GOLDEN = Path(__file__).parent / "golden"
 MODEL = GOLDEN / "stream-ser.onnx"
@@ -198,43 +200,17 @@ class VirtualClock:
         now = getattr(self._local, "now_s", None)
         return time.monotonic() if now is None else now
 
-    def deliver(self, frames_done: int, rate_hz: float) -> None:
-        """On a stream's thread: its next callback happens after ``frames_done`` frames."""
-        self._local.now_s = self.EPOCH_S + frames_done / rate_hz
+    def stamped(self, callback: Callable, rate_hz: float) -> Callable:
+        """``callback`` as a device at ``rate_hz`` calls it: at the time its frames so far take."""
+        done = [0]
 
+        def call(indata: np.ndarray, frames: int, time_info, status) -> None:
+            done[0] += frames
+            self._local.now_s = self.EPOCH_S + done[0] / rate_hz
+            callback(indata, frames, time_info, status)
 
-class FakeInputStream:
-    """Stands in for ``sounddevice.InputStream`` (same keyword arguments): a thread calls the
-    capture callback with ``audio`` block by block, each callback stamped on ``clock``, then
-    waits to be stopped, as a device does."""
+        return call
 
-    def __init__(self, audio: np.ndarray, clock: VirtualClock, **kw) -> None:
-        self.audio = audio if audio.ndim == 2 else audio[:, None]
-        self.audio = np.ascontiguousarray(self.audio[:, : kw["channels"]], dtype=np.float32)
-        self.rate, self.blocksize, self.callback = float(kw["samplerate"]), kw["blocksize"], kw["callback"]
-        self.clock = clock
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        for i in range(0, self.audio.shape[0], self.blocksize):
-            if self.stopped.is_set():
-                return
-            block = self.audio[i : i + self.blocksize]
-            self.clock.deliver(i + block.shape[0], self.rate)
-            self.callback(block, block.shape[0], None, None)
-        self.stopped.wait()
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.stopped.set()
-        if self.thread.ident is not None and self.thread is not threading.current_thread():
-            self.thread.join(10)
-
-    def close(self) -> None:
-        pass
 
 
 def test_listen_two_devices(in_tmp) -> None:
@@ -246,13 +222,13 @@ def test_listen_two_devices(in_tmp) -> None:
     n = 6 * 16000
     agent = soxr.resample(padded(load_fixture_16k(ANGRY_CLIP), n), 16000, 48000)
     customer = soxr.resample(padded(load_fixture_16k(HAPPY_CLIP), n, lead=16000), 16000, 44100)
-    customer = np.stack([customer, 0.5 * customer], axis=1)  # a stereo device, down-mixed to its channel
     devices = [InputDevice(0, "Headset", "ALSA", 1, 48000.0, True),
-               InputDevice(1, "Monitor of Call", "ALSA", 2, 44100.0, False, True)]
+               InputDevice(1, "Monitor of Call", "ALSA", 2, 44100.0, False, True)]  # opened with one channel
     clock = VirtualClock()
 
-    def factory(**kw) -> FakeInputStream:
-        return FakeInputStream(agent if kw["device"] == 0 else customer, clock, **kw)
+    def factory(**kw) -> FakeInputStream:  # all its audio at once, then nothing until stopped
+        kw["callback"] = clock.stamped(kw["callback"], kw["samplerate"])
+        return FakeInputStream(agent if kw["device"] == 0 else customer, then="stop", **kw)
 
     model = EmotionModel(MODEL)
     open_source: Callable = lambda: MultiDeviceSource(devices, sample_rate_hz=model.feature_config.sample_rate_hz,

@@ -250,7 +250,7 @@ def test_a_header_with_an_absurd_sample_rate_is_refused_in_one_line(tiny_model, 
     import numpy as np
     import soundfile as sf
 
-    from stream_ser.sources import NATIVE_SAMPLE_RATE_RANGE_HZ
+    from stream_ser.audio import NATIVE_SAMPLE_RATE_RANGE_HZ
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "rate.wav"
@@ -324,7 +324,7 @@ def test_listen_stops_when_the_reader_of_standard_output_goes_away(tmp_path, tin
 def test_info_and_devices_end_quietly_when_the_reader_goes_away(tiny_model) -> None:
     status, err, _ = closed_reader(["info", "--model", str(tiny_model)], read_first_line=False)
     assert (status, err) == (0, "")
-    fake = ("import sys; from stream_ser import sources; from stream_ser.cli import main; "
+    fake = ("import sys; from stream_ser.audio import devices as sources; from stream_ser.cli import main; "
             "sources.list_input_devices = lambda *a, **k: [sources.InputDevice(i, f'mic {i}', 'ALSA', 2, 48000.0, "
             "i == 0) for i in range(5000)]; sys.exit(main(['devices']))")
     status, err, _ = closed_reader([], python=fake)

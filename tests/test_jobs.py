@@ -17,7 +17,7 @@ from test_calibration import norm_model  # noqa: F401  (fixture)
 from stream_ser import api
 from stream_ser.cli import default_jobs, main
 from stream_ser.engine import PIPELINE_DEPTH, ChannelEngines, Engine
-from stream_ser.sources import load_audio
+from stream_ser.audio import load_audio
 
 
 def speech_with_pauses() -> np.ndarray:

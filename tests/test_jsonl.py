@@ -20,7 +20,7 @@ from stream_ser.sinks import (
     json_line,
     prediction_record,
 )
-from stream_ser.sources import audio_info
+from stream_ser.audio import audio_info
 from stream_ser.types import ClipResult, Prediction
 
 PREDICTION_KEYS = ["type", "source", "channel", "start_s", "end_s", "speech", "label", "confidence", "probabilities",

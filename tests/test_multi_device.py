@@ -16,7 +16,7 @@ import pytest
 import soxr
 from conftest import ANGRY_CLIP, HAPPY_CLIP, padded
 
-from stream_ser import sources
+from stream_ser.audio import devices as sources
 from stream_ser.cli import main
 from stream_ser.engine import ChannelEngines
 from stream_ser.sources import AudioSourceError, ClockAligner, InputDevice, MicrophoneSource, MultiDeviceSource
@@ -249,7 +249,7 @@ def test_channels_of_one_device(shipped_model) -> None:
     device = InputDevice(2, "USB Audio", "ALSA", 2, RATE, True)
     source = MicrophoneSource(device=device, channels="all",
                               stream_factory=lambda **kw: PacedStream(stereo, 50 * RATE, **kw))
-    assert source.channel_numbers == (1, 2) and source._ring.channels == 2
+    assert source.channel_numbers == (1, 2) and source.opened_channels == 2
     engines = ChannelEngines(shipped_model, source=source.name, channels=source.channel_numbers)
     preds = []
     source.start()

@@ -16,7 +16,7 @@ from stream_ser.engine import ChannelEngines, Engine
 from stream_ser.features import FeatureConfig
 from stream_ser.metadata import ModelMetadata, ModelMetadataError
 from stream_ser.model import EmotionModel
-from stream_ser.sources import load_audio
+from stream_ser.audio import load_audio
 from training.corpora import Utterance
 from training.stream_protocol import adapt, build_stream, clip_labels, score_stream, window_clips
 

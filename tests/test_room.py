@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from stream_ser.features import FeatureConfig
-from stream_ser.sources import load_audio
+from stream_ser.audio import load_audio
 
 from conftest import ANGRY_CLIP, HAPPY_CLIP, TESS_CLIP
 

@@ -13,7 +13,8 @@ import pytest
 from conftest import ANGRY_CLIP
 
 from stream_ser.session import LevelMeasured, ListenSession, PredictionMade, SessionOptions
-from stream_ser.sources import MicrophoneSource, load_audio
+from stream_ser.audio import load_audio
+from stream_ser.sources import MicrophoneSource
 
 HOP = 8000  # 0.5 s at 16 kHz, listen's default hop
 

@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 from conftest import ANGRY_CLIP, HAPPY_CLIP
 
-from stream_ser.sources import load_audio
+from stream_ser.audio import load_audio
 
 N_COLUMNS = 7 + 7 + 1  # base columns, one per label, adaptation
 

@@ -19,7 +19,7 @@ from stream_ser.engine import Engine, cut_window, window_ends
 from stream_ser.features import FeatureConfig, window_features
 from stream_ser.metadata import ModelMetadata
 from stream_ser.model import EmotionModel
-from stream_ser.sources import load_audio
+from stream_ser.audio import load_audio
 from training.corpora.base import Utterance
 from training.temperature import (
     apply_temperature,

@@ -12,8 +12,8 @@ import pytest
 from conftest import ANGRY_CLIP, FIXTURES, TESS_CLIP
 
 from stream_ser.engine import Engine
+from stream_ser.audio import FileSource, load_audio
 from stream_ser.features import FEATURE_VERSION, FeatureConfig
-from stream_ser.sources import FileSource, load_audio
 from training.evaluate import NO_SPEECH, corpus_scores, evaluate_clips, score
 from training.windows import clip_features
 

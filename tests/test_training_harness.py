@@ -13,7 +13,7 @@ import pytest
 from conftest import ANGRY_CLIP, HAPPY_CLIP, TESS_CLIP
 
 from stream_ser.features import FeatureConfig, log_mel, preprocess
-from stream_ser.sources import load_audio
+from stream_ser.audio import load_audio
 from training.corpora.base import Utterance
 from training.evaluate import NO_SPEECH, clip_predictions, score, scores_from_dict, summarize_folds
 from training.folds import (

@@ -31,8 +31,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 from conftest import ANGRY_CLIP, HAPPY_CLIP, TESS_CLIP, make_tiny_onnx, read_pty
+from fake_device import fake_capture
 from rich.console import Console
 
+from stream_ser.audio import AudioSourceError, FileSource, audio_info, load_audio
 from stream_ser.engine import Engine, window_ends
 from stream_ser.session import (
     MARKER_LABEL,
@@ -44,7 +46,7 @@ from stream_ser.session import (
     SessionStarted,
 )
 from stream_ser.sinks import BASE_COLUMNS, CsvSink, csv_header
-from stream_ser.sources import AudioSourceError, FileSource, MicrophoneSource, audio_info, load_audio
+from stream_ser.sources import MicrophoneSource
 from stream_ser.summary import format_summary
 from stream_ser.tui import ListenApp, ListenSession, SessionOptions
 from stream_ser.tui.messages import SessionMessage, message_for
@@ -304,7 +306,7 @@ def vanishing_mic(seconds: float = 1.5):
     import soxr
 
     audio = soxr.resample(load_audio(HAPPY_CLIP), 16000, 48000).astype(np.float32)[: int(seconds * 48000)]
-    return lambda: MicrophoneSource(device="USB headset", stream_factory=lambda **kw: VanishingStream(audio, **kw))
+    return lambda: fake_capture(lambda **kw: VanishingStream(audio, **kw), "USB headset")
 
 
 def test_session_reports_a_vanished_device(shipped_model, tmp_path) -> None:

@@ -153,7 +153,7 @@ def augment(x: np.ndarray, params: AugmentParams, sample_rate_hz: int, seed: int
 
 def _one(job):
     path, config, seed = job
-    from stream_ser.sources import load_audio
+    from stream_ser.audio import load_audio
 
     from .windows import clip_features
 

@@ -75,7 +75,7 @@ def clip_functionals(path: str, sample_rate_hz: int = 16000) -> np.ndarray:
     TensorFlow's corrupt each other's heap there (``malloc(): invalid size``, then SIGABRT;
     opensmile 2.6, tensorflow-cpu 2.21). :func:`functionals` runs it in fresh processes.
     """
-    from stream_ser.sources import load_audio
+    from stream_ser.audio import load_audio
 
     x = load_audio(path, sample_rate_hz)
     return _smile().process_signal(x, sample_rate_hz).to_numpy(dtype=np.float64)[0]

@@ -28,7 +28,7 @@ import numpy as np
 
 from stream_ser.engine import Engine
 from stream_ser.model import EmotionModel
-from stream_ser.sources import FileSource
+from stream_ser.audio import FileSource
 
 from .corpora import discover
 from .evaluate import NO_SPEECH, score

@@ -36,7 +36,7 @@ import numpy as np
 from stream_ser.adaptation import SpeakerNormaliser
 from stream_ser.engine import Engine, summarize
 from stream_ser.model import EmotionModel
-from stream_ser.sources import FileSource
+from stream_ser.audio import FileSource
 from stream_ser.vad import DEFAULT_GATE, GATES
 
 from .corpora import Utterance, discover

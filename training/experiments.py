@@ -515,7 +515,7 @@ def feature_latency_ms(data: Path, runs: int = 60) -> dict:
     """
     from stream_ser.engine import cut_window, window_ends
     from stream_ser.features import FeatureConfig, log_mel, preprocess, window_features
-    from stream_ser.sources import load_audio
+    from stream_ser.audio import load_audio
 
     from .inputs import window_extras
 
@@ -667,7 +667,7 @@ def run_robustness(args: argparse.Namespace) -> dict:
     """
     from stream_ser.engine import Engine, summarize
     from stream_ser.model import EmotionModel
-    from stream_ser.sources import load_audio
+    from stream_ser.audio import load_audio
 
     from .split import load_split
 

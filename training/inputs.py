@@ -28,7 +28,7 @@ import numpy as np
 
 from stream_ser.engine import cut_window, window_ends
 from stream_ser.features import FeatureConfig, preprocess
-from stream_ser.sources import load_audio
+from stream_ser.audio import load_audio
 
 from .architectures import mfcc_matrix
 from .corpora import Utterance

@@ -31,7 +31,7 @@ from stream_ser.engine import Engine
 from stream_ser.features import one_blas_thread
 from stream_ser.metadata import METADATA_KEY, ModelMetadata
 from stream_ser.model import EmotionModel
-from stream_ser.sources import load_audio
+from stream_ser.audio import load_audio
 
 from .corpora import discover
 from .split import Split, load_split

@@ -50,7 +50,7 @@ from stream_ser.adaptation import SpeakerNormaliser
 from stream_ser.engine import cut_window, window_ends
 from stream_ser.features import window_features
 from stream_ser.model import EmotionModel
-from stream_ser.sources import load_audio
+from stream_ser.audio import load_audio
 
 log = logging.getLogger("training.quantize")
 

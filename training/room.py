@@ -97,7 +97,7 @@ def _seed_all(seed: int) -> None:
 
 def _one(job):
     path, background, config, seed = job
-    from stream_ser.sources import load_audio
+    from stream_ser.audio import load_audio
 
     from .windows import clip_features
 

@@ -263,7 +263,7 @@ def _real_windows(utts, model: EmotionModel, n: int = 16) -> np.ndarray:
     cut as the engine cuts them; float32 ``(n, n_mels, n_frames)``."""
     from stream_ser.engine import cut_window, window_ends
     from stream_ser.features import window_features
-    from stream_ser.sources import load_audio
+    from stream_ser.audio import load_audio
 
     cfg = model.feature_config
     out: list[np.ndarray] = []

@@ -50,7 +50,7 @@ from stream_ser.adaptation import PROBABILITY_FLOOR, OutputAdapter, OutputPrior
 from stream_ser.engine import Engine
 from stream_ser.features import one_blas_thread
 from stream_ser.model import EmotionModel
-from stream_ser.sources import load_audio
+from stream_ser.audio import load_audio
 
 from .corpora import Utterance, discover
 from .evaluate import NO_SPEECH, Scores, score, scores_to_dict

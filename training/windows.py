@@ -28,7 +28,7 @@ import numpy as np
 
 from stream_ser.engine import cut_window, window_ends
 from stream_ser.features import FeatureConfig, window_features
-from stream_ser.sources import load_audio
+from stream_ser.audio import load_audio
 
 from .corpora import Utterance
 

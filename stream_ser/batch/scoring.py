@@ -98,7 +98,7 @@ def score_to_files(model: Any, rec: Recording, options: BatchOptions, layout: Ba
     except Exception as exc:  # a bad recording is a row, never a failed batch
         from ..channels import ChannelPlanError
         from ..sinks import OutputError
-        from ..sources import AudioSourceError
+        from ..audio import AudioSourceError
 
         expected = isinstance(exc, (AudioSourceError, ChannelPlanError, OutputError, OSError))
         row = {"recording_id": rec.recording_id, "source": rec.path, "status": STATUS_ERROR,

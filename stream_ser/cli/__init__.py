@@ -128,7 +128,7 @@ def _main(argv: list[str] | None) -> int:
     from ..model import ModelError
     from ..plot import MissingDependencyError, TimelineError
     from ..sinks import OutputError
-    from ..sources import AudioSourceError
+    from ..audio import AudioSourceError
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -125,7 +125,7 @@ def default_jobs() -> int:
 def cmd_analyse(args: argparse.Namespace, outputs: Outputs) -> int:
     from ..api import score_recording
     from ..channels import ChannelPlanError
-    from ..sources import AudioSourceError, audio_info
+    from ..audio import AudioSourceError, audio_info
 
     model = _checked_model(args, _names_problem(args))
     if model is None:

@@ -13,7 +13,7 @@ log = logging.getLogger("stream_ser")
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
-    from ..sources import list_input_devices
+    from ..audio.devices import list_input_devices
 
     devices = list_input_devices()
     if not devices:

@@ -35,7 +35,8 @@ def _listen_wants_tui(args: argparse.Namespace) -> bool:
 def _listen_source(args: argparse.Namespace, sample_rate_hz: int):
     """``open_source`` for the listening session: one device (or a replayed file), or several
     devices as the channels of one stream (:class:`~stream_ser.sources.MultiDeviceSource`)."""
-    from ..sources import MicrophoneSource, MultiDeviceSource
+    from ..audio import MultiDeviceSource
+    from ..sources import MicrophoneSource
 
     devices = args.device or []
     if len(devices) > 1:
@@ -57,7 +58,7 @@ def _check_listen_args(args: argparse.Namespace) -> str | None:
             return ("--channels selects channels of one device or file; with several --device each device is "
                     "one channel (its own channels averaged)")
         return _names_problem(args, len(devices))
-    from ..sources import MAX_CHANNELS
+    from ..audio import MAX_CHANNELS
 
     if len(devices) > MAX_CHANNELS:
         return f"at most {MAX_CHANNELS} devices at once"
@@ -78,7 +79,7 @@ def _check_input_devices(args: argparse.Namespace) -> None:
         AudioSourceError: :data:`NO_INPUT_DEVICE` when PortAudio lists no input device, or the
             reason PortAudio is unusable (not installed).
     """
-    from .. import sources
+    from ..audio import devices as sources
 
     try:
         for spec in args.device or [None]:
@@ -94,7 +95,7 @@ def _use_demo(args: argparse.Namespace) -> None:
     Raises:
         AudioSourceError: If the installation lacks the recording.
     """
-    from ..sources import AudioSourceError
+    from ..audio import AudioSourceError
 
     if getattr(args, "demo", False):
         from ..demo import demo_recording

@@ -101,7 +101,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _channel_selection(text: str):
-    from ..sources import parse_channel_selection
+    from ..audio import parse_channel_selection
 
     try:
         return parse_channel_selection(text)
