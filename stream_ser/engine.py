@@ -34,6 +34,10 @@ their order are the same, so the predictions are identical to ``jobs=1``.
 
 Thread: an engine is used by one thread (the inference worker); it never touches devices or UI.
 With ``run(..., jobs=2)`` it starts and joins its own model thread.
+
+Why one module of about 650 lines: the engine, its per-channel form and the window/clip helpers
+that training imports (:func:`window_ends`, :func:`cut_window`) share one stream clock, and
+splitting them would put the training-runtime contract in two places.
 """
 
 from __future__ import annotations
@@ -408,7 +412,8 @@ class Engine:
             chunks: float32 mono chunks at the model's sample rate.
             jobs: 1 runs everything on the calling thread; 2 runs the model on a second thread,
                 up to :data:`PIPELINE_DEPTH` windows behind the feature recipe (for files: about
-                1.3x the throughput on two free cores, ``benchmarks/bench_analyse.py``). The
+                1.1x the throughput on two free cores with the int8 model, 636x against 576x real
+                time, ``python benchmarks/bench_analyse.py --repeats 5``). The
                 predictions are identical either way.
 
         Raises:

@@ -41,6 +41,9 @@ per file after its predictions; one per channel, with a ``channel`` key added at
 channels are scored on their own) carry the clip-level result; ``error`` objects (``analyse``
 only) name a file that could not be scored. Rounding matches the CSV (times 3 decimals,
 probabilities 4).
+
+Why one module of about 640 lines: the three sinks share the header, the row formatting and
+the flush-and-fsync guarantees (``docs/guarantees.md``), and half of it is their docstrings.
 """
 
 from __future__ import annotations

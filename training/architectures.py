@@ -28,6 +28,9 @@ Parameter counts differ from the reports' because our input is 40 x 149, not the
 
 Cost. :func:`estimate_mflops` counts multiply-adds x 2 of convolution, dense and recurrent
 layers for one window (batch 1); batch norm, pooling, activations and softmax are not counted.
+
+Why one module of about 680 lines: it is the registry, every architecture compared on the same
+folds side by side, each with its published source in its docstring.
 """
 
 from __future__ import annotations
