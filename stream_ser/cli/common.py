@@ -117,16 +117,16 @@ def _checked_model(args: argparse.Namespace, problem: str | None):
 def _hop_problem(args: argparse.Namespace, model) -> str | None:
     """``--hop`` against the model (from one sample to its window): the one-line problem in the
     style of every numeric option (:func:`_number`), or None."""
-    from ..engine import Engine
+    from ..engine import check_speech_gate
 
+    cfg = model.feature_config
     try:
-        Engine(model, hop_s=args.hop, gate=args.gate)  # also starts the VAD (a ModelError if it cannot)
+        cfg.check_hop(args.hop)
     except ValueError:
-        cfg = model.feature_config
         return (f"--hop: must be a number from one sample ({1 / cfg.sample_rate_hz:g} s) to the model's window "
                 f"({float(cfg.window_s)} s), got {args.hop:g} (see `stream-ser {args.command} --help`)")
+    check_speech_gate(cfg, args.gate)  # starts the VAD before any audio (a ModelError if it cannot)
     return None
-
 
 
 #: The error of ``listen`` (without --input or --demo) and of ``devices`` on a machine without an
