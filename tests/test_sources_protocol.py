@@ -90,7 +90,14 @@ def test_every_source_states_the_same_facts(stereo_44k) -> None:
         ("mic:A + mic:B", (1, 2), ("mic:A", "mic:B"), (48000, 44100), True),
     ]
     for source in sources:
-        assert drain(source).shape[0] > 0.9 * 16000
+        frames = drain(source).shape[0]
+        if isinstance(source, MultiDeviceSource):
+            # several devices end when the first of them vanishes: the other's last blocks may
+            # still be on their way (both fakes deliver as fast as they can), so only part of
+            # the second is certain
+            assert 0 < frames <= 16000 + 160
+        else:
+            assert frames > 0.9 * 16000
         assert source.stats == SourceStats()  # nothing flagged or dropped
     assert [len(s.clock_report()) for s in sources] == [0, 0, 0, 2]  # one clock per device of several
 
