@@ -30,7 +30,6 @@ def _progress_console():
     return console if console.is_terminal else None
 
 
-
 class _AnalyseProgress:
     """The ``analyse`` progress bar on stderr (rich): current file, files done, seconds of audio
     done of the total, speed as a multiple of real time and time left. Inert when ``console`` is
@@ -110,7 +109,6 @@ class _AnalyseProgress:
             self._progress.stop()
 
 
-
 def default_jobs() -> int:
     """``analyse``'s default scoring threads: 2 if this process may run on two or more CPUs
     (``os.sched_getaffinity``, so ``taskset -c 0`` gives 1), else 1."""
@@ -119,7 +117,6 @@ def default_jobs() -> int:
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
     return 2 if cpus >= 2 else 1
-
 
 
 def cmd_analyse(args: argparse.Namespace, outputs: Outputs) -> int:

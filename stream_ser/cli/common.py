@@ -51,12 +51,10 @@ class _Stop:
             signal.signal(sig, old)  # type: ignore[arg-type]
 
 
-
 def _error(message: str) -> None:
     """Print one error line on stderr, ``stream-ser: error: MESSAGE``, with the unprintable
     characters of names in it escaped (:func:`~stream_ser.text.printable`)."""
     print(f"stream-ser: error: {printable(message)}", file=sys.stderr, flush=True)
-
 
 
 def _warm_up(config, quiet: bool = False) -> None:
@@ -87,14 +85,12 @@ def _warm_up(config, quiet: bool = False) -> None:
         timer.cancel()
 
 
-
 def _load_model(args: argparse.Namespace):
     from ..model import EmotionModel
 
     model = EmotionModel(args.model, num_threads=args.threads)
     log.info("model %s: labels %s", model.path, ", ".join(model.labels))
     return model
-
 
 
 def _checked_model(args: argparse.Namespace, problem: str | None):
@@ -135,12 +131,10 @@ NO_INPUT_DEVICE = ("no input device found (no microphone or sound card is availa
                    "--demo` replays a demo recording and `stream-ser listen --input FILE` a recording of your own")
 
 
-
 def _plot_output(args: argparse.Namespace) -> Path:
     """The image ``plot`` writes: ``-o OUT`` exactly as given (a name without a suffix is
     written as PNG), else the timeline's name with ``.png``."""
     return Path(args.output) if args.output else Path(args.timeline).with_suffix(".png")
-
 
 
 def _check_output_paths(args: argparse.Namespace) -> None:
@@ -160,7 +154,6 @@ def _check_output_paths(args: argparse.Namespace) -> None:
     outputs = [(option, getattr(args, option[2:].replace("-", "_"), None))
                for option in ("--csv", "--jsonl", "--summary-json")]
     check_output_paths(outputs, inputs)
-
 
 
 class Outputs:

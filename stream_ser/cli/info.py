@@ -35,7 +35,6 @@ def cmd_devices(args: argparse.Namespace) -> int:
     return 0
 
 
-
 def cmd_info(args: argparse.Namespace) -> int:
     import json
 
@@ -68,7 +67,6 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-
 #: Licences of the corpora a model may be trained on (each corpus's own documentation).
 CORPUS_LICENCES = {
     "ravdess": "RAVDESS, CC BY-NC-SA 4.0",
@@ -91,7 +89,6 @@ def model_licence(provenance: dict) -> str:
     if any("NC" in n for n in named):
         return f"trained on {terms}: non-commercial use only, as its training data"
     return f"trained on {terms}: the model inherits these terms"
-
 
 
 def cmd_plot(args: argparse.Namespace) -> int:

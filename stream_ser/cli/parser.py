@@ -40,7 +40,6 @@ examples:
 """
 
 
-
 #: Longest ``listen --duration`` (s): a week; without the option a session runs until stopped.
 MAX_DURATION_S = 7 * 24 * 3600.0
 #: Longest ``listen --calibrate`` (s of speech per channel): an hour.
@@ -99,7 +98,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"stream-ser: error: {message} (see `{self.prog} --help`)\n")
 
 
-
 def _channel_selection(text: str):
     from ..audio import parse_channel_selection
 
@@ -137,7 +135,6 @@ def _audio_formats() -> str:
     named = ", ".join(text for key, text in common if key in formats)
     return (f"{named} and the other formats of libsndfile{version}; not M4A/AAC, WMA or video files (convert "
             "those first, e.g. with ffmpeg)")
-
 
 
 def _add_hop_option(p: argparse.ArgumentParser, max_window_s: float) -> None:
