@@ -50,6 +50,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .adaptation import OutputAdapter, SpeakerNormaliser
+from .channels import ChannelPlan
 from .features import window_features
 from .features import FeatureConfig
 from .model import EmotionModel, ModelError
@@ -449,8 +450,11 @@ class ChannelEngines:
             :class:`Engine`).
 
     Raises:
-        ValueError: A bad hop, gate or start sample, no channel, or names (normalisers) not
-            matching the channels in number.
+        ValueError: A bad hop, gate or start sample, or normalisers or adapters not matching
+            the channels in number.
+        ChannelPlanError: Names not matching the channels in number, or channel numbers that
+            are not ``(0,)`` or distinct numbers from 1 (a :class:`ValueError`;
+            :class:`~stream_ser.channels.ChannelPlan` checks them).
         ModelError: If ``gate="vad"`` and the detector's model cannot be found or loaded.
 
     Thread: one thread (the inference worker).
@@ -470,12 +474,8 @@ class ChannelEngines:
         gate: str = DEFAULT_GATE,
         start_sample: int = 0,
     ) -> None:
-        channels = tuple(channels)
-        if not channels:
-            raise ValueError("no channel to score")
-        names = tuple(channel_names) if channel_names is not None else (None,) * len(channels)
-        if len(names) != len(channels):
-            raise ValueError(f"{len(names)} channel name(s) for {len(channels)} channel(s)")
+        plan = ChannelPlan.of(channels, channel_names, source=source)
+        channels, names = plan.numbers, plan.names
         self.channels = channels
         self.channel_names = names
         norms = tuple(normalisers) if normalisers is not None else (None,) * len(channels)

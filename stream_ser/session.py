@@ -59,6 +59,7 @@ from typing import Any
 import numpy as np
 
 from .audio import AudioSourceError, Source
+from .channels import ChannelPlan, ChannelPlanError
 from .engine import ChannelEngines, check_speech_gate
 from .features import frame_levels_dbfs
 from .model import EmotionModel, ModelError
@@ -389,17 +390,13 @@ class ListenSession:
             self._source = source
             if self._stop.is_set():
                 source.stop()
-            numbers = tuple(source.channel_numbers)
-            names: tuple[str | None, ...] = (None,) * len(numbers)
-            if self.options.channel_names is not None:
-                if len(self.options.channel_names) != len(numbers):
-                    raise AudioSourceError(
-                        f"{source.name}: {len(self.options.channel_names)} channel name(s) given "
-                        f"({','.join(self.options.channel_names)}) for {len(numbers)} channel(s)"
-                    )
-                names = tuple(self.options.channel_names)
+            try:
+                plan = ChannelPlan.of(source.channel_numbers, self.options.channel_names,
+                                      source.channel_descriptions, source=source.name)
+            except ChannelPlanError as exc:
+                raise AudioSourceError(str(exc)) from None
+            numbers, names, descriptions = plan.numbers, plan.names, plan.descriptions
             self._channel_names = names
-            descriptions = tuple(source.channel_descriptions)
             self._summary = CallSummaryBuilder(source.name, self.model.labels, self.hop_s, numbers, names, descriptions)
             rates = tuple(int(rate) for rate in source.native_rates_hz)
             emit(

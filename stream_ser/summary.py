@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .channels import ChannelPlan
 from .display import format_time
 from .text import printable
 from .types import Prediction, channel_id_of
@@ -227,7 +228,8 @@ class CallSummaryBuilder:
         descriptions: What each channel is (device name, ``channel 2``), or None.
 
     Raises:
-        ValueError: If the names or descriptions do not match the channels in number.
+        ValueError: If the channels, names or descriptions do not make a valid
+            :class:`~stream_ser.channels.ChannelPlan` (which checks them).
 
     Thread: the thread that adds the predictions.
     """
@@ -244,13 +246,8 @@ class CallSummaryBuilder:
         self.source = source
         self.labels = tuple(labels)
         self.hop_s = float(hop_s)
-        self.channels = tuple(channels)
-        self.names = tuple(channel_names) if channel_names is not None else (None,) * len(self.channels)
-        self.descriptions = tuple(descriptions) if descriptions is not None else tuple(
-            source if c == 0 else f"channel {c}" for c in self.channels
-        )
-        if len(self.names) != len(self.channels) or len(self.descriptions) != len(self.channels):
-            raise ValueError("channel names and descriptions must match the channels in number")
+        plan = ChannelPlan.of(channels, channel_names, descriptions, source=source)
+        self.channels, self.names, self.descriptions = plan.numbers, plan.names, plan.descriptions
         self._index = {(c, n): i for i, (c, n) in enumerate(zip(self.channels, self.names))}
         self._states = [_ChannelState(len(self.labels)) for _ in self.channels]
         self._neutral = {label for label in self.labels if label.lower() in NEUTRAL_LABELS}
