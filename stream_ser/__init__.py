@@ -44,6 +44,7 @@ _API_NAMES = (
     "stream",
     "stream_file",
     "stream_microphone",
+    "summarise_call",
     "summarize_call",
 )
 
@@ -70,6 +71,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
         stream,
         stream_file,
         stream_microphone,
+        summarise_call,
         summarize_call,
     )
 

@@ -66,7 +66,7 @@ from .sources import (
     resolve_channels,
     select_channels,
 )
-from .summary import CallSummary, CallSummaryBuilder, summarize_call
+from .summary import CallSummary, CallSummaryBuilder, summarise_call, summarize_call
 from .types import Analysis, ClipResult, Prediction
 from .vad import DEFAULT_GATE
 
@@ -90,6 +90,7 @@ __all__ = [
     "stream",
     "stream_file",
     "stream_microphone",
+    "summarise_call",
     "summarize_call",
 ]
 
@@ -663,7 +664,7 @@ def analyse_channels(
     Returns:
         One :class:`~stream_ser.types.Analysis` per channel, in channel order; their clips and
         predictions carry ``channel`` (the number) and ``channel_name``. Pass all timelines to
-        :func:`~stream_ser.summary.summarize_call` for the call summary (or use
+        :func:`~stream_ser.summary.summarise_call` for the call summary (or use
         :func:`score_recording`, whose result has it).
 
     Raises:

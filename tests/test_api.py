@@ -59,6 +59,7 @@ def test_public_names() -> None:
     for name in stream_ser.__all__:
         assert getattr(stream_ser, name) is not None
     assert stream_ser.analyze is stream_ser.analyse
+    assert stream_ser.summarize_call is stream_ser.summarise_call
     assert stream_ser.Prediction is stream_ser.types.Prediction
 
 
@@ -90,7 +91,7 @@ def test_analyse_file_matches_the_cli_timeline(model, tmp_path) -> None:
 
 def test_score_recording_is_the_path_behind_analyse(model, stereo_call) -> None:
     """``score_recording`` yields the predictions ``analyse_channels`` keeps, in stream order, and
-    ends with the same clips; its summary is ``summarize_call`` of those predictions."""
+    ends with the same clips; its summary is ``summarise_call`` of those predictions."""
     scored = stream_ser.score_recording(stereo_call, channels="all", channel_names=("agent", "customer"), model=model)
     assert scored.plan.ids == ("agent", "customer") and scored.source == str(stereo_call)
     assert scored.duration_s == 0.0 and scored.clips[0].n_windows == 0  # nothing read before iterating
@@ -100,7 +101,7 @@ def test_score_recording_is_the_path_behind_analyse(model, stereo_call) -> None:
     assert tuple(r.clip for r in ref) == scored.clips
     assert [p for p in preds if p.channel_name == "customer"] == list(ref[1].timeline)
     assert scored.duration_s == ref[0].clip.duration_s == pytest.approx(sf.info(stereo_call).duration, abs=1e-3)
-    want = stream_ser.summarize_call(preds, str(stereo_call), model.labels, scored.hop_s, (1, 2), ("agent", "customer"))
+    want = stream_ser.summarise_call(preds, str(stereo_call), model.labels, scored.hop_s, (1, 2), ("agent", "customer"))
     assert scored.summary.to_dict() == want.to_dict()
     assert list(scored) == []  # one pass: the iterator is spent
 

@@ -85,7 +85,7 @@ def test_batch_outputs_match_analyse(local_ray, archive, tmp_path, capsys) -> No
         assert row["status"] == "ok" and row["error"] is None
         assert row["duration_s"] == pytest.approx(want.clip.duration_s, abs=1e-3) and row["channels"] == ["0"]
         assert row["n_windows"] == want.clip.n_windows and row["model"] == model.name and row["cpu_s"] > 0
-        call = stream_ser.summarize_call(want.timeline, path, model.labels, 0.5)
+        call = stream_ser.summarise_call(want.timeline, path, model.labels, 0.5)
         assert json.loads(row["call_summary"]) == call.to_dict()
         shares = [row[f"share_{label}"] for label in model.labels]
         if row["speech_s"] > 0:

@@ -42,7 +42,7 @@ from stream_ser.serve import (  # noqa: E402
     mulaw_table,
 )
 from stream_ser.sinks import clip_record, prediction_record  # noqa: E402
-from stream_ser.summary import summarize_call  # noqa: E402
+from stream_ser.summary import summarise_call  # noqa: E402
 
 TOKEN = "test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -187,7 +187,7 @@ def test_pcm16_16k_stream_equals_the_api_on_the_same_file(server, shipped_model)
     assert any(m["speech"] for m in got)
     assert [m["type"] for m in messages[1 + len(got):]] == ["clip", "summary"]
     assert messages[-2] == clip_record(ref.clip)
-    summary = summarize_call(ref.timeline, "angry-1", shipped_model.labels, 0.5).to_dict()
+    summary = summarise_call(ref.timeline, "angry-1", shipped_model.labels, 0.5).to_dict()
     assert messages[-1] == {"type": "summary", **summary}
 
 
@@ -211,7 +211,7 @@ def test_two_pcm16_channels_are_each_scored_as_alone(server, shipped_model):
         [p for r in ref for p in r.timeline], key=lambda p: (round(p.end_s * 1e6), p.channel))]
     assert predictions(messages) == expected  # per hop: agent, then customer
     assert [m for m in messages if m["type"] == "clip"] == [clip_record(r.clip) for r in ref]
-    summary = summarize_call([p for r in ref for p in r.timeline], "stereo", shipped_model.labels, 0.5, (1, 2),
+    summary = summarise_call([p for r in ref for p in r.timeline], "stereo", shipped_model.labels, 0.5, (1, 2),
                              ("agent", "customer")).to_dict()
     assert messages[-1] == {"type": "summary", **summary}
 
