@@ -5,8 +5,9 @@ Usage::
     # eGeMAPSv02 + SVM on every protocol and standardisation (needs `pip install opensmile`)
     python -m training.experiments baseline --data ../shared/data
 
-    # train one architecture on folds of a protocol (default: all folds); one JSON per fold run
-    python -m training.experiments train --data ../shared/data --arch cnn_bigru --protocol pooled7 --folds 6
+    # train a recipe (training/recipes/, default: shipped) on folds of a protocol (default: all
+    # folds), flags overriding its fields; one JSON per fold run, with the recipe it trained
+    python -m training.experiments train --data ../shared/data --recipe plateau-8k-p5 --arch cnn_bigru --protocol pooled7 --folds 6
 
     # parameters, MFLOPs and onnxruntime ms per window (one thread) of every architecture
     python -m training.experiments cost --data ../shared/data
@@ -20,8 +21,9 @@ Usage::
 Position in the pipeline: reads clips with :mod:`training.corpora`, folds from
 :mod:`training.folds`, cached log-mel windows from :mod:`training.windows` (exactly the windows
 the runtime engine scores, see ``tests/test_training.py``), extra frame features from
-:mod:`training.inputs`, models from :mod:`training.architectures`; scores with
-:mod:`training.evaluate`.
+:mod:`training.inputs`, models from :mod:`training.architectures`, what to train from
+:mod:`training.recipe`; trains with :func:`training.train.fit`, the loop ``training.train`` uses;
+scores with :mod:`training.evaluate`.
 
 Scoring. Window level: each speech window's argmax against its clip's label. Clip level: the
 argmax of the mean window probabilities over the clip's speech windows
