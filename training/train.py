@@ -6,13 +6,14 @@ Usage::
     python -m training.train --data ../shared/data --recipe plateau-8k --seed 2      # another recipe, one field changed
 
 What is trained is a recipe (:mod:`training.recipe`, ``training/recipes/*.toml``); the exported
-model stores it in its provenance. Steps: read the corpora (:mod:`training.corpora`), partition them by speaker with the committed
-split (:mod:`training.split`; RAVDESS actors 21-24 and TESS YAF are test speakers and are never
-seen here, not even for model selection), cut and featurise the engine's windows
-(:mod:`training.windows`, cached), train the Keras model with :func:`fit` (class weights,
-SpecAugment masks, the recipe's schedule on the validation speakers), then export it to ONNX with its metadata
-(:mod:`training.export`). Evaluation on the test speakers is a separate command
-(``python -m training.evaluate``) that scores the exported ONNX file through the runtime.
+model stores it in its provenance. Steps: read the corpora (:mod:`training.corpora`), partition
+them by speaker with the committed split (:mod:`training.split`; RAVDESS actors 21-24 and TESS
+YAF are test speakers and are never seen here, not even for model selection), cut and featurise
+the engine's windows (:mod:`training.windows`, cached), train the Keras model with :func:`fit`
+(class weights, SpecAugment masks, the recipe's schedule on the validation speakers), then export
+it to ONNX with its metadata (:mod:`training.export`). Evaluation on the test speakers is a
+separate command (``python -m training.evaluate``) that scores the exported ONNX file through the
+runtime.
 """
 
 from __future__ import annotations
