@@ -294,13 +294,45 @@ def load_recipe(ref: str | Path) -> Recipe:
     return Recipe.from_dict(stored["fields"], f"{path} (stored recipe)")
 
 
-#: The flag of each recipe field (``--augment`` keeps the harness's older name).
-FLAGS: dict[str, str] = {
-    "arch": "--arch", "epochs": "--epochs", "schedule": "--schedule", "batch_size": "--batch-size",
-    "patience": "--patience", "fmax_hz": "--fmax", "speech_gate": "--speech-gate", "seed": "--seed", "lr": "--lr",
-    "optimizer": "--optimizer", "warmup": "--warmup", "vtlp": "--vtlp", "mixup": "--mixup",
-    "room_copies": "--room-copies", "augment_copies": "--augment", "speaker_norm": "--speaker-norm",
-}
+#: Each recipe field's flag, argparse options and help text (``--augment`` keeps the harness's older
+#: name); :func:`add_recipe_arguments` adds them, the value type being the field's.
+_FLAG_TABLE: tuple[tuple[str, str, dict, str], ...] = (
+    ("arch", "--arch", {"choices": sorted(SPECS), "metavar": "ARCH"},
+     "architecture: a training/architectures.py registry name or mn04_ft[_bn] (training/transfer.py)"),
+    ("epochs", "--epochs", {}, "most epochs trained"),
+    ("schedule", "--schedule", {"choices": SCHEDULES},
+     "learning rate: plateau = halve it when the validation loss stalls for 2 epochs, stop after --patience "
+     "epochs without improvement; cosine = decay to 1%% of it at the last of --epochs, every epoch run, the best "
+     "validation epoch kept (Loshchilov & Hutter 2017, SGDR, without restarts)"),
+    ("lr", "--lr", {}, "initial learning rate"),
+    ("optimizer", "--optimizer", {"choices": OPTIMIZERS}, "optimiser"),
+    ("batch_size", "--batch-size", {}, "windows per batch"),
+    ("patience", "--patience", {}, "early-stopping patience in epochs (plateau schedule only)"),
+    ("warmup", "--warmup", {"metavar": "N"},
+     "epochs before early stopping starts watching the validation loss (the BatchNorm CNNs' first validation "
+     "losses rise while the moving statistics settle)"),
+    ("fmax_hz", "--fmax", {"metavar": "HZ"},
+     "highest mel band edge in Hz; the exported model carries it, and the runtime computes its features with it"),
+    ("speech_gate", "--speech-gate", {"choices": SPEECH_GATES},
+     "gate the training windows pass: vad = the level gate and Silero VAD, as the runtime's default --gate; "
+     "level = the level gate alone, the recipe of runs before 2026-12-06"),
+    ("vtlp", "--vtlp", {"metavar": "W"},
+     "vocal tract length perturbation of the training log-mels: each window's frequency axis scaled by a factor "
+     "drawn from [1-W, 1+W] (Jaitly & Hinton 2013; 0.1 is the usual range; 0 = off)"),
+    ("mixup", "--mixup", {"metavar": "ALPHA"},
+     "mixup of the training log-mels within each batch: inputs, one-hot targets and class weights blended by a "
+     "factor drawn from Beta(ALPHA, ALPHA) (Zhang et al. 2018; 0.2 is usual; 0 = off)"),
+    ("room_copies", "--room-copies", {"metavar": "N"},
+     "copies of the training clips heard through a random room, other talkers, white noise and a telephone band "
+     "(training/room.py; cached)"),
+    ("augment_copies", "--augment", {"metavar": "N"},
+     "waveform-augmented copies of the training clips (time stretch, pitch, noise; training/augment.py; cached)"),
+    ("speaker_norm", "--speaker-norm", {"choices": SPEAKER_NORMS},
+     "per-speaker log-mel band normalisation (training/adaptation.py); causal for test speakers"),
+    ("seed", "--seed", {}, "seed of weights, augmentation and batches"),
+)
+#: The flag of each recipe field.
+FLAGS: dict[str, str] = {field: flag for field, flag, _, _ in _FLAG_TABLE}
 
 
 def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
@@ -311,58 +343,16 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     arguments build the same recipe (:func:`recipe_from_args`).
     """
     shipped = load_recipe(DEFAULT_RECIPE).to_dict()
-
-    def over(field: str, text: str) -> str:
-        value = shipped.get(field, "the architecture's")
-        return f"{text} (overrides the recipe's {field}; shipped: {value})"
-
+    types = {f.name: {"int": int, "float": float}.get(f.type.split(" ")[0], str) for f in dataclasses.fields(Recipe)}
     g = parser.add_argument_group("recipe", "what the run trains: --recipe, each flag below overriding one of its fields")
     g.add_argument("--recipe", default=DEFAULT_RECIPE, metavar="NAME|PATH",
                    help=f"training recipe: a name in training/recipes/ ({', '.join(available_recipes())}), a .toml "
                    "file, or a run .json / .onnx model whose stored recipe to rebuild (default: shipped, the recipe "
                    "of the shipped network)")
-    g.add_argument("--arch", default=None, choices=sorted(SPECS), metavar="ARCH",
-                   help=over("arch", "architecture: a training/architectures.py registry name or mn04_ft[_bn] "
-                             "(training/transfer.py)"))
-    g.add_argument("--epochs", type=int, default=None, help=over("epochs", "most epochs trained"))
-    g.add_argument("--schedule", default=None, choices=SCHEDULES,
-                   help=over("schedule", "learning rate: plateau = halve it when the validation loss stalls for 2 "
-                             "epochs, stop after --patience epochs without improvement; cosine = decay to 1%% of "
-                             "it at the last of --epochs, every epoch run, the best validation epoch kept "
-                             "(Loshchilov & Hutter 2017, SGDR, without restarts)"))
-    g.add_argument("--lr", type=float, default=None, help=over("lr", "initial learning rate"))
-    g.add_argument("--optimizer", default=None, choices=OPTIMIZERS, help=over("optimizer", "optimiser"))
-    g.add_argument("--batch-size", type=int, default=None, help=over("batch_size", "windows per batch"))
-    g.add_argument("--patience", type=int, default=None,
-                   help=over("patience", "early-stopping patience in epochs (plateau schedule only)"))
-    g.add_argument("--warmup", type=int, default=None, metavar="N",
-                   help=over("warmup", "epochs before early stopping starts watching the validation loss (the "
-                             "BatchNorm CNNs' first validation losses rise while the moving statistics settle)"))
-    g.add_argument("--fmax", dest="fmax_hz", type=float, default=None, metavar="HZ",
-                   help=over("fmax_hz", "highest mel band edge in Hz; the exported model carries it, and the "
-                             "runtime computes its features with it"))
-    g.add_argument("--speech-gate", default=None, choices=SPEECH_GATES,
-                   help=over("speech_gate", "gate the training windows pass: vad = the level gate and Silero VAD, "
-                             "as the runtime's default --gate; level = the level gate alone, the recipe of runs "
-                             "before 2026-12-06"))
-    g.add_argument("--vtlp", type=float, default=None, metavar="W",
-                   help=over("vtlp", "vocal tract length perturbation of the training log-mels: each window's "
-                             "frequency axis scaled by a factor drawn from [1-W, 1+W] (Jaitly & Hinton 2013; 0.1 "
-                             "is the usual range; 0 = off)"))
-    g.add_argument("--mixup", type=float, default=None, metavar="ALPHA",
-                   help=over("mixup", "mixup of the training log-mels within each batch: inputs, one-hot targets "
-                             "and class weights blended by a factor drawn from Beta(ALPHA, ALPHA) (Zhang et al. "
-                             "2018; 0.2 is usual; 0 = off)"))
-    g.add_argument("--room-copies", type=int, default=None, metavar="N",
-                   help=over("room_copies", "copies of the training clips heard through a random room, other "
-                             "talkers, white noise and a telephone band (training/room.py; cached)"))
-    g.add_argument("--augment", dest="augment_copies", type=int, default=None, metavar="N",
-                   help=over("augment_copies", "waveform-augmented copies of the training clips (time stretch, "
-                             "pitch, noise; training/augment.py; cached)"))
-    g.add_argument("--speaker-norm", default=None, choices=SPEAKER_NORMS,
-                   help=over("speaker_norm", "per-speaker log-mel band normalisation (training/adaptation.py); "
-                             "causal for test speakers"))
-    g.add_argument("--seed", type=int, default=None, help=over("seed", "seed of weights, augmentation and batches"))
+    for field, flag, options, text in _FLAG_TABLE:
+        shown = shipped.get(field, "the architecture's")
+        g.add_argument(flag, dest=field, type=types[field], default=None, **options,
+                       help=f"{text} (overrides the recipe's {field}; shipped: {shown})")
 
 
 def recipe_from_args(args: argparse.Namespace) -> tuple[Recipe, dict[str, Any]]:
