@@ -84,9 +84,12 @@ def test_recorded_harness_runs_are_rebuilt_by_their_recipe(path: Path, monkeypat
     its recorded command with ``--recipe plateau-8k-p5`` builds the recipe the run records: schedule,
     band edge, gate, seed, warm-up, speaker normalisation, VTLP, mixup, room copies, epochs, and the
     patience its plateau runs stopped with (epochs run minus the best epoch)."""
+    from training.experiments import run_file_name
+
     run = json.loads(path.read_text())
     recipe, record = cli_recipe("experiments", ["--recipe", "plateau-8k-p5", *recorded_argv(run["command"])],
                                 monkeypatch)
+    assert run_file_name(run, recipe) == path.name
     assert record["name"] == "plateau-8k-p5" and recipe.arch == run["arch"] and recipe.seed == run["seed"]
     assert recipe.schedule == run.get("schedule", "plateau")
     assert recipe.fmax_hz == run.get("fmax_hz", 8000.0) and recipe.speech_gate == run.get("speech_gate", "level")
@@ -191,3 +194,30 @@ def test_record_of_a_recipe_made_in_code() -> None:
     recipe = dataclasses.replace(load_recipe("cosine-4k"), seed=2)
     record = recipe_record(recipe, "api")
     assert Recipe.from_dict(record["fields"]) == recipe and "lr" not in record["fields"]  # unset: the architecture's
+
+
+def test_vad_gated_and_room_runs_are_kept_apart_from_the_older_runs(tmp_path) -> None:
+    """A run of the shipped recipe (VAD-gated windows, one room copy) gets its own file name and its
+    own report row, so it neither overwrites nor joins the level-gated runs of the same flags."""
+    from training.evaluate import score, scores_to_dict
+    from training.experiments import run_file_name
+    from training.folds import PROTOCOLS
+    from training.report import write_report
+
+    labels = PROTOCOLS["ravdess8"].labels
+    sc = scores_to_dict(score(list(labels), list(labels), labels))
+    old = {"arch": "cnn_gap_small", "protocol": "ravdess8", "fold": 1, "seed": 0, "speaker_norm": "none",
+           "epochs_run": 30, "best_epoch": 30, "wall_s": 1.0, "clip": {"ravdess": sc}, "window": {"ravdess": sc},
+           "schedule": "cosine", "fmax_hz": 4000.0}
+    new = {**old, "speech_gate": "vad", "room_copies": 1}
+    shipped0 = dataclasses.replace(load_recipe("shipped"), seed=0)
+    names = {run_file_name(old, load_recipe("cosine-4k")), run_file_name(new, shipped0)}
+    assert names == {"cnn_gap_small__ravdess8__f1__s0__cosine__fmax4000.json",
+                     "cnn_gap_small__ravdess8__f1__s0__cosine__fmax4000__room1__vad.json"}
+    (tmp_path / "runs").mkdir()
+    for name, run in zip(sorted(names), (old, new)):
+        (tmp_path / "runs" / name).write_text(json.dumps(run))
+    text = write_report(tmp_path / "RESULTS.md", tmp_path, "python -m training.experiments report")
+    assert "| `cnn_gap_small`, cosine LR, mel fmax 4000 Hz | none | ravdess8 | 0 | ravdess | 1 of 6 |" in text
+    assert ("| `cnn_gap_small`, cosine LR, mel fmax 4000 Hz, 1 room copy, VAD-gated windows | none | ravdess8 | 0 | "
+            "ravdess | 1 of 6 |") in text

@@ -244,7 +244,7 @@ def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, recipe: Recip
                                                                  speaker_norm, seed=recipe.seed))
     record = {"arch": spec.name, "protocol": proto.name, "fold": fold_index, "fold_name": fold.name,
               "seed": recipe.seed, "feature_version": _feature_version(), **_feature_changes(config),
-              "speaker_norm": speaker_norm, "train_windows": int(len(tr)), "validation_windows": int(len(va)),
+              "speech_gate": config.speech_gate, "speaker_norm": speaker_norm, "train_windows": int(len(tr)), "validation_windows": int(len(va)),
               "test_windows": int(len(te)), "test_clips": int(len(test_clips)), "command": command,
               "created": _now(), "recipe": record or recipe_record(recipe, "api"),
               "augmentation": "SpecAugment (1 freq mask <= 6 bands, 1 time mask <= 20 frames)"
@@ -397,8 +397,9 @@ def run_train(args: argparse.Namespace, recipe: Recipe, record: dict) -> list[di
 
 def run_file_name(rec: dict, recipe: Recipe) -> str:
     """File name of a fold run in ``training/results/runs/``: architecture, protocol, fold, seed, then
-    each recipe choice that differs from the plateau, 8 kHz, no-augmentation runs (so that the
-    files of one recipe's seeds and folds sort together and the report groups them)."""
+    each recipe choice that differs from the plateau, 8 kHz, level-gated, no-augmentation runs (so
+    that the files of one recipe's seeds and folds sort together, and no run overwrites another
+    recipe's)."""
     norm = "" if recipe.speaker_norm == "none" else f"__sn-{recipe.speaker_norm}"
     aug = f"__aug{recipe.augment_copies}" if recipe.augment_copies else ""
     aug += f"__wu{recipe.warmup}" if recipe.warmup else ""
@@ -407,6 +408,7 @@ def run_file_name(rec: dict, recipe: Recipe) -> str:
     aug += f"__vtlp{rec['vtlp']:g}" if rec.get("vtlp") else ""
     aug += f"__room{rec['room_copies']}" if rec.get("room_copies") else ""
     aug += f"__mixup{rec['mixup']:g}" if rec.get("mixup") else ""
+    aug += "__vad" if recipe.speech_gate == "vad" else ""
     return f"{rec['arch']}__{rec['protocol']}__f{rec['fold']}__s{recipe.seed}{norm}{aug}.json"
 
 

@@ -80,6 +80,10 @@ def _variant(r: dict) -> str:
         out += f", VTLP {1 - r['vtlp']:g}-{1 + r['vtlp']:g}"
     if r.get("mixup"):
         out += f", mixup {r['mixup']:g}"
+    if r.get("room_copies"):
+        out += f", {r['room_copies']} room cop{'y' if r['room_copies'] == 1 else 'ies'}"
+    if r.get("speech_gate") == "vad":  # runs without the key are level-gated (feature recipe 2)
+        out += ", VAD-gated windows"
     return out
 
 
