@@ -103,8 +103,7 @@ class Recipe:
     """Every choice that decides what a training run produces (see the module docstring).
 
     The first eight fields have no default: a recipe file names them all. The others default to
-    off (or, for ``lr`` and ``optimizer``, to the architecture's own), as both commands did
-    before recipes existed.
+    off (``lr`` and ``optimizer`` to the architecture's own).
 
     Attributes:
         arch: Architecture, a key of :data:`SPECS` (``cnn_gap_small`` is shipped).
@@ -289,8 +288,8 @@ def load_recipe(ref: str | Path) -> Recipe:
     else:
         raise ValueError(f"{path}: a recipe is read from a .toml file, a run .json or an .onnx model")
     if not isinstance(stored, dict) or "fields" not in stored:
-        raise ValueError(f"{path}: holds no stored recipe (results made before recipes were stored; "
-                         "rebuild them from the command they record)")
+        raise ValueError(f"{path}: holds no stored recipe; rebuild it from the command it records, with the "
+                         "recipe of its time in front (training/recipes/)")
     return Recipe.from_dict(stored["fields"], f"{path} (stored recipe)")
 
 
