@@ -25,8 +25,21 @@ def real_windows(path: Path) -> list[np.ndarray]:
     return [f for f in feats if f is not None]
 
 
+def _causal_reference(x: np.ndarray, prior: np.ndarray, prior_windows: float) -> np.ndarray:
+    """The definition written out with cumulative sums: window k (in visiting order) standardised per
+    band by the mean and variance of ``prior_windows`` prior windows (the pooled training mean and
+    mean square, ``prior`` ``(2, n_mels)``) and windows 0..k, over their frames."""
+    x64 = x.astype(np.float64)
+    n = prior_windows + np.arange(1, len(x) + 1)[:, None]
+    mu = (prior_windows * prior[0] + np.cumsum(x64.mean(axis=2), axis=0)) / n
+    var = (prior_windows * prior[1] + np.cumsum((x64**2).mean(axis=2), axis=0)) / n - mu**2
+    return (x64 - mu[..., None]) / np.sqrt(np.maximum(var, 1e-6))[..., None]
+
+
 def test_matches_training_causal_mode() -> None:
-    """Same numbers as training.adaptation.normalise_speakers(mode="causal") for a test speaker."""
+    """training.adaptation.normalise_speakers(mode="causal") and the runtime's SpeakerNormaliser
+    (with the prior the exporter computes, SpeakerNorm.from_windows) both give the definition's
+    numbers for a test speaker, visited clip by clip in training's seeded order."""
     from training.adaptation import normalise_speakers
 
     rng = np.random.default_rng(1)
@@ -35,16 +48,22 @@ def test_matches_training_causal_mode() -> None:
     x = np.concatenate([train, test])
     speaker = np.array(["a"] * 30 + ["t"] * 12)
     clip = np.array([i // 3 for i in range(30)] + [100 + i // 4 for i in range(12)])  # 3 test clips of 4 windows
-    want = normalise_speakers(x, speaker, clip, frozenset({"t"}), "causal", seed=5)[30:]
-
-    norm = SpeakerNormaliser(SpeakerNorm.from_windows(train))
     order = np.array([100, 101, 102])[np.random.default_rng(5).permutation(3)]  # training's clip order
-    got = {}
-    for c in order:
-        for r in np.flatnonzero(clip == c):
-            got[r - 30] = norm(x[r])
+    visit = np.concatenate([np.flatnonzero(clip == c) for c in order])
+    pooled = np.stack([train.astype(np.float64).mean(axis=(0, 2)), (train.astype(np.float64) ** 2).mean(axis=(0, 2))])
+    want = np.empty((12, CFG.n_mels, 20))
+    want[visit - 30] = _causal_reference(x[visit], pooled, 10.0)
+    assert np.abs(want).max() > 1.0 and not np.allclose(want[0], want[-1], atol=0.1)  # not trivially standardised
+
+    training = normalise_speakers(x, speaker, clip, frozenset({"t"}), "causal", seed=5, prior_windows=10.0)
+    np.testing.assert_allclose(training[30:], want, atol=1e-5)
+    norm = SpeakerNormaliser(SpeakerNorm.from_windows(train, prior_windows=10.0))
+    got = {r - 30: norm(x[r]) for r in visit}
     assert norm.windows == 12
     np.testing.assert_allclose(np.stack([got[i] for i in range(12)]), want, atol=1e-5)
+    # another seed visits the clips in another order, so the same window gets other statistics
+    other = normalise_speakers(x, speaker, clip, frozenset({"t"}), "causal", seed=6, prior_windows=10.0)
+    assert not np.allclose(other[30:], training[30:], atol=1e-3)
 
 
 def test_voice_statistics_take_over_from_the_prior() -> None:

@@ -287,12 +287,20 @@ def _synthetic_ravdess7(rng: np.random.Generator, windows_per_clip: int):
                       np.zeros(len(idx), np.float32), np.full(len(utts), windows_per_clip, np.int32))
 
 
+def _harness_recipe(arch: str = "cnn_gap_small", **fields):
+    """The harness's plateau recipe for a quick run: one epoch, patience 1, batch 32, seed 0."""
+    import dataclasses
+
+    from training.recipe import load_recipe
+
+    return dataclasses.replace(load_recipe("plateau-8k-p5"), **{"arch": arch, "epochs": 1, "patience": 1, "batch_size": 32,
+                                                               **fields})
+
+
 @pytest.mark.parametrize("arch", ["tiny_log_mel", "mlp_time_avg", "conv1d_lstm_frames"])
 def test_train_fold_end_to_end_on_a_tiny_synthetic_set(tmp_path, arch) -> None:
     """One epoch on synthetic windows, for each input kind: runs, scores only test speakers."""
     _tensorflow()
-    import argparse
-
     from training import experiments
     from training.architectures import REGISTRY, ArchSpec, conv1d_mfcc13
     from training.inputs import EXTRA_NAMES
@@ -304,8 +312,8 @@ def test_train_fold_end_to_end_on_a_tiny_synthetic_set(tmp_path, arch) -> None:
         spec = ArchSpec("tiny", "tiny", conv1d_mfcc13, optimizer="rmsprop", lr=1e-3, source="test")
     else:
         spec = REGISTRY[arch]
-    args = argparse.Namespace(seed=0, epochs=1, patience=1, batch_size=32, save_models=False, argv=["test"], work=str(tmp_path))
-    rec = experiments.train_fold(spec, PROTOCOLS["ravdess7"], 6, fs, extras, args)
+    recipe = _harness_recipe("conv1d_mfcc13" if arch == "tiny_log_mel" else arch)
+    rec = experiments.train_fold(spec, PROTOCOLS["ravdess7"], 6, fs, extras, recipe)
     assert rec["test_clips"] == 4 * 7 and rec["train_windows"] == 16 * 7 * 2 and rec["validation_windows"] == 4 * 7 * 2
     assert rec["clip"]["ravdess"]["n"] == 28 and rec["window"]["ravdess"]["n"] == 56
     assert rec["epochs_run"] >= 1 and rec["wall_s"] > 0
@@ -314,12 +322,12 @@ def test_train_fold_end_to_end_on_a_tiny_synthetic_set(tmp_path, arch) -> None:
 
 def test_warmup_best_epoch_ignores_the_first_epochs() -> None:
     """``train --warmup N``: the recorded best epoch is the one EarlyStopping(start_from_epoch=N) restores."""
-    from training.experiments import _best_epoch
+    from training.train import best_epoch
 
     rising_then_falling = [1.0, 3.0, 5.0, 4.0, 2.5, 2.6]  # epoch 1 is the lowest overall
-    assert _best_epoch(rising_then_falling) == 1
-    assert _best_epoch(rising_then_falling, warmup=3) == 5  # lowest from epoch 4 on
-    assert _best_epoch([2.0, 1.0], warmup=5) == 2  # ended inside the warm-up: the last epoch
+    assert best_epoch(rising_then_falling) == 1
+    assert best_epoch(rising_then_falling, warmup=3) == 5  # lowest from epoch 4 on
+    assert best_epoch([2.0, 1.0], warmup=5) == 2  # ended inside the warm-up: the last epoch
 
 
 def test_report_names_warmup_runs_and_failed_folds(tmp_path) -> None:
@@ -524,18 +532,15 @@ def test_cosine_schedule_runs_every_epoch_and_decays_the_rate(tmp_path) -> None:
     """``train --schedule cosine``: no early stop however impatient, the rate falls each epoch to 1 % of the
     architecture's, and the kept epoch is the one with the lowest validation loss."""
     _tensorflow()
-    import argparse
-
     from training import experiments
     from training.architectures import ArchSpec, conv1d_mfcc13
     from training.train import COSINE_FINAL_FRACTION
 
     fs = _synthetic_ravdess7(np.random.default_rng(1), 1)
     spec = ArchSpec("tiny", "tiny", conv1d_mfcc13, optimizer="adam", lr=1e-3, source="test")
-    args = argparse.Namespace(seed=0, epochs=4, patience=0, batch_size=16, save_models=False, argv=["test"],
-                              work=str(tmp_path), schedule="cosine")
-    rec = experiments.train_fold(spec, PROTOCOLS["ravdess7"], 6, fs, None, args)
-    assert rec["epochs_run"] == 4 and rec["schedule"] == "cosine"
+    recipe = _harness_recipe("conv1d_mfcc13", epochs=4, patience=0, batch_size=16, schedule="cosine")
+    rec = experiments.train_fold(spec, PROTOCOLS["ravdess7"], 6, fs, None, recipe)
+    assert rec["epochs_run"] == 4 and rec["schedule"] == "cosine" and rec["recipe"]["fields"]["schedule"] == "cosine"
     lr = rec["history"]["learning_rate"]
     assert all(a > b for a, b in zip(lr, lr[1:]))
     assert lr[0] == pytest.approx(1e-3) and lr[-1] == pytest.approx(1e-3 * COSINE_FINAL_FRACTION)
@@ -568,28 +573,26 @@ def test_fmax_recipe_ignores_what_an_8khz_channel_removes() -> None:
     """``train --fmax 4000``: every band of the recipe lies below 4 kHz, so a real clip passed through
     an 8 kHz sample rate (soxr down and up) gives the same log-mel except in the top band at the
     resampler's roll-off; with the runtime's 8 kHz fmax the bands above 4 kHz lose 15-37 dB."""
-    import argparse
-
     import soxr
 
-    from training.experiments import _recipe_changes
-    from training.train import feature_config
+    from training.experiments import _feature_changes
+    from training.recipe import load_recipe
 
     x = load_audio(ANGRY_CLIP, 16000)[:48000]
     narrow = soxr.resample(soxr.resample(x, 16000, 8000), 8000, 16000).astype(np.float32)[: x.size]
     drops = {}
     for fmax in (None, 4000.0):
-        config = feature_config(argparse.Namespace(fmax=fmax))
+        config = _harness_recipe(**({"fmax_hz": fmax} if fmax else {})).feature_config()
         a, b = (log_mel(preprocess(y, config), config) for y in (x, narrow))
         drops[config.fmax_hz] = (a - b).mean(axis=1)
     assert np.abs(drops[4000.0][:-1]).max() < 0.5
     assert np.abs(drops[8000.0][:29]).max() < 0.5 and drops[8000.0][-8:].min() > 10.0
-    assert _recipe_changes(argparse.Namespace(fmax=None)) == {}
-    assert _recipe_changes(argparse.Namespace(fmax=4000.0)) == {"fmax_hz": 4000.0}
-    with pytest.raises(ValueError, match="above the lowest band edge"):
-        feature_config(argparse.Namespace(fmax=40.0))
+    assert _feature_changes(_harness_recipe(speech_gate="vad").feature_config()) == {}
+    assert _feature_changes(load_recipe("shipped").feature_config()) == {"fmax_hz": 4000.0}
+    with pytest.raises(ValueError, match="must be above fmin_hz"):
+        _harness_recipe(fmax_hz=40.0)
     with pytest.raises(ValueError, match="Nyquist"):
-        feature_config(argparse.Namespace(fmax=9000.0))
+        _harness_recipe(fmax_hz=9000.0)
 
 
 def test_a_bad_fmax_is_a_usage_error_before_any_work(capsys) -> None:
@@ -602,7 +605,7 @@ def test_a_bad_fmax_is_a_usage_error_before_any_work(capsys) -> None:
             main(argv)
         assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert "--fmax 20 Hz must be above the lowest band edge (50 Hz)" in err and "above the Nyquist frequency" in err
+    assert "(--fmax): fmax_hz = 20.0: must be above fmin_hz (50 Hz)" in err and "above the Nyquist frequency" in err
 
 
 @pytest.mark.parametrize("warp", [0.9, 1.1])
@@ -612,13 +615,12 @@ def test_vtlp_warp_matches_speech_with_its_frequencies_scaled(warp: float) -> No
     back ``warp`` times faster), where the unwarped log-mel is 4-5 dB away; a warp in the wrong
     direction would be further away still."""
     _tensorflow()
-    import argparse
-
     import soxr
 
-    from training.train import feature_config, mel_warp
+    from training.recipe import load_recipe
+    from training.train import mel_warp
 
-    config = feature_config(argparse.Namespace(fmax=4000.0))
+    config = load_recipe("cosine-4k").feature_config()
 
     def profile(m: np.ndarray) -> np.ndarray:  # mean power per band (dB), level removed
         p = 10 * np.log10(np.mean(10 ** (m / 10), axis=1))
@@ -656,7 +658,6 @@ def test_training_option_in_the_harness_record_and_report(tmp_path, capsys, opti
     field) and keeps the usual accuracy keys (mixup trains on soft targets); the report names the
     variant; an impossible value or a non-log-mel architecture is a usage error."""
     _tensorflow()
-    import argparse
     import json
 
     from training import experiments, train
@@ -666,9 +667,7 @@ def test_training_option_in_the_harness_record_and_report(tmp_path, capsys, opti
 
     fs = _synthetic_ravdess7(np.random.default_rng(0), 2)
     spec = ArchSpec("tiny", "tiny", conv1d_mfcc13, optimizer="rmsprop", lr=1e-3, source="test")
-    args = argparse.Namespace(seed=0, epochs=1, patience=1, batch_size=32, save_models=False, argv=["test"],
-                              work=str(tmp_path), fmax=None, **{option: value})
-    rec = experiments.train_fold(spec, PROTOCOLS["ravdess7"], 6, fs, None, args)
+    rec = experiments.train_fold(spec, PROTOCOLS["ravdess7"], 6, fs, None, _harness_recipe(**{option: value}))
     assert rec[option] == value and augmentation in rec["augmentation"]
     assert set(rec["history"]) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
     assert rec["clip"]["ravdess"]["n"] == 28

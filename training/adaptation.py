@@ -16,13 +16,17 @@ and variance normalisation; Viikki & Laurila 1998, Speech Communication 25: 133-
     fixed random order (seed) and, within a clip, in time order; each window is standardised
     with the running statistics of that speaker's windows so far, itself included, shrunk toward
     the training speakers' pooled statistics with a prior weight of :data:`PRIOR_WINDOWS`
-    windows. This is what ``listen`` could do from one channel's own speech, with an optional
-    calibration phase filling the statistics first.
+    windows. The running statistics are the runtime's own
+    :class:`stream_ser.adaptation.SpeakerNormaliser` (one per test speaker), so this is what
+    ``listen`` does from one channel's own speech, with an optional calibration phase filling the
+    statistics first.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from stream_ser.adaptation import MIN_VARIANCE_DB2, SpeakerNorm, SpeakerNormaliser
 
 #: Speaker-normalisation modes.
 MODES: tuple[str, ...] = ("none", "speaker", "causal")
@@ -55,13 +59,13 @@ def normalise_speakers(
         test_speakers: Speakers normalised causally in ``causal`` mode.
         mode: One of :data:`MODES`.
         seed: Clip order of the test speakers in ``causal`` mode.
-        prior_windows: Weight of the training statistics in ``causal`` mode.
+        prior_windows: Weight of the training statistics in ``causal`` mode (windows, > 0).
 
     Returns:
         float32 ``(n, n_mels, n_frames)`` (the input, as float32, for ``none``).
 
     Raises:
-        ValueError: For an unknown mode.
+        ValueError: For an unknown mode, or (``causal``) a ``prior_windows`` that is not positive.
     """
     if mode not in MODES:
         raise ValueError(f"unknown speaker normalisation {mode!r}; one of {MODES}")
@@ -74,20 +78,18 @@ def normalise_speakers(
     train_rows = ~is_test
     g1 = m1[train_rows].mean(axis=0) if train_rows.any() else m1.mean(axis=0)
     g2 = m2[train_rows].mean(axis=0) if train_rows.any() else m2.mean(axis=0)
+    prior = SpeakerNorm(tuple(g1), tuple(g2), prior_windows) if mode == "causal" else None
     rng = np.random.default_rng(seed)
     for spk in np.unique(window_speaker):
         rows = np.flatnonzero(window_speaker == spk)
         if mode == "speaker" or spk not in test_speakers:
             mu = m1[rows].mean(axis=0)
-            sd = np.sqrt(np.maximum(m2[rows].mean(axis=0) - mu**2, 1e-6))
+            sd = np.sqrt(np.maximum(m2[rows].mean(axis=0) - mu**2, MIN_VARIANCE_DB2))
             out[rows] = ((x[rows] - mu[:, None]) / sd[:, None]).astype(np.float32)
             continue
         clips = np.unique(window_clip[rows])
-        s1, s2, n = prior_windows * g1, prior_windows * g2, prior_windows
+        normaliser = SpeakerNormaliser(prior)  # the runtime's, one per voice
         for c in clips[rng.permutation(len(clips))]:
             for r in rows[window_clip[rows] == c]:  # time order within the clip
-                s1, s2, n = s1 + m1[r], s2 + m2[r], n + 1
-                mu = s1 / n
-                sd = np.sqrt(np.maximum(s2 / n - mu**2, 1e-6))
-                out[r] = ((x[r] - mu[:, None]) / sd[:, None]).astype(np.float32)
+                out[r] = normaliser(x[r])
     return out

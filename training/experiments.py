@@ -5,8 +5,9 @@ Usage::
     # eGeMAPSv02 + SVM on every protocol and standardisation (needs `pip install opensmile`)
     python -m training.experiments baseline --data ../shared/data
 
-    # train one architecture on folds of a protocol (default: all folds); one JSON per fold run
-    python -m training.experiments train --data ../shared/data --arch cnn_bigru --protocol pooled7 --folds 6
+    # train a recipe (training/recipes/, default: shipped) on folds of a protocol (default: all
+    # folds), flags overriding its fields; one JSON per fold run, with the recipe it trained
+    python -m training.experiments train --data ../shared/data --recipe plateau-8k-p5 --arch cnn_bigru --protocol pooled7 --folds 6
 
     # parameters, MFLOPs and onnxruntime ms per window (one thread) of every architecture
     python -m training.experiments cost --data ../shared/data
@@ -20,8 +21,9 @@ Usage::
 Position in the pipeline: reads clips with :mod:`training.corpora`, folds from
 :mod:`training.folds`, cached log-mel windows from :mod:`training.windows` (exactly the windows
 the runtime engine scores, see ``tests/test_training.py``), extra frame features from
-:mod:`training.inputs`, models from :mod:`training.architectures`; scores with
-:mod:`training.evaluate`.
+:mod:`training.inputs`, models from :mod:`training.architectures`, what to train from
+:mod:`training.recipe`; trains with :func:`training.train.fit`, the loop ``training.train`` uses;
+scores with :mod:`training.evaluate`.
 
 Scoring. Window level: each speech window's argmax against its clip's label. Clip level: the
 argmax of the mean window probabilities over the clip's speech windows
@@ -43,6 +45,7 @@ lives in the modules it calls.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -51,8 +54,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from stream_ser.features import SPEECH_GATES
 
 from .evaluate import (
     NO_SPEECH,
@@ -64,17 +65,12 @@ from .evaluate import (
     scores_to_dict,
     summarize_folds,
 )
-from .architectures import REGISTRY, ArchSpec
 from .folds import FIXED_FOLD, PROTOCOLS, Protocol
-from .train import COSINE_FINAL_FRACTION, SCHEDULES, check_mixup, feature_config, vtlp_factors
-from .transfer import mn04_ft
+from .recipe import SPECS, Recipe, add_recipe_arguments, recipe_from_args
 
 log = logging.getLogger("training.experiments")
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-#: Epochs trained without early stopping when a fold has no validation speaker (TESS-only folds);
-#: chosen a priori (the shipped v2 run on si_v1 stopped at epoch 16, best epoch 10), not tuned on a test speaker.
-EPOCHS_WITHOUT_VALIDATION = 15
 
 
 # ------------------------------------------------------------------------------------------
@@ -198,58 +194,37 @@ def _inputs(spec, fs, extras, idx, scaler=None):
     return time_average(mel, extras[idx])
 
 
-def _best_epoch(val_loss: list[float], warmup: int = 0) -> int:
-    """1-based epoch of the lowest validation loss from epoch ``warmup + 1`` on (what
-    ``EarlyStopping(start_from_epoch=warmup, restore_best_weights=True)`` restores); the last epoch
-    if the run ended within the warm-up."""
-    if len(val_loss) <= warmup:
-        return len(val_loss)
-    return warmup + int(np.argmin(val_loss[warmup:])) + 1
-
-
-#: Every architecture ``train --arch`` accepts: the registry's and the pretrained encoders.
-SPECS = {
-    **REGISTRY,
-    "mn04_ft": ArchSpec("mn04_ft", "EfficientAT mn04 (AudioSet) fine-tuned on the log-mel window", mn04_ft, lr=3e-4,
-                        source="Schmid, Koutini & Widmer 2023 (EfficientAT mn04_as, MIT); training/transfer.py"),
-    "mn04_ft_bn": ArchSpec("mn04_ft_bn", "mn04_ft with its BatchNorm statistics re-estimated", mn04_ft, lr=3e-4,
-                           source="training/transfer.py", kwargs={"freeze_batchnorm": False, "name": "mn04_ft_bn"}),
-}
-
-
-def check_log_mel_options(arch: str, input_kind: str, vtlp: float, mixup: float) -> None:
-    """Refuse ``--vtlp`` and ``--mixup`` for an architecture whose input is not the log-mel
-    (both transform log-mel windows).
-
-    Raises:
-        ValueError: Naming the option and the architecture.
-    """
-    for flag, does, on in (("vtlp", "warps", vtlp), ("mixup", "blends", mixup)):
-        if on and input_kind != "log_mel":
-            raise ValueError(f"--{flag} {does} log-mel inputs; {arch} does not take them")
-
-
-def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, args: argparse.Namespace, augmented=()) -> dict:
-    """Train ``spec`` on one fold and score its test speakers (clip and window level).
+def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, recipe: Recipe, augmented=(), *,
+               cache: Path | None = Path(".cache"), save_dir: Path | None = None, command: str = "",
+               record: dict | None = None) -> dict:
+    """Train ``spec`` on one fold with ``recipe`` and score its test speakers (clip and window level).
 
     Args:
-        spec: :class:`training.architectures.ArchSpec`.
+        spec: :class:`training.architectures.ArchSpec` (usually ``SPECS[recipe.arch]``).
         proto: Protocol.
         fold_index: 1-based fold.
         fs: :class:`training.windows.FeatureSet` over all clips of the protocol.
         extras: Extra frame features aligned with ``fs`` windows (or None for log-mel models).
-        args: CLI options (epochs, patience, batch size, seed).
+        recipe: What to train (:class:`training.recipe.Recipe`); its ``room_copies`` are built here.
         augmented: Augmented copies (:func:`training.augment.build_augmented_features`) of the
             protocol's clips; only their training speakers' windows are added to training.
+        cache: Feature cache folder (room copies).
+        save_dir: Folder to save the Keras model in (None: not saved).
+        command: The command line, recorded.
+        record: The recipe's record (:func:`training.recipe.recipe_record`; default: ``recipe``
+            named ``"api"``), stored as ``recipe``.
 
     Returns:
         A JSON-ready record of the run.
+
+    Raises:
+        ValueError: If waveform or room copies are asked of an architecture without log-mel input.
     """
-    warmup = getattr(args, "warmup", 0)  # namespaces built by older callers have none
-    schedule = getattr(args, "schedule", "plateau")
     from .architectures import InputStats, count_params, count_trainable_params, estimate_mflops
     from .inputs import FrameScaler, frame_matrix
+    from .recipe import recipe_record
 
+    recipe = recipe.resolved(spec)
     fold = proto.fold(fold_index)
     labels = proto.labels
     clip_y = np.array([labels.index(proto.label_of(u)) for u in fs.utterances], dtype=np.int32)
@@ -259,22 +234,23 @@ def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, args: argpars
     va = np.flatnonzero(np.isin(win_spk, list(fold.validation)))
     te = np.flatnonzero(np.isin(win_spk, list(fold.test)))
     test_clips = np.flatnonzero([u.speaker in fold.test for u in fs.utterances])
-    speaker_norm = getattr(args, "speaker_norm", "none")
+    speaker_norm = recipe.speaker_norm
+    config = recipe.feature_config()
     t0, cpu0 = time.monotonic(), time.process_time()
     if speaker_norm != "none":
-        import dataclasses
-
         from .adaptation import normalise_speakers
 
         fs = dataclasses.replace(fs, log_mels=normalise_speakers(fs.log_mels, win_spk, fs.clip_index, fold.test,
-                                                                 speaker_norm, seed=args.seed))
+                                                                 speaker_norm, seed=recipe.seed))
     record = {"arch": spec.name, "protocol": proto.name, "fold": fold_index, "fold_name": fold.name,
-              "seed": args.seed, "feature_version": _feature_version(), **_recipe_changes(args), "speaker_norm": speaker_norm, "train_windows": int(len(tr)), "validation_windows": int(len(va)),
-              "test_windows": int(len(te)), "test_clips": int(len(test_clips)), "command": _command(args),
-              "created": _now(), "augmentation": "SpecAugment (1 freq mask <= 6 bands, 1 time mask <= 20 frames)"
+              "seed": recipe.seed, "feature_version": _feature_version(), **_feature_changes(config),
+              "speech_gate": config.speech_gate, "speaker_norm": speaker_norm, "train_windows": int(len(tr)), "validation_windows": int(len(va)),
+              "test_windows": int(len(te)), "test_clips": int(len(test_clips)), "command": command,
+              "created": _now(), "recipe": record or recipe_record(recipe, "api"),
+              "augmentation": "SpecAugment (1 freq mask <= 6 bands, 1 time mask <= 20 frames)"
               if spec.input_kind == "log_mel" and spec.kind == "keras" else "none", "class_balance": "class weights"}
     if spec.kind == "sklearn":
-        model = spec.build(None, len(labels), seed=args.seed)
+        model = spec.build(None, len(labels), seed=recipe.seed)
         x_tr = _inputs(spec, fs, extras, tr)
         model.fit(x_tr, win_y[tr])
         probs = model.predict_proba(_inputs(spec, fs, extras, te))
@@ -285,101 +261,67 @@ def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, args: argpars
             sum(c.size for c in model[-1].coefs_) + sum(b.size for b in model[-1].intercepts_))})
         record["class_balance"] = "none (MLPClassifier has no class weights)"
     else:
-        import keras
-        import tensorflow as tf
+        from .train import FitData, fit, vtlp_factors, window_labels
 
-        from .train import (EpochProgress, balanced_class_weights, mel_warp, mixup_batch, schedule_callbacks, spec_augment,
-                            vtlp_factors)
-
-        keras.utils.set_random_seed(args.seed)
-        stats = InputStats.from_log_mels(fs.log_mels[tr], seed=args.seed)
+        stats = InputStats.from_log_mels(fs.log_mels[tr], seed=recipe.seed)
         scaler = None
         if spec.input_kind == "frames":  # per-feature statistics of (a subset of) the training windows
             sub = tr[:: max(1, len(tr) // 4000)]
             scaler = FrameScaler.fit(frame_matrix(fs.log_mels[sub], extras[sub]))
         x_tr = _inputs(spec, fs, extras, tr, scaler)
         y_tr = win_y[tr]
-        if augmented:
-            if spec.input_kind != "log_mel":
-                raise ValueError("waveform augmentation is implemented for log-mel inputs only")
-            extra_x, extra_y = [x_tr], [y_tr]
-            for aug in augmented:
-                a = aug.select(fold.train)
-                a_mels = a.log_mels
-                if speaker_norm != "none":
-                    from .adaptation import normalise_speakers
+        if (augmented or recipe.room_copies) and spec.input_kind != "log_mel":
+            raise ValueError("waveform and room augmentation are implemented for log-mel inputs only")
+        copies = []
+        for aug in augmented:
+            a = aug.select(fold.train)
+            if speaker_norm != "none":
+                from .adaptation import normalise_speakers
 
-                    a_spk = np.array([u.speaker for u in a.utterances])[a.clip_index]
-                    a_mels = normalise_speakers(a_mels, a_spk, a.clip_index, frozenset(), "speaker")
-                extra_x.append(a_mels.astype(np.float32)[..., None])
-                a_clip_y = np.array([labels.index(proto.label_of(u)) for u in a.utterances], dtype=np.int32)
-                extra_y.append(a_clip_y[a.clip_index])
-            x_tr, y_tr = np.concatenate(extra_x), np.concatenate(extra_y)
+                a_spk = np.array([u.speaker for u in a.utterances])[a.clip_index]
+                a = dataclasses.replace(a, log_mels=normalise_speakers(a.log_mels, a_spk, a.clip_index, frozenset(),
+                                                                       "speaker"))
+            copies.append(a)
+        if augmented:
             record["augmentation"] += f" + {len(augmented)} waveform-augmented copies (training speakers)"
-            record["train_windows"] = int(len(y_tr))
-        for copy in range(getattr(args, "room_copies", 0)):  # namespaces built by older callers have none
+        if recipe.room_copies:
             from .room import ROOM_AUGMENT_VERSION, build_room_features
 
             # the fold's training speakers only: they are also the other talkers mixed in
-            room = build_room_features([u for u in fs.utterances if u.speaker in fold.train], feature_config(args),
-                                       copy, Path(args.cache))
-            room_y = np.array([labels.index(proto.label_of(u)) for u in room.utterances], dtype=np.int32)
-            x_tr = np.concatenate([x_tr, room.log_mels.astype(np.float32)[..., None]])
-            y_tr = np.concatenate([y_tr, room_y[room.clip_index]])
-            if copy == 0:
-                record["augmentation"] += f" + {args.room_copies} room-and-line copies (training/room.py " \
-                                          f"v{ROOM_AUGMENT_VERSION}, training speakers)"
-                record["room_copies"] = args.room_copies
-            record["train_windows"] = int(len(y_tr))
-        model = spec.build(fs.log_mels.shape[1:], len(labels), stats=stats)
-        epochs = args.epochs if len(va) else min(args.epochs, EPOCHS_WITHOUT_VALIDATION)
-        opt = keras.optimizers.RMSprop(spec.lr) if spec.optimizer == "rmsprop" else keras.optimizers.Adam(spec.lr)
-        # namespaces built by older callers have neither
-        vtlp, mixup = getattr(args, "vtlp", 0.0), getattr(args, "mixup", 0.0)
-        check_log_mel_options(spec.name, spec.input_kind, vtlp, mixup)
-        # mixup trains on soft targets; the validation targets are then one-hot (the same loss values)
-        # (named "accuracy" either way: the progress log, the report and _did_not_learn read that key)
-        model.compile(optimizer=opt, loss="categorical_crossentropy" if mixup else "sparse_categorical_crossentropy",
-                      metrics=[keras.metrics.CategoricalAccuracy(name="accuracy") if mixup else "accuracy"])
-        weights = balanced_class_weights(y_tr, len(labels))
-        sw = np.array([weights[c] for c in y_tr], dtype=np.float32)
-        ds = tf.data.Dataset.from_tensor_slices((x_tr, y_tr, sw)).shuffle(len(y_tr), seed=args.seed)
-        if spec.input_kind == "log_mel":
-            config, factors = feature_config(args), vtlp_factors(vtlp)
-            ds = ds.map(lambda x, y, w: (spec_augment(mel_warp(x, config, factors) if vtlp else x), y, w),
-                        num_parallel_calls=tf.data.AUTOTUNE)
-            if vtlp:
-                record["augmentation"] += f" + VTLP (frequency warp {factors[0]:g}-{factors[-1]:g}, {len(factors)} factors)"
-                record["vtlp"] = vtlp
-        ds = ds.batch(args.batch_size)
-        val_y = win_y[va]
-        if mixup:
-            ds = ds.map(lambda x, y, w: mixup_batch(x, y, w, mixup, len(labels)), num_parallel_calls=tf.data.AUTOTUNE)
-            val_y = np.eye(len(labels), dtype=np.float32)[val_y]
-            record["augmentation"] += f" + mixup (alpha {mixup:g}, within each batch)"
-            record["mixup"] = mixup
-        ds = ds.prefetch(2)
-        callbacks = [EpochProgress(epochs), *schedule_callbacks(schedule, spec.lr, epochs, args.patience, warmup,
-                                                                validation=bool(len(va)))]
-        val_ds = None
-        if len(va):
-            val_ds = tf.data.Dataset.from_tensor_slices((_inputs(spec, fs, extras, va, scaler), val_y)).batch(256)
-        hist = model.fit(ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=0)
+            speakers = [u for u in fs.utterances if u.speaker in fold.train]
+            copies += [build_room_features(speakers, config, c, cache) for c in range(recipe.room_copies)]
+            record["augmentation"] += f" + {recipe.room_copies} room-and-line copies (training/room.py " \
+                                      f"v{ROOM_AUGMENT_VERSION}, training speakers)"
+            record["room_copies"] = recipe.room_copies
+        for extra in copies:
+            x_tr = np.concatenate([x_tr, extra.log_mels.astype(np.float32)[..., None]])
+            y_tr = np.concatenate([y_tr, window_labels(extra, labels, proto.label_of)])
+        record["train_windows"] = int(len(y_tr))
+        x_va = _inputs(spec, fs, extras, va, scaler) if len(va) else x_tr[:0]
+        log_mel = spec.input_kind == "log_mel"
+        fitted = fit(recipe, FitData(x_tr, y_tr, x_va, win_y[va], stats, len(labels), config, log_mel), spec)
+        model = fitted.model
+        if log_mel and recipe.vtlp:
+            factors = vtlp_factors(recipe.vtlp)
+            record["augmentation"] += f" + VTLP (frequency warp {factors[0]:g}-{factors[-1]:g}, {len(factors)} factors)"
+            record["vtlp"] = recipe.vtlp
+        if recipe.mixup:
+            record["augmentation"] += f" + mixup (alpha {recipe.mixup:g}, within each batch)"
+            record["mixup"] = recipe.mixup
         probs = model.predict(_inputs(spec, fs, extras, te, scaler), batch_size=256, verbose=0)
         record.update({
-            "epochs_cap": epochs,
-            "epochs_run": len(hist.history["loss"]),
-            "best_epoch": _best_epoch(hist.history["val_loss"], warmup) if len(va) else None,
-            "warmup_epochs": warmup,
-            "schedule": schedule,
+            "epochs_cap": fitted.epochs_cap,
+            "epochs_run": len(fitted.history["loss"]),
+            "best_epoch": fitted.best_epoch,
+            "warmup_epochs": recipe.warmup,
+            "schedule": recipe.schedule,
             "parameters": count_params(model), "trainable_parameters": count_trainable_params(model),
             "mflops": round(estimate_mflops(model), 2), "history": {k: [float(f"{float(v):.5g}") for v in vs]
-                                                                    for k, vs in hist.history.items()},
+                                                                    for k, vs in fitted.history.items()},
         })
-        if args.save_models:
-            out = Path(args.work)
-            out.mkdir(parents=True, exist_ok=True)
-            model.save(out / f"{spec.name}-{proto.name}-f{fold_index}-s{args.seed}.keras")
+        if save_dir is not None:
+            save_dir.mkdir(parents=True, exist_ok=True)
+            model.save(save_dir / f"{spec.name}-{proto.name}-f{fold_index}-s{recipe.seed}.keras")
     record["wall_s"] = round(time.monotonic() - t0, 1)
     # CPU seconds of this process (all threads): less sensitive than wall time to other jobs
     # sharing the 2 cores; the 1-minute load average at the end says whether they did.
@@ -401,16 +343,23 @@ def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, args: argpars
     return record
 
 
-def run_train(args: argparse.Namespace) -> list[dict]:
-    """Train one architecture on the requested folds; writes one JSON per fold run."""
+def run_train(args: argparse.Namespace, recipe: Recipe, record: dict) -> list[dict]:
+    """Train one architecture with ``recipe`` on the requested folds; writes one JSON per fold run.
+
+    Args:
+        args: The command line's data options (``data``, ``protocol``, ``folds``, ``cache``,
+            ``save_models``, ``work``, ``argv``).
+        recipe: What to train (:func:`training.recipe.recipe_from_args`).
+        record: Its record, stored in every run JSON.
+    """
     from .inputs import build_extras
     from .windows import build_features
 
-    spec = SPECS[args.arch]
+    spec = SPECS[recipe.arch]
     if spec.kind == "unavailable":
         spec.build(None, None)  # raises NotReproducibleOffline with the reason
     proto = PROTOCOLS[args.protocol]
-    config = feature_config(args)
+    config = recipe.feature_config()
     utts = load_utterances(args.data, [proto])
     fs_all = build_features(utts, config, Path(args.cache))
     # the protocol's clips: its corpora, and a label in its scheme (loco6 leaves disgust out)
@@ -424,7 +373,7 @@ def run_train(args: argparse.Namespace) -> list[dict]:
         if len(extras) != len(fs.log_mels):
             raise RuntimeError("extras and log-mel windows do not line up (feature recipe changed?)")
     augmented = []
-    for copy in range(getattr(args, "augment", 0)):
+    for copy in range(recipe.augment_copies):
         from .augment import build_augmented_features
 
         augmented.append(build_augmented_features(list(fs.utterances), config, copy, Path(args.cache)))
@@ -434,16 +383,9 @@ def run_train(args: argparse.Namespace) -> list[dict]:
     records = []
     for k in folds:
         log.info("%s on %s fold %d (%s)", spec.name, proto.name, k, proto.fold(k).name)
-        rec = train_fold(spec, proto, k, fs, extras, args, augmented)
-        norm = "" if args.speaker_norm == "none" else f"__sn-{args.speaker_norm}"
-        aug = f"__aug{args.augment}" if args.augment else ""
-        aug += f"__wu{args.warmup}" if args.warmup else ""
-        aug += f"__{args.schedule}" if args.schedule != "plateau" else ""
-        aug += f"__fmax{rec['fmax_hz']:g}" if "fmax_hz" in rec else ""
-        aug += f"__vtlp{rec['vtlp']:g}" if rec.get("vtlp") else ""
-        aug += f"__room{rec['room_copies']}" if rec.get("room_copies") else ""
-        aug += f"__mixup{rec['mixup']:g}" if rec.get("mixup") else ""
-        path = out_dir / f"{spec.name}__{proto.name}__f{k}__s{args.seed}{norm}{aug}.json"
+        rec = train_fold(spec, proto, k, fs, extras, recipe, augmented, cache=Path(args.cache),
+                         save_dir=Path(args.work) if args.save_models else None, command=_command(args), record=record)
+        path = out_dir / run_file_name(rec, recipe)
         path.write_text(json.dumps(rec, indent=1))
         for c, s in rec["clip"].items():
             log.info("%s %s fold %d %-7s clip UAR %.3f WA %.3f F1 %.3f | window UAR %.3f  (%.0f s, %d epochs)",
@@ -451,6 +393,23 @@ def run_train(args: argparse.Namespace) -> list[dict]:
                      rec["wall_s"], rec["epochs_run"])
         records.append(rec)
     return records
+
+
+def run_file_name(rec: dict, recipe: Recipe) -> str:
+    """File name of a fold run in ``training/results/runs/``: architecture, protocol, fold, seed, then
+    each recipe choice that differs from the plateau, 8 kHz, level-gated, no-augmentation runs (so
+    that the files of one recipe's seeds and folds sort together, and no run overwrites another
+    recipe's)."""
+    norm = "" if recipe.speaker_norm == "none" else f"__sn-{recipe.speaker_norm}"
+    aug = f"__aug{recipe.augment_copies}" if recipe.augment_copies else ""
+    aug += f"__wu{recipe.warmup}" if recipe.warmup else ""
+    aug += f"__{recipe.schedule}" if recipe.schedule != "plateau" else ""
+    aug += f"__fmax{rec['fmax_hz']:g}" if "fmax_hz" in rec else ""
+    aug += f"__vtlp{rec['vtlp']:g}" if rec.get("vtlp") else ""
+    aug += f"__room{rec['room_copies']}" if rec.get("room_copies") else ""
+    aug += f"__mixup{rec['mixup']:g}" if rec.get("mixup") else ""
+    aug += "__vad" if recipe.speech_gate == "vad" else ""
+    return f"{rec['arch']}__{rec['protocol']}__f{rec['fold']}__s{recipe.seed}{norm}{aug}.json"
 
 
 # ------------------------------------------------------------------------------------------
@@ -715,13 +674,13 @@ def run_robustness(args: argparse.Namespace) -> dict:
 # ------------------------------------------------------------------------------------------
 
 
-def _recipe_changes(args: argparse.Namespace) -> dict:
+def _feature_changes(config) -> dict:
     """The feature-recipe fields a run changed from the runtime's defaults (``{"fmax_hz": 4000.0}``),
-    empty for the shipped recipe."""
+    empty for the runtime's recipe."""
     from stream_ser.features import FeatureConfig
 
     default = FeatureConfig().to_dict()
-    return {k: v for k, v in feature_config(args).to_dict().items() if v != default[k]}
+    return {k: v for k, v in config.to_dict().items() if v != default[k]}
 
 
 def _feature_version() -> int:
@@ -747,48 +706,17 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("--protocols", nargs="*", default=list(PROTOCOLS))
     b.add_argument("--modes", nargs="*", default=["global", "speaker", "speaker_causal"])
     b.add_argument("--no-plots", dest="plots", action="store_false")
-    t = sub.add_parser("train", help="train one architecture on folds of a protocol")
+    t = sub.add_parser("train", help="train one architecture on folds of a protocol",
+                       description="Train a recipe (training/recipes/, default: shipped) on folds of a protocol; "
+                       "each recipe flag overrides one of its fields, and every run JSON stores the recipe it "
+                       "trained.")
     t.add_argument("--data", required=True)
-    t.add_argument("--arch", required=True, choices=sorted(SPECS), metavar="ARCH",
-                   help="architecture: a training/architectures.py registry name or mn04_ft (training/transfer.py)")
-    t.add_argument("--room-copies", type=int, default=0, metavar="N",
-                   help="add N room-and-line augmented copies of the training speakers' clips (training/room.py)")
     t.add_argument("--protocol", default="pooled7", choices=sorted(PROTOCOLS))
     t.add_argument("--folds", type=int, nargs="*", default=None, help=f"1-based folds (default all; fixed fold: {FIXED_FOLD})")
-    t.add_argument("--epochs", type=int, default=30)
-    t.add_argument("--patience", type=int, default=5)
-    t.add_argument("--warmup", type=int, default=0, metavar="N",
-                   help="epochs before early stopping starts watching the validation loss (default 0; the "
-                   "learning-rate reduction is unchanged). The first epochs' validation loss of the BatchNorm CNNs "
-                   "rises while the moving statistics settle, and on the small ravdess8 folds that can stop a run "
-                   "with its epoch-1 weights")
-    t.add_argument("--schedule", default="plateau", choices=SCHEDULES,
-                   help="learning rate: plateau = halve it when the validation loss stalls for 2 epochs, stop after "
-                   "--patience epochs without improvement (default); cosine = cosine decay from the architecture's "
-                   f"rate to {COSINE_FINAL_FRACTION:g} of it at the last of --epochs (set per epoch), every epoch run, the weights of the epoch "
-                   "with the lowest validation loss kept (Loshchilov & Hutter 2017, SGDR, without restarts)")
-    t.add_argument("--fmax", type=float, default=None, metavar="HZ",
-                   help="highest mel band edge in Hz (default: the runtime recipe's 8000). A lower value trains on a "
-                   "different recipe (its own feature cache); such a model needs the same fmax at run time")
-    t.add_argument("--speech-gate", default=None, choices=SPEECH_GATES,
-                   help="speech gate the training and test windows pass (default: the recipe's, vad = the level "
-                   "gate and Silero VAD, as the runtime's default --gate; level = the level gate alone, the recipe "
-                   "of results made before the VAD)")
-    t.add_argument("--vtlp", type=float, default=0.0, metavar="W",
-                   help="vocal tract length perturbation of the training log-mels: scale each window's frequency "
-                   "axis by a factor drawn from [1-W, 1+W] (Jaitly & Hinton 2013; 0.1 is the usual range; default 0 = off)")
-    t.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA",
-                   help="mixup of the training log-mels within each batch: inputs, one-hot targets and class weights "
-                   "blended by a factor drawn from Beta(ALPHA, ALPHA) (Zhang et al. 2018; 0.2 is usual; default 0 = off)")
-    t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--speaker-norm", default="none", choices=["none", "speaker", "causal"],
-                   help="per-speaker log-mel band normalisation (training.adaptation); causal for test speakers")
-    t.add_argument("--augment", type=int, default=0,
-                   help="waveform-augmented copies of the training clips (time stretch, pitch, noise; cached)")
     t.add_argument("--cache", default=".cache")
     t.add_argument("--work", default="runs/experiments", help="folder for saved Keras models (--save-models)")
     t.add_argument("--save-models", action="store_true")
+    add_recipe_arguments(t)
     c = sub.add_parser("cost", help="parameters, MFLOPs, onnxruntime ms per window (one thread)")
     c.add_argument("--data", required=True)
     c.add_argument("--archs", nargs="*", default=None)
@@ -809,17 +737,14 @@ def main(argv: list[str] | None = None) -> None:
     args.argv = sys.argv[1:] if argv is None else argv
     if args.cmd == "train":
         try:
-            feature_config(args)
-            vtlp_factors(args.vtlp)
-            check_mixup(args.mixup)
-            check_log_mel_options(args.arch, SPECS[args.arch].input_kind, args.vtlp, args.mixup)
+            recipe, record = recipe_from_args(args)
         except ValueError as exc:
             parser.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.cmd == "baseline":
         run_baseline(args)
     elif args.cmd == "train":
-        run_train(args)
+        run_train(args, recipe, record)
     elif args.cmd == "cost":
         run_cost(args)
     elif args.cmd == "robustness":

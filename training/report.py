@@ -80,6 +80,10 @@ def _variant(r: dict) -> str:
         out += f", VTLP {1 - r['vtlp']:g}-{1 + r['vtlp']:g}"
     if r.get("mixup"):
         out += f", mixup {r['mixup']:g}"
+    if r.get("room_copies"):
+        out += f", {r['room_copies']} room cop{'y' if r['room_copies'] == 1 else 'ies'}"
+    if r.get("speech_gate") == "vad":  # runs without the key are level-gated (feature recipe 2)
+        out += ", VAD-gated windows"
     return out
 
 
@@ -468,8 +472,8 @@ def write_report(out: Path, results: Path, command: str) -> str:
               "with the plateau schedule and with the shipped recipe; 4-15 minutes per ravdess8 fold and 17-29 minutes per "
               "pooled7 fold on one core), all with "
               "one seed except ravdess8 with the cosine schedule (three seeds) and with 4 kHz bands (two);",
-              "- for `cnn_gap_small`: the shipped recipe (mel bands to 4 kHz, `train --schedule cosine --fmax "
-              "4000`; two seeds on ravdess8, one on every pooled7 fold) with more seeds, above all on pooled7; "
+              "- for `cnn_gap_small`: the 4 kHz cosine recipe (`train --recipe cosine-4k`; two seeds on ravdess8, "
+              "one on every pooled7 fold) with more seeds, above all on pooled7; "
               "other band edges (3 kHz, one seed, was level with 4 kHz on ravdess8 and on pooled7 folds 1, 2, 5 and 6; "
               "nothing between 4 and 8 kHz was tried); VTLP (`--vtlp 0.1`) with other warps or on pooled7 (0.9-1.1 on ravdess8, one seed, was below "
               "the same seed without it); mixup (`--mixup`) with other alphas or seeds (0.2 on ravdess8, one seed, "

@@ -2,75 +2,56 @@
 
 Usage::
 
-    python -m training.train --data ../shared/data --out models/
+    python -m training.train --data ../shared/data --out models/                    # the shipped recipe
+    python -m training.train --data ../shared/data --recipe plateau-8k --seed 2      # another recipe, one field changed
 
-Steps: read the corpora (:mod:`training.corpora`), partition them by speaker with the committed
-split (:mod:`training.split`; RAVDESS actors 21-24 and TESS YAF are test speakers and are never
-seen here, not even for model selection), cut and featurise the engine's windows
-(:mod:`training.windows`, cached), train the Keras model with class weights, SpecAugment masks and
-early stopping on the validation speakers, then export it to ONNX with its metadata
-(:mod:`training.export`). Evaluation on the test speakers is a separate command
-(``python -m training.evaluate``) that scores the exported ONNX file through the runtime.
+What is trained is a recipe (:mod:`training.recipe`, ``training/recipes/*.toml``); the exported
+model stores it in its provenance. Steps: read the corpora (:mod:`training.corpora`), partition
+them by speaker with the committed split (:mod:`training.split`; RAVDESS actors 21-24 and TESS
+YAF are test speakers and are never seen here, not even for model selection), cut and featurise
+the engine's windows (:mod:`training.windows`, cached), train the Keras model with :func:`fit`
+(class weights, SpecAugment masks, the recipe's schedule on the validation speakers), then export
+it to ONNX with its metadata (:mod:`training.export`). Evaluation on the test speakers is a
+separate command (``python -m training.evaluate``) that scores the exported ONNX file through the
+runtime.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from stream_ser.adaptation import OutputPrior
-from stream_ser.features import SPEECH_GATES, FeatureConfig
+from stream_ser.features import FeatureConfig
 
-from .architectures import ARCHITECTURES, count_params
+from .architectures import ArchSpec, InputStats, count_params
 from .corpora import discover
 from .labels import EMOTIONS
-from .room import ROOM_AUGMENT_VERSION, build_room_features
+from .recipe import SCHEDULES, SPECS, Recipe, add_recipe_arguments, check_vtlp, recipe_from_args
 from .split import load_split
-from .transfer import mn04_ft
 from .windows import FeatureSet, build_features
 
 log = logging.getLogger("training.train")
 
-#: Every architecture ``--arch`` accepts: the registry's log-mel models and the fine-tuned
-#: pretrained encoder (:mod:`training.transfer`), with its BatchNorm statistics frozen or re-estimated.
-BUILDERS = {**ARCHITECTURES, "mn04_ft": mn04_ft,
-            "mn04_ft_bn": functools.partial(mn04_ft, freeze_batchnorm=False, name="mn04_ft_bn")}
 
+def window_labels(fs: FeatureSet, labels: tuple[str, ...] = EMOTIONS, label_of=None) -> np.ndarray:
+    """Class index of each window (the label of its clip), int32 ``(n_windows,)``.
 
-def feature_config(args: argparse.Namespace):
-    """The feature recipe of a training run (``training.train``, ``training.experiments train``).
-
-    Returns:
-        :class:`stream_ser.features.FeatureConfig` with the runtime's defaults, except the highest
-        mel band edge (Hz) when ``args.fmax`` is given (a lower edge spends the 40 bands below it)
-        and the speech gate of the training windows when ``args.speech_gate`` is given.
-
-    Raises:
-        ValueError: If ``--fmax`` is not above the lowest band edge or is above the Nyquist frequency.
+    Args:
+        fs: Windows and their clips.
+        labels: The classes, in model output order.
+        label_of: A clip's class name (default: ``u.label``; a protocol's scheme, e.g.
+            :meth:`training.folds.Protocol.label_of`, otherwise).
     """
-    import dataclasses
-
-    config = FeatureConfig()
-    gate = getattr(args, "speech_gate", None)  # namespaces built by older callers have none
-    if gate is not None:
-        config = dataclasses.replace(config, speech_gate=gate)
-    fmax = getattr(args, "fmax", None)
-    if fmax is None:
-        return config
-    if not config.fmin_hz < fmax:
-        raise ValueError(f"--fmax {fmax:g} Hz must be above the lowest band edge ({config.fmin_hz:g} Hz)")
-    return dataclasses.replace(config, fmax_hz=float(fmax))
-
-
-def window_labels(fs: FeatureSet, labels: tuple[str, ...] = EMOTIONS) -> np.ndarray:
-    """Class index of each window (the label of its clip), int32 ``(n_windows,)``."""
-    clip_y = np.array([labels.index(u.label) for u in fs.utterances], dtype=np.int32)
+    label_of = label_of or (lambda u: u.label)
+    clip_y = np.array([labels.index(label_of(u)) for u in fs.utterances], dtype=np.int32)
     return clip_y[fs.clip_index]
 
 
@@ -128,9 +109,7 @@ def vtlp_factors(max_warp: float, grid: int = 41) -> np.ndarray:
     Raises:
         ValueError: If ``max_warp`` is outside ``[0, 0.5)``.
     """
-    if not 0.0 <= max_warp < 0.5:
-        raise ValueError(f"the VTLP warp must be in [0, 0.5), got {max_warp:g}")
-    return np.linspace(1.0 - max_warp, 1.0 + max_warp, grid)
+    return np.linspace(1.0 - check_vtlp(max_warp), 1.0 + max_warp, grid)
 
 
 def mel_warp(x, config: FeatureConfig, factors):
@@ -157,18 +136,6 @@ def mel_warp(x, config: FeatureConfig, factors):
     hi = tf.minimum(lo + 1, config.n_mels - 1)
     frac = (pos - tf.cast(lo, tf.float32))[:, None, None]
     return (1.0 - frac) * tf.gather(x, lo, axis=0) + frac * tf.gather(x, hi, axis=0)
-
-
-def check_mixup(alpha: float) -> float:
-    """``alpha`` if it is a usable mixup parameter (0 = off).
-
-    Raises:
-        ValueError: If ``alpha`` is negative or above 1 (Zhang et al. found 0.1-0.4 best; above 1
-            the mixes are mostly half-and-half).
-    """
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"the mixup alpha must be in [0, 1], got {alpha:g}")
-    return alpha
 
 
 def mixup_batch(x, y, w, alpha: float, n_classes: int):
@@ -206,8 +173,6 @@ def mixup_batch(x, y, w, alpha: float, n_classes: int):
     return x_mix, y_mix, w_mix
 
 
-#: Learning-rate schedules of ``training.train`` and ``training.experiments train`` (``--schedule``).
-SCHEDULES: tuple[str, ...] = ("plateau", "cosine")
 #: Final learning rate of the cosine schedule as a fraction of the initial one (chosen a priori:
 #: 1e-5 for Adam at 1e-3, the floor of the plateau schedule).
 COSINE_FINAL_FRACTION = 0.01
@@ -268,99 +233,247 @@ class EpochProgress:
         return _Progress()
 
 
-def train(args: argparse.Namespace) -> Path:
-    """Run the whole training; returns the path of the exported ONNX model."""
+#: Epochs trained without early stopping when a run has no validation speaker (the harness's
+#: TESS-only folds); chosen a priori (the shipped v2 run on si_v1 stopped at epoch 16, best epoch
+#: 10), not tuned on a test speaker.
+EPOCHS_WITHOUT_VALIDATION = 15
+
+
+def best_epoch(val_loss: list[float], warmup: int = 0) -> int:
+    """1-based epoch of the lowest validation loss from epoch ``warmup + 1`` on (what
+    ``EarlyStopping(start_from_epoch=warmup, restore_best_weights=True)`` restores); the last epoch
+    if the run ended within the warm-up."""
+    if len(val_loss) <= warmup:
+        return len(val_loss)
+    return warmup + int(np.argmin(val_loss[warmup:])) + 1
+
+
+@dataclass
+class FitData:
+    """The model inputs of one training run, as its command prepared them.
+
+    Attributes:
+        x_train: float32 ``(n, *input)``: log-mel windows ``(n_mels, n_frames, 1)`` in dB, or the
+            frame features of :mod:`training.inputs`; augmented copies included.
+        y_train: int32 ``(n,)`` class indices.
+        x_val: float32 ``(m, *input)``; ``m`` = 0 without validation speakers (then nothing
+            watches a validation loss and at most :data:`EPOCHS_WITHOUT_VALIDATION` epochs run).
+        y_val: int32 ``(m,)``.
+        stats: Input standardisation constants folded into the model's first layer.
+        n_classes: Number of classes (the model's outputs).
+        config: Feature recipe of the log-mels (the model's input shape; VTLP reads its band centres).
+        log_mel: The inputs are log-mel windows, so SpecAugment, VTLP and mixup apply.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    stats: InputStats
+    n_classes: int
+    config: FeatureConfig
+    log_mel: bool = True
+
+
+@dataclass
+class Fitted:
+    """What :func:`fit` returns.
+
+    Attributes:
+        model: The trained ``keras.Model``, with the weights of the kept epoch.
+        history: Keras's per-epoch history (``loss``, ``accuracy``, ``val_*``, ``learning_rate``).
+        epochs_cap: Epochs the run was allowed (``recipe.epochs``, or fewer without validation).
+        best_epoch: 1-based epoch whose weights were kept (None without validation).
+        wall_s: Wall time of ``model.fit`` (s).
+        recipe: The recipe trained, ``lr`` and ``optimizer`` resolved.
+    """
+
+    model: Any
+    history: dict[str, list[float]]
+    epochs_cap: int
+    best_epoch: int | None
+    wall_s: float
+    recipe: Recipe
+
+
+def fit(recipe: Recipe, data: FitData, spec: ArchSpec | None = None) -> Fitted:
+    """Train one model with a recipe: the one training loop of ``training.train`` and
+    ``training.experiments train``.
+
+    Seeds everything with ``recipe.seed``, builds ``spec`` with ``data.stats``, compiles it with the
+    recipe's optimiser and rate (sparse categorical cross-entropy; categorical on mixup's soft
+    targets), weights classes by :func:`balanced_class_weights`, shuffles the training windows
+    each epoch and, for log-mel inputs, applies VTLP (:func:`mel_warp`, if ``recipe.vtlp``),
+    SpecAugment (:func:`spec_augment`) and mixup (:func:`mixup_batch`, if ``recipe.mixup``), and
+    runs the recipe's schedule (:func:`schedule_callbacks`).
+
+    Args:
+        recipe: What to train (``arch`` chooses the model unless ``spec`` is given).
+        data: Inputs and labels.
+        spec: The architecture to build (default ``SPECS[recipe.arch]``).
+
+    Returns:
+        :class:`Fitted`.
+
+    Raises:
+        ValueError: If VTLP or mixup is asked of an architecture that does not take log-mels.
+    """
     import keras
     import tensorflow as tf
 
-    from .export import export_onnx
+    from .recipe import check_log_mel_options
 
-    keras.utils.set_random_seed(args.seed)
-    config = feature_config(args)
-    split = load_split(Path(args.split) if args.split else None)
-    utts = [u for u in discover(Path(args.data), corpora=args.corpora) if u.label is not None]
-    parts = split.partition(utts)
-    for name, items in parts.items():
-        log.info("%s: %d clips, %d speakers", name, len(items), len({u.speaker for u in items}))
-    fs = build_features(parts["train"] + parts["validation"], config, Path(args.cache))
-    train_fs, val_fs = fs.select(split.train), fs.select(split.validation)
+    spec = spec or SPECS[recipe.arch]
+    recipe = recipe.resolved(spec)
+    check_log_mel_options(spec.name, spec.input_kind, recipe.vtlp, recipe.mixup)
+    n_classes, mixup, vtlp = data.n_classes, recipe.mixup, recipe.vtlp
+    keras.utils.set_random_seed(recipe.seed)
+    model = spec.build(data.config.input_shape, n_classes, stats=data.stats)
+    opt = keras.optimizers.RMSprop(recipe.lr) if recipe.optimizer == "rmsprop" else keras.optimizers.Adam(recipe.lr)
+    # mixup trains on soft targets; the validation targets are then one-hot (the same loss values)
+    # (named "accuracy" either way: the progress log, the report and the harness read that key)
+    model.compile(optimizer=opt, loss="categorical_crossentropy" if mixup else "sparse_categorical_crossentropy",
+                  metrics=[keras.metrics.CategoricalAccuracy(name="accuracy") if mixup else "accuracy"])
+    log.info("%s: %d parameters", model.name, count_params(model))
+    weights = balanced_class_weights(data.y_train, n_classes)
+    sample_w = np.array([weights[c] for c in data.y_train], dtype=np.float32)
+    ds = (tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train, sample_w))
+          .shuffle(len(data.y_train), seed=recipe.seed, reshuffle_each_iteration=True))
+    if data.log_mel:
+        config, factors = data.config, vtlp_factors(vtlp)
+        ds = ds.map(lambda x, y, w: (spec_augment(mel_warp(x, config, factors) if vtlp else x), y, w),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(recipe.batch_size)
+    val_y = data.y_val
+    if mixup:
+        ds = ds.map(lambda x, y, w: mixup_batch(x, y, w, mixup, n_classes), num_parallel_calls=tf.data.AUTOTUNE)
+        val_y = np.eye(n_classes, dtype=np.float32)[val_y]
+    ds = ds.prefetch(2)
+    validation = len(data.y_val) > 0
+    epochs = recipe.epochs if validation else min(recipe.epochs, EPOCHS_WITHOUT_VALIDATION)
+    callbacks = [EpochProgress(epochs), *schedule_callbacks(recipe.schedule, recipe.lr, epochs, recipe.patience,
+                                                            recipe.warmup, validation=validation)]
+    val_ds = tf.data.Dataset.from_tensor_slices((data.x_val, val_y)).batch(256) if validation else None
+    t0 = time.monotonic()
+    hist = model.fit(ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=0)
+    wall_s = time.monotonic() - t0
+    best = best_epoch(hist.history["val_loss"], recipe.warmup) if validation else None
+    log.info("trained %d epochs in %.0f s (best epoch %s)", len(hist.history["loss"]), wall_s, best)
+    return Fitted(model, hist.history, epochs, best, wall_s, recipe)
+
+
+def check_exportable(recipe: Recipe) -> None:
+    """Refuse a recipe ``training.train`` cannot export for the runtime.
+
+    Raises:
+        ValueError: For an architecture that does not take the runtime's log-mel window (train
+            it in the harness), or speaker normalisation (train it with ``training.experiments
+            train --save-models`` and export it with ``training.export --speaker-norm causal``).
+    """
+    spec = SPECS[recipe.arch]
+    if spec.kind != "keras" or spec.input_kind != "log_mel":
+        raise ValueError(f"arch = {recipe.arch!r}: training.train exports Keras models on the runtime's log-mel "
+                         "window; train it with python -m training.experiments train")
+    if recipe.speaker_norm != "none":
+        raise ValueError(f"speaker_norm = {recipe.speaker_norm!r}: training.train exports models without speaker "
+                         "normalisation; train one with python -m training.experiments train --save-models and "
+                         "export it with python -m training.export --speaker-norm causal")
+
+
+def train(recipe: Recipe, data_dir: Path, out: Path, *, name: str = "stream-ser",
+          corpora: tuple[str, ...] = ("ravdess", "tess"), split: Path | None = None, cache: Path = Path(".cache"),
+          work: Path = Path("runs"), parity_windows: int = 64, command: str = "python -m training.train",
+          record: dict | None = None) -> Path:
+    """Train on the training speakers of a split with ``recipe`` and export the model to ONNX.
+
+    Args:
+        recipe: What to train (:func:`check_exportable`).
+        data_dir: Folder of the corpora.
+        out: Output folder (``{name}.onnx`` is written in it) or ``.onnx`` path.
+        name: File stem of the model, its Keras copy and its history.
+        corpora: Corpora to read.
+        split: Split JSON (default ``training/splits/si_v1.json``).
+        cache: Feature cache folder.
+        work: Folder for the Keras model and the history.
+        parity_windows: Validation windows of the ONNX parity check.
+        command: The command line, recorded in the provenance.
+        record: The recipe's record (:func:`training.recipe.recipe_record`; default: this recipe,
+            named ``"api"``), stored in the provenance as ``recipe``.
+
+    Returns:
+        Path of the exported ONNX model.
+
+    Raises:
+        ValueError: See :func:`check_exportable`.
+    """
+    import keras
+    import tensorflow as tf
+
+    from .augment import build_augmented_features
+    from .export import export_onnx
+    from .recipe import recipe_record
+    from .room import ROOM_AUGMENT_VERSION, build_room_features
+
+    check_exportable(recipe)
+    recipe = recipe.resolved()
+    config = recipe.feature_config()
+    split_ = load_split(split)
+    utts = [u for u in discover(Path(data_dir), corpora=list(corpora)) if u.label is not None]
+    parts = split_.partition(utts)
+    for part, items in parts.items():
+        log.info("%s: %d clips, %d speakers", part, len(items), len({u.speaker for u in items}))
+    fs = build_features(parts["train"] + parts["validation"], config, Path(cache))
+    train_fs, val_fs = fs.select(split_.train), fs.select(split_.validation)
     x_train = train_fs.log_mels.astype(np.float32)[..., None]
     y_train = window_labels(train_fs)
     x_val = val_fs.log_mels.astype(np.float32)[..., None]
     y_val = window_labels(val_fs)
-    room_copies = getattr(args, "room_copies", 0)  # namespaces built by older callers have none
-    for copy in range(room_copies):  # training speakers only: they are also the babble source
-        room = build_room_features(parts["train"], config, copy, Path(args.cache))
-        x_train = np.concatenate([x_train, room.log_mels.astype(np.float32)[..., None]])
-        y_train = np.concatenate([y_train, window_labels(room)])
+    # training speakers only (they are also the babble source of the room copies)
+    copies = [build_augmented_features(parts["train"], config, c, Path(cache)) for c in range(recipe.augment_copies)]
+    copies += [build_room_features(parts["train"], config, c, Path(cache)) for c in range(recipe.room_copies)]
+    for extra in copies:
+        x_train = np.concatenate([x_train, extra.log_mels.astype(np.float32)[..., None]])
+        y_train = np.concatenate([y_train, window_labels(extra)])
     log.info("windows: train %d, validation %d", len(y_train), len(y_val))
-    weights = balanced_class_weights(y_train, len(EMOTIONS))
-    log.info("class weights: %s", {EMOTIONS[c]: round(w, 2) for c, w in weights.items()})
+    stats = InputStats(float(x_train.mean()), float(x_train.var()))
+    fitted = fit(recipe, FitData(x_train, y_train, x_val, y_val, stats, len(EMOTIONS), config))
+    model = fitted.model
 
-    model = BUILDERS[args.arch](
-        config.input_shape, len(EMOTIONS), norm_mean=float(x_train.mean()), norm_var=float(x_train.var())
-    )
-    model.compile(
-        optimizer=keras.optimizers.Adam(args.lr),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    log.info("%s: %d parameters", model.name, count_params(model))
-    sample_w = np.array([weights[c] for c in y_train], dtype=np.float32)
-    vtlp = getattr(args, "vtlp", 0.0)  # namespaces built by older callers have none
-    factors = vtlp_factors(vtlp)
-
-    def augment(x, y, w):
-        return (spec_augment(mel_warp(x, config, factors) if vtlp else x), y, w)
-
-    ds = (
-        tf.data.Dataset.from_tensor_slices((x_train, y_train, sample_w))
-        .shuffle(len(y_train), seed=args.seed, reshuffle_each_iteration=True)
-        .map(augment, num_parallel_calls=tf.data.AUTOTUNE)
-        .batch(args.batch_size)
-        .prefetch(2)
-    )
-    val_ds = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(256)
-    schedule = getattr(args, "schedule", "plateau")  # namespaces built by older callers have none
-    callbacks = [*schedule_callbacks(schedule, args.lr, args.epochs, args.patience), EpochProgress(args.epochs)]
-    t0 = time.monotonic()
-    hist = model.fit(ds, validation_data=val_ds, epochs=args.epochs, callbacks=callbacks, verbose=0)
-    wall_s = time.monotonic() - t0
-    best_epoch = int(np.argmin(hist.history["val_loss"])) + 1  # the epoch whose weights are kept
-    log.info("trained %d epochs in %.0f s (best epoch %d)", len(hist.history["loss"]), wall_s, best_epoch)
-
-    work = Path(args.work)
+    work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
-    model.save(work / f"{args.name}.keras")
-    (work / f"{args.name}-history.json").write_text(json.dumps(hist.history, default=float, indent=1))
+    model.save(work / f"{name}.keras")
+    (work / f"{name}-history.json").write_text(json.dumps(fitted.history, default=float, indent=1))
 
     provenance = {
-        "architecture": args.arch,
+        "architecture": recipe.arch,
         "parameters": count_params(model),
         "data": sorted({u.corpus for u in parts["train"]}),
-        "split": split.name,
-        "train_speakers": sorted(split.train),
-        "validation_speakers": sorted(split.validation),
-        "test_speakers": sorted(split.test),
+        "split": split_.name,
+        "train_speakers": sorted(split_.train),
+        "validation_speakers": sorted(split_.validation),
+        "test_speakers": sorted(split_.test),
         "train_windows": int(len(y_train)),
-        "epochs_run": len(hist.history["loss"]),
-        "best_epoch": best_epoch,
-        "schedule": schedule,
-        **({"vtlp": vtlp} if vtlp else {}),
-        **({"room_copies": room_copies, "room_augment": "training.room v%d" % ROOM_AUGMENT_VERSION}
-           if room_copies else {}),
-        "train_wall_s": round(wall_s, 1),
-        "seed": args.seed,
+        "epochs_run": len(fitted.history["loss"]),
+        "best_epoch": fitted.best_epoch,
+        "schedule": recipe.schedule,
+        **({"vtlp": recipe.vtlp} if recipe.vtlp else {}),
+        **({"mixup": recipe.mixup} if recipe.mixup else {}),
+        **({"augment_copies": recipe.augment_copies} if recipe.augment_copies else {}),
+        **({"room_copies": recipe.room_copies, "room_augment": "training.room v%d" % ROOM_AUGMENT_VERSION}
+           if recipe.room_copies else {}),
+        "train_wall_s": round(fitted.wall_s, 1),
+        "seed": recipe.seed,
+        "recipe": record or recipe_record(recipe, "api"),
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "command": "python -m training.train " + " ".join(args.argv),
+        "command": command,
     }
     # what the model says on average about its training voices: the prior of output adaptation
     prior = OutputPrior.from_probabilities(model.predict(x_train, batch_size=256, verbose=0))
-    out = Path(args.out)
-    onnx_path = out / f"{args.name}.onnx" if out.suffix != ".onnx" else out
-    export_onnx(model, onnx_path, EMOTIONS, config, provenance, parity_windows=x_val[: args.parity_windows, ..., 0],
+    out = Path(out)
+    onnx_path = out / f"{name}.onnx" if out.suffix != ".onnx" else out
+    export_onnx(model, onnx_path, EMOTIONS, config, provenance, parity_windows=x_val[:parity_windows, ..., 0],
                 output_prior=prior)
     return onnx_path
 
@@ -370,52 +483,36 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(
         prog="python -m training.train",
-        description="Train a speech emotion model on RAVDESS + TESS (speaker-independent split) and export it to ONNX.",
-        epilog="Example: python -m training.train --data ../shared/data --out models/",
+        description="Train a speech emotion model on RAVDESS + TESS (speaker-independent split) and export it to "
+        "ONNX. What it trains is a recipe (training/recipes/, default: shipped); each recipe flag overrides one "
+        "of its fields, and the exported model stores the recipe it was trained with.",
+        epilog="Examples: python -m training.train --data ../shared/data --out models/   (the shipped recipe)\n"
+        "          python -m training.train --data ../shared/data --recipe plateau-8k --seed 2\n"
+        "          python -m training.train --data ../shared/data --recipe models/stream-ser-fp32.onnx   "
+        "(rebuild a model from its stored recipe)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--data", required=True, help="folder with ravdess/ and tess/ (e.g. ../shared/data)")
     parser.add_argument("--out", default="models/", help="output folder (or .onnx path) for the exported model")
     parser.add_argument("--name", default="stream-ser", help="model file stem (default: stream-ser)")
-    parser.add_argument("--arch", default="cnn_gap_small", choices=sorted(BUILDERS),
-                        help="architecture (default: the shipped one; see training/architectures.py)")
     parser.add_argument("--corpora", nargs="*", default=["ravdess", "tess"], help="corpora to train on")
     parser.add_argument("--split", default=None, help="split JSON (default: training/splits/si_v1.json)")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--patience", type=int, default=6, help="early-stopping patience (epochs; plateau schedule)")
-    parser.add_argument("--schedule", default="plateau", choices=SCHEDULES,
-                        help="learning rate: plateau = halve it when the validation loss stalls, stop after --patience "
-                        "epochs without improvement (default); cosine = fixed cosine decay to "
-                        f"{COSINE_FINAL_FRACTION:g} of --lr over --epochs, all run, the best validation epoch kept")
-    parser.add_argument("--fmax", type=float, default=None, metavar="HZ",
-                        help="highest mel band edge in Hz (default: the runtime recipe's 8000). The exported model "
-                        "carries its recipe in its metadata, and the runtime computes its features with it")
-    parser.add_argument("--vtlp", type=float, default=0.0, metavar="W",
-                        help="vocal tract length perturbation of the training log-mels: each window's frequency axis "
-                        "scaled by a factor drawn from [1-W, 1+W] (Jaitly & Hinton 2013; 0.1 is the usual range; "
-                        "default 0 = off)")
-    parser.add_argument("--speech-gate", default=None, choices=SPEECH_GATES,
-                        help="speech gate the training windows pass (default: the recipe's, vad = the level gate "
-                        "and Silero VAD, as the runtime's default --gate; level = the level gate alone, the recipe "
-                        "of models made before the VAD)")
-    parser.add_argument("--room-copies", type=int, default=0, metavar="N",
-                        help="add N copies of the training clips heard through a random room, other talkers, "
-                        "white noise and a telephone band (training/room.py; audiomentations + pyroomacoustics; "
-                        "cached; default 0 = off)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", default=".cache", help="feature cache folder")
     parser.add_argument("--work", default="runs", help="folder for the Keras model and history")
     parser.add_argument("--parity-windows", type=int, default=64, help="validation windows for the ONNX parity check")
+    add_recipe_arguments(parser)
     args = parser.parse_args(argv)
-    args.argv = sys.argv[1:] if argv is None else argv
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        feature_config(args)
-        vtlp_factors(args.vtlp)
+        recipe, record = recipe_from_args(args)
+        check_exportable(recipe)
     except ValueError as exc:
         parser.error(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    path = train(args)
+    path = train(recipe, Path(args.data), Path(args.out), name=args.name, corpora=tuple(args.corpora),
+                 split=Path(args.split) if args.split else None, cache=Path(args.cache), work=Path(args.work),
+                 parity_windows=args.parity_windows, command="python -m training.train " + " ".join(argv),
+                 record=record)
     log.info("exported %s", path)
 
 
