@@ -116,3 +116,24 @@ def test_engine_applies_the_normaliser_per_voice(tmp_path: Path) -> None:
     assert not np.allclose(again, [p.probabilities for p in preds], atol=1e-4)
     plain = EmotionModel(make_tiny_onnx(tmp_path / "plain.onnx", LABELS))
     assert Engine(plain).normaliser is None
+
+
+def test_training_standardises_each_speakers_windows_with_its_own_statistics() -> None:
+    """``training.train.speaker_normalised``: per speaker and mel band, the windows' frames have
+    mean 0 and standard deviation 1 over all of that speaker's windows, whatever the speaker's
+    own level and spread (two voices 20 dB apart here)."""
+    from training.corpora import Utterance
+    from training.train import speaker_normalised
+    from training.windows import FeatureSet
+
+    rng = np.random.default_rng(0)
+    utts = tuple(Utterance(Path(f"{spk}-{i}.wav"), "ravdess", spk, "happy", "happy") for spk in ("a", "b") for i in range(3))
+    clip_index = np.repeat(np.arange(6), 2).astype(np.int32)
+    level = np.where(clip_index < 3, -60.0, -40.0)[:, None, None]
+    log_mels = (level + rng.normal(0, 5, (12, 40, 149)) * np.linspace(0.5, 2, 40)[None, :, None]).astype(np.float32)
+    n = np.full(6, 2)
+    out = speaker_normalised(FeatureSet(utts, log_mels, clip_index, np.tile([3.0, 3.5], 6), n))
+    for rows in (clip_index < 3, clip_index >= 3):
+        x = out.log_mels[rows].astype(np.float64)
+        assert np.allclose(x.mean(axis=(0, 2)), 0, atol=1e-4) and np.allclose(x.std(axis=(0, 2)), 1, atol=1e-3)
+    assert not np.allclose(log_mels[clip_index < 3].mean(), log_mels[clip_index >= 3].mean(), atol=1)

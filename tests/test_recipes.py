@@ -184,7 +184,7 @@ def test_training_train_refuses_what_it_cannot_export(capsys) -> None:
     from training import train
 
     for argv, error in ((["--arch", "mlp_time_avg", "--room-copies", "0"], "train it with python -m training.experiments"),
-                        (["--speaker-norm", "causal"], "python -m training.export --speaker-norm causal")):
+                        (["--speaker-norm", "speaker"], "training.train exports none or causal")):
         with pytest.raises(SystemExit):
             train.main(["--data", "d", *argv])
         assert error in capsys.readouterr().err

@@ -261,7 +261,7 @@ def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, recipe: Recip
             sum(c.size for c in model[-1].coefs_) + sum(b.size for b in model[-1].intercepts_))})
         record["class_balance"] = "none (MLPClassifier has no class weights)"
     else:
-        from .train import FitData, fit, vtlp_factors, window_labels
+        from .train import FitData, fit, speaker_normalised, vtlp_factors, window_labels
 
         stats = InputStats.from_log_mels(fs.log_mels[tr], seed=recipe.seed)
         scaler = None
@@ -272,16 +272,7 @@ def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, recipe: Recip
         y_tr = win_y[tr]
         if (augmented or recipe.room_copies) and spec.input_kind != "log_mel":
             raise ValueError("waveform and room augmentation are implemented for log-mel inputs only")
-        copies = []
-        for aug in augmented:
-            a = aug.select(fold.train)
-            if speaker_norm != "none":
-                from .adaptation import normalise_speakers
-
-                a_spk = np.array([u.speaker for u in a.utterances])[a.clip_index]
-                a = dataclasses.replace(a, log_mels=normalise_speakers(a.log_mels, a_spk, a.clip_index, frozenset(),
-                                                                       "speaker"))
-            copies.append(a)
+        copies = [aug.select(fold.train) for aug in augmented]
         if augmented:
             record["augmentation"] += f" + {len(augmented)} waveform-augmented copies (training speakers)"
         if recipe.room_copies:
@@ -294,6 +285,8 @@ def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, recipe: Recip
                                       f"v{ROOM_AUGMENT_VERSION}, training speakers)"
             record["room_copies"] = recipe.room_copies
         for extra in copies:
+            if speaker_norm != "none":  # each training speaker's copies with their own statistics
+                extra = speaker_normalised(extra)
             x_tr = np.concatenate([x_tr, extra.log_mels.astype(np.float32)[..., None]])
             y_tr = np.concatenate([y_tr, window_labels(extra, labels, proto.label_of)])
         record["train_windows"] = int(len(y_tr))

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from stream_ser.adaptation import OutputPrior
+from stream_ser.adaptation import OutputPrior, SpeakerNorm
 from stream_ser.features import FeatureConfig
 
 from .architectures import ArchSpec, InputStats, count_params
@@ -362,22 +362,34 @@ def fit(recipe: Recipe, data: FitData, spec: ArchSpec | None = None) -> Fitted:
     return Fitted(model, hist.history, epochs, best, wall_s, recipe)
 
 
+def speaker_normalised(fs: FeatureSet) -> FeatureSet:
+    """``fs`` with every speaker's windows standardised per mel band with that speaker's own
+    statistics over all of its windows (:func:`training.adaptation.normalise_speakers`, mode
+    ``speaker``): what a model trained for causal speaker normalisation learns from."""
+    import dataclasses
+
+    from .adaptation import normalise_speakers
+
+    speakers = np.array([u.speaker for u in fs.utterances])[fs.clip_index]
+    return dataclasses.replace(fs, log_mels=normalise_speakers(fs.log_mels, speakers, fs.clip_index, frozenset(),
+                                                               "speaker"))
+
+
 def check_exportable(recipe: Recipe) -> None:
     """Refuse a recipe ``training.train`` cannot export for the runtime.
 
     Raises:
         ValueError: For an architecture that does not take the runtime's log-mel window (train
-            it in the harness), or speaker normalisation (train it with ``training.experiments
-            train --save-models`` and export it with ``training.export --speaker-norm causal``).
+            it in the harness), or the transductive speaker normalisation ``speaker`` (an upper
+            bound measured in the harness; ``causal`` is exported).
     """
     spec = SPECS[recipe.arch]
     if spec.kind != "keras" or spec.input_kind != "log_mel":
         raise ValueError(f"arch = {recipe.arch!r}: training.train exports Keras models on the runtime's log-mel "
                          "window; train it with python -m training.experiments train")
-    if recipe.speaker_norm != "none":
-        raise ValueError(f"speaker_norm = {recipe.speaker_norm!r}: training.train exports models without speaker "
-                         "normalisation; train one with python -m training.experiments train --save-models and "
-                         "export it with python -m training.export --speaker-norm causal")
+    if recipe.speaker_norm not in ("none", "causal"):
+        raise ValueError(f"speaker_norm = {recipe.speaker_norm!r}: it uses every window of a test voice at once, "
+                         "which no runtime can; training.train exports none or causal")
 
 
 def train(recipe: Recipe, data_dir: Path, out: Path, *, name: str = "stream-ser",
@@ -424,6 +436,12 @@ def train(recipe: Recipe, data_dir: Path, out: Path, *, name: str = "stream-ser"
         log.info("%s: %d clips, %d speakers", part, len(items), len({u.speaker for u in items}))
     fs = build_features(parts["train"] + parts["validation"], config, Path(cache))
     train_fs, val_fs = fs.select(split_.train), fs.select(split_.validation)
+    norm_prior = None
+    if recipe.speaker_norm == "causal":
+        # the runtime's prior: training and validation speakers' windows before normalisation;
+        # in training, every speaker standardised with its own statistics
+        norm_prior = SpeakerNorm.from_windows(fs.log_mels)
+        train_fs, val_fs = speaker_normalised(train_fs), speaker_normalised(val_fs)
     x_train = train_fs.log_mels.astype(np.float32)[..., None]
     y_train = window_labels(train_fs)
     x_val = val_fs.log_mels.astype(np.float32)[..., None]
@@ -432,6 +450,8 @@ def train(recipe: Recipe, data_dir: Path, out: Path, *, name: str = "stream-ser"
     copies = [build_augmented_features(parts["train"], config, c, Path(cache)) for c in range(recipe.augment_copies)]
     copies += [build_room_features(parts["train"], config, c, Path(cache)) for c in range(recipe.room_copies)]
     for extra in copies:
+        if recipe.speaker_norm == "causal":  # each speaker's copies with their own statistics
+            extra = speaker_normalised(extra)
         x_train = np.concatenate([x_train, extra.log_mels.astype(np.float32)[..., None]])
         y_train = np.concatenate([y_train, window_labels(extra)])
     log.info("windows: train %d, validation %d", len(y_train), len(y_val))
@@ -459,6 +479,9 @@ def train(recipe: Recipe, data_dir: Path, out: Path, *, name: str = "stream-ser"
         **({"vtlp": recipe.vtlp} if recipe.vtlp else {}),
         **({"mixup": recipe.mixup} if recipe.mixup else {}),
         **({"augment_copies": recipe.augment_copies} if recipe.augment_copies else {}),
+        **({"speaker_norm": "causal (at run time stream_ser.adaptation.SpeakerNormaliser, per channel; in "
+                            "training every speaker standardised with its own statistics, training.adaptation)"}
+           if recipe.speaker_norm == "causal" else {}),
         **({"room_copies": recipe.room_copies, "room_augment": "training.room v%d" % ROOM_AUGMENT_VERSION}
            if recipe.room_copies else {}),
         "train_wall_s": round(fitted.wall_s, 1),
@@ -474,7 +497,7 @@ def train(recipe: Recipe, data_dir: Path, out: Path, *, name: str = "stream-ser"
     out = Path(out)
     onnx_path = out / f"{name}.onnx" if out.suffix != ".onnx" else out
     export_onnx(model, onnx_path, EMOTIONS, config, provenance, parity_windows=x_val[:parity_windows, ..., 0],
-                output_prior=prior)
+                speaker_norm=norm_prior, output_prior=prior)
     return onnx_path
 
 
