@@ -594,7 +594,7 @@ def cut_window(samples: np.ndarray, end: int, window_samples: int) -> np.ndarray
 
 class ClipAccumulator:
     """The clip-level result of one channel built from its predictions as they come, in
-    constant memory (what :func:`summarize` computes from a list).
+    constant memory (what :func:`summarise` computes from a list).
 
     Args:
         labels: The model's labels.
@@ -614,7 +614,7 @@ class ClipAccumulator:
             self._sum += np.asarray(p.probabilities, dtype=np.float64)
 
     def result(self, source: str, duration_s: float, channel: int = 0, channel_name: str | None = None) -> ClipResult:
-        """The clip-level result so far (arguments as :func:`summarize`)."""
+        """The clip-level result so far (arguments as :func:`summarise`)."""
         labels = self.labels
         if not self.n_speech:
             return ClipResult(source, duration_s, self.n_windows, 0, None, None, None, labels, channel, channel_name)
@@ -634,7 +634,7 @@ class ClipAccumulator:
         )
 
 
-def summarize(
+def summarise(
     predictions: Iterable[Prediction],
     source: str,
     duration_s: float,

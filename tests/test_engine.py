@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import ANGRY_CLIP, HAPPY_CLIP, TESS_CLIP
 
-from stream_ser.engine import Engine, cut_window, summarize, window_ends
+from stream_ser.engine import Engine, cut_window, summarise, window_ends
 from stream_ser.features import window_features
 from stream_ser.audio import FileSource, load_audio
 from stream_ser.sources import MicrophoneSource
@@ -71,7 +71,7 @@ def test_other_hops(shipped_model) -> None:
 def test_silence_gives_no_labels(shipped_model) -> None:
     preds = run_in_chunks(shipped_model, np.zeros(5 * 16000, np.float32), 4800)
     assert len(preds) == 10 and not any(p.is_speech for p in preds)
-    assert summarize(preds, "silence", 5.0, shipped_model.labels).label is None
+    assert summarise(preds, "silence", 5.0, shipped_model.labels).label is None
 
 
 def test_replayed_live_path_equals_file_analysis(shipped_model) -> None:
@@ -98,7 +98,7 @@ def test_resampled_and_stereo_input_is_close(shipped_model, tmp_path) -> None:
     y = soxr.resample(x, 16000, 44100)
     path = tmp_path / "stereo44k.wav"
     sf.write(path, np.stack([y, y], axis=1), 44100, subtype="PCM_24")
-    a = summarize(Engine(shipped_model).run(FileSource(ANGRY_CLIP).chunks()), "a", 0, shipped_model.labels)
-    b = summarize(Engine(shipped_model).run(FileSource(path).chunks()), "b", 0, shipped_model.labels)
+    a = summarise(Engine(shipped_model).run(FileSource(ANGRY_CLIP).chunks()), "a", 0, shipped_model.labels)
+    b = summarise(Engine(shipped_model).run(FileSource(path).chunks()), "b", 0, shipped_model.labels)
     assert a.label == b.label
     assert np.allclose(a.mean_probabilities, b.mean_probabilities, atol=0.05)

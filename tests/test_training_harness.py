@@ -15,7 +15,7 @@ from conftest import ANGRY_CLIP, HAPPY_CLIP, TESS_CLIP
 from stream_ser.features import FeatureConfig, log_mel, preprocess
 from stream_ser.audio import load_audio
 from training.corpora.base import Utterance
-from training.evaluate import NO_SPEECH, clip_predictions, score, scores_from_dict, summarize_folds
+from training.evaluate import NO_SPEECH, clip_predictions, score, scores_from_dict, summarise_folds
 from training.folds import (
     PROTOCOLS,
     RAVDESS_8,
@@ -118,11 +118,11 @@ def test_clip_predictions_mean_of_window_probabilities() -> None:
     assert clip_predictions(probs2, np.zeros(3, int), 1, labels) == ["a"]
 
 
-def test_summarize_folds_mean_and_pooled() -> None:
+def test_summarise_folds_mean_and_pooled() -> None:
     labels = ("a", "b")
     f1 = (["a", "a", "b", "b"], ["a", "a", "b", "a"])  # UAR (1 + 0.5)/2 = 0.75
     f2 = (["a", "b"], ["b", "b"])  # UAR (0 + 1)/2 = 0.5
-    s = summarize_folds([f1, f2, ([], [])], labels)
+    s = summarise_folds([f1, f2, ([], [])], labels)
     assert len(s.per_fold) == 2
     assert s.uar_mean == pytest.approx(0.625) and s.uar_std == pytest.approx(0.125)
     # pooled: a 2/3, b 2/3

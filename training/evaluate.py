@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from stream_ser.adaptation import SpeakerNormaliser
-from stream_ser.engine import Engine, summarize
+from stream_ser.engine import Engine, summarise
 from stream_ser.model import EmotionModel
 from stream_ser.audio import FileSource
 from stream_ser.vad import DEFAULT_GATE, GATES
@@ -172,7 +172,7 @@ def evaluate_clips(
                         calibration_windows=calibration_windows, adapt_output=adapt_output, gate=gate)
         was_calibrating = engine.calibrating
         preds = list(engine.run(source.chunks()))
-        clip = summarize(preds, source.name, engine.samples_seen / sr, model.labels)
+        clip = summarise(preds, source.name, engine.samples_seen / sr, model.labels)
         out[i] = ClipOutcome(
             u,
             clip.label or NO_SPEECH,
@@ -208,7 +208,7 @@ def corpus_scores(outcomes: list[ClipOutcome], labels: tuple[str, ...]) -> dict[
 def clip_predictions(
     probs: np.ndarray, clip_index: np.ndarray, n_clips: int, labels: tuple[str, ...]
 ) -> list[str]:
-    """Clip labels from window probabilities, exactly as :func:`stream_ser.engine.summarize`.
+    """Clip labels from window probabilities, exactly as :func:`stream_ser.engine.summarise`.
 
     The clip label is the argmax of the mean probabilities over the clip's speech windows (the
     cached windows of :mod:`training.windows` are exactly the engine's speech windows); a clip
@@ -247,7 +247,7 @@ class FoldSummary:
     uar_std: float
 
 
-def summarize_folds(folds: list[tuple[list[str], list[str]]], labels: tuple[str, ...]) -> FoldSummary:
+def summarise_folds(folds: list[tuple[list[str], list[str]]], labels: tuple[str, ...]) -> FoldSummary:
     """Pooled and per-fold scores of a cross-validation.
 
     Args:

@@ -63,7 +63,7 @@ from .evaluate import (
     score,
     scores_from_dict,
     scores_to_dict,
-    summarize_folds,
+    summarise_folds,
 )
 from .folds import FIXED_FOLD, PROTOCOLS, Protocol
 from .recipe import SPECS, Recipe, add_recipe_arguments, recipe_from_args
@@ -168,7 +168,7 @@ def _summarise_protocol(proto: Protocol, per_fold) -> dict:
             corpora.setdefault(c, []).append(([y_true[i] for i in idx], [y_pred[i] for i in idx]))
     result = {}
     for c, folds in corpora.items():
-        fs = summarize_folds(folds, proto.labels)
+        fs = summarise_folds(folds, proto.labels)
         result[c] = {"clip": {"pooled": scores_to_dict(fs.pooled), "per_fold_uar": [s.uar for s in fs.per_fold],
                               "uar_mean": fs.uar_mean, "uar_std": fs.uar_std,
                               "per_fold": {str(k + 1): scores_to_dict(score(t, p, proto.labels))
@@ -621,7 +621,7 @@ def run_robustness(args: argparse.Namespace) -> dict:
     Writes ``training/results/robustness-<model>.json`` (``-validation`` added for
     ``--partition validation``).
     """
-    from stream_ser.engine import Engine, summarize
+    from stream_ser.engine import Engine, summarise
     from stream_ser.model import EmotionModel
     from stream_ser.audio import load_audio
 
@@ -652,7 +652,7 @@ def run_robustness(args: argparse.Namespace) -> dict:
             y = corrupt(x, kind, snr, others, seed=i, sr=sr)
             engine = Engine(model)
             p = list(engine.run([y]))
-            preds.append(summarize(p, test[i].path.name, y.size / sr, model.labels).label or NO_SPEECH)
+            preds.append(summarise(p, test[i].path.name, y.size / sr, model.labels).label or NO_SPEECH)
         res = per_corpus_scores(test, [u.label for u in test], preds, model.labels)
         out["conditions"][name] = {c: scores_to_dict(sc) for c, sc in res.items()}
         log.info("%-14s %s (%.0f s)", name, "  ".join(f"{c} UAR {sc.uar:.3f}" for c, sc in res.items()),
