@@ -129,7 +129,7 @@ def time_command(args: list[str], cwd: Path) -> float:
     return time.monotonic() - t0
 
 
-def summarize(values: list[float | None]) -> str:
+def summarise(values: list[float | None]) -> str:
     """``median, IQR, min, max`` in seconds of the values seen (and how many were missing)."""
     import numpy as np
 
@@ -201,14 +201,14 @@ def main() -> None:
         return
     print()
     print(f"== stream-ser listen startup, {len(runs)} run(s) after one warm-up ==")
-    print(f"launch -> ready ('{READY_TEXT}' on stderr): {summarize([r.ready_s for r in runs])}")
-    print(f"launch -> first prediction (JSON line on stdout): {summarize([r.first_prediction_s for r in runs])}")
+    print(f"launch -> ready ('{READY_TEXT}' on stderr): {summarise([r.ready_s for r in runs])}")
+    print(f"launch -> first prediction (JSON line on stdout): {summarise([r.first_prediction_s for r in runs])}")
     gaps = [r.first_prediction_s - r.ready_s if r.ready_s is not None and r.first_prediction_s is not None else None
             for r in runs]
-    print(f"ready -> first prediction: {summarize(gaps)}")
-    print(f"launch -> exit (--duration {args.duration:g}): {summarize([r.exit_s for r in runs])}")
-    print(f"reference: python -c 'import stream_ser.cli': {summarize(imports)}")
-    print(f"reference: python -c pass (interpreter alone): {summarize(bare)}")
+    print(f"ready -> first prediction: {summarise(gaps)}")
+    print(f"launch -> exit (--duration {args.duration:g}): {summarise([r.exit_s for r in runs])}")
+    print(f"reference: python -c 'import stream_ser.cli': {summarise(imports)}")
+    print(f"reference: python -c pass (interpreter alone): {summarise(bare)}")
     print(f"load average after: {' '.join(open('/proc/loadavg').read().split()[:3])}")
 
 

@@ -327,7 +327,9 @@ _FLAG_TABLE: tuple[tuple[str, str, dict, str], ...] = (
     ("augment_copies", "--augment", {"metavar": "N"},
      "waveform-augmented copies of the training clips (time stretch, pitch, noise; training/augment.py; cached)"),
     ("speaker_norm", "--speaker-norm", {"choices": SPEAKER_NORMS},
-     "per-speaker log-mel band normalisation (training/adaptation.py); causal for test speakers"),
+     "per-speaker log-mel band normalisation (training/adaptation.py): training speakers with their own "
+     "statistics, test speakers with running ones (causal; training.train writes its prior into the model and the "
+     "runtime keeps running statistics per channel) or all of theirs at once (speaker, an upper bound)"),
     ("seed", "--seed", {}, "seed of weights, augmentation and batches"),
 )
 #: The flag of each recipe field.
