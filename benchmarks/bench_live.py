@@ -53,6 +53,10 @@ is only measured in-process.
 
 Pin the run to one core (``taskset -c 0``); paplay and a PulseAudio daemon started here inherit
 the pinning and share that core.
+
+Why one script of about 650 lines: a benchmark is run as one file (``python
+benchmarks/bench_live.py``); its two modes share the virtual microphone, the playback, the CPU and
+memory sampling and the report, and splitting them would make a package out of a script.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ Every fold's validation speakers (early stopping, learning-rate schedule) come f
 training side (:mod:`training.folds`). Results go to ``training/results/`` as small JSON files
 (and confusion PNGs), from which ``report`` writes the markdown table.
 
-Why one module of about 830 lines: one command-line harness (train, baseline, cost,
+Why one module of about 750 lines: one command-line harness (train, baseline, cost,
 robustness, report) over the shared protocol and result-file code; each subcommand's logic
 lives in the modules it calls.
 """
