@@ -292,10 +292,11 @@ class FeatureConfig:
 
     @property
     def n_frames(self) -> int:
-        """Number of STFT frames in one window (149 with the defaults)."""
-        if self.center:
-            return 1 + self.window_samples // self.hop_length
-        return 1 + (self.window_samples - self.n_fft) // self.hop_length
+        """Number of STFT frames in one window (149 with the defaults); with ``center``, of the
+        window padded by ``n_fft // 2`` samples on each side, as ``librosa.stft`` pads it (so an
+        odd ``n_fft`` gives one frame fewer than ``1 + window_samples // hop_length``)."""
+        length = self.window_samples + (2 * (self.n_fft // 2) if self.center else 0)
+        return 1 + (length - self.n_fft) // self.hop_length
 
     @property
     def input_shape(self) -> tuple[int, int]:

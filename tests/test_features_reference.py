@@ -29,7 +29,10 @@ CONFIGS = [
     dataclasses.replace(CFG, n_mels=64, hop_length=160),
     dataclasses.replace(CFG, window_s=2.0, n_fft=1024, win_length=1024, center=True),
     dataclasses.replace(CFG, fmax_hz=4000.0),  # the recipe of `train --fmax 4000`
+    # an odd FFT length, centred: librosa pads n_fft // 2 each side, one frame fewer than 1 + 48000 / 320
+    dataclasses.replace(CFG, n_fft=401, win_length=401, center=True),
 ]
+CONFIG_IDS = ["default", "64mels-hop160", "2s-nfft1024-centred", "fmax4000", "nfft401-centred"]
 #: log-mel agreement, dB: float32 rounding of the power (librosa keeps complex64, numpy float64)
 LOG_MEL_ATOL_DB = 1e-3
 
@@ -82,7 +85,7 @@ def stream_windows(path, cfg: F.FeatureConfig) -> list[np.ndarray]:
     return [cut_window(x, e, cfg.window_samples) for e in window_ends(x.size, cfg.hop_samples)]
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=["default", "64mels-hop160", "2s-nfft1024-centred", "fmax4000"])
+@pytest.mark.parametrize("cfg", CONFIGS, ids=CONFIG_IDS)
 def test_fixture_windows_match_librosa(cfg: F.FeatureConfig) -> None:
     speech = [assert_same_recipe(w, cfg) for clip in (ANGRY_CLIP, HAPPY_CLIP, TESS_CLIP) for w in stream_windows(clip, cfg)]
     assert sum(speech) >= 10 and not all(speech)  # both gate outcomes occur (the first windows are short)
@@ -121,7 +124,7 @@ def test_mel_table_is_librosas_filterbank(shipped_model) -> None:
     assert np.array_equal(F.mel_basis(other), F.librosa_mel_basis(other))
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=["default", "64mels-hop160", "2s-nfft1024-centred", "fmax4000"])
+@pytest.mark.parametrize("cfg", CONFIGS, ids=CONFIG_IDS)
 def test_mel_projection_drops_only_bins_no_band_covers(cfg: F.FeatureConfig) -> None:
     """The projection log_mel uses is librosa's filterbank cut where every later column is zero:
     the bin of the top band's upper edge (fmax) and above, and never a bin that feeds a band."""
@@ -132,7 +135,7 @@ def test_mel_projection_drops_only_bins_no_band_covers(cfg: F.FeatureConfig) -> 
     assert top_edge_bin - 1 <= n <= top_edge_bin + 1
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=["default", "64mels-hop160", "2s-nfft1024-centred", "fmax4000"])
+@pytest.mark.parametrize("cfg", CONFIGS, ids=CONFIG_IDS)
 def test_stft_window_is_librosas(cfg: F.FeatureConfig) -> None:
     want = librosa.util.pad_center(librosa.filters.get_window(cfg.window, cfg.win_length, fftbins=True), size=cfg.n_fft)
     np.testing.assert_allclose(F.stft_window(cfg), want, atol=1e-12)
