@@ -146,6 +146,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, help="output .onnx path")
     parser.add_argument("--data", required=True, help="corpora folder, for real parity windows")
     parser.add_argument("--provenance", default=None, help="JSON file of provenance facts to embed")
+    parser.add_argument("--recipe", default="shipped", metavar="NAME|PATH",
+                        help="the recipe the model was trained with (training/recipes/ name, .toml, run JSON); its "
+                        "feature recipe (mel band edge, speech gate) is written into the model (default: shipped)")
     parser.add_argument(
         "--speaker-norm", choices=("none", "causal"), default="none",
         help="the model was trained on causally speaker-normalised log-mels (training.experiments "
@@ -156,8 +159,13 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     from .labels import EMOTIONS
 
+    from .recipe import load_recipe
+
+    try:
+        config = load_recipe(args.recipe).feature_config()
+    except ValueError as exc:
+        parser.error(str(exc))
     model = keras.models.load_model(args.keras_model)
-    config = FeatureConfig()
     split = load_split()
     val = [u for u in split.partition(discover(Path(args.data)))["validation"] if u.label][:40]
     fs = build_features(val, config, cache_dir=None)
