@@ -80,17 +80,20 @@ def test_room_candidate_is_rebuilt_by_the_cosine_4k_recipe(monkeypatch) -> None:
 
 @pytest.mark.parametrize("path", RUNS, ids=[p.stem for p in RUNS])
 def test_recorded_harness_runs_are_rebuilt_by_their_recipe(path: Path, monkeypatch) -> None:
-    """Every committed harness run (made before recipes existed, so with the harness's old defaults):
-    its recorded command with ``--recipe plateau-8k-p5`` builds the recipe the run records: schedule,
+    """Every committed harness run: its recorded command builds the recipe the run records (schedule,
     band edge, gate, seed, warm-up, speaker normalisation, VTLP, mixup, room copies, epochs, and the
-    patience its plateau runs stopped with (epochs run minus the best epoch)."""
+    patience its plateau runs stopped with, epochs run minus the best epoch), with ``--recipe
+    plateau-8k-p5`` (the harness's old defaults) for a run made before recipes existed, and with
+    the recipe it names for a run that stores one, which it then equals."""
     from training.experiments import run_file_name
 
     run = json.loads(path.read_text())
-    recipe, record = cli_recipe("experiments", ["--recipe", "plateau-8k-p5", *recorded_argv(run["command"])],
-                                monkeypatch)
+    base = run["recipe"]["name"] if "recipe" in run else "plateau-8k-p5"
+    recipe, record = cli_recipe("experiments", ["--recipe", base, *recorded_argv(run["command"])], monkeypatch)
+    if "recipe" in run:
+        assert recipe.resolved() == load_recipe(path).resolved() and record == run["recipe"]
     assert run_file_name(run, recipe) == path.name
-    assert record["name"] == "plateau-8k-p5" and recipe.arch == run["arch"] and recipe.seed == run["seed"]
+    assert record["name"] == base and recipe.arch == run["arch"] and recipe.seed == run["seed"]
     assert recipe.schedule == run.get("schedule", "plateau")
     assert recipe.fmax_hz == run.get("fmax_hz", 8000.0) and recipe.speech_gate == run.get("speech_gate", "level")
     assert recipe.warmup == run.get("warmup_epochs", 0) and recipe.speaker_norm == run.get("speaker_norm", "none")
