@@ -34,7 +34,7 @@ from stream_ser.features import SPEECH_GATES, FeatureConfig
 
 from .adaptation import MODES as SPEAKER_NORMS
 from .architectures import REGISTRY, ArchSpec
-from .transfer import mn04_ft
+from .transfer import efficientat_feature_config, mn04_ft, mn04_native
 
 try:  # Python 3.11+; the tomli backport (the `train` extra) before
     import tomllib
@@ -47,6 +47,10 @@ RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
 DEFAULT_RECIPE = "shipped"
 #: Learning-rate schedules (:func:`training.train.schedule_callbacks`).
 SCHEDULES: tuple[str, ...] = ("plateau", "cosine")
+#: Front ends: ``runtime`` = the runtime's default feature recipe with the recipe's ``fmax_hz``
+#: (:class:`~stream_ser.features.FeatureConfig`); ``efficientat`` = EfficientAT's own band grid
+#: at 16 kHz (:func:`training.transfer.efficientat_feature_config`).
+FRONT_ENDS: tuple[str, ...] = ("runtime", "efficientat")
 #: Optimisers (Keras's Adam and RMSprop with their default parameters besides the rate).
 OPTIMIZERS: tuple[str, ...] = ("adam", "rmsprop")
 
@@ -59,7 +63,11 @@ SPECS: dict[str, ArchSpec] = {
                         source="Schmid, Koutini & Widmer 2023 (EfficientAT mn04_as, MIT); training/transfer.py"),
     "mn04_ft_bn": ArchSpec("mn04_ft_bn", "mn04_ft with its BatchNorm statistics re-estimated", mn04_ft, lr=3e-4,
                            source="training/transfer.py", kwargs={"freeze_batchnorm": False, "name": "mn04_ft_bn"}),
+    "mn04_native": ArchSpec("mn04_native", "EfficientAT mn04 fine-tuned on its own band grid and input scale",
+                            mn04_native, lr=3e-4, source="Schmid, Koutini & Widmer 2023; training/transfer.py"),
 }
+#: Architectures that take only one front end.
+NEEDS_FRONT_END: dict[str, str] = {"mn04_native": "efficientat"}
 
 
 def check_vtlp(warp: float) -> float:
@@ -136,6 +144,9 @@ class Recipe:
             noise; :mod:`training.augment`; measured and not used).
         speaker_norm: Per-speaker log-mel band normalisation (:mod:`training.adaptation`), one
             of ``none``, ``speaker``, ``causal``.
+        front_end: The feature recipe's band layout, one of :data:`FRONT_ENDS` (``runtime``, 40
+            bands from 50 Hz to ``fmax_hz``, is shipped; ``efficientat``, EfficientAT's own bands
+            up to ``fmax_hz`` at a 10 ms hop, is what ``mn04_native`` takes).
 
     Raises:
         ValueError: For a field of the wrong type or outside its range, naming the field, its
@@ -158,6 +169,7 @@ class Recipe:
     room_copies: int = 0
     augment_copies: int = 0
     speaker_norm: str = "none"
+    front_end: str = "runtime"
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -191,6 +203,9 @@ class Recipe:
         need(self.room_copies >= 0, "room_copies", "0 or more")
         need(self.augment_copies >= 0, "augment_copies", "0 or more")
         need(self.speaker_norm in SPEAKER_NORMS, "speaker_norm", " or ".join(map(repr, SPEAKER_NORMS)))
+        need(self.front_end in FRONT_ENDS, "front_end", " or ".join(map(repr, FRONT_ENDS)))
+        need(NEEDS_FRONT_END.get(self.arch, self.front_end) == self.front_end, "front_end",
+             f"{NEEDS_FRONT_END.get(self.arch)!r} for arch {self.arch}")
         check_vtlp(self.vtlp)
         check_mixup(self.mixup)
         check_log_mel_options(self.arch, SPECS[self.arch].input_kind, self.vtlp, self.mixup,
@@ -199,12 +214,15 @@ class Recipe:
 
     def feature_config(self) -> FeatureConfig:
         """The feature recipe of the run: the runtime's :class:`~stream_ser.features.FeatureConfig`
-        with this recipe's ``fmax_hz`` and ``speech_gate`` (part of the feature cache key).
+        with this recipe's ``fmax_hz`` and ``speech_gate`` (part of the feature cache key), or with
+        the ``efficientat`` front end :func:`training.transfer.efficientat_feature_config` of them.
 
         Raises:
             ValueError: If ``fmax_hz`` is not above the lowest band edge or is above the Nyquist
                 frequency (:class:`~stream_ser.features.FeatureConfig`'s message).
         """
+        if self.front_end == "efficientat":
+            return efficientat_feature_config(self.fmax_hz, self.speech_gate)
         return dataclasses.replace(FeatureConfig(), fmax_hz=self.fmax_hz, speech_gate=self.speech_gate)
 
     def resolved(self, spec: ArchSpec | None = None) -> "Recipe":
@@ -330,6 +348,9 @@ _FLAG_TABLE: tuple[tuple[str, str, dict, str], ...] = (
      "per-speaker log-mel band normalisation (training/adaptation.py): training speakers with their own "
      "statistics, test speakers with running ones (causal; training.train writes its prior into the model and the "
      "runtime keeps running statistics per channel) or all of theirs at once (speaker, an upper bound)"),
+    ("front_end", "--front-end", {"choices": FRONT_ENDS},
+     "band layout of the log-mel: runtime = 40 bands from 50 Hz to --fmax at a 20 ms hop; efficientat = the "
+     "pretrained encoder's own mel bands up to --fmax at a 10 ms hop (training/transfer.py; mn04_native needs it)"),
     ("seed", "--seed", {}, "seed of weights, augmentation and batches"),
 )
 #: The flag of each recipe field.
