@@ -6,9 +6,9 @@ the same PyTorch weights the port loads from ``mn04_as_mAP_432.npz`` (Schmid, Ko
 2023, ICASSP). The pretrained folder sits beside ``shared/data`` (``tests/conftest.py``): tests
 that need it skip when it is absent, or fail when ``STREAM_SER_REQUIRE_DATA`` is set.
 
-Inputs: random log-mels, and a real one from a fixture clip through a numpy re-implementation of
-EfficientAT's front end (:func:`efficientat_log_mel`; only a realistic input here, not a
-recipe the runtime uses). Two lengths, 300 and 149 frames (odd, so the stride-2 layers see odd
+Inputs: random log-mels, and a real one from a fixture clip through EfficientAT's front end
+(:func:`training.transfer.efficientat_log_mel`, the reference the runtime's ``efficientat`` recipe
+is calibrated against; here only a realistic input). Two lengths, 300 and 149 frames (odd, so the stride-2 layers see odd
 sizes, where Keras ``'same'`` padding and PyTorch's symmetric padding disagree).
 """
 
@@ -33,6 +33,7 @@ from training.efficientat import (
     parameter_count,
     scaled_blocks,
 )
+from training.transfer import efficientat_log_mel
 
 #: Largest allowed |Keras - ONNX| per output (measured: about 6e-6 on the embeddings and 3e-5 on
 #: the logits, whose values reach about 20).
@@ -77,42 +78,6 @@ def reference(checkpoint: Path):
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     return ort.InferenceSession(str(checkpoint / REFERENCE_ONNX_FILE), options, providers=["CPUExecutionProvider"])
-
-
-def efficientat_log_mel(audio_32k: np.ndarray) -> np.ndarray:
-    """EfficientAT's front end (evaluation mode) in numpy, for a realistic test input.
-
-    Pre-emphasis ``x[n] - 0.97 x[n-1]`` (valid, one sample shorter), STFT n_fft 1024 with a
-    symmetric 800-sample Hann window centred in the frame, hop 320, centred frames with reflect
-    padding, power; 128 Kaldi-style mel triangles (``1127 ln(1 + f / 700)``, 0-15 kHz, over
-    bins 0..511, bin 512 weighted 0); ``(log(mel + 1e-5) + 4.5) / 5`` (shared/pretrained/README.md).
-
-    Args:
-        audio_32k: float32 mono audio at 32 kHz, shape ``(n_samples,)``.
-
-    Returns:
-        float32 ``(128, 1 + (n_samples - 1) // 320)``.
-    """
-    n_fft, hop, win, n_mels, sr, f_max = 1024, 320, 800, 128, 32000, 15000.0
-    x = audio_32k[1:].astype(np.float64) - 0.97 * audio_32k[:-1]
-    window = np.zeros(n_fft)
-    window[(n_fft - win) // 2:(n_fft - win) // 2 + win] = np.hanning(win)  # symmetric Hann
-    padded = np.pad(x, n_fft // 2, mode="reflect")
-    n_frames = 1 + len(x) // hop
-    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop][:n_frames]
-    power = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2  # (frames, 513)
-
-    def mel(f: np.ndarray | float) -> np.ndarray:
-        return 1127.0 * np.log(1.0 + np.asarray(f) / 700.0)
-
-    delta = (mel(f_max) - mel(0.0)) / (n_mels + 1)
-    left = mel(0.0) + np.arange(n_mels)[:, None] * delta
-    fft_mel = mel(sr / n_fft * np.arange(n_fft // 2))[None, :]
-    up = (fft_mel - left) / delta
-    down = (left + 2 * delta - fft_mel) / delta
-    banks = np.pad(np.maximum(0.0, np.minimum(up, down)), ((0, 0), (0, 1)))  # (128, 513)
-    log_mel = np.log(banks @ power.T + 1e-5)
-    return ((log_mel + 4.5) / 5.0).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
