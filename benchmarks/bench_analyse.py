@@ -1,6 +1,7 @@
 """File analysis throughput, memory and the openSMILE peer, on a long recording of real speech.
 
     python benchmarks/bench_analyse.py [--minutes 10] [--repeats 3] [--long-minutes 60] [--opensmile] [--gate level]
+                                       [--model M.onnx]
 
 Builds (once, cached in ``.cache/bench/``) a recording of ``--minutes`` minutes by concatenating
 random real RAVDESS and TESS clips (``--data``, default ``../shared/data``; the fixture clips if it
@@ -13,7 +14,8 @@ is missing) with pauses of 0.5-1.5 s, written as 16-bit PCM WAV at 16 kHz. Then:
    Median, min and max over ``--repeats`` runs; also the same ratio on the process's CPU time
    (user + system), which other jobs on the machine do not inflate (on one idle core the two
    agree). ``--gate`` passes ``analyse --gate`` (default:
-   analyse's own default, the VAD gate, whose Silero VAD then runs on every sample).
+   analyse's own default, the VAD gate, whose Silero VAD then runs on every sample), ``--model``
+   passes ``analyse --model`` (default: the shipped model).
 2. **Memory**: peak RSS of each ``analyse`` process (``os.wait4`` resource usage); with
    ``--long-minutes`` also on a recording of that length, to show memory does not grow with it.
 3. **Peer** (``--opensmile``, needs ``pip install opensmile``): openSMILE's eGeMAPSv02
@@ -85,15 +87,16 @@ def build_recording(minutes: float, data: Path, out_dir: Path, seed: int = 0) ->
 
 
 def run_analyse(path: Path, threads: int, pin: bool, jobs: int = 1, gate: str | None = None,
-                cpu: list[float] | None = None) -> tuple[float, float]:
+                cpu: list[float] | None = None, model: Path | None = None) -> tuple[float, float]:
     """Run ``stream-ser analyse`` on ``path`` (``--threads`` onnxruntime threads, ``--jobs``
-    scoring threads, ``--gate`` unless None); returns (wall seconds, peak RSS in MB) and appends
+    scoring threads, ``--gate`` and ``--model`` unless None); returns (wall seconds, peak RSS in MB) and appends
     the process's CPU seconds (user + system, start-up included) to ``cpu`` if given."""
     exe = shutil.which("stream-ser")
     cmd = [exe] if exe else [sys.executable, "-m", "stream_ser"]
     with tempfile.TemporaryDirectory() as tmp:
         cmd += ["analyse", str(path), "--threads", str(threads), "--jobs", str(jobs), "-q",
                 "--csv", str(Path(tmp) / "t.csv")] + ([] if gate is None else ["--gate", gate])
+        cmd += [] if model is None else ["--model", str(model)]
         if pin:
             cmd = ["taskset", "-c", "0", *cmd]
         t0 = time.perf_counter()
@@ -153,6 +156,7 @@ def main() -> None:
                         help="all cores as onnxruntime intra-op threads (--threads N --jobs 1) instead of --jobs 2")
     parser.add_argument("--gate", choices=("vad", "level"), default=None,
                         help="analyse --gate (default: analyse's default, vad)")
+    parser.add_argument("--model", type=Path, default=None, help="ONNX model (default: the shipped one)")
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--cache", type=Path, default=ROOT / ".cache" / "bench")
     args = parser.parse_args()
@@ -161,7 +165,7 @@ def main() -> None:
     rec = build_recording(args.minutes, args.data, args.cache)
     dur = os.path.getsize(rec) / 2 / SR
     print(f"recording: {rec} ({dur / 60:.1f} min of real clips with 0.5-1.5 s pauses)")
-    print(f"speech gate: {args.gate or 'analyse default (vad)'}")
+    print(f"speech gate: {args.gate or 'analyse default (vad)'}; model: {args.model or 'shipped'}")
     cores = os.cpu_count() or 1
     one: list[float] = []
     every = (f"all cores (--threads {cores} --jobs 1)", cores, False, 1) if args.threads_all else \
@@ -169,7 +173,7 @@ def main() -> None:
     for label, threads, pin, jobs in (("one core (taskset -c 0, --jobs 1)", 1, True, 1), every):
         walls, rss, cpus = [], [], []
         for _ in range(args.repeats):
-            wall, peak = run_analyse(rec, threads, pin, jobs, args.gate, cpus)
+            wall, peak = run_analyse(rec, threads, pin, jobs, args.gate, cpus, args.model)
             walls.append(dur / wall)
             rss.append(peak)
         if pin:
@@ -178,7 +182,7 @@ def main() -> None:
               f"{stats([dur / c for c in cpus])}; peak RSS {stats(rss)} MB")
     if args.long_minutes:
         long_rec = build_recording(args.long_minutes, args.data, args.cache)
-        wall, peak = run_analyse(long_rec, 1, True, 1, args.gate)
+        wall, peak = run_analyse(long_rec, 1, True, 1, args.gate, model=args.model)
         long_dur = os.path.getsize(long_rec) / 2 / SR
         print(f"analyse, {long_dur / 60:.0f} min recording, one core: x real time {long_dur / wall:.1f}; "
               f"peak RSS {peak:.1f} MB")
