@@ -1,0 +1,297 @@
+"""Speaker normalisation of the network's embedding, measured on the stream protocol.
+
+The classic result this project keeps meeting: standardising each speaker's features with that
+speaker's own statistics is worth more across voices and languages than the classifier
+(eGeMAPS + SVM, ``training.baseline_egemaps``; the frozen EfficientAT probe of
+``../shared/pretrained/README.md``). The runtime already adapts the network's *output* per
+stream (``stream_ser.adaptation.OutputAdapter``) and the training code can standardise the
+*log-mel* per speaker (``training.adaptation``). This module measures the third place: the
+network's **embedding**, before its last layer.
+
+For a trained model (ONNX, unchanged) it takes two embeddings of every speech window:
+
+- ``pooled``: the output of the last global average pooling (128 values for the shipped
+  network);
+- ``penultimate``: the input of the last dense layer (64 values after ReLU for the shipped
+  network).
+
+and fits a multinomial logistic regression head (scikit-learn, ``C = 1``, balanced class weights)
+on the training speakers' windows, in two ways:
+
+- ``global``: every window standardised with the training windows' mean and standard deviation;
+- ``speaker``: every training speaker's windows standardised with that speaker's own.
+
+The ``speaker`` head is scored on each test stream three ways: ``causal`` (running mean and
+mean square of the stream's speech windows so far, itself included, started from the training
+speakers' average statistics weighted as ``prior_windows`` windows: what a live tool can do),
+``transductive`` (all of the stream's windows at once: an upper bound) and ``training`` (the
+training statistics: no adaptation at all). The network's own output, without and with the
+runtime's output adaptation, is scored on the same windows for comparison.
+
+Streams are built and scored exactly as in :mod:`training.stream_protocol` (each speaker's
+clips shuffled with a fixed seed, 1 s pauses; a clip's label is the argmax of the mean
+probabilities of the speech windows that overlap it most). Training speakers' windows are taken
+from their own streams, labelled with the clip they overlap most.
+
+Command (validation speakers; figures in the model card)::
+
+    python -m training.embedding_adaptation --data ../shared/data --model models/stream-ser-fp32.onnx \\
+        --speakers validation nemo:IC0 nemo:SM0 --out training/results/embedding-adaptation-validation.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from stream_ser.adaptation import OutputPrior
+from stream_ser.model import EmotionModel
+
+from .corpora import discover
+from .evaluate import score, scores_to_dict
+from .split import load_split
+from .output_prior import DEFAULT_PRIOR_WINDOWS
+from .stream_protocol import ScoredStream, adapt, build_stream, clip_labels, score_stream, select_speakers
+
+log = logging.getLogger("training.embedding_adaptation")
+
+#: The two embeddings taken from the graph (module docstring).
+LAYERS: tuple[str, ...] = ("pooled", "penultimate")
+#: Floor of an embedding dimension's variance.
+MIN_VARIANCE = 1e-6
+#: Heads and how each is applied to a test stream, in report order.
+METHODS: tuple[str, ...] = ("global", "speaker-training", "speaker-causal", "speaker-transductive")
+
+
+def embedding_tensors(model_path: str | Path) -> tuple[bytes, dict[str, str]]:
+    """The model's graph with its two embeddings added as outputs.
+
+    ``pooled`` is the output of the last ``GlobalAveragePool`` node, ``penultimate`` the data
+    input of the last ``MatMul`` (the last dense layer).
+
+    Returns:
+        ``(serialised ONNX, {layer: tensor name})``.
+
+    Raises:
+        ValueError: If the graph has no ``GlobalAveragePool`` or no ``MatMul``.
+    """
+    import onnx
+
+    graph_model = onnx.load(str(model_path))
+    nodes = graph_model.graph.node
+    pools = [n for n in nodes if n.op_type == "GlobalAveragePool"]
+    matmuls = [n for n in nodes if n.op_type == "MatMul"]
+    if not pools or not matmuls:
+        raise ValueError(f"{model_path}: no GlobalAveragePool or MatMul node; not a pooled CNN with a dense head")
+    names = {"pooled": pools[-1].output[0], "penultimate": matmuls[-1].input[0]}
+    for name in names.values():
+        graph_model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+    return graph_model.SerializeToString(), names
+
+
+@dataclass
+class StreamEmbeddings:
+    """One speaker's stream: its scored speech windows and their embeddings.
+
+    Attributes:
+        scored: The stream and the network's raw probabilities (:class:`ScoredStream`).
+        embeddings: ``{layer: float64 (n_speech, dim)}``, in time order.
+    """
+
+    scored: ScoredStream
+    embeddings: dict[str, np.ndarray]
+
+
+def embed_stream(model: EmotionModel, session, names: dict[str, str], utts: list, seed: int) -> StreamEmbeddings:
+    """Score one speaker's stream with the engine and take the embeddings of the same windows.
+
+    The engine's calls to ``model.predict`` are recorded (the speech windows' log-mels, in
+    order), so the embeddings are of exactly the windows the engine scored.
+
+    Raises:
+        RuntimeError: If the recorded windows do not match the speech predictions one to one.
+    """
+    seen: list[np.ndarray] = []
+    predict = model.predict
+
+    def recording(log_mels: np.ndarray) -> np.ndarray:
+        seen.append(np.array(log_mels, dtype=np.float32, copy=True).reshape(-1, *log_mels.shape[-2:]))
+        return predict(log_mels)
+
+    model.predict = recording  # type: ignore[method-assign]
+    try:
+        scored = score_stream(model, build_stream(utts, model.feature_config.sample_rate_hz, seed))
+    finally:
+        del model.predict
+    x = np.concatenate(seen) if seen else np.zeros((0, *model.feature_config.input_shape), np.float32)
+    if len(x) != len(scored.probabilities):
+        raise RuntimeError(f"{len(x)} windows scored, {len(scored.probabilities)} speech predictions")
+    outs = session.run([names[k] for k in LAYERS], {model.metadata.input_name: x[..., None]}) if len(x) else \
+        [np.zeros((0, 1)) for _ in LAYERS]
+    return StreamEmbeddings(scored, {k: np.asarray(o, np.float64).reshape(len(x), -1) for k, o in zip(LAYERS, outs)})
+
+
+def causal_standardise(e: np.ndarray, prior_mean: np.ndarray, prior_m2: np.ndarray, prior_windows: float) -> np.ndarray:
+    """Standardise each row with the running mean and mean square of the rows so far (itself
+    included), started from ``prior_mean`` / ``prior_m2`` weighted as ``prior_windows`` rows.
+
+    Args:
+        e: float64 ``(n, dim)`` in time order.
+        prior_mean, prior_m2: float64 ``(dim,)``.
+        prior_windows: Weight of the prior (rows).
+    """
+    count = prior_windows + np.arange(1, len(e) + 1)[:, None]
+    mean = (prior_windows * prior_mean + np.cumsum(e, axis=0)) / count
+    m2 = (prior_windows * prior_m2 + np.cumsum(e * e, axis=0)) / count
+    return (e - mean) / np.sqrt(np.maximum(m2 - mean * mean, MIN_VARIANCE))
+
+
+def _standardise(e: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
+    return (e - mean) / np.sqrt(np.maximum(var, MIN_VARIANCE))
+
+
+def fit_heads(train: list[StreamEmbeddings], labels: tuple[str, ...], layer: str, seed: int = 0) -> dict:
+    """The ``global`` and ``speaker`` heads of one layer, and the statistics they apply.
+
+    Returns:
+        ``{"global": (clf, mean, var), "speaker": (clf, prior_mean, prior_m2)}``: the prior is
+        the training speakers' average mean and mean square.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    xs, ys, zs, means, m2s = [], [], [], [], []
+    for s in train:
+        keep = s.scored.clip >= 0
+        e = s.embeddings[layer][keep]
+        y = [labels.index(s.scored.stream.utterances[c].label) for c in s.scored.clip[keep]]
+        mean, var = e.mean(axis=0), e.var(axis=0)
+        xs.append(e)
+        ys.extend(y)
+        zs.append(_standardise(e, mean, var))
+        means.append(mean)
+        m2s.append(var + mean * mean)
+    x, y = np.concatenate(xs), np.asarray(ys)
+    g_mean, g_var = x.mean(axis=0), x.var(axis=0)
+
+    def head(features: np.ndarray):
+        return LogisticRegression(C=1.0, class_weight="balanced", max_iter=3000, random_state=seed).fit(features, y)
+
+    return {"global": (head(_standardise(x, g_mean, g_var)), g_mean, g_var),
+            "speaker": (head(np.concatenate(zs)), np.mean(means, axis=0), np.mean(m2s, axis=0))}
+
+
+def head_probabilities(heads: dict, method: str, e: np.ndarray, n_labels: int, prior_windows: float) -> np.ndarray:
+    """Probabilities ``(n, n_labels)`` of one stream's windows under ``method`` (:data:`METHODS`)."""
+    if method == "global":
+        clf, mean, var = heads["global"]
+        z = _standardise(e, mean, var)
+    else:
+        clf, mean, m2 = heads["speaker"]
+        if method == "speaker-training":
+            z = _standardise(e, mean, m2 - mean * mean)
+        elif method == "speaker-causal":
+            z = causal_standardise(e, mean, m2, prior_windows)
+        elif method == "speaker-transductive":
+            z = _standardise(e, e.mean(axis=0), e.var(axis=0))
+        else:
+            raise ValueError(f"unknown method {method!r}; one of {METHODS}")
+    out = np.zeros((len(e), n_labels))
+    out[:, clf.classes_] = clf.predict_proba(z)
+    return out
+
+
+def run(model_path: str | Path, data: Path, speakers: list[str], split_path: Path | None = None, seed: int = 0,
+        prior_windows: float = DEFAULT_PRIOR_WINDOWS) -> dict:
+    """Fit the heads on the split's training speakers and score every speaker's stream.
+
+    Returns:
+        ``{"corpora": {corpus: {row: scores}}, "speakers": {...}, ...}``; rows are
+        ``network-none``, ``network-output`` and ``LAYER/METHOD`` for every layer and method.
+    """
+    import onnxruntime as ort
+
+    model = EmotionModel(model_path)
+    labels = model.labels
+    graph, names = embedding_tensors(model_path)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+    utts = [u for u in discover(data) if u.label is not None]
+    split = load_split(split_path)
+    prior = model.metadata.output_prior or OutputPrior(tuple(np.log(np.full(len(labels), 1 / len(labels)))), prior_windows)
+
+    def stream_of(spk: str) -> StreamEmbeddings:
+        t0 = time.monotonic()
+        out = embed_stream(model, session, names, [u for u in utts if u.speaker == spk], seed)
+        log.info("%s: %d speech windows (%.1f s)", spk, len(out.scored.clip), time.monotonic() - t0)
+        return out
+
+    train = [stream_of(s) for s in sorted(split.train)]
+    heads = {layer: fit_heads(train, labels, layer, seed) for layer in LAYERS}
+    rows = ["network-none", "network-output", *(f"{layer}/{m}" for layer in LAYERS for m in METHODS)]
+    truth: dict[str, list[str]] = {}
+    predicted: dict[tuple[str, str], list[str]] = {}
+    per_speaker: dict[str, dict] = {}
+    for spk in select_speakers(utts, speakers, split):
+        s = stream_of(spk)
+        y = [u.label for u in s.scored.stream.utterances]
+        corpus = s.scored.stream.utterances[0].corpus
+        truth.setdefault(corpus, []).extend(y)
+        per_speaker[spk] = {}
+        for row in rows:
+            if row.startswith("network-"):
+                probs = adapt(s.scored.probabilities, row.removeprefix("network-"), prior)
+            else:
+                layer, method = row.split("/")
+                probs = head_probabilities(heads[layer], method, s.embeddings[layer], len(labels), prior_windows)
+            pred = clip_labels(s.scored, probs, labels)
+            predicted.setdefault((corpus, row), []).extend(pred)
+            per_speaker[spk][row] = round(score(y, pred, labels).uar, 4)
+    corpora: dict[str, dict] = {}
+    for (corpus, row), pred in predicted.items():
+        corpora.setdefault(corpus, {})[row] = scores_to_dict(score(truth[corpus], pred, labels))
+    return {"rows": rows, "corpora": corpora, "speakers": per_speaker, "embeddings": names,
+            "train_speakers": sorted(split.train), "prior_windows": prior_windows, "seed": seed}
+
+
+def markdown(result: dict) -> str:
+    """Clip UAR per row (columns: corpora)."""
+    corpora = list(result["corpora"])
+    lines = ["| head / normalisation | " + " | ".join(f"{c} UAR" for c in corpora) + " |",
+             "| --- | " + " | ".join("---:" for _ in corpora) + " |"]
+    for row in result["rows"]:
+        lines.append(f"| {row} | " + " | ".join(f"{result['corpora'][c][row]['uar']:.3f}" for c in corpora) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: see the module docstring."""
+    p = argparse.ArgumentParser(prog="python -m training.embedding_adaptation", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True, type=Path, help="folder of the corpora (ravdess/, tess/, nemo/)")
+    p.add_argument("--model", required=True, help="float32 ONNX model with a pooled embedding and a dense head")
+    p.add_argument("--speakers", nargs="+", default=["validation"],
+                   help="'validation', 'test', a corpus name or speaker ids (as training.stream_protocol)")
+    p.add_argument("--split", type=Path, default=None, help="split JSON (default: training/splits/si_v1.json)")
+    p.add_argument("--prior-windows", type=float, default=DEFAULT_PRIOR_WINDOWS,
+                   help="weight of the training statistics in the causal running statistics, in windows")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    result = run(args.model, args.data, args.speakers, args.split, args.seed, args.prior_windows)
+    result["command"] = "python -m training.embedding_adaptation " + " ".join(argv if argv is not None else sys.argv[1:])
+    print(markdown(result))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
