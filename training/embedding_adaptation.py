@@ -37,6 +37,12 @@ Command (validation speakers; figures in the model card)::
 
     python -m training.embedding_adaptation --data ../shared/data --model models/stream-ser-fp32.onnx \\
         --speakers validation nemo:IC0 nemo:SM0 --out training/results/embedding-adaptation-validation.json
+
+With ``--write-model OUT`` it also writes the model with the ``pooled`` / ``speaker`` head inside
+(:func:`write_model`): the graph gets a second output ``embedding`` (float32 ``(batch, dim)``),
+and the metadata an ``embedding_adaptation`` entry (the prior statistics and their weight, the
+head's weights and bias, and a temperature fitted on the split's validation speakers' causal
+windows, Guo et al. 2017), which the runtime's ``EmbeddingAdapter`` applies per channel.
 """
 
 from __future__ import annotations
@@ -74,7 +80,7 @@ def embedding_tensors(model_path: str | Path) -> tuple[bytes, dict[str, str]]:
     """The model's graph with its two embeddings added as outputs.
 
     ``pooled`` is the output of the last ``GlobalAveragePool`` node, ``penultimate`` the data
-    input of the last ``MatMul`` (the last dense layer).
+    input of the last ``MatMul`` or ``Gemm`` (the last dense layer; float in an int8 model too).
 
     Returns:
         ``(serialised ONNX, {layer: tensor name})``.
@@ -87,9 +93,9 @@ def embedding_tensors(model_path: str | Path) -> tuple[bytes, dict[str, str]]:
     graph_model = onnx.load(str(model_path))
     nodes = graph_model.graph.node
     pools = [n for n in nodes if n.op_type == "GlobalAveragePool"]
-    matmuls = [n for n in nodes if n.op_type == "MatMul"]
+    matmuls = [n for n in nodes if n.op_type in ("MatMul", "Gemm")]
     if not pools or not matmuls:
-        raise ValueError(f"{model_path}: no GlobalAveragePool or MatMul node; not a pooled CNN with a dense head")
+        raise ValueError(f"{model_path}: no GlobalAveragePool or MatMul/Gemm node; not a pooled CNN with a dense head")
     names = {"pooled": pools[-1].output[0], "penultimate": matmuls[-1].input[0]}
     for name in names.values():
         graph_model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
@@ -235,12 +241,13 @@ def run(model_path: str | Path, data: Path, speakers: list[str], split_path: Pat
 
     train = [stream_of(s) for s in sorted(split.train)]
     heads = {layer: fit_heads(train, labels, layer, seed) for layer in LAYERS}
+    validation = {s: stream_of(s) for s in sorted(split.validation)}
     rows = ["network-none", "network-output", *(f"{layer}/{m}" for layer in LAYERS for m in METHODS)]
     truth: dict[str, list[str]] = {}
     predicted: dict[tuple[str, str], list[str]] = {}
     per_speaker: dict[str, dict] = {}
     for spk in select_speakers(utts, speakers, split):
-        s = stream_of(spk)
+        s = validation[spk] if spk in validation else stream_of(spk)
         y = [u.label for u in s.scored.stream.utterances]
         corpus = s.scored.stream.utterances[0].corpus
         truth.setdefault(corpus, []).extend(y)
@@ -258,7 +265,75 @@ def run(model_path: str | Path, data: Path, speakers: list[str], split_path: Pat
     for (corpus, row), pred in predicted.items():
         corpora.setdefault(corpus, {})[row] = scores_to_dict(score(truth[corpus], pred, labels))
     return {"rows": rows, "corpora": corpora, "speakers": per_speaker, "embeddings": names,
-            "train_speakers": sorted(split.train), "prior_windows": prior_windows, "seed": seed}
+            "train_speakers": sorted(split.train), "prior_windows": prior_windows, "seed": seed,
+            "_heads": heads, "_validation": list(validation.values())}
+
+
+def fit_head_temperature(heads: dict, validation: list[StreamEmbeddings], labels: tuple[str, ...],
+                         prior_windows: float) -> tuple[float, dict]:
+    """The temperature of the ``pooled`` / ``speaker`` head, fitted on the validation streams'
+    causal windows (:func:`training.temperature.fit_temperature`), and the ECE before and after.
+
+    Returns:
+        ``(T, {"windows", "ece_before", "ece_after"})``.
+    """
+    from .temperature import expected_calibration_error, fit_temperature, tempered
+
+    probs, ys = [], []
+    for s in validation:
+        keep = s.scored.clip >= 0
+        p = head_probabilities(heads["pooled"], "speaker-causal", s.embeddings["pooled"], len(labels), prior_windows)
+        probs.append(p[keep])
+        ys.extend(labels.index(s.scored.stream.utterances[c].label) for c in s.scored.clip[keep])
+    p, y = np.concatenate(probs), np.asarray(ys)
+    t = fit_temperature(p, y)
+    return t, {"windows": int(len(y)), "ece_before": round(expected_calibration_error(p, y), 4),
+               "ece_after": round(expected_calibration_error(tempered(p, t), y), 4)}
+
+
+def write_model(model_path: str | Path, out: str | Path, heads: dict, prior_windows: float, temperature: float,
+                facts: dict) -> Path:
+    """Write the model at ``model_path`` to ``out`` with the ``pooled`` / ``speaker`` head inside.
+
+    The graph gets an output ``embedding`` (float32 ``(batch, dim)``: a ``Flatten`` of the last
+    global average pooling), and the metadata an ``embedding_adaptation`` entry: ``output``,
+    ``prior_mean``, ``prior_mean_square`` (the training speakers' average per-dimension mean and
+    mean square), ``prior_windows``, ``weights`` (``n_classes`` rows of ``dim``, in label order),
+    ``bias`` and ``temperature``; ``facts`` go to the provenance under the same key.
+
+    Returns:
+        The path written.
+    """
+    import onnx
+
+    from stream_ser.metadata import METADATA_KEY
+
+    proto = onnx.load(str(model_path))
+    clf, mean, m2 = heads["pooled"]["speaker"]
+    if "embedding" not in {o.name for o in proto.graph.output}:
+        pooled = [n for n in proto.graph.node if n.op_type == "GlobalAveragePool"][-1].output[0]
+        proto.graph.node.append(onnx.helper.make_node("Flatten", [pooled], ["embedding"], axis=1,
+                                                      name="embedding_flatten"))
+        proto.graph.output.append(onnx.helper.make_tensor_value_info("embedding", onnx.TensorProto.FLOAT,
+                                                                     ["batch", len(mean)]))
+    entry = next(p for p in proto.metadata_props if p.key == METADATA_KEY)
+    meta = json.loads(entry.value)
+    labels_n = len(meta["labels"])
+    weights = np.zeros((labels_n, len(mean)))
+    bias = np.full(labels_n, -30.0)  # a class the head never saw in training: never chosen
+    weights[clf.classes_] = clf.coef_
+    bias[clf.classes_] = clf.intercept_
+    meta["embedding_adaptation"] = {
+        "output": "embedding", "prior_mean": [float(v) for v in mean], "prior_mean_square": [float(v) for v in m2],
+        "prior_windows": float(prior_windows), "weights": [[float(v) for v in row] for row in weights],
+        "bias": [float(v) for v in bias], "temperature": float(temperature)}
+    meta.setdefault("provenance", {})["embedding_adaptation"] = facts
+    entry.value = json.dumps(meta)
+    onnx.checker.check_model(proto)
+    target = Path(out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(proto, str(target))
+    return target
 
 
 def markdown(result: dict) -> str:
@@ -283,11 +358,27 @@ def main(argv: list[str] | None = None) -> None:
                    help="weight of the training statistics in the causal running statistics, in windows")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
+    p.add_argument("--write-model", type=Path, default=None, metavar="OUT.onnx",
+                   help="also write --model with the pooled-embedding head inside (its temperature fitted on the "
+                   "split's validation speakers), for the runtime's embedding adaptation")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     result = run(args.model, args.data, args.speakers, args.split, args.seed, args.prior_windows)
+    heads, validation = result.pop("_heads"), result.pop("_validation")
     result["command"] = "python -m training.embedding_adaptation " + " ".join(argv if argv is not None else sys.argv[1:])
     print(markdown(result))
+    if args.write_model is not None:
+        labels = EmotionModel(args.model).labels
+        t, calibration = fit_head_temperature(heads, validation, labels, args.prior_windows)
+        facts = {"command": result["command"], "layer": "pooled", "head": "logistic regression, C = 1, balanced "
+                 "class weights (scikit-learn), on the training speakers' windows, each speaker standardised with "
+                 "its own statistics", "train_speakers": result["train_speakers"],
+                 "temperature_fitted_on": "validation speakers' stream windows, causal statistics",
+                 "calibration": calibration}
+        result["written"] = {"path": str(write_model(args.model, args.write_model, heads, args.prior_windows, t,
+                                                     facts)), "temperature": t, **calibration}
+        log.info("wrote %s (temperature %.3f, ECE %.3f -> %.3f on %d validation windows)", args.write_model, t,
+                 calibration["ece_before"], calibration["ece_after"], calibration["windows"])
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1))
