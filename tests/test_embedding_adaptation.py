@@ -333,7 +333,29 @@ def test_api_adapt_and_the_deprecated_switch(tmp_path: Path) -> None:
         stream_ser.analyse(ANGRY_CLIP, model=model, adapt="none", adapt_output=False)
     with pytest.raises(ValueError, match="adapt must be one of"):
         SessionOptions(adapt="output-prior")
+    from stream_ser.session import ListenSession
+
+    plain = EmotionModel(make_tiny_onnx(tmp_path / "plain.onnx", LABELS))
+    with pytest.raises(ValueError, match="carries no adaptation"):  # before any audio is opened
+        ListenSession(plain, lambda: None, options=SessionOptions(adapt="embedding", gate="level"))
+    assert ListenSession(model, lambda: None, options=SessionOptions(gate="level")).adaptation == "embedding"
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the new parameter warns nothing
         (chan,) = stream_ser.analyse_channels(ANGRY_CLIP, model=model, adapt="none")
     assert [p.probabilities for p in chan.timeline] == [p.probabilities for p in result["none"].timeline]
+
+
+def test_batch_row_and_timeline_say_embedding(tmp_path: Path) -> None:
+    """A batch recording scored with the default adapt: its summary row and its timeline's
+    adaptation column say "embedding"; --adapt none says "none"."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    from stream_ser.batch import BatchLayout, BatchOptions, Recording
+    from stream_ser.batch.scoring import score_to_files
+
+    model, _ = tiny_embedding_model(tmp_path)
+    for adapt, want in (("auto", "embedding"), ("none", "none")):
+        layout = BatchLayout(tmp_path / f"out-{adapt}")
+        row = score_to_files(model, Recording(str(ANGRY_CLIP), "angry"), BatchOptions(model=str(model.path), adapt=adapt),
+                             layout)
+        assert row["status"] == "ok" and row["adaptation"] == want
+        assert set(pq.read_table(layout.timeline_path("angry")).column("adaptation").to_pylist()) == {want}
