@@ -105,7 +105,56 @@ class SpeakerNorm:
         return cls(tuple(x.mean(axis=(0, 2))), tuple((x**2).mean(axis=2).mean(axis=0)), prior_windows)
 
 
-class SpeakerNormaliser:
+class _RunningMoments:
+    """Running per-dimension mean and mean square started from a prior weighted as
+    ``prior_windows`` windows: what :class:`SpeakerNormaliser` and :class:`EmbeddingAdapter`
+    keep of a voice.
+
+    Args:
+        mean0, mean_square0: float ``(dim,)``, the prior's mean and mean square.
+        prior_windows: The prior's weight in windows (> 0).
+        min_variance: Floor of the variance before its square root.
+    """
+
+    def __init__(self, mean0, mean_square0, prior_windows: float, min_variance: float) -> None:
+        self._mean0 = np.asarray(mean0, dtype=np.float64)
+        self._m20 = np.asarray(mean_square0, dtype=np.float64)
+        self._w = prior_windows
+        self._floor = min_variance
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to the prior."""
+        self._sum, self._sum_sq, self._n = self._w * self._mean0, self._w * self._m20, self._w
+        self.windows = 0
+
+    def add(self, mean: np.ndarray, mean_square: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Add one window's ``mean`` and ``mean_square`` (float64 ``(dim,)``); returns the running
+        ``(mean, standard deviation)`` with it included, float64 ``(dim,)`` each."""
+        self._sum = self._sum + mean
+        self._sum_sq = self._sum_sq + mean_square
+        self._n += 1
+        self.windows += 1
+        mu = self._sum / self._n
+        return mu, np.sqrt(np.maximum(self._sum_sq / self._n - mu * mu, self._floor))
+
+
+class _Voice:
+    """What the per-channel adapters share: the voice's :class:`_RunningMoments` (``_moments``)."""
+
+    _moments: _RunningMoments
+
+    @property
+    def windows(self) -> int:
+        """Speech windows taken since the last :meth:`reset`."""
+        return self._moments.windows
+
+    def reset(self) -> None:
+        """Forget the voice: back to the training prior (a new speaker, a new file)."""
+        self._moments.reset()
+
+
+class SpeakerNormaliser(_Voice):
     """Running per-band statistics of one channel's speech windows (see the module docstring).
 
     Args:
@@ -116,15 +165,8 @@ class SpeakerNormaliser:
 
     def __init__(self, norm: SpeakerNorm) -> None:
         self.norm = norm
-        self._g1 = np.asarray(norm.prior_mean_db, dtype=np.float64)
-        self._g2 = np.asarray(norm.prior_mean_square_db2, dtype=np.float64)
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget the voice: back to the training prior (a new speaker, a new file)."""
-        w = self.norm.prior_windows
-        self._s1, self._s2, self._n = w * self._g1, w * self._g2, w
-        self.windows = 0
+        self._moments = _RunningMoments(norm.prior_mean_db, norm.prior_mean_square_db2, norm.prior_windows,
+                                        MIN_VARIANCE_DB2)
 
     def __call__(self, log_mel: np.ndarray) -> np.ndarray:
         """Add one speech window to the statistics, then standardise it with them.
@@ -142,12 +184,7 @@ class SpeakerNormaliser:
         if x.ndim != 2 or x.shape[0] != self.norm.n_mels:
             raise ValueError(f"expected a log-mel of shape ({self.norm.n_mels}, n_frames), got {x.shape}")
         x64 = x.astype(np.float64)
-        self._s1 = self._s1 + x64.mean(axis=1)
-        self._s2 = self._s2 + (x64**2).mean(axis=1)
-        self._n += 1
-        self.windows += 1
-        mu = self._s1 / self._n
-        sd = np.sqrt(np.maximum(self._s2 / self._n - mu**2, MIN_VARIANCE_DB2))
+        mu, sd = self._moments.add(x64.mean(axis=1), (x64**2).mean(axis=1))
         return ((x64 - mu[:, None]) / sd[:, None]).astype(np.float32)
 
 
@@ -390,7 +427,7 @@ class EmbeddingAdaptation:
             raise ValueError(f"embedding adaptation entry is incomplete or malformed: {exc}") from None
 
 
-class EmbeddingAdapter:
+class EmbeddingAdapter(_Voice):
     """Causal speaker normalisation of one channel's embedding, then the head: probabilities.
 
     Per embedding dimension, running sums of the channel's speech windows start from the
@@ -414,17 +451,10 @@ class EmbeddingAdapter:
 
     def __init__(self, adaptation: EmbeddingAdaptation) -> None:
         self.adaptation = adaptation
-        self._mean0 = np.asarray(adaptation.prior_mean, dtype=np.float64)
-        self._m20 = np.asarray(adaptation.prior_mean_square, dtype=np.float64)
+        self._moments = _RunningMoments(adaptation.prior_mean, adaptation.prior_mean_square, adaptation.prior_windows,
+                                        MIN_EMBEDDING_VARIANCE)
         self._weights = np.asarray(adaptation.weights, dtype=np.float64)
         self._bias = np.asarray(adaptation.bias, dtype=np.float64)
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget the voice: back to the training prior."""
-        w = self.adaptation.prior_windows
-        self._sum, self._sum_sq, self._n = w * self._mean0, w * self._m20, w
-        self.windows = 0
 
     def __call__(self, embedding: np.ndarray) -> np.ndarray:
         """Add one speech window's embedding to the statistics, then return its probabilities.
@@ -441,12 +471,8 @@ class EmbeddingAdapter:
         e = np.asarray(embedding, dtype=np.float64)
         if e.shape != (self.adaptation.dim,):
             raise ValueError(f"expected an embedding of shape ({self.adaptation.dim},), got {e.shape}")
-        self._sum = self._sum + e
-        self._sum_sq = self._sum_sq + e * e
-        self._n += 1
-        self.windows += 1
-        mean = self._sum / self._n
-        z = (e - mean) / np.sqrt(np.maximum(self._sum_sq / self._n - mean * mean, MIN_EMBEDDING_VARIANCE))
+        mean, sd = self._moments.add(e, e * e)
+        z = (e - mean) / sd
         logits = (self._weights @ z + self._bias) / self.adaptation.temperature
         p = np.exp(logits - logits.max())
         return (p / p.sum()).astype(np.float32)
