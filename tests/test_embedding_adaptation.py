@@ -289,6 +289,12 @@ def test_cli_adapt_embedding_needs_the_entry(tmp_path: Path, shipped_model, caps
     with pytest.raises(SystemExit) as info:
         main(["analyse", str(ANGRY_CLIP), "--adapt", "embeddings"])
     assert info.value.code == 2
+    from stream_ser.adaptation import ADAPT_MODES
+    from stream_ser.cli.parser import build_parser
+
+    for command in (["analyse", "x"], ["listen"], ["batch", "x", "--out", "y"], ["serve"]):  # every --adapt: the modes
+        assert build_parser().parse_args(command).adapt == "auto"
+        assert [build_parser().parse_args([*command, "--adapt", m]).adapt for m in ADAPT_MODES] == list(ADAPT_MODES)
 
 
 def test_cli_writes_embedding_in_csv_and_jsonl(tmp_path: Path, capsys) -> None:

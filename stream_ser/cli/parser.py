@@ -14,7 +14,6 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 from .. import __version__
-from ..adaptation import ADAPT_MODES
 from .analyse import cmd_analyse
 from .batch import cmd_batch
 from .info import cmd_devices, cmd_info, cmd_plot
@@ -154,7 +153,7 @@ def _add_channel_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channel-names", type=_name_list, default=None, metavar="NAMES",
                    help="names for the channels, comma-separated in channel order (e.g. agent,customer); "
                    "written in the CSV's channel column instead of the numbers")
-    p.add_argument("--adapt", choices=ADAPT_MODES, default="auto",
+    p.add_argument("--adapt", choices=("auto", "embedding", "output", "none"), default="auto",
                    help="adapt the scores to each channel's voice as it talks, from running statistics of that "
                    "voice started from the training voices' (nothing from the future): 'auto' (default) takes the "
                    "best the model carries (see `stream-ser info`): embedding, else output, else none. 'embedding' "

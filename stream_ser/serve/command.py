@@ -33,7 +33,6 @@ from .protocol import (
     ServeOptions,
     _check_names,
 )
-from ..adaptation import ADAPT_MODES
 from ..cli.parser import _HelpFormatter  # the help of every command looks the same
 from .server import CallServer
 
@@ -239,7 +238,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="seconds of new audio between predictions (default: the model's, 0.5)")
     p.add_argument("--gate", choices=("vad", "level"), default="vad",
                    help="which windows are scored, as for listen (default vad: loud enough and a voice)")
-    p.add_argument("--adapt", choices=ADAPT_MODES, default="auto",
+    p.add_argument("--adapt", choices=("auto", "embedding", "output", "none"), default="auto",
                    help="adaptation to each channel's voice, as for listen (default auto: the best the model "
                    "carries, see `stream-ser info`; none: each window on its own)")
     p.add_argument("--out-dir", default=None, metavar="DIR",
