@@ -362,7 +362,8 @@ class EmbeddingAdaptation:
     def __post_init__(self) -> None:
         if not isinstance(self.output, str) or not self.output:
             raise ValueError(f"output must be the name of a graph output, got {self.output!r}")
-        vectors = {name: tuple(float(v) for v in getattr(self, name)) for name in ("prior_mean", "prior_mean_square", "bias")}
+        vectors = {name: tuple(float(v) for v in getattr(self, name))
+                   for name in ("prior_mean", "prior_mean_square", "bias")}
         rows = tuple(tuple(float(v) for v in row) for row in self.weights)
         for name, values in vectors.items():
             object.__setattr__(self, name, values)

@@ -563,7 +563,8 @@ class ChannelEngines:
         return _run(self, frames, jobs)
 
 
-def _adapter(adaptation: str, meta, given: EmbeddingAdapter | OutputAdapter | None) -> EmbeddingAdapter | OutputAdapter | None:
+def _adapter(adaptation: str, meta, given: EmbeddingAdapter | OutputAdapter | None,
+             ) -> EmbeddingAdapter | OutputAdapter | None:
     """The channel's adapter for ``adaptation`` (``given`` if not None, else a fresh one).
 
     Raises:
@@ -571,9 +572,11 @@ def _adapter(adaptation: str, meta, given: EmbeddingAdapter | OutputAdapter | No
     """
     if adaptation == "none":
         return None
-    kind = EmbeddingAdapter if adaptation == "embedding" else OutputAdapter
     if given is None:
-        return EmbeddingAdapter(meta.embedding_adaptation) if kind is EmbeddingAdapter else OutputAdapter(meta.output_prior)
+        if adaptation == "embedding":
+            return EmbeddingAdapter(meta.embedding_adaptation)
+        return OutputAdapter(meta.output_prior)
+    kind = EmbeddingAdapter if adaptation == "embedding" else OutputAdapter
     if not isinstance(given, kind):
         raise ValueError(f"{adaptation} adaptation needs a {kind.__name__}, got a {type(given).__name__}")
     return given

@@ -196,8 +196,9 @@ def make_tiny_onnx(path: Path, labels: tuple[str, ...] = ("neutral", "happy", "s
     if metadata is not None:
         entry = model.metadata_props.add()
         entry.key = METADATA_KEY
-        entry.value = ModelMetadata(labels, cfg, provenance={"made_by": "tests"}, output_prior=output_prior,
-                                    embedding_adaptation=embedding_adaptation).to_json() if metadata == "auto" else metadata
+        made = ModelMetadata(labels, cfg, provenance={"made_by": "tests"}, output_prior=output_prior,
+                             embedding_adaptation=embedding_adaptation)
+        entry.value = made.to_json() if metadata == "auto" else metadata
     onnx.save(model, str(path))
     return path
 

@@ -43,8 +43,8 @@ def random_adaptation(dim: int, n_classes: int = 3, seed: int = 0, output: str =
     mean = center + rng.normal(0, spread, dim)
     var = (spread * rng.uniform(0.5, 1.5, dim)) ** 2
     return EmbeddingAdaptation(output, tuple(mean), tuple(var + mean**2), prior_windows,
-                               tuple(map(tuple, rng.normal(0, 1, (n_classes, dim)))), tuple(rng.normal(0, 0.5, n_classes)),
-                               temperature=1.3)
+                               tuple(map(tuple, rng.normal(0, 1, (n_classes, dim)))),
+                               tuple(rng.normal(0, 0.5, n_classes)), temperature=1.3)
 
 
 def tiny_embedding_model(tmp_path: Path, seed: int = 0, **kwargs) -> tuple[EmotionModel, EmbeddingAdaptation]:
@@ -109,7 +109,8 @@ def test_entry_round_trip_and_validation() -> None:
     back = ModelMetadata.from_json(meta.to_json())
     assert back.embedding_adaptation == a and back.embedding_adaptation.dim == 6
     entry = json.loads(meta.to_json())["embedding_adaptation"]
-    assert set(entry) == {"output", "prior_mean", "prior_mean_square", "prior_windows", "weights", "bias", "temperature"}
+    assert set(entry) == {"output", "prior_mean", "prior_mean_square", "prior_windows", "weights", "bias",
+                          "temperature"}
     del entry["temperature"]  # optional: 1
     assert EmbeddingAdaptation.from_dict(entry).temperature == 1.0
     d = a.to_dict()
@@ -284,7 +285,8 @@ def test_cli_adapt_embedding_needs_the_entry(tmp_path: Path, shipped_model, caps
         assert main(args + (["--model", model] if model else [])) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("stream-ser: error: --adapt embedding: model ") and len(err.splitlines()) == 1
-        assert "'embedding_adaptation'" in err and ("output adaptation" in err if model is None else "no adaptation" in err)
+        assert "'embedding_adaptation'" in err
+        assert ("carries output adaptation" if model is None else "carries no adaptation") in err
     assert not (tmp_path / "x.csv").exists()
     with pytest.raises(SystemExit) as info:
         main(["analyse", str(ANGRY_CLIP), "--adapt", "embeddings"])
@@ -361,7 +363,7 @@ def test_batch_row_and_timeline_say_embedding(tmp_path: Path) -> None:
     model, _ = tiny_embedding_model(tmp_path)
     for adapt, want in (("auto", "embedding"), ("none", "none")):
         layout = BatchLayout(tmp_path / f"out-{adapt}")
-        row = score_to_files(model, Recording(str(ANGRY_CLIP), "angry"), BatchOptions(model=str(model.path), adapt=adapt),
-                             layout)
+        options = BatchOptions(model=str(model.path), adapt=adapt)
+        row = score_to_files(model, Recording(str(ANGRY_CLIP), "angry"), options, layout)
         assert row["status"] == "ok" and row["adaptation"] == want
         assert set(pq.read_table(layout.timeline_path("angry")).column("adaptation").to_pylist()) == {want}
