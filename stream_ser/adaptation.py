@@ -15,6 +15,18 @@ It is exactly the ``causal`` mode of ``training.adaptation.normalise_speakers`` 
 it), so a model trained with that mode sees at run time what it saw for its validation and test
 speakers. A model that needs it says so in its metadata (:class:`SpeakerNorm`); the engine then
 keeps one :class:`SpeakerNormaliser` per channel.
+
+The same idea applies after the network, for any model that carries what it needs (its
+metadata says so; ``stream-ser info`` shows it), one adapter per channel, chosen with ``adapt``
+(``--adapt``, :func:`resolve_adapt`):
+
+- ``embedding`` (:class:`EmbeddingAdapter`, the default for a model with an
+  ``embedding_adaptation``): the network's pooled embedding standardised with the voice's
+  running statistics, then a linear head fitted on speaker-standardised training embeddings
+  (``training.embedding_adaptation``);
+- ``output`` (:class:`OutputAdapter`, the default for a model with only an ``output_prior``):
+  the voice's running shift of the log-probabilities removed;
+- ``none``: the network's own probabilities.
 """
 
 from __future__ import annotations
@@ -93,7 +105,56 @@ class SpeakerNorm:
         return cls(tuple(x.mean(axis=(0, 2))), tuple((x**2).mean(axis=2).mean(axis=0)), prior_windows)
 
 
-class SpeakerNormaliser:
+class _RunningMoments:
+    """Running per-dimension mean and mean square started from a prior weighted as
+    ``prior_windows`` windows: what :class:`SpeakerNormaliser` and :class:`EmbeddingAdapter`
+    keep of a voice.
+
+    Args:
+        mean0, mean_square0: float ``(dim,)``, the prior's mean and mean square.
+        prior_windows: The prior's weight in windows (> 0).
+        min_variance: Floor of the variance before its square root.
+    """
+
+    def __init__(self, mean0, mean_square0, prior_windows: float, min_variance: float) -> None:
+        self._mean0 = np.asarray(mean0, dtype=np.float64)
+        self._m20 = np.asarray(mean_square0, dtype=np.float64)
+        self._w = prior_windows
+        self._floor = min_variance
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to the prior."""
+        self._sum, self._sum_sq, self._n = self._w * self._mean0, self._w * self._m20, self._w
+        self.windows = 0
+
+    def add(self, mean: np.ndarray, mean_square: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Add one window's ``mean`` and ``mean_square`` (float64 ``(dim,)``); returns the running
+        ``(mean, standard deviation)`` with it included, float64 ``(dim,)`` each."""
+        self._sum = self._sum + mean
+        self._sum_sq = self._sum_sq + mean_square
+        self._n += 1
+        self.windows += 1
+        mu = self._sum / self._n
+        return mu, np.sqrt(np.maximum(self._sum_sq / self._n - mu * mu, self._floor))
+
+
+class _Voice:
+    """What the per-channel adapters share: the voice's :class:`_RunningMoments` (``_moments``)."""
+
+    _moments: _RunningMoments
+
+    @property
+    def windows(self) -> int:
+        """Speech windows taken since the last :meth:`reset`."""
+        return self._moments.windows
+
+    def reset(self) -> None:
+        """Forget the voice: back to the training prior (a new speaker, a new file)."""
+        self._moments.reset()
+
+
+class SpeakerNormaliser(_Voice):
     """Running per-band statistics of one channel's speech windows (see the module docstring).
 
     Args:
@@ -104,15 +165,8 @@ class SpeakerNormaliser:
 
     def __init__(self, norm: SpeakerNorm) -> None:
         self.norm = norm
-        self._g1 = np.asarray(norm.prior_mean_db, dtype=np.float64)
-        self._g2 = np.asarray(norm.prior_mean_square_db2, dtype=np.float64)
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget the voice: back to the training prior (a new speaker, a new file)."""
-        w = self.norm.prior_windows
-        self._s1, self._s2, self._n = w * self._g1, w * self._g2, w
-        self.windows = 0
+        self._moments = _RunningMoments(norm.prior_mean_db, norm.prior_mean_square_db2, norm.prior_windows,
+                                        MIN_VARIANCE_DB2)
 
     def __call__(self, log_mel: np.ndarray) -> np.ndarray:
         """Add one speech window to the statistics, then standardise it with them.
@@ -130,12 +184,7 @@ class SpeakerNormaliser:
         if x.ndim != 2 or x.shape[0] != self.norm.n_mels:
             raise ValueError(f"expected a log-mel of shape ({self.norm.n_mels}, n_frames), got {x.shape}")
         x64 = x.astype(np.float64)
-        self._s1 = self._s1 + x64.mean(axis=1)
-        self._s2 = self._s2 + (x64**2).mean(axis=1)
-        self._n += 1
-        self.windows += 1
-        mu = self._s1 / self._n
-        sd = np.sqrt(np.maximum(self._s2 / self._n - mu**2, MIN_VARIANCE_DB2))
+        mu, sd = self._moments.add(x64.mean(axis=1), (x64**2).mean(axis=1))
         return ((x64 - mu[:, None]) / sd[:, None]).astype(np.float32)
 
 
@@ -268,3 +317,217 @@ class OutputAdapter:
         z = log_p - self.shift
         z = np.exp(z - z.max())
         return (z / z.sum()).astype(np.float32)
+
+
+#: Floor of an embedding dimension's running variance, as in training
+#: (``training.embedding_adaptation.MIN_VARIANCE``).
+MIN_EMBEDDING_VARIANCE = 1e-6
+
+
+@dataclass(frozen=True)
+class EmbeddingAdaptation:
+    """Speaker normalisation of the network's embedding and the head applied after it: the
+    prior and weights of :class:`EmbeddingAdapter`, carried in the model metadata
+    (``embedding_adaptation``), as ``training.embedding_adaptation`` fits them.
+
+    Attributes:
+        output: Name of the graph output holding the embedding, float32 ``(batch, dim)`` (the
+            network's last global average pooling).
+        prior_mean: Per dimension, the average over the training speakers of each speaker's
+            mean embedding, ``dim`` values.
+        prior_mean_square: The same for each speaker's mean square, ``dim`` values.
+        prior_windows: Weight of the prior in windows (> 0; at the 0.5 s hop, 40 windows = 20 s
+            of speech before a voice's own statistics weigh as much as the prior).
+        weights: The head's weights, ``n_classes`` rows of ``dim`` values, rows in the model's
+            label order.
+        bias: The head's bias, ``n_classes`` values.
+        temperature: Logits are divided by it before the softmax (> 0; 1 leaves them as fitted).
+
+    Raises:
+        ValueError: If ``output`` is empty, the vectors are empty or differ in length from
+            ``dim``, the head has fewer than two classes or rows of another length than ``dim``,
+            ``bias`` another length than the rows, a value is not finite, a prior variance
+            (``prior_mean_square - prior_mean**2``) is negative beyond rounding, or
+            ``prior_windows`` or ``temperature`` is not positive and finite.
+    """
+
+    output: str
+    prior_mean: tuple[float, ...]
+    prior_mean_square: tuple[float, ...]
+    prior_windows: float
+    weights: tuple[tuple[float, ...], ...]
+    bias: tuple[float, ...]
+    temperature: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.output, str) or not self.output:
+            raise ValueError(f"output must be the name of a graph output, got {self.output!r}")
+        vectors = {name: tuple(float(v) for v in getattr(self, name))
+                   for name in ("prior_mean", "prior_mean_square", "bias")}
+        rows = tuple(tuple(float(v) for v in row) for row in self.weights)
+        for name, values in vectors.items():
+            object.__setattr__(self, name, values)
+        object.__setattr__(self, "weights", rows)
+        object.__setattr__(self, "prior_windows", float(self.prior_windows))
+        object.__setattr__(self, "temperature", float(self.temperature))
+        dim = len(self.prior_mean)
+        if not dim or len(self.prior_mean_square) != dim:
+            raise ValueError(f"prior_mean and prior_mean_square must be non-empty and of equal length, got "
+                             f"{dim} and {len(self.prior_mean_square)}")
+        if len(rows) < 2 or any(len(r) != dim for r in rows):
+            raise ValueError(f"weights must be at least two rows of {dim} values (one per class), got row lengths "
+                             f"{[len(r) for r in rows]}")
+        if len(self.bias) != len(rows):
+            raise ValueError(f"bias has {len(self.bias)} values, weights {len(rows)} rows")
+        mu, m2 = np.array(self.prior_mean), np.array(self.prior_mean_square)
+        if not all(np.all(np.isfinite(v)) for v in (mu, m2, np.array(rows), np.array(self.bias))):
+            raise ValueError("the prior statistics, weights and bias must be finite")
+        if not np.all(m2 - mu**2 > -1e-6 * (1 + m2)):
+            worst = int(np.argmin(m2 - mu**2))
+            raise ValueError(f"the prior gives a negative variance in dimension {worst} "
+                             f"(mean square {m2[worst]:g} < mean^2 {mu[worst] ** 2:g})")
+        for name in ("prior_windows", "temperature"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be positive and finite, got {value}")
+
+    @property
+    def dim(self) -> int:
+        """Length of the embedding."""
+        return len(self.prior_mean)
+
+    @property
+    def n_classes(self) -> int:
+        """Number of classes of the head."""
+        return len(self.weights)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (the ``embedding_adaptation`` entry of the model metadata)."""
+        return {
+            "output": self.output,
+            "prior_mean": list(self.prior_mean),
+            "prior_mean_square": list(self.prior_mean_square),
+            "prior_windows": self.prior_windows,
+            "weights": [list(r) for r in self.weights],
+            "bias": list(self.bias),
+            "temperature": self.temperature,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "EmbeddingAdaptation":
+        """Parse :meth:`to_dict` output (``temperature`` may be absent: 1).
+
+        Raises:
+            ValueError: If a field is missing or invalid.
+        """
+        try:
+            return cls(data["output"], tuple(data["prior_mean"]), tuple(data["prior_mean_square"]),
+                       float(data["prior_windows"]), tuple(tuple(r) for r in data["weights"]), tuple(data["bias"]),
+                       float(data.get("temperature", 1.0)))
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"embedding adaptation entry is incomplete or malformed: {exc}") from None
+
+
+class EmbeddingAdapter(_Voice):
+    """Causal speaker normalisation of one channel's embedding, then the head: probabilities.
+
+    Per embedding dimension, running sums of the channel's speech windows start from the
+    training speakers' average statistics weighted as ``prior_windows`` windows
+    (:class:`EmbeddingAdaptation`). Each window is first added to them, then standardised with
+    the running mean and standard deviation (variance floored at
+    :data:`MIN_EMBEDDING_VARIANCE`); the head maps it to logits, divided by the temperature
+    before the softmax. This is ``training.embedding_adaptation.causal_standardise`` followed by
+    the logistic-regression head fitted there, one window at a time (tested against it); the
+    same per-speaker standardisation as :class:`SpeakerNormaliser`, applied where the network
+    has already summarised the window.
+
+    Args:
+        adaptation: The model's prior and head.
+
+    Attributes:
+        windows: Speech windows taken since the last :meth:`reset`.
+
+    Thread: used by one thread (the engine's model thread).
+    """
+
+    def __init__(self, adaptation: EmbeddingAdaptation) -> None:
+        self.adaptation = adaptation
+        self._moments = _RunningMoments(adaptation.prior_mean, adaptation.prior_mean_square, adaptation.prior_windows,
+                                        MIN_EMBEDDING_VARIANCE)
+        self._weights = np.asarray(adaptation.weights, dtype=np.float64)
+        self._bias = np.asarray(adaptation.bias, dtype=np.float64)
+
+    def __call__(self, embedding: np.ndarray) -> np.ndarray:
+        """Add one speech window's embedding to the statistics, then return its probabilities.
+
+        Args:
+            embedding: ``(dim,)`` float, the model's embedding of one speech window.
+
+        Returns:
+            float32 ``(n_classes,)`` in the model's label order, non-negative, summing to 1.
+
+        Raises:
+            ValueError: If the embedding's shape is not ``(dim,)``.
+        """
+        e = np.asarray(embedding, dtype=np.float64)
+        if e.shape != (self.adaptation.dim,):
+            raise ValueError(f"expected an embedding of shape ({self.adaptation.dim},), got {e.shape}")
+        mean, sd = self._moments.add(e, e * e)
+        z = (e - mean) / sd
+        logits = (self._weights @ z + self._bias) / self.adaptation.temperature
+        p = np.exp(logits - logits.max())
+        return (p / p.sum()).astype(np.float32)
+
+
+#: The values of ``adapt`` (``--adapt``): ``auto`` picks the best the model carries.
+ADAPT_MODES: tuple[str, ...] = ("auto", "embedding", "output", "none")
+
+
+def resolve_adapt(adapt: str, embedding_adaptation: EmbeddingAdaptation | None,
+                  output_prior: OutputPrior | None) -> str:
+    """The adaptation to the voice that runs for ``adapt`` and what a model carries.
+
+    ``"auto"`` is ``"embedding"`` for a model with an ``embedding_adaptation``, else
+    ``"output"`` for one with an ``output_prior``, else ``"none"``; the other modes are taken
+    as asked.
+
+    Args:
+        adapt: One of :data:`ADAPT_MODES`.
+        embedding_adaptation, output_prior: The model's entries (None when absent).
+
+    Returns:
+        ``"embedding"``, ``"output"`` or ``"none"``.
+
+    Raises:
+        ValueError: If ``adapt`` is not one of :data:`ADAPT_MODES`, or names an adaptation the
+            model does not carry (the message says what it carries).
+    """
+    if adapt not in ADAPT_MODES:
+        raise ValueError(f"adapt must be one of {', '.join(map(repr, ADAPT_MODES))}, got {adapt!r}")
+    carried = [m for m, entry in (("embedding", embedding_adaptation), ("output", output_prior)) if entry is not None]
+    if adapt == "auto":
+        return carried[0] if carried else "none"
+    if adapt != "none" and adapt not in carried:
+        has = " and ".join(f"{m} adaptation" for m in carried) if carried else "no adaptation"
+        entry = "embedding_adaptation" if adapt == "embedding" else "output_prior"
+        raise ValueError(f"{adapt} adaptation needs an '{entry}' entry in the model's metadata; this model carries "
+                         f"{has} (`stream-ser info` shows it; 'auto' picks the best it carries, 'none' turns it off)")
+    return adapt
+
+
+def adapt_from_deprecated(adapt: str, adapt_output: bool | None, stacklevel: int = 3) -> str:
+    """``adapt`` for a caller that still passes the former ``adapt_output``: True is ``"auto"``,
+    False ``"none"``, with a :class:`DeprecationWarning`; None leaves ``adapt`` as given.
+
+    Raises:
+        TypeError: If both ``adapt_output`` and an ``adapt`` other than ``"auto"`` are given.
+    """
+    if adapt_output is None:
+        return adapt
+    import warnings
+
+    if adapt != "auto":
+        raise TypeError(f"pass adapt={adapt!r} or the deprecated adapt_output, not both")
+    warnings.warn("adapt_output is deprecated: pass adapt='auto' (True) or adapt='none' (False)",
+                  DeprecationWarning, stacklevel=stacklevel)
+    return "auto" if adapt_output else "none"

@@ -52,6 +52,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from .adaptation import adapt_from_deprecated
 from .channels import ChannelPlan, ChannelPlanError
 from .engine import ChannelEngines, ClipAccumulator, Engine, _check_jobs
 from .features import one_blas_thread
@@ -175,6 +176,8 @@ class StreamScorer:
         source: Name written into every prediction's ``source``.
         channel: Channel index written into every prediction's ``channel``.
         gate: The speech gate: ``"vad"`` (default; level and voice activity) or ``"level"``.
+        adapt: The adaptation to the voice: ``"auto"`` (default: the best the model carries),
+            ``"embedding"``, ``"output"`` or ``"none"`` (see :func:`analyse`).
 
     Attributes:
         model: The model in use.
@@ -183,8 +186,9 @@ class StreamScorer:
 
     Raises:
         ModelError: If ``model`` is a path that cannot be loaded (or the VAD's model is missing).
-        ValueError: If ``sample_rate_hz`` is not positive, ``hop_s`` is out of range or ``gate``
-            is not ``"vad"`` or ``"level"``.
+        ValueError: If ``sample_rate_hz`` is not positive, ``hop_s`` is out of range, ``gate``
+            is not ``"vad"`` or ``"level"``, or ``adapt`` is not a mode or names one the model
+            does not carry.
 
     Example::
 
@@ -205,12 +209,13 @@ class StreamScorer:
         source: str = "stream",
         channel: int = 0,
         gate: str = DEFAULT_GATE,
+        adapt: str = "auto",
     ) -> None:
         _check_rate(sample_rate_hz)
         self.model = _model(model)
         self.labels = self.model.labels
         self.sample_rate_hz = int(sample_rate_hz)
-        self._engine = Engine(self.model, hop_s=hop_s, source=source, channel=channel, gate=gate)
+        self._engine = Engine(self.model, hop_s=hop_s, source=source, channel=channel, gate=gate, adapt=adapt)
         self._resample = _resampler(self.sample_rate_hz, self.model.feature_config.sample_rate_hz)
         self._flushed = False
 
@@ -517,9 +522,10 @@ def score_recording(
     hop_s: float | None = None,
     source: str | None = None,
     jobs: int = 1,
-    adapt_output: bool = True,
+    adapt: str = "auto",
     gate: str = DEFAULT_GATE,
     stop: Callable[[], bool] | None = None,
+    adapt_output: bool | None = None,
 ) -> ScoredRecording:
     """The one path that scores a recording: :func:`analyse`, :func:`analyse_channels`,
     ``stream-ser analyse`` and ``stream-ser batch`` all run it.
@@ -527,7 +533,7 @@ def score_recording(
     It opens the source now (a file's header is read, the channels resolved and the
     :class:`~stream_ser.channels.ChannelPlan` built); iterating the returned
     :class:`ScoredRecording` decodes, resamples and scores the audio block by block, every
-    channel with its own engine (own window, speech gate and output adaptation; the one model).
+    channel with its own engine (own window, speech gate and adaptation to the voice; the one model).
     Nothing here prints, logs progress or writes files: the callers do that with the predictions.
 
     Args:
@@ -541,10 +547,15 @@ def score_recording(
         hop_s: Seconds of new audio between predictions (default: the model's, 0.5 s).
         source: The results' ``source``; default ``str(path)`` or ``"array"``.
         jobs: Scoring threads, 1 or 2 (the model on a second thread; identical predictions).
-        adapt_output: Adapt each channel's output to its voice (False: ``--adapt none``).
+        adapt: The adaptation to each channel's voice, as ``--adapt``: ``"auto"`` (default:
+            the best the model carries, embedding, else output, else none), ``"embedding"``,
+            ``"output"`` or ``"none"`` (:class:`~stream_ser.engine.Engine`); the predictions'
+            ``adaptation`` says which ran.
         gate: The speech gate, ``"vad"`` (default) or ``"level"`` (see the module docstring).
         stop: Called after every block read (about 1 s of audio); when it returns True the
             scoring ends early, after that block and the last partial hop (Ctrl-C, a deadline).
+        adapt_output: Deprecated: True is ``adapt="auto"``, False ``adapt="none"`` (with a
+            :class:`DeprecationWarning`).
 
     Returns:
         A :class:`ScoredRecording`; iterate it once for the predictions, then read its
@@ -557,14 +568,15 @@ def score_recording(
             ``ValueError``).
         ModelError: If ``model`` is a path that cannot be loaded, or the VAD's model is missing.
         TypeError: If ``sample_rate_hz`` is missing for an array or given for a path.
-        ValueError: A bad array shape or dtype, ``hop_s``, ``jobs`` or ``gate``.
+        ValueError: A bad array shape or dtype, ``hop_s``, ``jobs`` or ``gate``, or an ``adapt``
+            that is not a mode or names one the model does not carry.
     """
     m = _model(model)
     _check_jobs(jobs)
     name, numbers, frames = _open(audio, sample_rate_hz, channels, m.feature_config.sample_rate_hz, source)
     plan = ChannelPlan.of(numbers, channel_names, source=name)
     engines = ChannelEngines(m, hop_s=hop_s, source=name, channels=plan.numbers, channel_names=plan.names,
-                             adapt_output=adapt_output, gate=gate)
+                             adapt=adapt_from_deprecated(adapt, adapt_output), gate=gate)
     return ScoredRecording(m, name, plan, frames, engines, jobs, stop)
 
 
@@ -576,8 +588,9 @@ def analyse(
     hop_s: float | None = None,
     source: str | None = None,
     jobs: int = 1,
-    adapt_output: bool = True,
+    adapt: str = "auto",
     gate: str = DEFAULT_GATE,
+    adapt_output: bool | None = None,
 ) -> Analysis:
     """Score a whole recording: the clip-level result and the window timeline.
 
@@ -596,9 +609,10 @@ def analyse(
         source: Name for the results' ``source``; default ``str(path)`` or ``"array"``.
         jobs: Scoring threads: 1 (default) or 2, the model on a second thread while the next
             windows' features are computed (identical results; ``stream-ser analyse --jobs``).
-        adapt_output: Adapt the model's output to the recording's voice, as ``stream-ser
-            analyse`` does by default (:class:`~stream_ser.adaptation.OutputAdapter`; a model
-            without an output prior is never adapted); False is ``--adapt none``.
+        adapt: The adaptation to the recording's voice, as ``stream-ser analyse --adapt``:
+            ``"auto"`` (default: the best the model carries, embedding, else output, else
+            none), ``"embedding"``, ``"output"`` or ``"none"`` (:mod:`stream_ser.adaptation`).
+        adapt_output: Deprecated: True is ``adapt="auto"``, False ``adapt="none"``.
         gate: The speech gate: ``"vad"`` (default, ``stream-ser analyse``'s: loud enough and a
             voice by the VAD) or ``"level"`` (loud enough; ``--gate level``). Windows it rejects
             are in the timeline with ``is_speech=False`` and count for nothing in the clip.
@@ -613,10 +627,11 @@ def analyse(
         ModelError: If ``model`` is a path that cannot be loaded.
         TypeError: If ``sample_rate_hz`` is missing for an array or given for a path.
         ValueError: If the array has the wrong shape or dtype, ``hop_s`` is out of range,
-            ``jobs`` is not 1 or 2, or ``gate`` is not ``"vad"`` or ``"level"``.
+            ``jobs`` is not 1 or 2, ``gate`` is not ``"vad"`` or ``"level"``, or ``adapt`` is
+            not a mode or names one the model does not carry.
     """
     (result,) = _analyses(score_recording(audio, sample_rate_hz, model=model, hop_s=hop_s, source=source, jobs=jobs,
-                                          adapt_output=adapt_output, gate=gate))
+                                          adapt=adapt_from_deprecated(adapt, adapt_output), gate=gate))
     return result
 
 
@@ -638,8 +653,9 @@ def analyse_channels(
     hop_s: float | None = None,
     source: str | None = None,
     jobs: int = 1,
-    adapt_output: bool = True,
+    adapt: str = "auto",
     gate: str = DEFAULT_GATE,
+    adapt_output: bool | None = None,
 ) -> tuple[Analysis, ...]:
     """Score each channel of a recording on its own (a stereo call: agent left, customer right).
 
@@ -657,7 +673,8 @@ def analyse_channels(
         hop_s: Seconds of new audio between predictions (default: the model's, 0.5 s).
         source: Name for the results' ``source``; default ``str(path)`` or ``"array"``.
         jobs: Scoring threads, 1 (default) or 2 (see :func:`analyse`; identical results).
-        adapt_output: Adapt each channel's output to its voice (see :func:`analyse`).
+        adapt: The adaptation to each channel's voice (see :func:`analyse`).
+        adapt_output: Deprecated: True is ``adapt="auto"``, False ``adapt="none"``.
         gate: The speech gate of every channel, ``"vad"`` (default) or ``"level"`` (see
             :func:`analyse`); each channel has its own detector.
 
@@ -672,11 +689,11 @@ def analyse_channels(
         ChannelPlanError: Names not matching the channels in number (a ``ValueError``).
         ModelError: If ``model`` is a path that cannot be loaded.
         TypeError: If ``sample_rate_hz`` is missing for an array or given for a path.
-        ValueError: Wrong array shape or dtype, bad ``hop_s``, ``jobs`` or ``gate``.
+        ValueError: Wrong array shape or dtype, bad ``hop_s``, ``jobs``, ``gate`` or ``adapt``.
     """
     return _analyses(score_recording(audio, sample_rate_hz, channels=channels, channel_names=channel_names,
-                                     model=model, hop_s=hop_s, source=source, jobs=jobs, adapt_output=adapt_output,
-                                     gate=gate))
+                                     model=model, hop_s=hop_s, source=source, jobs=jobs,
+                                     adapt=adapt_from_deprecated(adapt, adapt_output), gate=gate))
 
 
 #: American spelling of :func:`analyse`.

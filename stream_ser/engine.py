@@ -49,7 +49,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .adaptation import OutputAdapter, SpeakerNormaliser
+from .adaptation import (EmbeddingAdapter, OutputAdapter, SpeakerNormaliser, adapt_from_deprecated,
+                         resolve_adapt)
 from .channels import ChannelPlan
 from .features import window_features
 from .features import FeatureConfig
@@ -78,9 +79,14 @@ class _Window(NamedTuple):
     feats: np.ndarray | None
 
     def score(self) -> Prediction:
-        """Run the model (if speech) and make the prediction (any thread: reads only this window)."""
-        probs = None if self.feats is None else self.engine.model.predict(self.feats)
-        return self.engine._finish(self, probs)
+        """Run the model (if speech) and make the prediction (any thread: reads only this window;
+        the engine's adapter is updated in window order, as the model thread takes them)."""
+        if self.feats is None:
+            return self.engine._finish(self, None)
+        if self.engine.adaptation == "embedding":  # the head on the voice-standardised embedding
+            _, embedding = self.engine.model.predict_with_embedding(self.feats)
+            return self.engine._finish(self, self.engine.adapter(embedding), adapted=True)
+        return self.engine._finish(self, self.engine.model.predict(self.feats))
 
 
 class _VoiceGate:
@@ -216,12 +222,17 @@ class Engine:
             prediction equals the uncalibrated engine's; calibration only withholds the first
             ones, made while the statistics still lean on the training prior. 0 (default): none.
             Ignored for other models.
-        adapt_output: Adapt the model's output to this channel's voice
-            (:class:`~stream_ser.adaptation.OutputAdapter`), for a model that carries an
-            ``output_prior``; the predictions then hold the adapted probabilities and
-            :attr:`adaptation` is ``"output"``. False, or a model without a prior: ``"none"``.
-        adapter: The output adapter to use (carry a voice across engines, as ``normaliser``);
-            None makes a fresh one when ``adapt_output`` applies.
+        adapt: The adaptation to this channel's voice (:mod:`stream_ser.adaptation`,
+            :func:`~stream_ser.adaptation.resolve_adapt`): ``"auto"`` (default) the best the
+            model carries, ``"embedding"`` (:class:`~stream_ser.adaptation.EmbeddingAdapter`:
+            the predictions hold the probabilities of the model's embedding head after the
+            voice's running standardisation; the network's own output is not used),
+            ``"output"`` (:class:`~stream_ser.adaptation.OutputAdapter`: the network's output
+            adapted) or ``"none"`` (the network's own). :attr:`adaptation` says which runs.
+        adapter: The adapter to use (carry a voice across engines, as ``normaliser``), of the
+            kind ``adapt`` runs; None makes a fresh one. Ignored with ``"none"``.
+        adapt_output: Deprecated: True is ``adapt="auto"``, False ``adapt="none"`` (with a
+            :class:`DeprecationWarning`).
         gate: The speech gate, ``"vad"`` (default: the level gate and the voice-activity
             detector, see the module docstring) or ``"level"`` (the level gate alone).
         start_sample: The stream sample (at the model's rate) at which this engine's audio
@@ -234,12 +245,18 @@ class Engine:
         gate: As given.
         vad: The channel's :class:`~stream_ser.vad.VoiceActivity` with ``gate="vad"``, else None.
         start_sample: As given.
+        adaptation: The adaptation to the voice that runs: ``"embedding"``, ``"output"`` or
+            ``"none"`` (``adapt`` resolved against the model); every prediction carries it.
+        adapter: The channel's :class:`~stream_ser.adaptation.EmbeddingAdapter` or
+            :class:`~stream_ser.adaptation.OutputAdapter`, or None with ``"none"``.
 
     Raises:
         ValueError: If ``hop_s`` is not in (0, window_s] (NaN and infinity are not) or is
             shorter than one sample (:meth:`~stream_ser.features.FeatureConfig.check_hop`),
-            ``calibration_windows`` or ``start_sample`` is negative, or ``gate`` is not ``"vad"``
-            or ``"level"``.
+            ``calibration_windows`` or ``start_sample`` is negative, ``gate`` is not ``"vad"``
+            or ``"level"``, ``adapt`` is not a mode or names one the model does not carry, or
+            ``adapter`` is not of the kind ``adapt`` runs.
+        TypeError: If both ``adapt`` (other than ``"auto"``) and ``adapt_output`` are given.
         ModelError: If ``gate="vad"`` and the detector's model cannot be found or loaded.
     """
 
@@ -252,10 +269,12 @@ class Engine:
         channel_name: str | None = None,
         normaliser: SpeakerNormaliser | None = None,
         calibration_windows: int = 0,
-        adapt_output: bool = True,
-        adapter: OutputAdapter | None = None,
+        adapt: str = "auto",
+        adapter: EmbeddingAdapter | OutputAdapter | None = None,
         gate: str = DEFAULT_GATE,
         start_sample: int = 0,
+        *,
+        adapt_output: bool | None = None,
     ) -> None:
         cfg = model.feature_config
         self.model = model
@@ -273,8 +292,10 @@ class Engine:
         if calibration_windows < 0:
             raise ValueError(f"calibration_windows must be >= 0, got {calibration_windows}")
         self.calibration_windows = int(calibration_windows) if self.normaliser is not None else 0
-        prior = model.metadata.output_prior
-        self.adapter = None if prior is None or not adapt_output else (adapter or OutputAdapter(prior))
+        meta = model.metadata
+        self.adaptation = resolve_adapt(adapt_from_deprecated(adapt, adapt_output), meta.embedding_adaptation,
+                                        meta.output_prior)
+        self.adapter = _adapter(self.adaptation, meta, adapter)
         self.gate = check_gate(gate)
         self._voice = _VoiceGate(cfg, self.hop_samples) if gate == "vad" else None
         self._vad_lookahead = int(round(VAD_LOOKAHEAD_S * cfg.sample_rate_hz))
@@ -292,11 +313,6 @@ class Engine:
     def vad(self) -> VoiceActivity | None:
         """This channel's voice-activity detector (``gate="vad"``), or None (``gate="level"``)."""
         return None if self._voice is None else self._voice.activity
-
-    @property
-    def adaptation(self) -> str:
-        """The adaptation to the voice that runs: ``"output"`` (:attr:`adapter`) or ``"none"``."""
-        return "none" if self.adapter is None else "output"
 
     @property
     def calibrating(self) -> bool:
@@ -384,12 +400,13 @@ class Engine:
             feats = self.normaliser(feats)
         return _Window(self, start_s, end_s, feats)
 
-    def _finish(self, w: _Window, probs: np.ndarray | None) -> Prediction:
-        """The prediction for window ``w`` given the model's probabilities (None: not speech)."""
+    def _finish(self, w: _Window, probs: np.ndarray | None, adapted: bool = False) -> Prediction:
+        """The prediction for window ``w`` given the model's probabilities (None: not speech;
+        ``adapted``: already the embedding adapter's, else the output adapter, if any, runs)."""
         if probs is None:
             return Prediction(self.source, self.channel, w.start_s, w.end_s, False, None, None, None,
                               self.model.labels, self.channel_name, self.adaptation)
-        if self.adapter is not None:
+        if self.adapter is not None and not adapted:
             probs = self.adapter(probs)
         best = int(np.argmax(probs))
         return Prediction(
@@ -441,17 +458,18 @@ class ChannelEngines:
         normalisers: One speaker normaliser per channel to carry voices across engines (see
             :class:`Engine`), or None for fresh ones.
         calibration_windows: See :class:`Engine`.
-        adapt_output: See :class:`Engine`.
-        adapters: One output adapter per channel to carry voices across engines, or None for
-            fresh ones.
+        adapt: See :class:`Engine` (``"auto"``, ``"embedding"``, ``"output"``, ``"none"``).
+        adapters: One adapter per channel (of the kind ``adapt`` runs) to carry voices across
+            engines, or None for fresh ones.
+        adapt_output: Deprecated, see :class:`Engine`.
         gate: The speech gate of every channel, ``"vad"`` (default) or ``"level"`` (see
             :class:`Engine`); each channel has its own detector.
         start_sample: The stream sample at which every channel's engine starts (see
             :class:`Engine`).
 
     Raises:
-        ValueError: A bad hop, gate or start sample, or normalisers or adapters not matching
-            the channels in number.
+        ValueError: A bad hop, gate, adaptation or start sample, or normalisers or adapters not
+            matching the channels in number.
         ChannelPlanError: Names not matching the channels in number, or channel numbers that
             are not ``(0,)`` or distinct numbers from 1 (a :class:`ValueError`;
             :class:`~stream_ser.channels.ChannelPlan` checks them).
@@ -469,10 +487,12 @@ class ChannelEngines:
         channel_names: Sequence[str | None] | None = None,
         normalisers: Sequence[SpeakerNormaliser | None] | None = None,
         calibration_windows: int = 0,
-        adapt_output: bool = True,
-        adapters: Sequence[OutputAdapter | None] | None = None,
+        adapt: str = "auto",
+        adapters: Sequence[EmbeddingAdapter | OutputAdapter | None] | None = None,
         gate: str = DEFAULT_GATE,
         start_sample: int = 0,
+        *,
+        adapt_output: bool | None = None,
     ) -> None:
         plan = ChannelPlan.of(channels, channel_names, source=source)
         channels, names = plan.numbers, plan.names
@@ -484,7 +504,8 @@ class ChannelEngines:
             if len(given) != len(channels):
                 raise ValueError(f"{len(given)} {what}(s) for {len(channels)} channel(s)")
         check_gate(gate)
-        self.engines = [Engine(model, hop_s, source, c, n, z, calibration_windows, adapt_output, a, gate, start_sample)
+        adapt = adapt_from_deprecated(adapt, adapt_output)
+        self.engines = [Engine(model, hop_s, source, c, n, z, calibration_windows, adapt, a, gate, start_sample)
                         for c, n, z, a in zip(channels, names, norms, adapters)]
         self.gate = gate
         self.hop_s = self.engines[0].hop_s
@@ -540,6 +561,25 @@ class ChannelEngines:
             ValueError: If ``jobs`` is not 1 or 2, or a block has the wrong number of columns.
         """
         return _run(self, frames, jobs)
+
+
+def _adapter(adaptation: str, meta, given: EmbeddingAdapter | OutputAdapter | None,
+             ) -> EmbeddingAdapter | OutputAdapter | None:
+    """The channel's adapter for ``adaptation`` (``given`` if not None, else a fresh one).
+
+    Raises:
+        ValueError: If ``given`` is not of the kind ``adaptation`` runs.
+    """
+    if adaptation == "none":
+        return None
+    if given is None:
+        if adaptation == "embedding":
+            return EmbeddingAdapter(meta.embedding_adaptation)
+        return OutputAdapter(meta.output_prior)
+    kind = EmbeddingAdapter if adaptation == "embedding" else OutputAdapter
+    if not isinstance(given, kind):
+        raise ValueError(f"{adaptation} adaptation needs a {kind.__name__}, got a {type(given).__name__}")
+    return given
 
 
 def _interleave(per_channel: list[list]) -> list:

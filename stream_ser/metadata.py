@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .adaptation import OutputPrior, SpeakerNorm
+from .adaptation import EmbeddingAdaptation, OutputPrior, SpeakerNorm
 from .features import FEATURE_VERSION, READABLE_VERSIONS, FeatureConfig
 
 #: Key of the JSON entry in the ONNX ``metadata_props``.
@@ -45,6 +45,11 @@ class ModelMetadata:
         output_prior: The model's mean log-probabilities on its training speakers, the prior of
             output adaptation (:class:`~stream_ser.adaptation.OutputAdapter`); None for a model
             that does not carry one (it cannot be adapted at its output).
+        embedding_adaptation: The prior of causal speaker normalisation of the network's
+            embedding and the head applied after it
+            (:class:`~stream_ser.adaptation.EmbeddingAdaptation`), the default adaptation of a
+            model that carries it; None for a model without one. Its ``output`` names a second
+            graph output, float32 ``(batch, dim)``.
     """
 
     labels: tuple[str, ...]
@@ -54,6 +59,7 @@ class ModelMetadata:
     provenance: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     speaker_norm: SpeakerNorm | None = None
     output_prior: OutputPrior | None = None
+    embedding_adaptation: EmbeddingAdaptation | None = None
 
     def to_json(self) -> str:
         """Serialise to the JSON string stored under :data:`METADATA_KEY`."""
@@ -69,6 +75,8 @@ class ModelMetadata:
             data["speaker_norm"] = self.speaker_norm.to_dict()
         if self.output_prior is not None:
             data["output_prior"] = self.output_prior.to_dict()
+        if self.embedding_adaptation is not None:
+            data["embedding_adaptation"] = self.embedding_adaptation.to_dict()
         return json.dumps(data, sort_keys=True)
 
     @classmethod
@@ -80,7 +88,9 @@ class ModelMetadata:
                 type, the labels are empty or repeated, the feature recipe version is not one this
                 runtime reads (:data:`~stream_ser.features.READABLE_VERSIONS`), or a field of
                 the recipe lies outside its range (:class:`~stream_ser.features.FeatureConfig`;
-                the one-line message names the field).
+                the one-line message names the field), or an optional entry (``speaker_norm``,
+                ``output_prior``, ``embedding_adaptation``) is invalid or does not match the
+                recipe or the labels (the message names the entry).
         """
         try:
             data = json.loads(text)
@@ -123,6 +133,16 @@ class ModelMetadata:
             raise ModelMetadataError(
                 f"metadata 'output_prior' has {output_prior.n_classes} classes, 'labels' {len(labels)}"
             )
+        embedding = _optional_entry(data, "embedding_adaptation", EmbeddingAdaptation.from_dict)
+        if embedding is not None and embedding.n_classes != len(labels):
+            raise ModelMetadataError(
+                f"metadata 'embedding_adaptation' has a head of {embedding.n_classes} classes, 'labels' {len(labels)}"
+            )
+        if embedding is not None and embedding.output in (data["input_name"], data["output_name"]):
+            raise ModelMetadataError(
+                f"metadata 'embedding_adaptation' output {embedding.output!r} must be a graph output of its own, "
+                "not the model's input or probabilities"
+            )
         return cls(
             labels=tuple(labels),
             feature_config=feature_config,
@@ -131,6 +151,7 @@ class ModelMetadata:
             provenance=provenance,
             speaker_norm=speaker_norm,
             output_prior=output_prior,
+            embedding_adaptation=embedding,
         )
 
 

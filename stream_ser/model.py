@@ -168,6 +168,18 @@ class EmotionModel:
             raise ModelError(
                 f"{self.path}: output shape {out_shape} does not match {len(self.labels)} labels"
             )
+        emb = meta.embedding_adaptation
+        if emb is not None:
+            if emb.output not in outputs:
+                raise ModelError(f"{self.path}: the embedding adaptation's output '{emb.output}' is not in graph "
+                                 f"outputs {list(outputs)}")
+            if outputs[emb.output].type != "tensor(float)":
+                raise ModelError(f"{self.path}: embedding output '{emb.output}' is {outputs[emb.output].type}, "
+                                 "not tensor(float)")
+            emb_shape = outputs[emb.output].shape
+            if len(emb_shape) != 2 or (isinstance(emb_shape[1], int) and emb_shape[1] != emb.dim):
+                raise ModelError(f"{self.path}: embedding output '{emb.output}' has shape {emb_shape}, not "
+                                 f"(batch, {emb.dim}) as its adaptation's prior")
 
     @property
     def name(self) -> str:
@@ -192,6 +204,12 @@ class EmotionModel:
                 another shape, a value that is NaN, infinite or negative, or a row that does not
                 sum to 1.
         """
+        probs, _, single = self._run(log_mels, ())
+        return probs[0] if single else probs
+
+    def _run(self, log_mels: np.ndarray, extra: tuple[str, ...]) -> tuple[np.ndarray, list[np.ndarray], bool]:
+        """One onnxruntime run: ``(probabilities (batch, n_labels), [each output of extra],
+        single window given)``, the probabilities checked as :meth:`predict` says."""
         x = np.asarray(log_mels, dtype=np.float32)
         single = x.ndim == 2
         if single:
@@ -202,7 +220,8 @@ class EmotionModel:
                 f"{self.feature_config.input_shape[1]}), got {np.asarray(log_mels).shape}"
             )
         try:
-            (probs,) = self._session.run([self.metadata.output_name], {self.metadata.input_name: x[..., None]})
+            probs, *others = self._session.run([self.metadata.output_name, *extra],
+                                               {self.metadata.input_name: x[..., None]})
         except Exception as exc:  # onnxruntime raises several private exception types
             raise ModelError(f"{self.path}: model {self.name} failed to run ({' '.join(str(exc).split())})") from None
         # one vectorised check per call (the per-hop path): NaN fails both comparisons, an
@@ -212,7 +231,36 @@ class EmotionModel:
             and not (probs.min() >= 0.0 and np.abs(probs.sum(axis=1) - 1.0).max() <= PROBABILITY_SUM_TOLERANCE)
         ):
             raise ModelError(f"{self.path}: model {self.name} {self._not_probabilities(probs, x.shape[0])}")
-        return probs[0] if single else probs
+        return probs, others, single
+
+    def predict_with_embedding(self, log_mels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Class probabilities and the embedding of the model's embedding adaptation, from one run.
+
+        Used by the engine only when embedding adaptation runs (:class:`~stream_ser.adaptation.EmbeddingAdapter`);
+        :meth:`predict` asks the graph for the probabilities alone.
+
+        Args:
+            log_mels: As for :meth:`predict`.
+
+        Returns:
+            ``(probabilities, embeddings)``: the probabilities as :meth:`predict` returns them,
+            and float32 ``(batch, dim)`` (or ``(dim,)`` for one window), the graph output that
+            ``metadata.embedding_adaptation.output`` names.
+
+        Raises:
+            ValueError: As :meth:`predict`, or if the model carries no ``embedding_adaptation``.
+            ModelError: As :meth:`predict`, or if the embedding is not finite or not of shape
+                ``(batch, dim)``.
+        """
+        emb = self.metadata.embedding_adaptation
+        if emb is None:
+            raise ValueError(f"model {self.name} carries no embedding adaptation (no 'embedding_adaptation' entry)")
+        probs, (e,), single = self._run(log_mels, (emb.output,))
+        want = (probs.shape[0], emb.dim)
+        if e.shape != want or not np.all(np.isfinite(e)):
+            what = f"shape {e.shape} instead of {want}" if e.shape != want else "a value that is not finite"
+            raise ModelError(f"{self.path}: model {self.name} gave an embedding with {what}")
+        return (probs[0], e[0]) if single else (probs, e)
 
     def _not_probabilities(self, probs: np.ndarray, batch: int) -> str:
         """What is wrong with an output that failed :meth:`predict`'s check (one line)."""

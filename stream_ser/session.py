@@ -58,6 +58,7 @@ from typing import Any
 
 import numpy as np
 
+from .adaptation import ADAPT_MODES, resolve_adapt
 from .audio import AudioSourceError, Source
 from .channels import ChannelPlan, ChannelPlanError
 from .engine import ChannelEngines, check_speech_gate
@@ -120,10 +121,10 @@ class SessionOptions:
             predictions until it has heard this many seconds of speech (one speech window per
             hop, so ``ceil(calibrate_s / hop_s)`` windows), which only feed its voice statistics.
             Those hops write no CSV row; :class:`CalibrationProgress` reports them. 0: none.
-        adapt_output: Adapt the model's output to each channel's voice
-            (:class:`~stream_ser.adaptation.OutputAdapter`; a model without an ``output_prior``
-            is never adapted). The voice is kept across pauses. ``listen --adapt none`` turns
-            it off.
+        adapt: The adaptation to each channel's voice (``listen --adapt``): ``"auto"``
+            (default: the best the model carries, embedding, else output, else none),
+            ``"embedding"``, ``"output"`` or ``"none"`` (:mod:`stream_ser.adaptation`). The
+            voice is kept across pauses.
         gate: The speech gate of every channel (``listen --gate``): ``"vad"`` (default: the
             level gate and the voice-activity detector) or ``"level"`` (the level gate alone);
             see :class:`~stream_ser.engine.Engine`. The detector starts afresh after a pause, with
@@ -131,8 +132,9 @@ class SessionOptions:
 
     Raises:
         ValueError: If ``duration_s`` is not None and not a finite number > 0, ``calibrate_s``
-            is negative or not finite, ``level_interval_s`` is not positive, or ``gate`` is not
-            ``"vad"`` or ``"level"``.
+            is negative or not finite, ``level_interval_s`` is not positive, ``gate`` is not
+            ``"vad"`` or ``"level"``, or ``adapt`` is not one of the modes (whether the model
+            carries it is checked when the session starts its engines).
     """
 
     hop_s: float | None = None
@@ -142,11 +144,13 @@ class SessionOptions:
     clip_dbfs: float = -0.1
     channel_names: tuple[str, ...] | None = None
     calibrate_s: float = 0.0
-    adapt_output: bool = True
+    adapt: str = "auto"
     gate: str = DEFAULT_GATE
 
     def __post_init__(self) -> None:
         check_gate(self.gate)
+        if self.adapt not in ADAPT_MODES:
+            raise ValueError(f"adapt must be one of {', '.join(map(repr, ADAPT_MODES))}, got {self.adapt!r}")
         if self.duration_s is not None and not (math.isfinite(self.duration_s) and self.duration_s > 0):
             raise ValueError(f"duration_s must be a finite number of seconds > 0 or None, got {self.duration_s}")
         if not (math.isfinite(self.calibrate_s) and self.calibrate_s >= 0):
@@ -233,7 +237,8 @@ class ListenSession:
         clock: Monotonic clock in seconds for latency stamps (injectable for tests).
 
     Raises:
-        ValueError: If the hop is not in (0, window_s] (checked at construction).
+        ValueError: If the hop is not in (0, window_s], or ``options.adapt`` names an adaptation
+            the model does not carry (checked at construction).
         ModelError: If the speech gate is ``"vad"`` and the detector's model cannot be loaded
             (checked at construction, before any audio).
 
@@ -255,6 +260,8 @@ class ListenSession:
         self.hop_s = self.config.hop_s if options.hop_s is None else float(options.hop_s)
         self.hop_samples = self.config.check_hop(options.hop_s)  # a bad hop fails here, before any audio
         check_speech_gate(self.config, options.gate)  # and so does a detector that cannot start
+        #: The adaptation to the voice that runs (``options.adapt`` resolved against the model).
+        self.adaptation = resolve_adapt(options.adapt, model.metadata.embedding_adaptation, model.metadata.output_prior)
         #: Speech windows each channel takes in before it predicts (0: no calibration phase, also
         #: for a model without speaker normalisation).
         self.calibration_windows = (
@@ -463,11 +470,11 @@ class ListenSession:
                     start_sample: int = 0) -> ChannelEngines:
         """Engines for every channel, starting at stream sample ``start_sample`` (a hop boundary);
         ``normalisers`` and ``adapters`` carry each channel's voice statistics (feature
-        normalisation, output adaptation) across a pause."""
+        normalisation, adaptation to the voice) across a pause."""
         return ChannelEngines(self.model, hop_s=self.hop_s, source=source.name,
                               channels=tuple(source.channel_numbers), channel_names=self._channel_names,
                               normalisers=normalisers, calibration_windows=self.calibration_windows,
-                              adapt_output=self.options.adapt_output, adapters=adapters, gate=self.options.gate,
+                              adapt=self.options.adapt, adapters=adapters, gate=self.options.gate,
                               start_sample=start_sample)
 
     def _loop(self, source: Source, emit: Callable[[Any], None]) -> str:

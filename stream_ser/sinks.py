@@ -8,8 +8,8 @@ The timeline CSV is a stable interface. Header::
     source,channel,start_s,end_s,speech,label,confidence,p_<label1>,p_<label2>,...,adaptation
 
 one ``p_`` column per model label in model order; ``adaptation`` says which adaptation to the
-voice produced the probabilities (``output`` or ``none``, :mod:`stream_ser.adaptation`; empty on
-marker rows); ``speech`` is 1 when the window passed the speech gate and was scored, else 0
+voice produced the probabilities (``embedding``, ``output`` or ``none``,
+:mod:`stream_ser.adaptation`; empty on marker rows); ``speech`` is 1 when the window passed the speech gate and was scored, else 0
 (``--gate vad``, the default: loud enough *and* a voice by the VAD; ``--gate level``: loud
 enough; :class:`~stream_ser.engine.Engine`, ``docs/vad.md``); ``label``,
 ``confidence`` and the ``p_`` columns are empty when ``speech`` is 0 (a *marker* row, written when
@@ -264,7 +264,8 @@ def csv_header(labels: tuple[str, ...]) -> list[str]:
     return [*BASE_COLUMNS, *(f"p_{label}" for label in labels), ADAPTATION_COLUMN]
 
 
-#: The last column of the timeline CSV: the adaptation to the voice that ran (``output``, ``none``).
+#: The last column of the timeline CSV: the adaptation to the voice that ran (``embedding``,
+#: ``output``, ``none``).
 ADAPTATION_COLUMN = "adaptation"
 
 

@@ -48,8 +48,10 @@ class Prediction:
             None when not speech.
         labels: The model's class names in output order.
         channel_name: The channel's name (``--channel-names``), or None when unnamed.
-        adaptation: The adaptation to the voice that produced ``probabilities``: ``"output"``
-            (:class:`~stream_ser.adaptation.OutputAdapter`) or ``"none"`` (the model's own).
+        adaptation: The adaptation to the voice that produced ``probabilities``:
+            ``"embedding"`` (:class:`~stream_ser.adaptation.EmbeddingAdapter`, the model's head
+            on its voice-standardised embedding), ``"output"``
+            (:class:`~stream_ser.adaptation.OutputAdapter`) or ``"none"`` (the network's own).
     """
 
     source: str

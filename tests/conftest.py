@@ -151,11 +151,16 @@ def shipped_model():
 
 
 def make_tiny_onnx(path: Path, labels: tuple[str, ...] = ("neutral", "happy", "sad"), metadata: str | None = "auto",
-                   n_mels: int | None = None, n_frames: int | None = None, seed: int = 0) -> Path:
+                   n_mels: int | None = None, n_frames: int | None = None, seed: int = 0,
+                   embedding_adaptation=None, output_prior=None) -> Path:
     """A tiny ONNX classifier built with ``onnx.helper`` (no TensorFlow).
 
-    log_mel (batch, n_mels, n_frames, 1) -> mean over time -> linear -> softmax; ``metadata``:
-    "auto" writes valid stream-ser metadata, None writes none, any other string is stored as is.
+    log_mel (batch, n_mels, n_frames, 1) -> mean over time (``pooled``, float32 (batch, n_mels))
+    -> linear -> softmax; ``metadata``: "auto" writes valid stream-ser metadata, None writes none,
+    any other string is stored as is. With ``embedding_adaptation`` (an
+    :class:`~stream_ser.adaptation.EmbeddingAdaptation`) ``pooled`` is also the graph output it
+    names (its embedding: each band's mean level over the window's frames, dB) and "auto"
+    metadata carries the entry; ``output_prior`` is written into "auto" metadata as well.
     """
     import numpy as np
     import onnx
@@ -170,15 +175,20 @@ def make_tiny_onnx(path: Path, labels: tuple[str, ...] = ("neutral", "happy", "s
     rng = np.random.default_rng(seed)
     w = numpy_helper.from_array((rng.standard_normal((m, len(labels))) * 0.05).astype(np.float32), "W")
     axes = numpy_helper.from_array(np.array([2, 3], dtype=np.int64), "axes")
+    nodes = [
+        helper.make_node("ReduceMean", ["log_mel", "axes"], ["pooled"], keepdims=0),
+        helper.make_node("MatMul", ["pooled", "W"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1),
+    ]
+    outputs = [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", len(labels)])]
+    if embedding_adaptation is not None:
+        nodes.append(helper.make_node("Identity", ["pooled"], [embedding_adaptation.output]))
+        outputs.append(helper.make_tensor_value_info(embedding_adaptation.output, TensorProto.FLOAT, ["batch", m]))
     graph = helper.make_graph(
-        [
-            helper.make_node("ReduceMean", ["log_mel", "axes"], ["pooled"], keepdims=0),
-            helper.make_node("MatMul", ["pooled", "W"], ["logits"]),
-            helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1),
-        ],
+        nodes,
         "tiny",
         [helper.make_tensor_value_info("log_mel", TensorProto.FLOAT, ["batch", m, f, 1])],
-        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", len(labels)])],
+        outputs,
         initializer=[w, axes],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
@@ -186,7 +196,9 @@ def make_tiny_onnx(path: Path, labels: tuple[str, ...] = ("neutral", "happy", "s
     if metadata is not None:
         entry = model.metadata_props.add()
         entry.key = METADATA_KEY
-        entry.value = ModelMetadata(labels, cfg, provenance={"made_by": "tests"}).to_json() if metadata == "auto" else metadata
+        made = ModelMetadata(labels, cfg, provenance={"made_by": "tests"}, output_prior=output_prior,
+                             embedding_adaptation=embedding_adaptation)
+        entry.value = made.to_json() if metadata == "auto" else metadata
     onnx.save(model, str(path))
     return path
 

@@ -12,8 +12,8 @@ from stream_ser.audio import FileSource, load_audio
 from stream_ser.sources import MicrophoneSource
 
 
-def run_in_chunks(model, x: np.ndarray, chunk: int, hop_s: float | None = None, adapt_output: bool = True):
-    engine = Engine(model, hop_s=hop_s, source="clip", adapt_output=adapt_output)
+def run_in_chunks(model, x: np.ndarray, chunk: int, hop_s: float | None = None, adapt: str = "auto"):
+    engine = Engine(model, hop_s=hop_s, source="clip", adapt=adapt)
     preds = []
     for i in range(0, x.size, chunk):
         preds += engine.push(x[i : i + chunk])
@@ -51,7 +51,7 @@ def test_engine_windows_equal_training_windows(shipped_model) -> None:
     """What the engine scores at a boundary is exactly cut_window + the recipe (training's path)."""
     x = load_audio(HAPPY_CLIP)
     cfg = shipped_model.feature_config
-    preds = run_in_chunks(shipped_model, x, 777, adapt_output=False)  # the model's own probabilities
+    preds = run_in_chunks(shipped_model, x, 777, adapt="none")  # the model's own probabilities
     for p, end in zip(preds, window_ends(x.size, cfg.hop_samples)):
         feats = window_features(cut_window(x, end, cfg.window_samples), cfg)
         assert (feats is not None) == p.is_speech

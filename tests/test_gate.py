@@ -92,8 +92,8 @@ def test_vad_windows_are_a_subset_of_the_level_gates_and_identical_where_scored(
     """Speech, music, speech: the VAD gate drops the music's windows; wherever it scores, the
     prediction is the level gate's (the gate decides *whether*, never *what*)."""
     x = np.concatenate([load(SPEECH[0]), load(NONSPEECH / "music_hyperrogue_ocean.ogg")[:6 * 16000], load(SPEECH[1])])
-    level = list(Engine(model, gate="level", adapt_output=False).run([x]))
-    vad = list(Engine(model, gate="vad", adapt_output=False).run([x]))
+    level = list(Engine(model, gate="level", adapt="none").run([x]))
+    vad = list(Engine(model, gate="vad", adapt="none").run([x]))
     assert all(a.is_speech for a, b in zip(level, vad) if b.is_speech)
     assert sum(scored(level)) - sum(scored(vad)) >= 5  # the music's windows
     for a, b in zip(level, vad):

@@ -90,7 +90,7 @@ def test_engine_adapts_per_channel_and_says_so(tmp_path: Path) -> None:
     prior = OutputPrior((0.5, -0.2, -0.3, 0.0, 0.1, 0.0, -0.1), prior_windows=3)
     model = adapted_model(tmp_path, prior)
     x = load_audio(ANGRY_CLIP, CFG.sample_rate_hz)
-    raw = [p for p in Engine(model, adapt_output=False).run([x]) if p.is_speech]
+    raw = [p for p in Engine(model, adapt="none").run([x]) if p.is_speech]
     adapted = [p for p in Engine(model).run([x]) if p.is_speech]
     assert {p.adaptation for p in raw} == {"none"} and {p.adaptation for p in adapted} == {"output"}
     manual = OutputAdapter(prior)
@@ -163,7 +163,7 @@ def test_training_prior_is_written_into_the_model(tmp_path: Path, shipped_model)
     split = Split("one", {"ravdess:21"}, (), ())
     prior = training_prior(shipped_model, data, split, prior_windows=7)
     x = load_audio(ANGRY_CLIP, CFG.sample_rate_hz)
-    probs = np.array([p.probabilities for p in Engine(shipped_model, adapt_output=False).run([x]) if p.is_speech])
+    probs = np.array([p.probabilities for p in Engine(shipped_model, adapt="none").run([x]) if p.is_speech])
     want = np.log(probs).mean(axis=0)
     np.testing.assert_allclose(prior.mean_log_prob, want - want.mean(), atol=1e-9)
     out = write_prior(default_model_path(), prior, {"split": "one"}, tmp_path / "with-prior.onnx")
@@ -191,10 +191,10 @@ def test_api_analyse_adapts_by_default_and_on_request_not(shipped_model) -> None
     import stream_ser
 
     on = stream_ser.analyse(ANGRY_CLIP, model=shipped_model)
-    off = stream_ser.analyse(ANGRY_CLIP, model=shipped_model, adapt_output=False)
+    off = stream_ser.analyse(ANGRY_CLIP, model=shipped_model, adapt="none")
     assert {p.adaptation for p in on.timeline} == {"output"} and {p.adaptation for p in off.timeline} == {"none"}
     x = load_audio(ANGRY_CLIP, CFG.sample_rate_hz)
-    raw = [p.probabilities for p in Engine(shipped_model, adapt_output=False).run([x]) if p.is_speech]
+    raw = [p.probabilities for p in Engine(shipped_model, adapt="none").run([x]) if p.is_speech]
     assert [p.probabilities for p in off.timeline if p.is_speech] == raw
-    (chan,) = stream_ser.analyse_channels(ANGRY_CLIP, model=shipped_model, adapt_output=False)
+    (chan,) = stream_ser.analyse_channels(ANGRY_CLIP, model=shipped_model, adapt="none")
     assert {p.adaptation for p in chan.timeline} == {"none"}

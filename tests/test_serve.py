@@ -35,6 +35,7 @@ from stream_ser.engine import window_ends  # noqa: E402
 from stream_ser.serve import (  # noqa: E402
     TOKEN_ENV,
     BackgroundServer,
+    CallServer,
     ServeError,
     ServeOptions,
     add_parser,
@@ -631,3 +632,22 @@ def test_the_command_serves_until_sigterm_and_ends_the_open_call(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_adapt_option_runs_in_every_call_and_is_checked_at_start():
+    """--adapt reaches every call's scorers (the predictions say which adaptation ran), and one
+    the model does not carry stops the server before it listens."""
+    with pytest.raises(ServeError, match="--adapt embedding: model stream-ser: .*carries output adaptation"):
+        CallServer(ServeOptions(port=0, insecure_no_auth=True, adapt="embedding", quiet=True))
+    with BackgroundServer(ServeOptions(port=0, insecure_no_auth=True, gate="level", adapt="none", quiet=True)) as srv:
+        with open_call(srv, headers={}) as ws:
+            ws.send(json.dumps({"type": "start", "encoding": "pcm16", "sample_rate": 16000}))
+            x = pcm16(HAPPY_CLIP)
+            for i in range(0, len(x), 16000):
+                ws.send(x[i:i + 16000].astype("<i2").tobytes())
+            ws.send(STOP)
+            messages, code, _ = drain(ws)
+    got = predictions(messages)
+    assert code == 1000 and got and {p["adaptation"] for p in got} == {"none"}
+    want = analyse(HAPPY_CLIP, gate="level", adapt="none").timeline
+    assert [p["label"] for p in got] == [p.label for p in want]

@@ -82,7 +82,7 @@ def test_a_resumed_session_equals_an_engine_resumed_at_its_boundary(shipped_mode
     started at 2.5 s on the audio from 2.5 s on, times included (the model's own outputs: the
     adaptation to the voice, which a session carries across a pause, is off)."""
     session = ListenSession(shipped_model, lambda: MicrophoneSource(replay=ANGRY_CLIP, realtime=False),
-                            options=SessionOptions(hop_s=0.5, level_interval_s=None, adapt_output=False))
+                            options=SessionOptions(hop_s=0.5, level_interval_s=None, adapt="none"))
     events: list = []
 
     def emit(event) -> None:
@@ -95,5 +95,5 @@ def test_a_resumed_session_equals_an_engine_resumed_at_its_boundary(shipped_mode
     session.run(emit)
     after = [e.prediction for e in events if isinstance(e, PredictionMade) and e.hop_index >= 5]
     audio = load_fixture_16k(ANGRY_CLIP)
-    want = list(Engine(shipped_model, source=str(ANGRY_CLIP), adapt_output=False, start_sample=40000).run([audio[40000:]]))
+    want = list(Engine(shipped_model, source=str(ANGRY_CLIP), adapt="none", start_sample=40000).run([audio[40000:]]))
     assert after == want and after[0].start_s == 2.5

@@ -198,7 +198,7 @@ def test_window_probabilities_are_the_engines(tmp_path: Path) -> None:
             Utterance(HAPPY_CLIP, "ravdess", "ravdess:22", "happy", "happy"),
             Utterance(HAPPY_CLIP, "emodb", "emodb:03", None, "boredom")]
     p, y = window_probabilities(model, utts)
-    want = [np.array([q.probabilities for q in Engine(model, adapt_output=False).run([load_audio(u.path, 16000)])
+    want = [np.array([q.probabilities for q in Engine(model, adapt="none").run([load_audio(u.path, 16000)])
                       if q.is_speech]) for u in utts[:2]]
     assert p.dtype == np.float64 and y.dtype == np.int64
     np.testing.assert_array_equal(p, np.concatenate(want))

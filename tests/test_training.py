@@ -43,7 +43,7 @@ def test_training_windows_are_the_engines_speech_windows(shipped_model, tmp_path
     sf.write(path, x, 16000, subtype="PCM_24")
     x = load_audio(path)
     mels, ends, n = clip_features(x, cfg)
-    preds = list(Engine(shipped_model, adapt_output=False, gate=gate).run(FileSource(path).chunks()))
+    preds = list(Engine(shipped_model, adapt="none", gate=gate).run(FileSource(path).chunks()))
     assert n == len(preds)
     speech = [p for p in preds if p.is_speech]
     assert [round(p.end_s, 3) for p in speech] == [round(e, 3) for e in ends]

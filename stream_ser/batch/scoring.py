@@ -32,7 +32,8 @@ class BatchOptions:
         threads: onnxruntime threads per actor.
         hop_s: Seconds between predictions (None: the model's).
         gate: ``"vad"`` or ``"level"``.
-        adapt_output: Adapt each channel's output to its voice (``--adapt output``).
+        adapt: The adaptation to each channel's voice (``--adapt``): ``"auto"``,
+            ``"embedding"``, ``"output"`` or ``"none"`` (see :func:`stream_ser.api.analyse`).
         channels: None (channels averaged), ``"all"`` or 1-based channel numbers.
         channel_names: A name per scored channel, or None.
         csv: Also write each recording's timeline CSV (as ``analyse --csv``).
@@ -42,10 +43,21 @@ class BatchOptions:
     threads: int = 1
     hop_s: float | None = None
     gate: str = "vad"
-    adapt_output: bool = True
+    adapt: str = "auto"
     channels: Any = None
     channel_names: tuple[str, ...] | None = None
     csv: bool = False
+
+
+def _adaptation(model: Any, adapt: str) -> str:
+    """The adaptation that runs for ``adapt`` on ``model`` (``adapt`` itself if the model cannot
+    run it: the recording's row then holds that error)."""
+    from ..adaptation import resolve_adapt
+
+    try:
+        return resolve_adapt(adapt, model.metadata.embedding_adaptation, model.metadata.output_prior)
+    except ValueError:
+        return adapt
 
 
 def score_to_files(model: Any, rec: Recording, options: BatchOptions, layout: BatchLayout) -> dict[str, Any]:
@@ -73,7 +85,7 @@ def score_to_files(model: Any, rec: Recording, options: BatchOptions, layout: Ba
         if part.is_dir():
             _clear_temporaries(part)
         scored = score_recording(rec.path, channels=options.channels, channel_names=options.channel_names,
-                                 model=model, hop_s=options.hop_s, adapt_output=options.adapt_output, gate=options.gate)
+                                 model=model, hop_s=options.hop_s, adapt=options.adapt, gate=options.gate)
         sink = None
         if options.csv:
             layout.csv_path(rec.recording_id).parent.mkdir(exist_ok=True)
@@ -109,7 +121,7 @@ def score_to_files(model: Any, rec: Recording, options: BatchOptions, layout: Ba
                 tmp.unlink(missing_ok=True)
     row.update({
         "model": model.name, "hop_s": options.hop_s if options.hop_s is not None else model.feature_config.hop_s,
-        "gate": options.gate, "adaptation": "output" if options.adapt_output else "none",
+        "gate": options.gate, "adaptation": _adaptation(model, options.adapt),
         "scored_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "host": socket.gethostname(),
         "wall_s": round(time.perf_counter() - t0, 4), "cpu_s": round(time.process_time() - c0, 4),
     })

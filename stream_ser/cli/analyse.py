@@ -163,7 +163,7 @@ def cmd_analyse(args: argparse.Namespace, outputs: Outputs) -> int:
                 try:
                     scored = score_recording(path, channels=args.channels, channel_names=args.channel_names,
                                              model=model, hop_s=args.hop, jobs=jobs,
-                                             adapt_output=args.adapt == "output", gate=args.gate, stop=stopped)
+                                             adapt=args.adapt, gate=args.gate, stop=stopped)
                     for p in scored:
                         for sink in pred_sinks:
                             sink.write(p)

@@ -34,7 +34,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         _error(str(exc))
         return 2
     options = BatchOptions(model=args.model, threads=args.threads, hop_s=args.hop, gate=args.gate,
-                           adapt_output=args.adapt == "output", channels=args.channels,
+                           adapt=args.adapt, channels=args.channels,
                            channel_names=args.channel_names, csv=args.write_csv)
     done = [0, 0]  # recordings finished, of them failed
     last = [time.monotonic()]

@@ -96,14 +96,14 @@ def _load_model(args: argparse.Namespace):
 def _checked_model(args: argparse.Namespace, problem: str | None):
     """The model of a scoring command, or None after one error line for the first problem found:
     ``problem`` (the command's own checks of its options, made before anything loads), then
-    ``--hop`` against the model's window.
+    ``--hop`` against the model's window, then ``--adapt`` against what the model carries.
 
     Raises:
         ModelError: If the model (or the speech gate's) cannot be loaded.
     """
     if problem is None:
         model = _load_model(args)
-        problem = _hop_problem(args, model)
+        problem = _hop_problem(args, model) or _adapt_problem(args, model)
         if problem is None:
             return model
     _error(problem)
@@ -122,6 +122,18 @@ def _hop_problem(args: argparse.Namespace, model) -> str | None:
         return (f"--hop: must be a number from one sample ({1 / cfg.sample_rate_hz:g} s) to the model's window "
                 f"({float(cfg.window_s)} s), got {args.hop:g} (see `stream-ser {args.command} --help`)")
     check_speech_gate(cfg, args.gate)  # starts the VAD before any audio (a ModelError if it cannot)
+    return None
+
+
+def _adapt_problem(args: argparse.Namespace, model) -> str | None:
+    """``--adapt`` against what the model carries (:func:`~stream_ser.adaptation.resolve_adapt`):
+    the one-line problem, or None."""
+    from ..adaptation import resolve_adapt
+
+    try:
+        resolve_adapt(args.adapt, model.metadata.embedding_adaptation, model.metadata.output_prior)
+    except ValueError as exc:
+        return f"--adapt {args.adapt}: model {model.name}: {exc}"
     return None
 
 

@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 
+from ..adaptation import resolve_adapt
 from ..text import printable
 from .common import NO_INPUT_DEVICE, _error, _load_model, _plot_output
 
@@ -45,10 +46,19 @@ def cmd_info(args: argparse.Namespace) -> int:
     norm = model.metadata.speaker_norm
     print("speaker normalisation: " + ("none" if norm is None else
           f"causal, per channel (running per-band statistics of the voice, prior weight {norm.prior_windows:g} windows)"))
-    prior = model.metadata.output_prior
+    meta = model.metadata
+    default = resolve_adapt("auto", meta.embedding_adaptation, meta.output_prior)
+    emb = meta.embedding_adaptation
+    print("embedding adaptation: " + ("not available (no embedding_adaptation in the model)" if emb is None else
+          "available, the default (--adapt auto; --adapt output or none turns it off): the network's "
+          f"{emb.dim}-value embedding ('{printable(emb.output)}') standardised with running statistics of each "
+          f"channel's voice, prior weight {emb.prior_windows:g} windows, then a linear head of {emb.n_classes} "
+          f"classes (temperature {emb.temperature:g})"))
+    prior = meta.output_prior
+    how = "on by default (--adapt none turns it off)" if default == "output" else "with --adapt output"
     print("output adaptation: " + ("not available (no output prior in the model)" if prior is None else
-          f"available, on by default (--adapt none turns it off): running per-class log-probability mean of each "
-          f"channel's voice, prior weight {prior.prior_windows:g} windows"))
+          f"available, {how}: running per-class log-probability mean of each channel's voice, prior weight "
+          f"{prior.prior_windows:g} windows"))
     from ..vad import DEFAULT_GATE, find_silero_model, gate_descriptions
 
     gates = gate_descriptions()

@@ -135,7 +135,7 @@ def cmd_listen(args: argparse.Namespace, outputs: Outputs) -> int:
         _listen_source(args, cfg.sample_rate_hz),
         ([stdout] if stdout is not None else []) + files,
         SessionOptions(hop_s=args.hop, duration_s=args.duration, channel_names=args.channel_names,
-                       calibrate_s=args.calibrate or 0.0, adapt_output=args.adapt == "output", gate=args.gate,
+                       calibrate_s=args.calibrate or 0.0, adapt=args.adapt, gate=args.gate,
                        # only the UI's meter shows levels; without it the worker wakes once per hop
                        level_interval_s=0.1 if tui else None),
     )

@@ -153,12 +153,14 @@ def _add_channel_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channel-names", type=_name_list, default=None, metavar="NAMES",
                    help="names for the channels, comma-separated in channel order (e.g. agent,customer); "
                    "written in the CSV's channel column instead of the numbers")
-    p.add_argument("--adapt", choices=("output", "none"), default="output",
-                   help="adapt the model's output to each channel's voice as it talks (default: output; a "
-                   "model without an output prior, see `stream-ser info`, is never adapted): a running "
-                   "per-class mean of the log-probabilities, started from the training voices' mean, "
-                   "removes the shift a new voice, language or microphone gives every window. 'none' "
-                   "scores each window on its own. The CSV's and JSON lines' adaptation field says which ran")
+    p.add_argument("--adapt", choices=("auto", "embedding", "output", "none"), default="auto",
+                   help="adapt the scores to each channel's voice as it talks, from running statistics of that "
+                   "voice started from the training voices' (nothing from the future): 'auto' (default) takes the "
+                   "best the model carries (see `stream-ser info`): embedding, else output, else none. 'embedding' "
+                   "standardises the network's embedding with the voice's running mean and spread before the "
+                   "model's own linear head; 'output' removes the voice's running shift of the log-probabilities; "
+                   "'none' scores each window on its own. Asking for one the model does not carry is an error. "
+                   "The CSV's and JSON lines' adaptation field says which ran")
     p.add_argument("--gate", choices=("vad", "level"), default="vad",
                    help="which windows are scored (the rest get no label): vad (default, it measures best, "
                    "docs/vad.md) needs the window loud enough and a voice by the Silero VAD, so music, noise "

@@ -98,6 +98,7 @@ class CallScorer:
         hop_s: Seconds of new audio between predictions (None: the model's).
         gate: The speech gate.
         out_dir: Folder for the call's files, or None.
+        adapt: The adaptation to each channel's voice (see :class:`~stream_ser.engine.Engine`).
 
     Attributes:
         fmt: As given.
@@ -113,7 +114,7 @@ class CallScorer:
     """
 
     def __init__(self, model, fmt: CallFormat, hop_s: float | None = None, gate: str = "vad",
-                 out_dir: str | None = None) -> None:
+                 out_dir: str | None = None, adapt: str = "auto") -> None:
         from ..api import StreamScorer
         from ..engine import ClipAccumulator
         from ..summary import CallSummaryBuilder
@@ -124,7 +125,8 @@ class CallScorer:
         self.labels = model.labels
         self.numbers = fmt.plan.numbers
         self.names = fmt.plan.names
-        self.scorers = [StreamScorer(model, fmt.sample_rate_hz, hop_s=hop_s, source=fmt.source, channel=n, gate=gate)
+        self.scorers = [StreamScorer(model, fmt.sample_rate_hz, hop_s=hop_s, source=fmt.source, channel=n, gate=gate,
+                                    adapt=adapt)
                         for n in self.numbers]
         self.hop_s = self.scorers[0].hop_s
         self.builder = CallSummaryBuilder(fmt.source, self.labels, self.hop_s, self.numbers, self.names,

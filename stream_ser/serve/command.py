@@ -238,6 +238,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="seconds of new audio between predictions (default: the model's, 0.5)")
     p.add_argument("--gate", choices=("vad", "level"), default="vad",
                    help="which windows are scored, as for listen (default vad: loud enough and a voice)")
+    p.add_argument("--adapt", choices=("auto", "embedding", "output", "none"), default="auto",
+                   help="adaptation to each channel's voice, as for listen (default auto: the best the model "
+                   "carries, see `stream-ser info`; none: each window on its own)")
     p.add_argument("--out-dir", default=None, metavar="DIR",
                    help="write each call's timeline CSV, JSON lines and summary JSON into DIR (an existing folder; "
                    "names: UTC start time and call id; nothing is overwritten)")
@@ -278,6 +281,7 @@ def options_from_args(args: argparse.Namespace, environ: dict[str, str] | None =
     options = ServeOptions(
         host=args.host, port=args.port, token=token, insecure_no_auth=args.insecure_no_auth, model=args.model,
         threads=args.threads, workers=args.workers or default_workers(), hop_s=args.hop, gate=args.gate,
+        adapt=getattr(args, "adapt", "auto"),
         max_calls=args.max_calls, max_message_bytes=args.max_message_bytes,
         max_messages_per_s=args.max_messages_per_s, max_speed=args.max_speed, burst_s=args.burst,
         idle_timeout_s=args.idle_timeout, start_timeout_s=args.start_timeout, out_dir=args.out_dir,

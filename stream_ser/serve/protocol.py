@@ -108,6 +108,8 @@ class ServeOptions:
         workers: Scoring threads (each with its own model); a call stays on one.
         hop_s: Seconds of new audio between predictions (None: the model's, 0.5 s).
         gate: The speech gate, ``"vad"`` or ``"level"`` (see :class:`~stream_ser.engine.Engine`).
+        adapt: The adaptation to each channel's voice, ``"auto"`` (default), ``"embedding"``,
+            ``"output"`` or ``"none"`` (see :class:`~stream_ser.engine.Engine`).
         max_calls: Most calls (connections) open at once; more are refused (HTTP 503 at the
             handshake, or close 1013 when two arrive together).
         max_message_bytes: Largest message taken (bytes); a larger one closes its call with 1009.
@@ -133,6 +135,7 @@ class ServeOptions:
     workers: int = 1
     hop_s: float | None = None
     gate: str = "vad"
+    adapt: str = "auto"
     max_calls: int = DEFAULT_MAX_CALLS
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     max_messages_per_s: float = DEFAULT_MAX_MESSAGES_PER_S

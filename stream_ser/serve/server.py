@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from ..adaptation import resolve_adapt
 from .calls import CallScorer, _LoadMeter, _Worker
 from .protocol import (
     CALLS_PATH,
@@ -74,7 +75,7 @@ class CallServer:
         total_calls: Calls accepted so far; ``refused`` connections refused at the handshake.
 
     Raises:
-        ServeError: From :meth:`ServeOptions.check`.
+        ServeError: From :meth:`ServeOptions.check`, or an ``adapt`` the model does not carry.
         ModelError: If the model cannot be loaded.
 
     Thread: all methods on the event loop's thread, except construction.
@@ -96,6 +97,12 @@ class CallServer:
         if not (math.isfinite(hop) and 1 <= round(hop * cfg.sample_rate_hz) <= cfg.window_samples):
             raise ServeError(f"--hop must be from one sample to the model's window ({cfg.window_s:g} s), got {hop}")
         self.hop_s = hop
+        try:
+            #: The adaptation to the voice every call runs (``options.adapt`` resolved against the model).
+            self.adaptation = resolve_adapt(options.adapt, self.model.metadata.embedding_adaptation,
+                                            self.model.metadata.output_prior)
+        except ValueError as exc:
+            raise ServeError(f"--adapt {options.adapt}: model {self.model.name}: {exc}") from None
         self.calls: dict[int, _Call] = {}
         self.total_calls = 0
         self.refused = 0
@@ -400,7 +407,8 @@ class CallServer:
     async def _start(self, call: _Call, fmt: CallFormat) -> None:
         call.fmt = fmt
         o = self.options
-        call.scorer = await call.worker.run(CallScorer, call.worker.model, fmt, self.hop_s, o.gate, o.out_dir)
+        call.scorer = await call.worker.run(CallScorer, call.worker.model, fmt, self.hop_s, o.gate, o.out_dir,
+                                            self.adaptation)
         if fmt.replies:
             from ..sinks import json_line
 
