@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stream_ser.adaptation import SpeakerNormaliser
+from stream_ser.adaptation import ADAPT_MODES, SpeakerNormaliser
 from stream_ser.engine import Engine, summarise
 from stream_ser.model import EmotionModel
 from stream_ser.audio import FileSource
@@ -125,7 +125,7 @@ def score(y_true: list[str], y_pred: list[str], labels: tuple[str, ...]) -> Scor
 
 def evaluate_clips(
     model: EmotionModel, utts: list[Utterance], hop_s: float | None = None, seed: int = 0,
-    calibration_windows: int = 0, adapt_output: bool = True, gate: str = DEFAULT_GATE,
+    calibration_windows: int = 0, adapt: str = "auto", gate: str = DEFAULT_GATE,
 ) -> list[ClipOutcome]:
     """Stream every clip through the runtime engine and collect its predictions.
 
@@ -145,8 +145,9 @@ def evaluate_clips(
             windows of each speaker only feed its statistics (``listen --calibrate``, see
             :class:`stream_ser.engine.Engine`); clips entirely inside that phase are marked
             :attr:`ClipOutcome.calibration`, partly inside ones are labelled from the rest.
-        adapt_output: Output adaptation as ``stream-ser analyse`` does by default, one fresh
-            voice per clip (a model with an ``output_prior`` only; ``--adapt none``: off).
+        adapt: Adaptation to the voice as ``stream-ser analyse --adapt`` (one of
+            :data:`stream_ser.adaptation.ADAPT_MODES`; default ``auto``, the best the model
+            carries), one fresh voice per clip.
         gate: The engine's speech gate, ``"vad"`` (default, as ``stream-ser analyse``) or
             ``"level"``.
 
@@ -169,7 +170,7 @@ def evaluate_clips(
         u = utts[i]
         source = FileSource(u.path, sr)
         engine = Engine(model, hop_s=hop_s, source=source.name, normaliser=normalisers[u.speaker],
-                        calibration_windows=calibration_windows, adapt_output=adapt_output, gate=gate)
+                        calibration_windows=calibration_windows, adapt=adapt, gate=gate)
         was_calibrating = engine.calibrating
         preds = list(engine.run(source.chunks()))
         clip = summarise(preds, source.name, engine.samples_seen / sr, model.labels)
@@ -347,9 +348,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default=None, help="ONNX model (default: the shipped model)")
     parser.add_argument("--partition", default="test", choices=["train", "validation", "test"])
     parser.add_argument("--split", default=None, help="split JSON (default: training/splits/si_v1.json)")
-    parser.add_argument("--adapt", choices=("output", "none"), default="output",
-                        help="output adaptation, one fresh voice per clip, as `stream-ser analyse` (default: output; "
-                        "a model without an output prior is never adapted)")
+    parser.add_argument("--adapt", choices=ADAPT_MODES, default="auto",
+                        help="adaptation to the voice, one fresh voice per clip, as `stream-ser analyse --adapt` "
+                        "(default: auto, the best the model carries: embedding, else output, else none)")
     parser.add_argument("--gate", choices=GATES, default=DEFAULT_GATE,
                         help="speech gate, as `stream-ser analyse --gate`: vad (default: the level gate and the Silero "
                         "VAD) or level (the level gate alone, the windows the model was trained on); docs/vad.md")
@@ -368,7 +369,7 @@ def main(argv: list[str] | None = None) -> None:
         if model.metadata.speaker_norm is None:
             parser.error(f"--calibrate: {model.name} does not normalise speakers")
         windows = int(np.ceil(args.calibrate / model.feature_config.hop_s - 1e-9))
-    outcomes = evaluate_clips(model, utts, calibration_windows=windows, adapt_output=args.adapt == "output",
+    outcomes = evaluate_clips(model, utts, calibration_windows=windows, adapt=args.adapt,
                               gate=args.gate)
     log.info("evaluated %d clips in %.0f s", len(outcomes), time.monotonic() - t0)
     print(f"speech gate: {args.gate}; clips without a speech window ({NO_SPEECH}, counted as misses): "

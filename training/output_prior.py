@@ -62,7 +62,7 @@ def training_prior(model: EmotionModel, data: Path, split: Split,
     probs = []
     with one_blas_thread():
         for u in utts:
-            engine = Engine(model, adapt_output=False)
+            engine = Engine(model, adapt="none")
             samples = load_audio(u.path, model.feature_config.sample_rate_hz)
             probs.extend(p.probabilities for p in engine.run([samples]) if p.is_speech)
     if not probs:

@@ -27,7 +27,11 @@ Adaptation modes compared on the same windows (the model's raw probabilities are
     split's training speakers);
 ``output-transductive``
     the upper bound of ``output``: the shift measured on all of the speaker's speech windows
-    at once (future ones included), which no live tool can know.
+    at once (future ones included), which no live tool can know;
+``embedding``
+    for a model that carries an ``embedding_adaptation`` entry: the runtime's embedding
+    adaptation (:class:`stream_ser.adaptation.EmbeddingAdapter`, the default of ``listen`` and
+    ``analyse`` for such a model), the engine run a second time over the same stream with it.
 
 A model trained on speaker-normalised log-mels (``speaker_norm`` in its metadata) normalises
 inside the engine, causally, in every mode: compare such a model with ``none`` of another.
@@ -145,9 +149,15 @@ class ScoredStream:
     probabilities: np.ndarray
 
 
-def score_stream(model: EmotionModel, stream: SpeakerStream) -> ScoredStream:
-    """Run the engine over the stream, as ``analyse`` does for a mono file."""
-    engine = Engine(model, source=stream.speaker, adapt_output=False)  # raw; modes adapt after
+def score_stream(model: EmotionModel, stream: SpeakerStream, adapt: str = "none") -> ScoredStream:
+    """Run the engine over the stream, as ``analyse`` does for a mono file.
+
+    Args:
+        adapt: The engine's adaptation (``"none"``: the model's raw probabilities, which the
+            ``output`` modes of :func:`adapt` adapt afterwards; ``"embedding"``: the runtime's
+            embedding adaptation, as ``analyse`` runs it by default on a model that carries it).
+    """
+    engine = Engine(model, source=stream.speaker, adapt=adapt)
     with one_blas_thread():
         preds = [p for p in engine.run([stream.samples]) if p.is_speech]
     starts = np.array([p.start_s for p in preds])
@@ -222,7 +232,8 @@ def run(model: EmotionModel, utts: list[Utterance], speakers: list[str], prior: 
     """Score every speaker's stream in every mode (and ``output-wN`` for each of ``weights``);
     per corpus and per speaker figures."""
     labels = model.labels
-    modes = (*MODES, *(f"output-w{w:g}" for w in weights))
+    embedding = model.metadata.embedding_adaptation is not None
+    modes = (*MODES, *(f"output-w{w:g}" for w in weights), *(("embedding",) if embedding else ()))
     truth: dict[str, list[str]] = {}
     predicted: dict[tuple[str, str], list[str]] = {}
     per_speaker: dict[str, dict] = {}
@@ -235,8 +246,12 @@ def run(model: EmotionModel, utts: list[Utterance], speakers: list[str], prior: 
         truth.setdefault(corpus, []).extend(y)
         per_speaker[spk] = {"clips": len(y), "speech_windows": int(len(scored.clip)),
                             "stream_s": round(scored.stream.samples.size / model.feature_config.sample_rate_hz, 1)}
+        adapted = score_stream(model, scored.stream, "embedding") if embedding else None
+        if adapted is not None and not np.array_equal(adapted.clip, scored.clip):
+            raise RuntimeError(f"{spk}: the embedding-adapted run scored other windows than the raw one")
         for mode in modes:
-            pred = clip_labels(scored, adapt(scored.probabilities, mode, prior), labels)
+            probs = adapted.probabilities if mode == "embedding" else adapt(scored.probabilities, mode, prior)
+            pred = clip_labels(scored, probs, labels)
             predicted.setdefault((corpus, mode), []).extend(pred)
             per_speaker[spk][mode] = round(score(y, pred, labels).uar, 4)
         log.info("%s: %d clips, %.0f s of stream, UAR %s (%.1f s)", spk, len(y), per_speaker[spk]["stream_s"],
@@ -249,13 +264,16 @@ def run(model: EmotionModel, utts: list[Utterance], speakers: list[str], prior: 
 
 
 def markdown(result: dict) -> str:
-    """The per-corpus table of :func:`run`'s result."""
-    lines = ["| corpus | clips | " + " | ".join(f"UAR {m}" for m in result["modes"]) + " | WA none / output | macro-F1 none / output |",
+    """The per-corpus table of :func:`run`'s result (WA and macro-F1 without adaptation, with the
+    output adaptation and, when it ran, with the embedding adaptation)."""
+    shown = [m for m in ("none", "output", "embedding") if m in result["modes"]]
+    lines = ["| corpus | clips | " + " | ".join(f"UAR {m}" for m in result["modes"]) + f" | WA {' / '.join(shown)} | "
+             f"macro-F1 {' / '.join(shown)} |",
              "| --- | ---: | " + " | ".join("---:" for _ in result["modes"]) + " | ---: | ---: |"]
     for corpus, by_mode in result["corpora"].items():
         lines.append(f"| {corpus} | {by_mode['none']['n']} | " + " | ".join(f"{by_mode[m]['uar']:.3f}" for m in result["modes"])
-                     + f" | {by_mode['none']['wa']:.3f} / {by_mode['output']['wa']:.3f}"
-                     + f" | {by_mode['none']['macro_f1']:.3f} / {by_mode['output']['macro_f1']:.3f} |")
+                     + " | " + " / ".join(f"{by_mode[m]['wa']:.3f}" for m in shown)
+                     + " | " + " / ".join(f"{by_mode[m]['macro_f1']:.3f}" for m in shown) + " |")
     return "\n".join(lines)
 
 

@@ -80,7 +80,7 @@ def window_probabilities(model: EmotionModel, utts: Sequence[Utterance]) -> tupl
     """Every speech window's probabilities, as the runtime scores them, and its clip's class.
 
     Each clip is streamed alone through a fresh :class:`~stream_ser.engine.Engine` (the model's
-    hop, its speech gate, the final partial hop) with ``adapt_output=False``, so the
+    hop, its speech gate, the final partial hop) with ``adapt="none"``, so the
     probabilities are the model's own. Clips without a label (``Utterance.label`` None) or with
     a label the model has no class for are left out (logged); a clip with no speech window adds
     nothing.
@@ -104,7 +104,7 @@ def window_probabilities(model: EmotionModel, utts: Sequence[Utterance]) -> tupl
     sr = model.feature_config.sample_rate_hz
     with one_blas_thread():
         for u in usable:
-            engine = Engine(model, adapt_output=False)
+            engine = Engine(model, adapt="none")
             for p in engine.run([load_audio(u.path, sr)]):
                 if p.is_speech and p.probabilities is not None:
                     probs.append(p.probabilities)
