@@ -42,6 +42,7 @@ Scores are per corpus: UAR, WA and macro-F1 over the clips of all the speakers a
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import time
@@ -227,10 +228,30 @@ def select_speakers(utts: list[Utterance], names: list[str], split: Split) -> li
     return out
 
 
+def degraded(stream: SpeakerStream, condition: str, sample_rate_hz: int, seed: int = 0) -> SpeakerStream:
+    """The stream heard through one condition of :data:`training.experiments.ROBUSTNESS_CONDITIONS`
+    (white noise, a telephone band, a room; pauses included, as on a call), the same length.
+
+    Raises:
+        ValueError: For an unknown condition, or babble (it needs other talkers' clips).
+    """
+    from .experiments import ROBUSTNESS_CONDITIONS, corrupt
+
+    if condition == "clean":
+        return stream
+    known = {name: (kind, value) for name, kind, value in ROBUSTNESS_CONDITIONS}
+    if condition not in known or known[condition][0] == "babble":
+        raise ValueError(f"condition {condition!r}: one of "
+                         + ", ".join(n for n, (k, _) in known.items() if k != "babble"))
+    kind, value = known[condition]
+    x = corrupt(stream.samples, kind, value, [], seed, sample_rate_hz)
+    return dataclasses.replace(stream, samples=np.asarray(x, dtype=np.float32)[: stream.samples.size])
+
+
 def run(model: EmotionModel, utts: list[Utterance], speakers: list[str], prior: OutputPrior, seed: int = 0,
-        weights: tuple[float, ...] = ()) -> dict:
-    """Score every speaker's stream in every mode (and ``output-wN`` for each of ``weights``);
-    per corpus and per speaker figures."""
+        weights: tuple[float, ...] = (), condition: str = "clean") -> dict:
+    """Score every speaker's stream in every mode (and ``output-wN`` for each of ``weights``),
+    each stream heard through ``condition`` (:func:`degraded`); per corpus and per speaker figures."""
     labels = model.labels
     embedding = model.metadata.embedding_adaptation is not None
     modes = (*MODES, *(f"output-w{w:g}" for w in weights), *(("embedding",) if embedding else ()))
@@ -240,7 +261,8 @@ def run(model: EmotionModel, utts: list[Utterance], speakers: list[str], prior: 
     for spk in speakers:
         t0 = time.monotonic()
         mine = [u for u in utts if u.speaker == spk and u.label is not None]
-        scored = score_stream(model, build_stream(mine, model.feature_config.sample_rate_hz, seed))
+        sr = model.feature_config.sample_rate_hz
+        scored = score_stream(model, degraded(build_stream(mine, sr, seed), condition, sr, seed))
         corpus = mine[0].corpus
         y = [u.label for u in scored.stream.utterances]
         truth.setdefault(corpus, []).extend(y)
@@ -292,6 +314,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--compare-weights", type=float, nargs="+", default=(), metavar="N",
                    help="also score output adaptation with the prior weighted as N windows (mode output-wN), "
                    "to choose the weight on validation speakers")
+    p.add_argument("--condition", default="clean",
+                   help="hear every stream through a condition of `training.experiments robustness` (white-10dB, "
+                   "telephone-8k, reverb-0.6s, ...; not babble), as on a noisy line or in a room (default: clean)")
     p.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -306,8 +331,12 @@ def main(argv: list[str] | None = None) -> None:
         source = f"computed from the training speakers of {split.name}"
     elif args.prior_windows is not None:
         prior = OutputPrior(prior.mean_log_prob, args.prior_windows)
-    result = run(model, utts, speakers, prior, args.seed, tuple(args.compare_weights))
+    try:
+        result = run(model, utts, speakers, prior, args.seed, tuple(args.compare_weights), args.condition)
+    except ValueError as exc:
+        p.error(str(exc))
     result.update({"model": str(args.model or "shipped"), "seed": args.seed, "pause_s": PAUSE_S,
+                   "condition": args.condition,
                    "prior": {**prior.to_dict(), "source": source},
                    "command": "python -m training.stream_protocol " + " ".join(argv if argv is not None else __import__("sys").argv[1:])})
     print(markdown(result))
