@@ -39,7 +39,7 @@ def test_analyse_writes_the_documented_csv(tmp_path, capsys) -> None:
     assert len(rows) - 1 == expected_rows(ANGRY_CLIP, HAPPY_CLIP, TESS_CLIP)
     for row in rows[1:]:
         rec = dict(zip(rows[0], row))
-        assert rec["channel"] == "0" and rec["speech"] in ("0", "1") and rec["adaptation"] in ("output", "none")
+        assert rec["channel"] == "0" and rec["speech"] in ("0", "1") and rec["adaptation"] in ("embedding", "output", "none")
         for key in ("start_s", "end_s"):
             assert len(rec[key].split(".")[1]) == 3  # millisecond precision
         assert float(rec["start_s"]) <= float(rec["end_s"])

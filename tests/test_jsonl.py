@@ -42,7 +42,7 @@ def check_prediction(obj: dict, labels: list[str]) -> None:
     assert list(obj) == PREDICTION_KEYS and obj["type"] == "prediction"
     assert isinstance(obj["channel"], int) and obj["channel"] == 0
     assert 0 <= obj["start_s"] <= obj["end_s"] and round(obj["end_s"], 3) == obj["end_s"]
-    assert isinstance(obj["speech"], bool) and obj["adaptation"] in ("output", "none")
+    assert isinstance(obj["speech"], bool) and obj["adaptation"] in ("embedding", "output", "none")
     if obj["speech"]:
         probs = obj["probabilities"]
         assert list(probs) == labels and abs(sum(probs.values()) - 1) < 2e-3
