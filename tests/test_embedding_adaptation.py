@@ -226,67 +226,58 @@ def test_adapter_carries_the_voice_across_engines(tmp_path: Path) -> None:
         ChannelEngines(model, adapters=[object()])
 
 
-def test_real_network_with_its_pooled_embedding(tmp_path: Path) -> None:
-    """The shipped network (float32) given its pooled embedding as a second output, as the
-    model contract says (the last global average pooling, squeezed to (batch, 128)), and an
-    entry: the engine's probabilities are the head on the causally standardised embeddings that
-    training.embedding_adaptation takes from the same windows."""
-    import dataclasses
-
-    import onnx
+@pytest.mark.parametrize("name", ["stream-ser-fp32.onnx", "stream-ser.onnx"])
+def test_shipped_files_carry_their_pooled_embedding_and_head(name: str) -> None:
+    """The shipped files (float32 and int8) carry the contract: an ``embedding`` output equal to
+    the network's last global average pooling (as training.embedding_adaptation takes it from
+    the graph), and an entry whose head "auto" runs: the engine's probabilities are the head on
+    the causally standardised embeddings of the same windows, recomputed here without the
+    runtime's adapter. Asking for output adaptation still works (both files carry a prior)."""
     import onnxruntime as ort
-    from onnx import TensorProto, helper
 
-    from stream_ser.metadata import METADATA_KEY
     from training.embedding_adaptation import embedding_tensors
 
-    fp32 = Path(__file__).resolve().parents[1] / "models" / "stream-ser-fp32.onnx"
-    plain = EmotionModel(fp32)
+    path = Path(__file__).resolve().parents[1] / "models" / name
+    model = EmotionModel(path)
+    a = model.metadata.embedding_adaptation
+    assert a is not None and a.output == "embedding" and len(a.prior_mean) == 128
+    assert model.metadata.provenance["embedding_adaptation"]["command"].endswith(f"--write-model models/{name}")
     x = load_audio(ANGRY_CLIP, CFG.sample_rate_hz)
-    windows = speech_windows(plain, x)
-    graph, names = embedding_tensors(fp32)  # the reference's own view of the embedding
+    windows = speech_windows(model, x)
+    graph, names = embedding_tensors(path)  # the reference's own view of the embedding
     session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
-    (pooled,) = session.run([names["pooled"]], {plain.metadata.input_name: windows[..., None]})
-    pooled = pooled.reshape(len(windows), -1)
-    assert pooled.shape[1] == 128
-    rng = np.random.default_rng(3)
-    mean, var = pooled.mean(axis=0) + rng.normal(0, 0.1, 128), pooled.var(axis=0) + 0.01
-    a = EmbeddingAdaptation("embedding", tuple(mean), tuple(var + mean**2), 5.0,
-                            tuple(map(tuple, rng.normal(0, 0.3, (7, 128)))), tuple(np.zeros(7)), 1.0)
-    proto = onnx.load(str(fp32))
-    gap = [n for n in proto.graph.node if n.op_type == "GlobalAveragePool"][-1]
-    squeeze = next(n for n in proto.graph.node if gap.output[0] in n.input and n.op_type == "Squeeze")
-    proto.graph.node.append(helper.make_node("Identity", [squeeze.output[0]], ["embedding"]))
-    proto.graph.output.append(helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", 128]))
-    entry = next(p for p in proto.metadata_props if p.key == METADATA_KEY)
-    entry.value = dataclasses.replace(ModelMetadata.from_json(entry.value), embedding_adaptation=a).to_json()
-    onnx.save(proto, str(tmp_path / "with-embedding.onnx"))
-    model = EmotionModel(tmp_path / "with-embedding.onnx")
+    pooled, emb = session.run([names["pooled"], "embedding"], {model.metadata.input_name: windows[..., None]})
+    np.testing.assert_array_equal(pooled.reshape(len(windows), -1), emb)
+    _, got = model.predict_with_embedding(windows)
+    np.testing.assert_allclose(got, emb, atol=1e-6)
     preds = [p for p in Engine(model).run([x]) if p.is_speech]
     assert {p.adaptation for p in preds} == {"embedding"} and len(preds) == len(windows)
-    np.testing.assert_allclose([p.probabilities for p in preds], head_reference(pooled, a), atol=1e-5)
-    assert Engine(model, adapt="output").adaptation == "output"  # it still carries its output prior
+    np.testing.assert_allclose([p.probabilities for p in preds], head_reference(emb.astype(np.float64), a), atol=1e-5)
+    assert Engine(model, adapt="output").adaptation == "output"
 
 
-def test_shipped_model_auto_is_output_adaptation(shipped_model) -> None:
-    """The shipped model carries only an output prior: "auto" is output adaptation, prediction
-    for prediction, and asking it for embedding adaptation is an error naming what it carries."""
+def test_shipped_model_auto_is_embedding_adaptation(shipped_model) -> None:
+    """The shipped model carries both adaptations: "auto" is embedding adaptation, prediction
+    for prediction, and "output" and "none" still run what they name."""
     x = load_audio(ANGRY_CLIP, CFG.sample_rate_hz)
     auto = list(Engine(shipped_model).run([x]))
-    assert {p.adaptation for p in auto} == {"output"}
-    assert auto == list(Engine(shipped_model, adapt="output").run([x]))
-    with pytest.raises(ValueError, match="carries output adaptation"):
-        Engine(shipped_model, adapt="embedding")
+    assert {p.adaptation for p in auto} == {"embedding"}
+    assert auto == list(Engine(shipped_model, adapt="embedding").run([x]))
+    output = [p for p in Engine(shipped_model, adapt="output").run([x]) if p.is_speech]
+    assert {p.adaptation for p in output} == {"output"}
+    assert [p.probabilities for p in output] != [p.probabilities for p in auto if p.is_speech]
 
 
-def test_cli_adapt_embedding_needs_the_entry(tmp_path: Path, shipped_model, capsys) -> None:
-    for model in (None, str(make_tiny_onnx(tmp_path / "plain.onnx", LABELS))):
+def test_cli_adapt_embedding_needs_the_entry(tmp_path: Path, capsys) -> None:
+    prior = OutputPrior(tuple(np.linspace(-0.3, 0.3, len(LABELS))))
+    only_output = str(make_tiny_onnx(tmp_path / "output.onnx", LABELS, output_prior=prior))
+    for model in (only_output, str(make_tiny_onnx(tmp_path / "plain.onnx", LABELS))):
         args = ["analyse", str(ANGRY_CLIP), "--adapt", "embedding", "--csv", str(tmp_path / "x.csv"), "-q"]
-        assert main(args + (["--model", model] if model else [])) == 2
+        assert main(args + ["--model", model]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("stream-ser: error: --adapt embedding: model ") and len(err.splitlines()) == 1
         assert "'embedding_adaptation'" in err
-        assert ("carries output adaptation" if model is None else "carries no adaptation") in err
+        assert ("carries output adaptation" if model == only_output else "carries no adaptation") in err
     assert not (tmp_path / "x.csv").exists()
     with pytest.raises(SystemExit) as info:
         main(["analyse", str(ANGRY_CLIP), "--adapt", "embeddings"])

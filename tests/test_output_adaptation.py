@@ -25,7 +25,8 @@ LABELS = ("neutral", "happy", "sad")
 
 
 def adapted_model(tmp_path: Path, prior: OutputPrior) -> EmotionModel:
-    """The shipped network with ``prior`` as its output prior (real probabilities, not saturated)."""
+    """The shipped network with ``prior`` as its output prior and its only adaptation (real
+    probabilities, not saturated)."""
     import dataclasses
 
     import onnx
@@ -35,7 +36,8 @@ def adapted_model(tmp_path: Path, prior: OutputPrior) -> EmotionModel:
 
     proto = onnx.load(str(default_model_path()))
     entry = next(p for p in proto.metadata_props if p.key == METADATA_KEY)
-    entry.value = dataclasses.replace(ModelMetadata.from_json(entry.value), output_prior=prior).to_json()
+    entry.value = dataclasses.replace(ModelMetadata.from_json(entry.value), output_prior=prior,
+                                      embedding_adaptation=None).to_json()
     onnx.save(proto, str(tmp_path / "adapted.onnx"))
     return EmotionModel(tmp_path / "adapted.onnx")
 
@@ -169,7 +171,7 @@ def test_training_prior_is_written_into_the_model(tmp_path: Path, shipped_model)
     out = write_prior(default_model_path(), prior, {"split": "one"}, tmp_path / "with-prior.onnx")
     model = EmotionModel(out)
     assert model.metadata.output_prior == prior and model.metadata.provenance["output_prior"] == {"split": "one"}
-    assert model.labels == shipped_model.labels and Engine(model).adaptation == "output"
+    assert model.labels == shipped_model.labels and Engine(model, adapt="output").adaptation == "output"
     with pytest.raises(ValueError, match="no clip"):
         training_prior(shipped_model, data, Split("none", {"ravdess:01"}, (), ()))
 
@@ -183,7 +185,8 @@ def test_shipped_model_adapts_and_is_tempered(shipped_model) -> None:
     made = shipped_model.metadata.provenance
     assert made["output_prior"]["split"] == made["split"] and made["output_prior"]["speakers"] == "train"
     assert made["temperature"]["value"] > 1 and made["temperature"]["ece_after"] < made["temperature"]["ece_before"]
-    assert Engine(shipped_model).adaptation == "output"
+    assert Engine(shipped_model, adapt="output").adaptation == "output"
+    assert Engine(shipped_model).adaptation == "embedding"  # the default when a model carries both
 
 
 
@@ -191,8 +194,10 @@ def test_api_analyse_adapts_by_default_and_on_request_not(shipped_model) -> None
     import stream_ser
 
     on = stream_ser.analyse(ANGRY_CLIP, model=shipped_model)
+    output = stream_ser.analyse(ANGRY_CLIP, model=shipped_model, adapt="output")
     off = stream_ser.analyse(ANGRY_CLIP, model=shipped_model, adapt="none")
-    assert {p.adaptation for p in on.timeline} == {"output"} and {p.adaptation for p in off.timeline} == {"none"}
+    assert {p.adaptation for p in on.timeline} == {"embedding"} and {p.adaptation for p in off.timeline} == {"none"}
+    assert {p.adaptation for p in output.timeline} == {"output"}
     x = load_audio(ANGRY_CLIP, CFG.sample_rate_hz)
     raw = [p.probabilities for p in Engine(shipped_model, adapt="none").run([x]) if p.is_speech]
     assert [p.probabilities for p in off.timeline if p.is_speech] == raw

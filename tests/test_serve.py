@@ -28,7 +28,7 @@ pytest.importorskip("websockets")
 from websockets.exceptions import ConnectionClosed, InvalidStatus  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
 
-from conftest import ANGRY_CLIP, HAPPY_CLIP  # noqa: E402
+from conftest import ANGRY_CLIP, HAPPY_CLIP, make_tiny_onnx  # noqa: E402
 from stream_ser import analyse, analyse_channels  # noqa: E402
 from stream_ser.api import StreamScorer  # noqa: E402
 from stream_ser.engine import window_ends  # noqa: E402
@@ -634,11 +634,12 @@ def test_the_command_serves_until_sigterm_and_ends_the_open_call(tmp_path):
             proc.wait()
 
 
-def test_adapt_option_runs_in_every_call_and_is_checked_at_start():
+def test_adapt_option_runs_in_every_call_and_is_checked_at_start(tmp_path):
     """--adapt reaches every call's scorers (the predictions say which adaptation ran), and one
     the model does not carry stops the server before it listens."""
-    with pytest.raises(ServeError, match="--adapt embedding: model stream-ser: .*carries output adaptation"):
-        CallServer(ServeOptions(port=0, insecure_no_auth=True, adapt="embedding", quiet=True))
+    plain = make_tiny_onnx(tmp_path / "plain.onnx", ("neutral", "happy", "sad"))
+    with pytest.raises(ServeError, match="--adapt embedding: model plain: .*carries no adaptation"):
+        CallServer(ServeOptions(port=0, insecure_no_auth=True, adapt="embedding", quiet=True, model=str(plain)))
     with BackgroundServer(ServeOptions(port=0, insecure_no_auth=True, gate="level", adapt="none", quiet=True)) as srv:
         with open_call(srv, headers={}) as ws:
             ws.send(json.dumps({"type": "start", "encoding": "pcm16", "sample_rate": 16000}))
