@@ -39,6 +39,7 @@ def machine() -> str:
 
 
 def main() -> None:
+    from stream_ser.adaptation import EmbeddingAdapter
     from stream_ser.engine import cut_window, window_ends
     from stream_ser.features import log_mel, one_blas_thread, preprocess, window_features
     from stream_ser.model import EmotionModel
@@ -90,6 +91,12 @@ def main() -> None:
             rows[f"features + inference, {model.path.name}"] = timed(
                 lambda w, m=model, c=cfg: m.predict(window_features(w, c)), speech
             )
+            head = model.metadata.embedding_adaptation
+            if head is not None:  # what the runtime's default (--adapt auto) runs for such a model
+                adapter = EmbeddingAdapter(head)
+                rows[f"features + inference + embedding adaptation, {model.path.name}"] = timed(
+                    lambda w, m=model, c=cfg, a=adapter: a(m.predict_with_embedding(window_features(w, c))[1].reshape(-1)),
+                    speech)
             for n in args.batch:
                 batches = [np.stack([feats[(i + j) % len(feats)] for j in range(n)]) for i in range(len(feats))]
                 rows[f"inference per window, batch {n}, {model.path.name}"] = timed(model.predict, batches) / n
