@@ -57,17 +57,27 @@ def mn04_ft(input_shape: tuple[int, int], n_classes: int, norm_mean: float | Non
     Raises:
         FileNotFoundError: The pretrained weights are not where they are looked for.
     """
-    import keras
     from keras import layers
 
     from .architectures import _input, _standardised_log_mel, _stats
-    from .efficientat import build_mn04, default_weights_path
 
     stats = _stats(stats, norm_mean, norm_var)
     inp = _input(input_shape)
     x = _standardised_log_mel(inp, stats)
     x = layers.Rescaling(INPUT_SCALE, name="to_efficientat_scale")(x)
-    encoder = build_mn04(n_mels=input_shape[0], n_frames=input_shape[1], weights=weights or default_weights_path())
+    return _encoder_with_head(inp, x, n_classes, weights, dropout, freeze_batchnorm, name)
+
+
+def _encoder_with_head(inp: Any, x: Any, n_classes: int, weights: str | None, dropout: float, freeze_batchnorm: bool,
+                       name: str) -> Any:
+    """The pretrained encoder over ``x`` (its input scale, ``(batch, n_mels, n_frames, 1)``),
+    then dropout and a dense softmax head: the ``keras.Model`` from ``inp``."""
+    import keras
+    from keras import layers
+
+    from .efficientat import build_mn04, default_weights_path
+
+    encoder = build_mn04(n_mels=x.shape[1], n_frames=x.shape[2], weights=weights or default_weights_path())
     if freeze_batchnorm:
         for layer in encoder.layers:
             if isinstance(layer, layers.BatchNormalization):
@@ -244,11 +254,7 @@ def mn04_native(input_shape: tuple[int, int], n_classes: int, stats: Any = None,
             window (the lowest ``n_mels`` bands of the grid, 10 ms frames).
         FileNotFoundError: The pretrained weights are not where they are looked for.
     """
-    import keras
-    from keras import layers
-
     from .architectures import _input
-    from .efficientat import build_mn04, default_weights_path
 
     n_bands = int(input_shape[0]) if input_shape else 0
     config = efficientat_feature_config(float(efficientat_grid_edges()[min(max(n_bands, 1), EAT_N_MELS) + 1]),
@@ -257,12 +263,4 @@ def mn04_native(input_shape: tuple[int, int], n_classes: int, stats: Any = None,
         raise ValueError(f"mn04_native takes the EfficientAT front end's {config.input_shape} windows, got "
                          f"{input_shape} (set front_end = \"efficientat\" in the recipe)")
     inp = _input(input_shape)
-    x = efficientat_input(inp, config)
-    encoder = build_mn04(n_mels=input_shape[0], n_frames=input_shape[1], weights=weights or default_weights_path())
-    for layer in encoder.layers:
-        if isinstance(layer, layers.BatchNormalization):
-            layer.trainable = False
-    emb = encoder(x)["embedding"]
-    emb = layers.Dropout(dropout, name="drop_embedding")(emb)
-    out = layers.Dense(n_classes, activation="softmax", name="probabilities")(emb)
-    return keras.Model(inp, out, name=name)
+    return _encoder_with_head(inp, efficientat_input(inp, config), n_classes, weights, dropout, True, name)
