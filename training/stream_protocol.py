@@ -61,6 +61,7 @@ from .corpora import Utterance, discover
 from .evaluate import NO_SPEECH, Scores, score, scores_to_dict
 from .output_prior import DEFAULT_PRIOR_WINDOWS, training_prior
 from .split import Split, load_split
+from .temperature import expected_calibration_error
 
 log = logging.getLogger("training.stream_protocol")
 
@@ -257,6 +258,7 @@ def run(model: EmotionModel, utts: list[Utterance], speakers: list[str], prior: 
     modes = (*MODES, *(f"output-w{w:g}" for w in weights), *(("embedding",) if embedding else ()))
     truth: dict[str, list[str]] = {}
     predicted: dict[tuple[str, str], list[str]] = {}
+    windows: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]] = {}
     per_speaker: dict[str, dict] = {}
     for spk in speakers:
         t0 = time.monotonic()
@@ -275,6 +277,9 @@ def run(model: EmotionModel, utts: list[Utterance], speakers: list[str], prior: 
             probs = adapted.probabilities if mode == "embedding" else adapt(scored.probabilities, mode, prior)
             pred = clip_labels(scored, probs, labels)
             predicted.setdefault((corpus, mode), []).extend(pred)
+            kept = scored.clip >= 0  # each speech window with the label of the clip it overlaps most
+            truth_w = np.array([labels.index(y[c]) for c in scored.clip[kept]], dtype=np.int64)
+            windows.setdefault((corpus, mode), []).append((probs[kept], truth_w))
             per_speaker[spk][mode] = round(score(y, pred, labels).uar, 4)
         log.info("%s: %d clips, %.0f s of stream, UAR %s (%.1f s)", spk, len(y), per_speaker[spk]["stream_s"],
                  " / ".join(f"{m} {per_speaker[spk][m]:.3f}" for m in modes), time.monotonic() - t0)
@@ -282,6 +287,11 @@ def run(model: EmotionModel, utts: list[Utterance], speakers: list[str], prior: 
     for (corpus, mode), pred in predicted.items():
         s: Scores = score(truth[corpus], pred, labels)
         corpora.setdefault(corpus, {})[mode] = scores_to_dict(s)
+        p = np.concatenate([w[0] for w in windows[(corpus, mode)]])
+        t = np.concatenate([w[1] for w in windows[(corpus, mode)]])
+        if len(t):  # the probabilities as calibrated confidence: ECE over speech windows (15 bins)
+            corpora[corpus][mode]["window_ece"] = round(expected_calibration_error(p, t), 4)
+            corpora[corpus][mode]["windows"] = int(len(t))
     return {"modes": list(modes), "corpora": corpora, "speakers": per_speaker}
 
 
@@ -296,6 +306,11 @@ def markdown(result: dict) -> str:
         lines.append(f"| {corpus} | {by_mode['none']['n']} | " + " | ".join(f"{by_mode[m]['uar']:.3f}" for m in result["modes"])
                      + " | " + " / ".join(f"{by_mode[m]['wa']:.3f}" for m in shown)
                      + " | " + " / ".join(f"{by_mode[m]['macro_f1']:.3f}" for m in shown) + " |")
+    lines += ["", f"| corpus | speech windows | ECE {' / '.join(shown)} |", "| --- | ---: | ---: |"]
+    for corpus, by_mode in result["corpora"].items():
+        if "window_ece" in by_mode["none"]:
+            lines.append(f"| {corpus} | {by_mode['none']['windows']} | "
+                         + " / ".join(f"{by_mode[m]['window_ece']:.3f}" for m in shown) + " |")
     return "\n".join(lines)
 
 
