@@ -26,11 +26,11 @@ try:
     import logging
     import os
     import signal
+    import threading
     from types import FrameType
 
     from ..text import printable
     from .analyse import _progress_console, default_jobs  # noqa: F401 (re-exported)
-    from .common import STARTUP_INTERRUPT as _INTERRUPTED
     from .common import NO_INPUT_DEVICE, Outputs, _check_output_paths, _Stop, _warm_up  # noqa: F401
     from .info import model_licence
     from .listen import _listen_source, _listen_wants_tui, _use_demo  # noqa: F401
@@ -70,10 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:  # not the main thread
         old = None
     try:
-        status = _main(argv)
-        # a Ctrl-C whose KeyboardInterrupt a library swallowed while it loaded (stream-ser's own
-        # stop handling, analyse's and listen's, reports it and returns 128 + the signal itself)
-        return _interrupted() if _INTERRUPTED.is_set() and status not in (130, 143) else status
+        return _main(argv)
     except KeyboardInterrupt:
         return _interrupted()
     except Exception:
@@ -105,6 +102,10 @@ def _standard_streams_open() -> None:
         sys.stdout = open(os.devnull, "w")
     if sys.stderr is None:
         sys.stderr = open(os.devnull, "w")
+
+
+#: Set when SIGINT arrives outside a command's own handling (:func:`_interrupt`).
+_INTERRUPTED = threading.Event()
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -24,15 +24,8 @@ from ..text import printable
 log = logging.getLogger("stream_ser")
 
 
-#: Set when SIGINT arrives while stream-ser starts or loads, before a command handles it itself
-#: (``stream_ser.cli._interrupt``). A library may swallow the KeyboardInterrupt it raises (an
-#: import that catches every exception); this flag survives that.
-STARTUP_INTERRUPT = threading.Event()
-
-
 class _Stop:
-    """Turns SIGINT/SIGTERM into a stop request (a second signal exits at once). A Ctrl-C noted
-    while stream-ser started (:data:`STARTUP_INTERRUPT`) is a stop request from the start."""
+    """Turns SIGINT/SIGTERM into a stop request (a second signal exits at once)."""
 
     def __init__(self, on_stop: Callable[[], None] | None = None) -> None:
         self.event = threading.Event()
@@ -51,8 +44,6 @@ class _Stop:
     def __enter__(self) -> "_Stop":
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._old[sig] = signal.signal(sig, self._handler)
-        if STARTUP_INTERRUPT.is_set() and not self.event.is_set():
-            self._handler(signal.SIGINT, None)
         return self
 
     def __exit__(self, *exc: object) -> None:
