@@ -559,8 +559,11 @@ def test_ctrl_c_while_starting_is_status_130_without_a_traceback(tmp_path, entry
     # from 0.1 s: within the first tens of milliseconds Python itself is still starting (its own
     # imports, the console script's first line), before any stream-ser code can run
     for delay_s in (0.1, 0.15, 0.2, 0.25, 0.3, 0.5, 1.0):
+        # SIGINT at its default, as in a terminal: a shell that runs the tests as a background job
+        # hands its children SIGINT ignored, and then Python and stream-ser rightly ignore Ctrl-C
         proc = subprocess.Popen([*cmd, "analyse", *[str(long)] * 100, "--jobs", "1"], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         time.sleep(delay_s)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
