@@ -20,7 +20,7 @@ from stream_ser.engine import ChannelEngines, Engine
 from stream_ser.features import FeatureConfig
 from stream_ser.metadata import ModelMetadata, ModelMetadataError
 from stream_ser.model import EmotionModel, ModelError
-from training.embedding_adaptation import causal_standardise
+from training.embedding_adaptation import causal_standardise, recorded_windows
 
 CFG = FeatureConfig()
 LABELS = ("neutral", "happy", "sad")
@@ -57,20 +57,10 @@ def tiny_embedding_model(tmp_path: Path, seed: int = 0, **kwargs) -> tuple[Emoti
 def speech_windows(model: EmotionModel, x: np.ndarray) -> np.ndarray:
     """The log-mel windows the engine scores for ``x`` (its speech windows, in order), recorded
     from its calls to the model; float32 ``(n, n_mels, n_frames)``."""
-    seen: list[np.ndarray] = []
-    predict = model.predict
-
-    def recording(log_mels):
-        seen.append(np.array(log_mels, copy=True))
-        return predict(log_mels)
-
-    model.predict = recording
-    try:
+    with recorded_windows(model) as seen:
         preds = [p for p in Engine(model, adapt="none").run([x]) if p.is_speech]
-    finally:
-        del model.predict
     assert len(seen) == len(preds) > 3
-    return np.stack(seen)
+    return np.concatenate(seen)
 
 
 def test_adapter_equals_the_training_reference() -> None:

@@ -48,10 +48,12 @@ windows, Guo et al. 2017), which the runtime's ``EmbeddingAdapter`` applies per 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,6 +117,27 @@ class StreamEmbeddings:
     embeddings: dict[str, np.ndarray]
 
 
+@contextlib.contextmanager
+def recorded_windows(model: EmotionModel) -> Iterator[list[np.ndarray]]:
+    """Record the log-mel windows the engine gives ``model`` to score while the block runs.
+
+    Yields a list that fills with one float32 ``(n, n_mels, n_frames)`` array per call of
+    ``model.predict`` (the engine's speech windows, in order); ``model`` scores as before.
+    """
+    seen: list[np.ndarray] = []
+    predict = model.predict
+
+    def recording(log_mels: np.ndarray) -> np.ndarray:
+        seen.append(np.array(log_mels, dtype=np.float32, copy=True).reshape(-1, *np.shape(log_mels)[-2:]))
+        return predict(log_mels)
+
+    model.predict = recording  # type: ignore[method-assign]
+    try:
+        yield seen
+    finally:
+        del model.predict
+
+
 def embed_stream(model: EmotionModel, session, names: dict[str, str], utts: list, seed: int) -> StreamEmbeddings:
     """Score one speaker's stream with the engine and take the embeddings of the same windows.
 
@@ -124,18 +147,8 @@ def embed_stream(model: EmotionModel, session, names: dict[str, str], utts: list
     Raises:
         RuntimeError: If the recorded windows do not match the speech predictions one to one.
     """
-    seen: list[np.ndarray] = []
-    predict = model.predict
-
-    def recording(log_mels: np.ndarray) -> np.ndarray:
-        seen.append(np.array(log_mels, dtype=np.float32, copy=True).reshape(-1, *log_mels.shape[-2:]))
-        return predict(log_mels)
-
-    model.predict = recording  # type: ignore[method-assign]
-    try:
+    with recorded_windows(model) as seen:
         scored = score_stream(model, build_stream(utts, model.feature_config.sample_rate_hz, seed))
-    finally:
-        del model.predict
     x = np.concatenate(seen) if seen else np.zeros((0, *model.feature_config.input_shape), np.float32)
     if len(x) != len(scored.probabilities):
         raise RuntimeError(f"{len(x)} windows scored, {len(scored.probabilities)} speech predictions")
