@@ -176,34 +176,54 @@ def _standardise(e: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndarray
     return (e - mean) / np.sqrt(np.maximum(var, MIN_VARIANCE))
 
 
+def _logistic_head(features: np.ndarray, y: np.ndarray, seed: int):
+    """The head every embedding method fits: multinomial logistic regression (scikit-learn,
+    ``C = 1``, balanced class weights)."""
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=1.0, class_weight="balanced", max_iter=3000, random_state=seed).fit(features, y)
+
+
+def fit_speaker_head(per_speaker: list[tuple[np.ndarray, np.ndarray]], seed: int = 0) -> tuple:
+    """The ``speaker`` head: each training speaker's embeddings standardised with that speaker's
+    own mean and variance, one logistic-regression head over all of them.
+
+    Args:
+        per_speaker: One ``(embeddings float (n, dim), class indices int (n,))`` per training
+            speaker.
+        seed: Seed of the solver.
+
+    Returns:
+        ``(clf, prior_mean, prior_m2)``: the head and the training speakers' average mean and
+        mean square, float64 ``(dim,)`` (the prior of :func:`causal_standardise`).
+    """
+    zs, ys, means, m2s = [], [], [], []
+    for e, y in per_speaker:
+        e = np.asarray(e, np.float64)
+        mean, var = e.mean(axis=0), e.var(axis=0)
+        zs.append(_standardise(e, mean, var))
+        ys.append(np.asarray(y))
+        means.append(mean)
+        m2s.append(var + mean * mean)
+    return _logistic_head(np.concatenate(zs), np.concatenate(ys), seed), np.mean(means, axis=0), np.mean(m2s, axis=0)
+
+
 def fit_heads(train: list[StreamEmbeddings], labels: tuple[str, ...], layer: str, seed: int = 0) -> dict:
     """The ``global`` and ``speaker`` heads of one layer, and the statistics they apply.
 
     Returns:
         ``{"global": (clf, mean, var), "speaker": (clf, prior_mean, prior_m2)}``: the prior is
-        the training speakers' average mean and mean square.
+        the training speakers' average mean and mean square (:func:`fit_speaker_head`).
     """
-    from sklearn.linear_model import LogisticRegression
-
-    xs, ys, zs, means, m2s = [], [], [], [], []
+    per_speaker = []
     for s in train:
         keep = s.scored.clip >= 0
-        e = s.embeddings[layer][keep]
-        y = [labels.index(s.scored.stream.utterances[c].label) for c in s.scored.clip[keep]]
-        mean, var = e.mean(axis=0), e.var(axis=0)
-        xs.append(e)
-        ys.extend(y)
-        zs.append(_standardise(e, mean, var))
-        means.append(mean)
-        m2s.append(var + mean * mean)
-    x, y = np.concatenate(xs), np.asarray(ys)
+        y = np.array([labels.index(s.scored.stream.utterances[c].label) for c in s.scored.clip[keep]], dtype=np.int64)
+        per_speaker.append((s.embeddings[layer][keep], y))
+    x, y = np.concatenate([e for e, _ in per_speaker]), np.concatenate([y for _, y in per_speaker])
     g_mean, g_var = x.mean(axis=0), x.var(axis=0)
-
-    def head(features: np.ndarray):
-        return LogisticRegression(C=1.0, class_weight="balanced", max_iter=3000, random_state=seed).fit(features, y)
-
-    return {"global": (head(_standardise(x, g_mean, g_var)), g_mean, g_var),
-            "speaker": (head(np.concatenate(zs)), np.mean(means, axis=0), np.mean(m2s, axis=0))}
+    return {"global": (_logistic_head(_standardise(x, g_mean, g_var), y, seed), g_mean, g_var),
+            "speaker": fit_speaker_head(per_speaker, seed)}
 
 
 def head_probabilities(heads: dict, method: str, e: np.ndarray, n_labels: int, prior_windows: float) -> np.ndarray:

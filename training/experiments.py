@@ -333,18 +333,59 @@ def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, recipe: Recip
     record["clip"] = {c: scores_to_dict(s) for c, s in per_corpus_scores(test_utts, clip_true, clip_pred, labels).items()}
     record["window"] = {c: scores_to_dict(s) for c, s in per_corpus_scores(win_utts, win_true, win_pred, labels).items()}
     record["no_speech_clips"] = int(sum(p == NO_SPEECH for p in clip_pred))
+    if spec.kind == "keras":
+        adapted = embedding_adaptation_record(model, spec, proto, fold_index, fs)
+        if adapted is not None:
+            record["embedding_adaptation"] = adapted
     return record
 
 
-def run_train(args: argparse.Namespace, recipe: Recipe, record: dict) -> list[dict]:
-    """Train one architecture with ``recipe`` on the requested folds; writes one JSON per fold run.
+def embedding_adaptation_record(model, spec, proto: Protocol, fold_index: int, fs) -> dict | None:
+    """The fold's test clips scored with the runtime's embedding adaptation
+    (:mod:`training.fold_adaptation`), as stored in a run JSON under ``embedding_adaptation``.
 
     Args:
-        args: The command line's data options (``data``, ``protocol``, ``folds``, ``cache``,
-            ``save_models``, ``work``, ``argv``).
-        recipe: What to train (:func:`training.recipe.recipe_from_args`).
-        record: Its record, stored in every run JSON.
+        model: The fold's trained ``keras.Model``.
+        spec: Its :class:`training.architectures.ArchSpec`.
+        proto: Protocol.
+        fold_index: 1-based fold.
+        fs: :class:`training.windows.FeatureSet` over all clips of the protocol, as the network
+            scored them (with a speaker-normalisation recipe, normalised).
+
+    Returns:
+        ``{"prior_windows", "order_seed", "temperature", "validation_windows", "clip": {mode:
+        {corpus: scores}}}``, or None for a network without log-mel input or global average
+        pooling.
     """
+    from .fold_adaptation import MODES, ORDER_SEED, fold_embedding_adaptation, pooled_embeddings
+    from .output_prior import DEFAULT_PRIOR_WINDOWS
+
+    if spec.input_kind != "log_mel":
+        return None
+    fold = proto.fold(fold_index)
+    speakers = [u.speaker for u in fs.utterances]
+    labels = proto.labels
+    clip_y = np.array([labels.index(proto.label_of(u)) for u in fs.utterances], dtype=np.int64)
+    rows = np.flatnonzero(np.isin(np.asarray(speakers)[fs.clip_index], list(fold.train | fold.validation | fold.test)))
+    try:
+        e = pooled_embeddings(model, fs.log_mels[rows].astype(np.float32)[..., None])
+    except ValueError as exc:
+        log.info("no embedding adaptation: %s", exc)
+        return None
+    res = fold_embedding_adaptation(e, fs.clip_index[rows], speakers, clip_y, set(fold.train), set(fold.validation),
+                                    set(fold.test), labels)
+    test_utts = [fs.utterances[i] for i in res["test_clips"]]
+    clip_true = [proto.label_of(u) for u in test_utts]
+    return {"prior_windows": DEFAULT_PRIOR_WINDOWS, "order_seed": ORDER_SEED, "temperature": res["temperature"],
+            "validation_windows": res["validation_windows"],
+            "clip": {mode: {c: scores_to_dict(s) for c, s in
+                            per_corpus_scores(test_utts, clip_true, res["clip_pred"][mode], labels).items()}
+                     for mode in MODES}}
+
+
+def _protocol_features(args: argparse.Namespace, recipe: Recipe):
+    """``(spec, protocol, feature set, extras, augmented copies)`` of a command line's protocol
+    (``data``, ``protocol``, ``cache``) and recipe."""
     from .inputs import build_extras
     from .windows import build_features
 
@@ -370,6 +411,19 @@ def run_train(args: argparse.Namespace, recipe: Recipe, record: dict) -> list[di
         from .augment import build_augmented_features
 
         augmented.append(build_augmented_features(list(fs.utterances), config, copy, Path(args.cache)))
+    return spec, proto, fs, extras, augmented
+
+
+def run_train(args: argparse.Namespace, recipe: Recipe, record: dict) -> list[dict]:
+    """Train one architecture with ``recipe`` on the requested folds; writes one JSON per fold run.
+
+    Args:
+        args: The command line's data options (``data``, ``protocol``, ``folds``, ``cache``,
+            ``save_models``, ``work``, ``argv``).
+        recipe: What to train (:func:`training.recipe.recipe_from_args`).
+        record: Its record, stored in every run JSON.
+    """
+    spec, proto, fs, extras, augmented = _protocol_features(args, recipe)
     folds = args.folds or list(range(1, len(proto.folds) + 1))
     out_dir = RESULTS_DIR / "runs"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -384,6 +438,56 @@ def run_train(args: argparse.Namespace, recipe: Recipe, record: dict) -> list[di
             log.info("%s %s fold %d %-7s clip UAR %.3f WA %.3f F1 %.3f | window UAR %.3f  (%.0f s, %d epochs)",
                      spec.name, proto.name, k, c, s["uar"], s["wa"], s["macro_f1"], rec["window"][c]["uar"],
                      rec["wall_s"], rec["epochs_run"])
+        records.append(rec)
+    return records
+
+
+def run_adapt(args: argparse.Namespace, recipe: Recipe) -> list[dict]:
+    """Score saved fold networks (``train --save-models``) with the embedding adaptation and add
+    the figures to their run JSONs (:func:`embedding_adaptation_record`).
+
+    Args:
+        args: The command line (``data``, ``protocol``, ``folds``, ``cache``, ``work``).
+        recipe: The recipe the networks were trained with; it names their files and run JSONs.
+
+    Returns:
+        The updated run records.
+
+    Raises:
+        FileNotFoundError: If a fold's network or its run JSON is missing.
+    """
+    import keras
+
+    from .adaptation import normalise_speakers
+
+    spec, proto, fs, _, _ = _protocol_features(args, recipe)
+    runs = RESULTS_DIR / "runs"
+    records = []
+    for k in args.folds or range(1, len(proto.folds) + 1):
+        path = Path(args.work) / f"{spec.name}-{proto.name}-f{k}-s{recipe.seed}.keras"
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no saved network (train it with --save-models --work {args.work})")
+        fields = recipe.to_dict()
+        matches = [p for p in sorted(runs.glob(f"{spec.name}__{proto.name}__f{k}__s{recipe.seed}*.json"))
+                   if json.loads(p.read_text()).get("recipe", {}).get("fields") == fields]
+        if len(matches) != 1:
+            raise FileNotFoundError(f"fold {k}: {len(matches)} run JSONs of this recipe in {runs}, expected 1")
+        rec = json.loads(matches[0].read_text())
+        fold_fs = fs
+        if recipe.speaker_norm != "none":
+            fold = proto.fold(k)
+            win_spk = np.array([u.speaker for u in fs.utterances])[fs.clip_index]
+            fold_fs = dataclasses.replace(fs, log_mels=normalise_speakers(
+                fs.log_mels, win_spk, fs.clip_index, fold.test, recipe.speaker_norm, seed=recipe.seed))
+        adapted = embedding_adaptation_record(keras.models.load_model(path), spec, proto, k, fold_fs)
+        if adapted is None:
+            raise ValueError(f"{spec.name}: no embedding to adapt (needs log-mel input and global average pooling)")
+        rec["embedding_adaptation"] = {**adapted, "command": _command(args), "created": _now()}
+        matches[0].write_text(json.dumps(rec, indent=1))
+        for mode, per in adapted["clip"].items():
+            for c, sc in per.items():
+                log.info("%s fold %d %-12s %-7s clip UAR %.3f (unadapted %.3f)", proto.name, k, mode, c, sc["uar"],
+                         rec["clip"][c]["uar"])
         records.append(rec)
     return records
 
@@ -724,11 +828,23 @@ def main(argv: list[str] | None = None) -> None:
                     "written to robustness-<model>-validation.json)")
     rb.add_argument("--out", default=None, metavar="JSON",
                     help="result file (default training/results/robustness-<model>[-validation].json)")
+    a = sub.add_parser("adapt", help="score saved fold networks with the embedding adaptation",
+                       description="Score the networks saved by `train --save-models` with the runtime's "
+                       "embedding adaptation (training/fold_adaptation.py) and add the figures to their run JSONs; "
+                       "give the same recipe flags as to `train`.",
+                       epilog="Example: python -m training.experiments adapt --data ../shared/data --recipe shipped "
+                       "--protocol ravdess8 --work runs/folds-shipped")
+    a.add_argument("--data", required=True)
+    a.add_argument("--cache", default=".cache")
+    a.add_argument("--protocol", default="pooled7", choices=sorted(PROTOCOLS))
+    a.add_argument("--folds", type=int, nargs="*", default=None, help="1-based folds (default: all)")
+    a.add_argument("--work", default="runs/experiments", help="folder of the saved Keras networks")
+    add_recipe_arguments(a)
     r = sub.add_parser("report", help="write the markdown results table")
     r.add_argument("--out", default="models/RESULTS.md")
     args = parser.parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else argv
-    if args.cmd == "train":
+    if args.cmd in ("train", "adapt"):
         try:
             recipe, record = recipe_from_args(args)
         except ValueError as exc:
@@ -738,6 +854,8 @@ def main(argv: list[str] | None = None) -> None:
         run_baseline(args)
     elif args.cmd == "train":
         run_train(args, recipe, record)
+    elif args.cmd == "adapt":
+        run_adapt(args, recipe)
     elif args.cmd == "cost":
         run_cost(args)
     elif args.cmd == "robustness":

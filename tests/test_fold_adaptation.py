@@ -1,0 +1,127 @@
+"""The embedding adaptation on the fold protocols (training/fold_adaptation.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from training.folds import PROTOCOLS
+from training.fold_adaptation import adapted_probabilities, fold_embedding_adaptation, speaker_orders
+
+LABELS = ("a", "b", "c")
+
+
+def _voices(rng: np.random.Generator, speakers: list[str], clips_per_class: int = 6, windows: int = 3, dim: int = 8):
+    """Embeddings where each class is a direction, and each speaker adds a large offset and scale
+    of its own: only a speaker-standardised head separates the classes of an unseen voice."""
+    centres = rng.normal(0, 1, (len(LABELS), dim)) * 2
+    emb, clip_index, clip_spk, clip_y = [], [], [], []
+    for s in speakers:
+        offset, scale = rng.normal(0, 6, dim), rng.uniform(0.5, 3, dim)
+        for y in range(len(LABELS)):
+            for _ in range(clips_per_class):
+                clip_spk.append(s)
+                clip_y.append(y)
+                for _ in range(windows):
+                    emb.append(offset + scale * (centres[y] + rng.normal(0, 0.5, dim)))
+                    clip_index.append(len(clip_spk) - 1)
+    return np.array(emb), np.array(clip_index), clip_spk, np.array(clip_y)
+
+
+def test_speaker_standardised_head_recovers_unseen_voices_and_causal_is_causal() -> None:
+    rng = np.random.default_rng(0)
+    train = [f"tr{i}" for i in range(8)]
+    e, ci, spk, y = _voices(rng, train + ["va", "te1", "te2"])
+    res = fold_embedding_adaptation(e, ci, spk, y, set(train), {"va"}, {"te1", "te2"}, LABELS, prior_windows=10)
+    test_clips = res["test_clips"]
+    assert [spk[c] for c in test_clips] == ["te1"] * 18 + ["te2"] * 18
+    truth = [LABELS[y[c]] for c in test_clips]
+    acc = {m: np.mean([p == t for p, t in zip(pred, truth)]) for m, pred in res["clip_pred"].items()}
+    assert acc["transductive"] > 0.9, acc
+    assert acc["causal"] > 0.6, acc  # the first clips of each voice still lean on the prior
+    assert res["validation_windows"] == 18 * 3 and res["temperature"] > 0
+    # causality: a window changes its own and later probabilities only
+    from training.embedding_adaptation import fit_speaker_head
+
+    clf_head = fit_speaker_head([(e[np.isin(ci, np.flatnonzero(np.array(spk) == s))],
+                                  y[ci[np.isin(ci, np.flatnonzero(np.array(spk) == s))]]) for s in train])
+    rows = np.flatnonzero(np.isin(ci, np.flatnonzero(np.array(spk) == "te1")))
+    p = adapted_probabilities(clf_head, e[rows], "causal", len(LABELS), 10)
+    e2 = e[rows].copy()
+    e2[20] += 50.0
+    p2 = adapted_probabilities(clf_head, e2, "causal", len(LABELS), 10)
+    assert np.array_equal(p[:20], p2[:20]) and not np.allclose(p[20:], p2[20:])
+    with pytest.raises(ValueError):
+        adapted_probabilities(clf_head, e[rows], "global", len(LABELS))
+
+
+def test_test_speakers_are_played_in_the_baselines_clip_order() -> None:
+    """The causal baseline (eGeMAPS + SVM, speaker_causal) standardises a test clip with the
+    clips before it in its order: with one seed, both see each voice's clips in the same order."""
+    from training.baseline_egemaps import standardise
+
+    rng = np.random.default_rng(1)
+    spk = np.array(["t2"] * 7 + ["tr"] * 30 + ["t1"] * 9)
+    x = rng.normal(0, 1, (len(spk), 2))
+    train = spk == "tr"
+    z = standardise(x, spk, train, "speaker_causal", seed=0)
+    orders = speaker_orders(list(spk), {"t1", "t2"}, seed=0)
+    for s, order in orders.items():
+        assert sorted(order) == list(np.flatnonzero(spk == s))
+        # the first clip in the order is standardised with the prior and itself alone
+        first = order[0]
+        mu, sd = x[train].mean(axis=0), x[train].std(axis=0)
+        n = 10.0 + 1
+        m = (10.0 * mu + x[first]) / n
+        v = (10.0 * (sd**2 + mu**2) + x[first] ** 2) / n - m**2
+        assert np.allclose(z[first], (x[first] - m) / np.sqrt(v))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="needs tensorflow (pip install -e .[train])")
+def test_train_fold_records_the_embedding_adaptation() -> None:
+    """A fold run of a pooled CNN stores its test clips scored with the embedding adaptation."""
+    from tests.test_training_harness import _harness_recipe, _synthetic_ravdess7
+    from training import experiments
+    from training.architectures import REGISTRY
+
+    fs = _synthetic_ravdess7(np.random.default_rng(0), 2)
+    rec = experiments.train_fold(REGISTRY["cnn_gap_small"], PROTOCOLS["ravdess7"], 6, fs, None,
+                                 _harness_recipe("cnn_gap_small"))
+    adapted = rec["embedding_adaptation"]
+    assert set(adapted["clip"]) == {"causal", "transductive"}
+    for mode in adapted["clip"]:
+        assert adapted["clip"][mode]["ravdess"]["n"] == rec["clip"]["ravdess"]["n"] == 28
+    assert adapted["validation_windows"] == 4 * 7 * 2 and adapted["prior_windows"] > 0
+
+
+def test_report_sets_adapted_folds_beside_the_causal_baseline(tmp_path) -> None:
+    import json
+
+    from training.evaluate import score, scores_to_dict
+    from training.report import write_report
+
+    res = tmp_path / "results"
+    (res / "runs").mkdir(parents=True)
+    labels = PROTOCOLS["ravdess8"].labels
+    perfect = scores_to_dict(score(list(labels), list(labels), labels))
+    half = scores_to_dict(score(list(labels), list(labels[:4]) + [labels[0]] * 4, labels))
+    eg = {"command": "c", "created": "t", "svm": {"C": 1.0}, "protocols": {"ravdess8": {"speaker_causal": {
+        "corpora": {"ravdess": {"clip": {"uar_mean": 0.6, "uar_std": 0.05, "per_fold_uar": [0.6] * 6,
+                                         "pooled": {"n": 8, "uar": 0.6, "wa": 0.6, "macro_f1": 0.6}}}}}}}}
+    (res / "egemaps.json").write_text(json.dumps(eg))
+    for k in range(1, 7):
+        adapted = {"prior_windows": 40.0, "clip": {"causal": {"ravdess": perfect if k <= 3 else half},
+                                                   "transductive": {"ravdess": perfect}}}
+        run = {"arch": "cnn_gap_small", "protocol": "ravdess8", "fold": k, "seed": 1, "speaker_norm": "none",
+               "epochs_run": 3, "best_epoch": 2, "wall_s": 1.0, "clip": {"ravdess": half},
+               "window": {"ravdess": half}, "embedding_adaptation": adapted}
+        (res / "runs" / f"r{k}.json").write_text(json.dumps(run))
+    text = write_report(tmp_path / "RESULTS.md", res, "python -m training.experiments report")
+    table = text[text.index("With the runtime's embedding adaptation"):]
+    row = next(line for line in table.splitlines() if line.startswith("| `cnn_gap_small` | none | ravdess8 | 1 | ravdess |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[5:8] == ["0.500 +- 0.000", "0.750 +- 0.250", "1.000 +- 0.000"]
+    assert cells[8].startswith("f1 1.000") and cells[8].endswith("f6 0.500")
+    assert cells[9:] == ["0.600 +- 0.050", "+0.150"]
