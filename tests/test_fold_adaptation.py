@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from training.folds import PROTOCOLS
 from training.fold_adaptation import adapted_probabilities, fold_embedding_adaptation, speaker_orders
 
-LABELS = ("a", "b", "c")
+LABELS = ("neutral", "happy", "sad")
 
 
 def _voices(rng: np.random.Generator, speakers: list[str], clips_per_class: int = 6, windows: int = 3, dim: int = 8):
@@ -125,3 +126,39 @@ def test_report_sets_adapted_folds_beside_the_causal_baseline(tmp_path) -> None:
     assert cells[5:8] == ["0.500 +- 0.000", "0.750 +- 0.250", "1.000 +- 0.000"]
     assert cells[8].startswith("f1 1.000") and cells[8].endswith("f6 0.500")
     assert cells[9:] == ["0.600 +- 0.050", "+0.150"]
+
+
+def test_temperature_check_fits_both_ways_and_reports_each_corpus() -> None:
+    """The calibration check of the embedding head: the temperature fitted on every scored voice
+    pools the corpora; each corpus's ECE is that of its own causal windows."""
+    from training.corpora import Utterance
+    from training.embedding_adaptation import StreamEmbeddings, fit_speaker_head, temperature_check
+    from training.stream_protocol import ScoredStream, SpeakerStream
+    from training.temperature import expected_calibration_error, fit_temperature, tempered
+
+    rng = np.random.default_rng(3)
+    labels = LABELS
+    e, ci, spk, y = _voices(rng, [f"tr{i}" for i in range(6)] + ["va", "po"])
+    spk = np.array(spk)
+    head = fit_speaker_head([(e[np.isin(ci, np.flatnonzero(spk == s))], y[ci[np.isin(ci, np.flatnonzero(spk == s))]])
+                             for s in (f"tr{i}" for i in range(6))])
+    heads = {"pooled": {"speaker": head}}
+
+    def stream(s: str, corpus: str) -> StreamEmbeddings:
+        clips = np.flatnonzero(spk == s)
+        utts = tuple(Utterance(Path(f"/x/{s}-{c}.wav"), corpus, s, labels[y[c]], labels[y[c]]) for c in clips)
+        rows = np.flatnonzero(np.isin(ci, clips))
+        local = np.searchsorted(clips, ci[rows])
+        ss = SpeakerStream(s, utts, np.zeros((len(clips), 2)), np.zeros(1, np.float32))
+        return StreamEmbeddings(ScoredStream(ss, local, np.full((len(rows), 3), 1 / 3)), {"pooled": e[rows]})
+
+    va, po = stream("va", "ravdess"), stream("po", "nemo")
+    out = temperature_check(heads, [va], {"ravdess": [va], "nemo": [po]}, labels, 40.0)
+    probs = {k: adapted_probabilities(head, s.embeddings["pooled"], "causal", 3, 40.0) for k, s in (("va", va), ("po", po))}
+    ys = {k: y[np.flatnonzero(spk == k)][s.scored.clip] for k, s in (("va", va), ("po", po))}
+    assert out["split validation"]["temperature"] == pytest.approx(fit_temperature(probs["va"], ys["va"]), abs=1e-4)
+    pooled_t = fit_temperature(np.concatenate([probs["va"], probs["po"]]), np.concatenate([ys["va"], ys["po"]]))
+    assert out["all scored speakers"]["temperature"] == pytest.approx(pooled_t, abs=1e-4)
+    for way, entry in out.items():
+        want = expected_calibration_error(tempered(probs["po"], entry["temperature"]), ys["po"])
+        assert entry["ece"]["nemo"] == pytest.approx(want, abs=1e-4)

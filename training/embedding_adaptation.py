@@ -247,8 +247,12 @@ def head_probabilities(heads: dict, method: str, e: np.ndarray, n_labels: int, p
 
 
 def run(model_path: str | Path, data: Path, speakers: list[str], split_path: Path | None = None, seed: int = 0,
-        prior_windows: float = DEFAULT_PRIOR_WINDOWS) -> dict:
+        prior_windows: float = DEFAULT_PRIOR_WINDOWS, prior_sweep: tuple[float, ...] = ()) -> dict:
     """Fit the heads on the split's training speakers and score every speaker's stream.
+
+    Args:
+        prior_sweep: Further prior weights (windows) to score the ``pooled/speaker-causal`` row
+            with (``prior_sweep`` in the result: ``{weight: {corpus: scores}}``).
 
     Returns:
         ``{"corpora": {corpus: {row: scores}}, "speakers": {...}, ...}``; rows are
@@ -279,11 +283,17 @@ def run(model_path: str | Path, data: Path, speakers: list[str], split_path: Pat
     truth: dict[str, list[str]] = {}
     predicted: dict[tuple[str, str], list[str]] = {}
     per_speaker: dict[str, dict] = {}
+    scored: dict[str, list[StreamEmbeddings]] = {}
+    swept: dict[tuple[float, str], list[str]] = {}
     for spk in select_speakers(utts, speakers, split):
         s = validation[spk] if spk in validation else stream_of(spk)
         y = [u.label for u in s.scored.stream.utterances]
         corpus = s.scored.stream.utterances[0].corpus
         truth.setdefault(corpus, []).extend(y)
+        scored.setdefault(corpus, []).append(s)
+        for w in prior_sweep:
+            probs = head_probabilities(heads["pooled"], "speaker-causal", s.embeddings["pooled"], len(labels), w)
+            swept.setdefault((w, corpus), []).extend(clip_labels(s.scored, probs, labels))
         per_speaker[spk] = {}
         for row in rows:
             if row.startswith("network-"):
@@ -297,9 +307,13 @@ def run(model_path: str | Path, data: Path, speakers: list[str], split_path: Pat
     corpora: dict[str, dict] = {}
     for (corpus, row), pred in predicted.items():
         corpora.setdefault(corpus, {})[row] = scores_to_dict(score(truth[corpus], pred, labels))
+    sweep: dict[str, dict] = {}
+    for (w, corpus), pred in sorted(swept.items()):
+        sweep.setdefault(f"{w:g}", {})[corpus] = scores_to_dict(score(truth[corpus], pred, labels))
     return {"rows": rows, "corpora": corpora, "speakers": per_speaker, "embeddings": names,
             "train_speakers": sorted(split.train), "prior_windows": prior_windows, "seed": seed,
-            "_heads": heads, "_validation": list(validation.values())}
+            **({"prior_sweep": sweep} if sweep else {}),
+            "_heads": heads, "_validation": list(validation.values()), "_scored": scored}
 
 
 def fit_head_temperature(heads: dict, validation: list[StreamEmbeddings], labels: tuple[str, ...],
@@ -322,6 +336,37 @@ def fit_head_temperature(heads: dict, validation: list[StreamEmbeddings], labels
     t = fit_temperature(p, y)
     return t, {"windows": int(len(y)), "ece_before": round(expected_calibration_error(p, y), 4),
                "ece_after": round(expected_calibration_error(tempered(p, t), y), 4)}
+
+
+def temperature_check(heads: dict, validation: list[StreamEmbeddings], scored: dict[str, list[StreamEmbeddings]],
+                      labels: tuple[str, ...], prior_windows: float) -> dict:
+    """The head's temperature fitted two ways, and the window ECE of each on every corpus scored.
+
+    ``split validation``: on the split's validation speakers (what ``--write-model`` ships);
+    ``all scored speakers``: on every stream of ``scored`` pooled (e.g. validation speakers of
+    several languages).
+
+    Returns:
+        ``{way: {"temperature": T, "ece": {corpus: ECE}}}``, plus ``"untempered": {"ece": ...}``.
+    """
+    from .temperature import expected_calibration_error, tempered
+
+    everyone = [s for streams in scored.values() for s in streams]
+    ways = {"split validation": fit_head_temperature(heads, validation, labels, prior_windows)[0],
+            "all scored speakers": fit_head_temperature(heads, everyone, labels, prior_windows)[0]}
+    out: dict[str, dict] = {"untempered": {"temperature": 1.0, "ece": {}}}
+    out.update({way: {"temperature": round(t, 4), "ece": {}} for way, t in ways.items()})
+    for corpus, streams in scored.items():
+        probs, ys = [], []
+        for s in streams:
+            keep = s.scored.clip >= 0
+            p = head_probabilities(heads["pooled"], "speaker-causal", s.embeddings["pooled"], len(labels), prior_windows)
+            probs.append(p[keep])
+            ys.extend(labels.index(s.scored.stream.utterances[c].label) for c in s.scored.clip[keep])
+        p, y = np.concatenate(probs), np.asarray(ys)
+        for way, entry in out.items():
+            entry["ece"][corpus] = round(expected_calibration_error(tempered(p, entry["temperature"]), y), 4)
+    return out
 
 
 def write_model(model_path: str | Path, out: str | Path, heads: dict, prior_windows: float, temperature: float,
@@ -376,6 +421,15 @@ def markdown(result: dict) -> str:
              "| --- | " + " | ".join("---:" for _ in corpora) + " |"]
     for row in result["rows"]:
         lines.append(f"| {row} | " + " | ".join(f"{result['corpora'][c][row]['uar']:.3f}" for c in corpora) + " |")
+    for w, per in result.get("prior_sweep", {}).items():
+        lines.append(f"| pooled/speaker-causal, prior {w} windows | "
+                     + " | ".join(f"{per[c]['uar']:.3f}" for c in corpora) + " |")
+    if "temperature_check" in result:
+        lines += ["", "| temperature fitted on | T | " + " | ".join(f"{c} window ECE" for c in corpora) + " |",
+                  "| --- | ---: | " + " | ".join("---:" for _ in corpora) + " |"]
+        for way, entry in result["temperature_check"].items():
+            lines.append(f"| {way} | {entry['temperature']:.3f} | "
+                         + " | ".join(f"{entry['ece'][c]:.3f}" for c in corpora) + " |")
     return "\n".join(lines)
 
 
@@ -394,11 +448,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--write-model", type=Path, default=None, metavar="OUT.onnx",
                    help="also write --model with the pooled-embedding head inside (its temperature fitted on the "
                    "split's validation speakers), for the runtime's embedding adaptation")
+    p.add_argument("--prior-sweep", type=float, nargs="+", default=(), metavar="W",
+                   help="also score the pooled/speaker-causal head with these prior weights (windows)")
+    p.add_argument("--temperature-check", action="store_true",
+                   help="also fit the head's temperature on every scored speaker and give each corpus's window "
+                   "ECE with it, with the split's validation temperature and untempered")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    result = run(args.model, args.data, args.speakers, args.split, args.seed, args.prior_windows)
-    heads, validation = result.pop("_heads"), result.pop("_validation")
+    result = run(args.model, args.data, args.speakers, args.split, args.seed, args.prior_windows,
+                 tuple(args.prior_sweep))
+    heads, validation, scored = result.pop("_heads"), result.pop("_validation"), result.pop("_scored")
     result["command"] = "python -m training.embedding_adaptation " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.temperature_check:
+        labels = EmotionModel(args.model).labels
+        result["temperature_check"] = temperature_check(heads, validation, scored, labels, args.prior_windows)
     print(markdown(result))
     if args.write_model is not None:
         labels = EmotionModel(args.model).labels

@@ -42,7 +42,7 @@ import logging
 
 import numpy as np
 
-from .embedding_adaptation import causal_standardise, fit_speaker_head
+from .embedding_adaptation import fit_speaker_head, head_probabilities
 from .evaluate import clip_predictions
 from .output_prior import DEFAULT_PRIOR_WINDOWS
 
@@ -101,21 +101,15 @@ def _stream_windows(clip_index: np.ndarray, order: np.ndarray) -> np.ndarray:
 
 def adapted_probabilities(head: tuple, e: np.ndarray, mode: str, n_labels: int,
                           prior_windows: float = DEFAULT_PRIOR_WINDOWS) -> np.ndarray:
-    """Head probabilities ``(n, n_labels)`` of one speaker's windows ``e`` (time order) under ``mode``.
+    """Head probabilities ``(n, n_labels)`` of one speaker's windows ``e`` (time order) under
+    ``mode`` (:data:`MODES`), by :func:`training.embedding_adaptation.head_probabilities`.
 
     Raises:
         ValueError: For a mode not in :data:`MODES`.
     """
-    clf, mean, m2 = head
-    if mode == "causal":
-        z = causal_standardise(e, mean, m2, prior_windows)
-    elif mode == "transductive":
-        z = (e - e.mean(axis=0)) / np.sqrt(np.maximum(e.var(axis=0), 1e-6))
-    else:
+    if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; one of {MODES}")
-    out = np.zeros((len(e), n_labels))
-    out[:, clf.classes_] = clf.predict_proba(z)
-    return out
+    return head_probabilities({"speaker": head}, f"speaker-{mode}", e, n_labels, prior_windows)
 
 
 def fold_embedding_adaptation(embeddings: np.ndarray, clip_index: np.ndarray, speakers: list[str],
