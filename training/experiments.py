@@ -261,7 +261,8 @@ def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, recipe: Recip
             sum(c.size for c in model[-1].coefs_) + sum(b.size for b in model[-1].intercepts_))})
         record["class_balance"] = "none (MLPClassifier has no class weights)"
     else:
-        from .train import FitData, fit, speaker_normalised, vtlp_factors, window_labels
+        from .train import FitData, fit, speaker_normalised, vtlp_factors, window_labels, window_voices
+        from .voice_norm import voice_ids
 
         stats = InputStats.from_log_mels(fs.log_mels[tr], seed=recipe.seed)
         scaler = None
@@ -272,7 +273,7 @@ def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, recipe: Recip
         y_tr = win_y[tr]
         if (augmented or recipe.room_copies) and spec.input_kind != "log_mel":
             raise ValueError("waveform and room augmentation are implemented for log-mel inputs only")
-        copies = [aug.select(fold.train) for aug in augmented]
+        copies = [(f"aug{c}", aug.select(fold.train)) for c, aug in enumerate(augmented)]
         if augmented:
             record["augmentation"] += f" + {len(augmented)} waveform-augmented copies (training speakers)"
         if recipe.room_copies:
@@ -280,19 +281,23 @@ def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, recipe: Recip
 
             # the fold's training speakers only: they are also the other talkers mixed in
             speakers = [u for u in fs.utterances if u.speaker in fold.train]
-            copies += [build_room_features(speakers, config, c, cache) for c in range(recipe.room_copies)]
+            copies += [(f"room{c}", build_room_features(speakers, config, c, cache)) for c in range(recipe.room_copies)]
             record["augmentation"] += f" + {recipe.room_copies} room-and-line copies (training/room.py " \
                                       f"v{ROOM_AUGMENT_VERSION}, training speakers)"
             record["room_copies"] = recipe.room_copies
-        for extra in copies:
+        voices = [win_spk[tr]]
+        for tag, extra in copies:
             if speaker_norm != "none":  # each training speaker's copies with their own statistics
                 extra = speaker_normalised(extra)
             x_tr = np.concatenate([x_tr, extra.log_mels.astype(np.float32)[..., None]])
             y_tr = np.concatenate([y_tr, window_labels(extra, labels, proto.label_of)])
+            voices.append(window_voices(extra, tag))
         record["train_windows"] = int(len(y_tr))
         x_va = _inputs(spec, fs, extras, va, scaler) if len(va) else x_tr[:0]
         log_mel = spec.input_kind == "log_mel"
-        fitted = fit(recipe, FitData(x_tr, y_tr, x_va, win_y[va], stats, len(labels), config, log_mel), spec)
+        voices_tr, voices_va = voice_ids(np.concatenate(voices), win_spk[va])
+        fitted = fit(recipe, FitData(x_tr, y_tr, x_va, win_y[va], stats, len(labels), config, log_mel,
+                                     voices_train=voices_tr, voices_val=voices_va), spec)
         model = fitted.model
         if log_mel and recipe.vtlp:
             factors = vtlp_factors(recipe.vtlp)
@@ -301,6 +306,8 @@ def train_fold(spec, proto: Protocol, fold_index: int, fs, extras, recipe: Recip
         if recipe.mixup:
             record["augmentation"] += f" + mixup (alpha {recipe.mixup:g}, within each batch)"
             record["mixup"] = recipe.mixup
+        if recipe.embedding_norm != "none":
+            record["embedding_norm"] = recipe.embedding_norm
         probs = model.predict(_inputs(spec, fs, extras, te, scaler), batch_size=256, verbose=0)
         record.update({
             "epochs_cap": fitted.epochs_cap,
@@ -467,9 +474,8 @@ def run_adapt(args: argparse.Namespace, recipe: Recipe) -> list[dict]:
         path = Path(args.work) / f"{spec.name}-{proto.name}-f{k}-s{recipe.seed}.keras"
         if not path.exists():
             raise FileNotFoundError(f"{path}: no saved network (train it with --save-models --work {args.work})")
-        fields = recipe.to_dict()
         matches = [p for p in sorted(runs.glob(f"{spec.name}__{proto.name}__f{k}__s{recipe.seed}*.json"))
-                   if json.loads(p.read_text()).get("recipe", {}).get("fields") == fields]
+                   if _stored_recipe(json.loads(p.read_text())) == recipe]
         if len(matches) != 1:
             raise FileNotFoundError(f"fold {k}: {len(matches)} run JSONs of this recipe in {runs}, expected 1")
         rec = json.loads(matches[0].read_text())
@@ -492,6 +498,15 @@ def run_adapt(args: argparse.Namespace, recipe: Recipe) -> list[dict]:
     return records
 
 
+def _stored_recipe(rec: dict) -> Recipe | None:
+    """The recipe a run JSON stores (fields added since it was written at their defaults), or None."""
+    fields = rec.get("recipe", {}).get("fields")
+    try:
+        return Recipe.from_dict(fields, "run") if fields else None
+    except ValueError:
+        return None
+
+
 def run_file_name(rec: dict, recipe: Recipe) -> str:
     """File name of a fold run in ``training/results/runs/``: architecture, protocol, fold, seed, then
     each recipe choice that differs from the plateau, 8 kHz, level-gated, no-augmentation runs (so
@@ -506,6 +521,7 @@ def run_file_name(rec: dict, recipe: Recipe) -> str:
     aug += f"__room{rec['room_copies']}" if rec.get("room_copies") else ""
     aug += f"__mixup{rec['mixup']:g}" if rec.get("mixup") else ""
     aug += "__vad" if recipe.speech_gate == "vad" else ""
+    aug += f"__en-{recipe.embedding_norm}" if recipe.embedding_norm != "none" else ""
     return f"{rec['arch']}__{rec['protocol']}__f{rec['fold']}__s{recipe.seed}{norm}{aug}.json"
 
 

@@ -51,6 +51,9 @@ SCHEDULES: tuple[str, ...] = ("plateau", "cosine")
 #: (:class:`~stream_ser.features.FeatureConfig`); ``efficientat`` = EfficientAT's own band grid
 #: at 16 kHz (:func:`training.transfer.efficientat_feature_config`).
 FRONT_ENDS: tuple[str, ...] = ("runtime", "efficientat")
+#: Standardisation of the pooled embedding in training: ``none``, or ``voice`` = per one-voice
+#: chunk of each batch (:mod:`training.voice_norm`).
+EMBEDDING_NORMS: tuple[str, ...] = ("none", "voice")
 #: Optimisers (Keras's Adam and RMSprop with their default parameters besides the rate).
 OPTIMIZERS: tuple[str, ...] = ("adam", "rmsprop")
 
@@ -147,6 +150,10 @@ class Recipe:
         front_end: The feature recipe's band layout, one of :data:`FRONT_ENDS` (``runtime``, 40
             bands from 50 Hz to ``fmax_hz``, is shipped; ``efficientat``, EfficientAT's own bands
             up to ``fmax_hz`` at a 10 ms hop, is what ``mn04_native`` takes).
+        embedding_norm: One of :data:`EMBEDDING_NORMS`: ``voice`` trains with each batch made of
+            one-voice chunks and the pooled embedding standardised per chunk, as the runtime's
+            embedding adaptation standardises it per voice (:mod:`training.voice_norm`; needs a
+            ``batch_size`` that is a multiple of its chunk, 32, and no mixup).
 
     Raises:
         ValueError: For a field of the wrong type or outside its range, naming the field, its
@@ -170,6 +177,7 @@ class Recipe:
     augment_copies: int = 0
     speaker_norm: str = "none"
     front_end: str = "runtime"
+    embedding_norm: str = "none"
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -206,6 +214,12 @@ class Recipe:
         need(self.front_end in FRONT_ENDS, "front_end", " or ".join(map(repr, FRONT_ENDS)))
         need(NEEDS_FRONT_END.get(self.arch, self.front_end) == self.front_end, "front_end",
              f"{NEEDS_FRONT_END.get(self.arch)!r} for arch {self.arch}")
+        need(self.embedding_norm in EMBEDDING_NORMS, "embedding_norm", " or ".join(map(repr, EMBEDDING_NORMS)))
+        if self.embedding_norm == "voice":
+            from .voice_norm import CHUNK
+
+            need(self.batch_size % CHUNK == 0, "batch_size", f"a multiple of {CHUNK} with embedding_norm 'voice'")
+            need(self.mixup == 0, "mixup", "0 with embedding_norm 'voice' (mixup blends voices)")
         check_vtlp(self.vtlp)
         check_mixup(self.mixup)
         check_log_mel_options(self.arch, SPECS[self.arch].input_kind, self.vtlp, self.mixup,
@@ -351,6 +365,10 @@ _FLAG_TABLE: tuple[tuple[str, str, dict, str], ...] = (
     ("front_end", "--front-end", {"choices": FRONT_ENDS},
      "band layout of the log-mel: runtime = 40 bands from 50 Hz to --fmax at a 20 ms hop; efficientat = the "
      "pretrained encoder's own mel bands up to --fmax at a 10 ms hop (training/transfer.py; mn04_native needs it)"),
+    ("embedding_norm", "--embedding-norm", {"choices": EMBEDDING_NORMS},
+     "standardisation of the pooled embedding in training: voice = batches of one-voice chunks of 32 windows, "
+     "each chunk's embeddings standardised with their own statistics, as the runtime's embedding adaptation does "
+     "per voice (training/voice_norm.py); none = off"),
     ("seed", "--seed", {}, "seed of weights, augmentation and batches"),
 )
 #: The flag of each recipe field.

@@ -84,6 +84,8 @@ def _variant(r: dict) -> str:
         out += f", {r['room_copies']} room cop{'y' if r['room_copies'] == 1 else 'ies'}"
     if r.get("speech_gate") == "vad":  # runs without the key are level-gated (feature recipe 2)
         out += ", VAD-gated windows"
+    if r.get("embedding_norm") == "voice":
+        out += ", embedding standardised per voice in training"
     return out
 
 

@@ -36,6 +36,7 @@ from .corpora import discover
 from .labels import EMOTIONS
 from .recipe import SCHEDULES, SPECS, Recipe, add_recipe_arguments, check_vtlp, recipe_from_args
 from .split import load_split
+from .voice_norm import voice_ids
 from .windows import FeatureSet, build_features
 
 log = logging.getLogger("training.train")
@@ -263,6 +264,9 @@ class FitData:
         n_classes: Number of classes (the model's outputs).
         config: Feature recipe of the log-mels (the model's input shape; VTLP reads its band centres).
         log_mel: The inputs are log-mel windows, so SpecAugment, VTLP and mixup apply.
+        voices_train: int ``(n,)``: the voice of each training window (a speaker, or one
+            speaker's augmented copy), for ``embedding_norm = "voice"`` (:mod:`training.voice_norm`).
+        voices_val: int ``(m,)``: the same for the validation windows.
     """
 
     x_train: np.ndarray
@@ -273,6 +277,8 @@ class FitData:
     n_classes: int
     config: FeatureConfig
     log_mel: bool = True
+    voices_train: np.ndarray | None = None
+    voices_val: np.ndarray | None = None
 
 
 @dataclass
@@ -315,8 +321,14 @@ def fit(recipe: Recipe, data: FitData, spec: ArchSpec | None = None) -> Fitted:
     Returns:
         :class:`Fitted`.
 
+    With ``recipe.embedding_norm == "voice"`` the batches are made of one-voice chunks and the
+    pooled embedding is standardised per chunk (:mod:`training.voice_norm`); the returned model
+    carries the training voices' average statistics in their place.
+
     Raises:
-        ValueError: If VTLP or mixup is asked of an architecture that does not take log-mels.
+        ValueError: If VTLP or mixup is asked of an architecture that does not take log-mels, or
+            ``embedding_norm = "voice"`` of a network without a pooled embedding or of data
+            without voices.
     """
     import keras
     import tensorflow as tf
@@ -329,6 +341,8 @@ def fit(recipe: Recipe, data: FitData, spec: ArchSpec | None = None) -> Fitted:
     n_classes, mixup, vtlp = data.n_classes, recipe.mixup, recipe.vtlp
     keras.utils.set_random_seed(recipe.seed)
     model = spec.build(data.config.input_shape, n_classes, stats=data.stats)
+    if recipe.embedding_norm == "voice":
+        return _fit_voice_norm(recipe, data, spec, model)
     opt = keras.optimizers.RMSprop(recipe.lr) if recipe.optimizer == "rmsprop" else keras.optimizers.Adam(recipe.lr)
     # mixup trains on soft targets; the validation targets are then one-hot (the same loss values)
     # (named "accuracy" either way: the progress log, the report and the harness read that key)
@@ -360,6 +374,69 @@ def fit(recipe: Recipe, data: FitData, spec: ArchSpec | None = None) -> Fitted:
     best = best_epoch(hist.history["val_loss"], recipe.warmup) if validation else None
     log.info("trained %d epochs in %.0f s (best epoch %s)", len(hist.history["loss"]), wall_s, best)
     return Fitted(model, hist.history, epochs, best, wall_s, recipe)
+
+
+def _fit_voice_norm(recipe: Recipe, data: FitData, spec: ArchSpec, base) -> Fitted:
+    """:func:`fit` for ``embedding_norm = "voice"`` (:mod:`training.voice_norm`): ``base``, as
+    built, trained with its pooled embedding standardised per one-voice chunk; returned with the
+    training voices' average statistics in place of the chunk statistics."""
+    import keras
+    import tensorflow as tf
+
+    from .voice_norm import (CHUNK, chunk_standardise_layer, chunked_order, fixed_standardisation, pooled_layer,
+                             voice_prior, with_standardisation)
+
+    if data.voices_train is None or (len(data.y_val) and data.voices_val is None):
+        raise ValueError("embedding_norm 'voice' needs the voice of every training and validation window")
+    chunks = recipe.batch_size // CHUNK
+    model = with_standardisation(base, chunk_standardise_layer(chunks))
+    n_classes = data.n_classes
+    opt = keras.optimizers.RMSprop(recipe.lr) if recipe.optimizer == "rmsprop" else keras.optimizers.Adam(recipe.lr)
+    model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    log.info("%s: %d parameters; pooled embedding standardised per chunk of %d windows of one voice (%d voices)",
+             model.name, count_params(model), CHUNK, len(np.unique(data.voices_train)))
+    weights = balanced_class_weights(data.y_train, n_classes)
+    sample_w = np.array([weights[c] for c in data.y_train], dtype=np.float32)
+    rng = np.random.default_rng(recipe.seed)
+    x, y = data.x_train, data.y_train
+
+    def examples():  # a new chunked order every epoch
+        for i in chunked_order(data.voices_train, CHUNK, rng):
+            yield x[i], y[i], sample_w[i]
+
+    signature = (tf.TensorSpec(x.shape[1:], tf.float32), tf.TensorSpec((), tf.int32), tf.TensorSpec((), tf.float32))
+    ds = tf.data.Dataset.from_generator(examples, output_signature=signature)
+    if data.log_mel:
+        config, factors = data.config, vtlp_factors(recipe.vtlp)
+        ds = ds.map(lambda xx, yy, ww: (spec_augment(mel_warp(xx, config, factors) if recipe.vtlp else xx), yy, ww))
+    # every epoch's order has the same length (each voice in whole chunks): a known number of batches
+    steps = len(chunked_order(data.voices_train, CHUNK, np.random.default_rng(0))) // recipe.batch_size
+    ds = ds.batch(recipe.batch_size, drop_remainder=True).repeat().prefetch(2)
+    validation = len(data.y_val) > 0
+    epochs = recipe.epochs if validation else min(recipe.epochs, EPOCHS_WITHOUT_VALIDATION)
+    callbacks = [EpochProgress(epochs), *schedule_callbacks(recipe.schedule, recipe.lr, epochs, recipe.patience,
+                                                            recipe.warmup, validation=validation)]
+    val_ds = None
+    if validation:
+        order = chunked_order(data.voices_val, CHUNK, np.random.default_rng(recipe.seed + 1))
+        val_ds = tf.data.Dataset.from_tensor_slices((data.x_val[order], data.y_val[order])).batch(
+            recipe.batch_size, drop_remainder=True)
+    t0 = time.monotonic()
+    hist = model.fit(ds, validation_data=val_ds, epochs=epochs, steps_per_epoch=steps, callbacks=callbacks, verbose=0)
+    wall_s = time.monotonic() - t0
+    best = best_epoch(hist.history["val_loss"], recipe.warmup) if validation else None
+    log.info("trained %d epochs in %.0f s (best epoch %s)", len(hist.history["loss"]), wall_s, best)
+    pooled = keras.Model(base.inputs, pooled_layer(base).output)
+    mean, var = voice_prior(pooled.predict(x, batch_size=256, verbose=0), data.voices_train)
+    return Fitted(with_standardisation(base, fixed_standardisation(mean, var)), hist.history, epochs, best, wall_s,
+                  recipe)
+
+
+def window_voices(fs: FeatureSet, copy: str = "") -> np.ndarray:
+    """The voice of each window of ``fs``: its speaker, with ``copy`` appended for an augmented
+    copy (``"room0"``: heard through the first room copy), for ``embedding_norm = "voice"``."""
+    speakers = np.array([u.speaker + (f"#{copy}" if copy else "") for u in fs.utterances], dtype=object)
+    return speakers[fs.clip_index]
 
 
 def speaker_normalised(fs: FeatureSet) -> FeatureSet:
@@ -447,16 +524,22 @@ def train(recipe: Recipe, data_dir: Path, out: Path, *, name: str = "stream-ser"
     x_val = val_fs.log_mels.astype(np.float32)[..., None]
     y_val = window_labels(val_fs)
     # training speakers only (they are also the babble source of the room copies)
-    copies = [build_augmented_features(parts["train"], config, c, Path(cache)) for c in range(recipe.augment_copies)]
-    copies += [build_room_features(parts["train"], config, c, Path(cache)) for c in range(recipe.room_copies)]
-    for extra in copies:
+    copies = [(f"aug{c}", build_augmented_features(parts["train"], config, c, Path(cache)))
+              for c in range(recipe.augment_copies)]
+    copies += [(f"room{c}", build_room_features(parts["train"], config, c, Path(cache)))
+               for c in range(recipe.room_copies)]
+    voices = [window_voices(train_fs)]
+    for tag, extra in copies:
         if recipe.speaker_norm == "causal":  # each speaker's copies with their own statistics
             extra = speaker_normalised(extra)
         x_train = np.concatenate([x_train, extra.log_mels.astype(np.float32)[..., None]])
         y_train = np.concatenate([y_train, window_labels(extra)])
+        voices.append(window_voices(extra, tag))
     log.info("windows: train %d, validation %d", len(y_train), len(y_val))
     stats = InputStats(float(x_train.mean()), float(x_train.var()))
-    fitted = fit(recipe, FitData(x_train, y_train, x_val, y_val, stats, len(EMOTIONS), config))
+    voices_train, voices_val = voice_ids(np.concatenate(voices), window_voices(val_fs))
+    fitted = fit(recipe, FitData(x_train, y_train, x_val, y_val, stats, len(EMOTIONS), config,
+                                 voices_train=voices_train, voices_val=voices_val))
     model = fitted.model
 
     work = Path(work)
@@ -479,6 +562,9 @@ def train(recipe: Recipe, data_dir: Path, out: Path, *, name: str = "stream-ser"
         **({"vtlp": recipe.vtlp} if recipe.vtlp else {}),
         **({"mixup": recipe.mixup} if recipe.mixup else {}),
         **({"augment_copies": recipe.augment_copies} if recipe.augment_copies else {}),
+        **({"embedding_norm": "voice (in training the pooled embedding standardised per one-voice chunk of each "
+                              "batch, training.voice_norm; exported with the training voices' average statistics)"}
+           if recipe.embedding_norm == "voice" else {}),
         **({"speaker_norm": "causal (at run time stream_ser.adaptation.SpeakerNormaliser, per channel; in "
                             "training every speaker standardised with its own statistics, training.adaptation)"}
            if recipe.speaker_norm == "causal" else {}),
