@@ -316,6 +316,19 @@ def run(model_path: str | Path, data: Path, speakers: list[str], split_path: Pat
             "_heads": heads, "_validation": list(validation.values()), "_scored": scored}
 
 
+def causal_head_windows(heads: dict, streams: list[StreamEmbeddings], labels: tuple[str, ...],
+                        prior_windows: float) -> tuple[np.ndarray, np.ndarray]:
+    """The ``pooled`` / ``speaker`` head's causal probabilities of the streams' windows that
+    overlap a clip, float ``(n, n_labels)``, and each window's class index (its clip's), int ``(n,)``."""
+    probs, ys = [], []
+    for s in streams:
+        keep = s.scored.clip >= 0
+        p = head_probabilities(heads["pooled"], "speaker-causal", s.embeddings["pooled"], len(labels), prior_windows)
+        probs.append(p[keep])
+        ys.extend(labels.index(s.scored.stream.utterances[c].label) for c in s.scored.clip[keep])
+    return np.concatenate(probs), np.asarray(ys, dtype=np.int64)
+
+
 def fit_head_temperature(heads: dict, validation: list[StreamEmbeddings], labels: tuple[str, ...],
                          prior_windows: float) -> tuple[float, dict]:
     """The temperature of the ``pooled`` / ``speaker`` head, fitted on the validation streams'
@@ -326,13 +339,7 @@ def fit_head_temperature(heads: dict, validation: list[StreamEmbeddings], labels
     """
     from .temperature import expected_calibration_error, fit_temperature, tempered
 
-    probs, ys = [], []
-    for s in validation:
-        keep = s.scored.clip >= 0
-        p = head_probabilities(heads["pooled"], "speaker-causal", s.embeddings["pooled"], len(labels), prior_windows)
-        probs.append(p[keep])
-        ys.extend(labels.index(s.scored.stream.utterances[c].label) for c in s.scored.clip[keep])
-    p, y = np.concatenate(probs), np.asarray(ys)
+    p, y = causal_head_windows(heads, validation, labels, prior_windows)
     t = fit_temperature(p, y)
     return t, {"windows": int(len(y)), "ece_before": round(expected_calibration_error(p, y), 4),
                "ece_after": round(expected_calibration_error(tempered(p, t), y), 4)}
@@ -357,13 +364,7 @@ def temperature_check(heads: dict, validation: list[StreamEmbeddings], scored: d
     out: dict[str, dict] = {"untempered": {"temperature": 1.0, "ece": {}}}
     out.update({way: {"temperature": round(t, 4), "ece": {}} for way, t in ways.items()})
     for corpus, streams in scored.items():
-        probs, ys = [], []
-        for s in streams:
-            keep = s.scored.clip >= 0
-            p = head_probabilities(heads["pooled"], "speaker-causal", s.embeddings["pooled"], len(labels), prior_windows)
-            probs.append(p[keep])
-            ys.extend(labels.index(s.scored.stream.utterances[c].label) for c in s.scored.clip[keep])
-        p, y = np.concatenate(probs), np.asarray(ys)
+        p, y = causal_head_windows(heads, streams, labels, prior_windows)
         for way, entry in out.items():
             entry["ece"][corpus] = round(expected_calibration_error(tempered(p, entry["temperature"]), y), 4)
     return out
