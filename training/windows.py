@@ -18,7 +18,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -189,7 +191,10 @@ def build_cached(utts: list[Utterance], config: FeatureConfig, worker, jobs: lis
     t0 = time.monotonic()
     order = list(range(len(jobs))) if order is None else list(order)
     results: list = [None] * len(jobs)
-    with ProcessPoolExecutor(workers or os.cpu_count() or 1) as pool:
+    # a process that has started TensorFlow's threads must not fork (a forked child can abort on
+    # a lock one of those threads held): start the workers fresh then
+    context = multiprocessing.get_context("spawn") if "tensorflow" in sys.modules else None
+    with ProcessPoolExecutor(workers or os.cpu_count() or 1, mp_context=context) as pool:
         for k, res in enumerate(pool.map(worker, [jobs[i] for i in order], chunksize=16)):
             results[order[k]] = res
             if (k + 1) % 500 == 0 or k + 1 == len(jobs):
