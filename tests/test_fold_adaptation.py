@@ -42,6 +42,7 @@ def test_speaker_standardised_head_recovers_unseen_voices_and_causal_is_causal()
     acc = {m: np.mean([p == t for p, t in zip(pred, truth)]) for m, pred in res["clip_pred"].items()}
     assert acc["transductive"] > 0.9, acc
     assert acc["causal"] > 0.6, acc  # the first clips of each voice still lean on the prior
+    assert acc["training"] < acc["causal"] - 0.1, acc  # without adaptation each voice keeps its offset
     assert res["validation_windows"] == 18 * 3 and res["temperature"] > 0
     # causality: a window changes its own and later probabilities only
     from training.embedding_adaptation import fit_speaker_head
@@ -91,7 +92,7 @@ def test_train_fold_records_the_embedding_adaptation() -> None:
     rec = experiments.train_fold(REGISTRY["cnn_gap_small"], PROTOCOLS["ravdess7"], 6, fs, None,
                                  _harness_recipe("cnn_gap_small"))
     adapted = rec["embedding_adaptation"]
-    assert set(adapted["clip"]) == {"causal", "transductive"}
+    assert set(adapted["clip"]) == {"training", "causal", "transductive"}
     for mode in adapted["clip"]:
         assert adapted["clip"][mode]["ravdess"]["n"] == rec["clip"]["ravdess"]["n"] == 28
     assert adapted["validation_windows"] == 4 * 7 * 2 and adapted["prior_windows"] > 0
@@ -113,7 +114,8 @@ def test_report_sets_adapted_folds_beside_the_causal_baseline(tmp_path) -> None:
                                          "pooled": {"n": 8, "uar": 0.6, "wa": 0.6, "macro_f1": 0.6}}}}}}}}
     (res / "egemaps.json").write_text(json.dumps(eg))
     for k in range(1, 7):
-        adapted = {"prior_windows": 40.0, "clip": {"causal": {"ravdess": perfect if k <= 3 else half},
+        adapted = {"prior_windows": 40.0, "clip": {"training": {"ravdess": half},
+                                                   "causal": {"ravdess": perfect if k <= 3 else half},
                                                    "transductive": {"ravdess": perfect}}}
         run = {"arch": "cnn_gap_small", "protocol": "ravdess8", "fold": k, "seed": 1, "speaker_norm": "none",
                "epochs_run": 3, "best_epoch": 2, "wall_s": 1.0, "clip": {"ravdess": half},
@@ -123,9 +125,9 @@ def test_report_sets_adapted_folds_beside_the_causal_baseline(tmp_path) -> None:
     table = text[text.index("With the runtime's embedding adaptation"):]
     row = next(line for line in table.splitlines() if line.startswith("| `cnn_gap_small` | none | ravdess8 | 1 | ravdess |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[5:8] == ["0.500 +- 0.000", "0.750 +- 0.250", "1.000 +- 0.000"]
-    assert cells[8].startswith("f1 1.000") and cells[8].endswith("f6 0.500")
-    assert cells[9:] == ["0.600 +- 0.050", "+0.150"]
+    assert cells[5:9] == ["0.500 +- 0.000", "0.500 +- 0.000", "0.750 +- 0.250", "1.000 +- 0.000"]
+    assert cells[9].startswith("f1 1.000") and cells[9].endswith("f6 0.500")
+    assert cells[10:] == ["0.600 +- 0.050", "+0.150"]
 
 
 def test_temperature_check_fits_both_ways_and_reports_each_corpus() -> None:

@@ -20,7 +20,9 @@ windows of every clip, :mod:`training.windows`):
    ``speaker_causal``), their windows one after another, standardised
    ``causal`` (running statistics of the windows so far, itself included, from the prior: what
    the runtime does on one channel) and ``transductive`` (all of the speaker's windows at once:
-   an upper bound a live tool cannot reach);
+   an upper bound a live tool cannot reach); ``training`` standardises every window with the
+   prior alone (the head without adaptation: it separates what the head does from what the
+   adaptation does);
 4. a temperature fitted on the validation speakers' causal windows (Guo et al. 2017), as the
    shipped model carries one;
 5. a clip's label: the argmax of the mean tempered probabilities over its speech windows
@@ -49,7 +51,7 @@ from .output_prior import DEFAULT_PRIOR_WINDOWS
 log = logging.getLogger("training.fold_adaptation")
 
 #: How a held-out speaker's windows are standardised (module docstring), in report order.
-MODES: tuple[str, ...] = ("causal", "transductive")
+MODES: tuple[str, ...] = ("training", "causal", "transductive")
 #: Seed of each held-out speaker's clip order (the baseline's ``speaker_causal`` uses seed 0).
 ORDER_SEED = 0
 

@@ -393,8 +393,10 @@ def _adaptation_table(full: dict[tuple, dict[int, dict]], eg: dict | None) -> li
                     .get("corpora", {}).get(c, {}).get("clip"))
             base_cell = f"{base['uar_mean']:.3f} +- {base['uar_std']:.3f}" if base else "-"
             gap = f"{np.mean([d[c]['uar'] for d in causal]) - base['uar_mean']:+.3f}" if base else "-"
+            head = [a["clip"]["training"] for a in adapted] if all("training" in a["clip"] for a in adapted) else None
             rows.append(f"| `{arch}`{aug} | {norm} | {pname} | {seed} | {c} | "
-                        f"{spread([r['clip'] for _, r in sorted(folds.items())])} | {spread(causal)} | "
+                        f"{spread([r['clip'] for _, r in sorted(folds.items())])} | "
+                        f"{spread(head) if head else '-'} | {spread(causal)} | "
                         f"{spread([a['clip']['transductive'] for a in adapted])} | "
                         + ", ".join(f"f{k} {a['clip']['causal'][c]['uar']:.3f}" for k, a in zip(sorted(folds), adapted))
                         + f" | {base_cell} | {gap} |")
@@ -408,12 +410,15 @@ def _adaptation_table(full: dict[tuple, dict[int, dict]], eg: dict | None) -> li
             "after another in a fixed random order (seed 0, the baseline's order) and standardised **causal** "
             f"(running statistics from a prior of {', '.join(f'{p:g}' for p in sorted(prior))} windows, as the "
             "runtime) or **transductive** (all of the speaker's windows: an upper bound); a temperature fitted on "
-            "the fold's validation speakers; clip = argmax of the mean window probabilities. Clip UAR, mean +- sd "
+            "the fold's validation speakers; clip = argmax of the mean window probabilities. **head, training "
+            "statistics** = the same head with every window standardised by the training prior alone (no "
+            "adaptation). Clip UAR, mean +- sd "
             "over folds. The peer baseline column is eGeMAPS + SVM with causal per-speaker standardisation "
             "(section 1), the protocol a live tool can match.", "",
-            "| architecture | speaker norm | protocol | seed | test corpus | unadapted | causal | transductive | "
-            "causal per fold | eGeMAPS + SVM speaker_causal | causal - baseline |",
-            "| --- | --- | --- | ---: | --- | ---: | ---: | ---: | --- | ---: | ---: |", *rows, ""]
+            "| architecture | speaker norm | protocol | seed | test corpus | network, unadapted | head, training "
+            "statistics | head, causal | head, transductive | causal per fold | eGeMAPS + SVM speaker_causal | "
+            "causal - baseline |",
+            "| --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |", *rows, ""]
 
 
 def _seeds_table(full: dict[tuple, dict[int, dict]]) -> list[str]:
