@@ -56,6 +56,35 @@ def test_training_windows_are_the_engines_speech_windows(shipped_model, tmp_path
     assert (len(kept) == 0) if gate == "vad" else (len(kept) == len(music_only))
 
 
+def test_feature_workers_are_spawned_once_tensorflow_is_loaded(shipped_model, monkeypatch) -> None:
+    """A forked worker can abort on a lock held by one of TensorFlow's threads, so once TensorFlow
+    is loaded the feature pool starts its workers with spawn, and they compute the same windows."""
+    import concurrent.futures
+    import sys
+
+    from training import windows
+    from training.corpora import Utterance
+
+    contexts = []
+
+    class Recording(concurrent.futures.ProcessPoolExecutor):
+        def __init__(self, workers, mp_context=None):
+            contexts.append(None if mp_context is None else mp_context.get_start_method())
+            super().__init__(workers, mp_context=mp_context)
+
+    monkeypatch.setattr(windows, "ProcessPoolExecutor", Recording)
+    cfg = shipped_model.feature_config
+    utts = [Utterance(Path(ANGRY_CLIP), "ravdess", "ravdess:03", "angry", "angry"),
+            Utterance(Path(TESS_CLIP), "tess", "tess:YAF", "angry", "angry")]
+    _tensorflow()
+    assert "tensorflow" in sys.modules
+    built = windows.build_features(utts, cfg, cache_dir=None, workers=1)
+    assert contexts == ["spawn"]
+    for i, u in enumerate(utts):  # the spawned worker computed each clip's windows as in-process
+        mels, _, _ = clip_features(load_audio(u.path), cfg)
+        assert np.allclose(built.log_mels[built.clip_index == i], np.asarray(mels), rtol=1e-3, atol=1e-2)  # float16
+
+
 def test_version_2_recipes_read_as_level_gated() -> None:
     """A recipe from before the VAD (version 2, no speech_gate) is the level-gated version 3."""
     old = {k: v for k, v in FeatureConfig().to_dict().items() if k != "speech_gate"}
