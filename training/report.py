@@ -521,10 +521,13 @@ def write_report(out: Path, results: Path, command: str) -> str:
               "`--protocol tess7` for TESS) for the larger CNN architectures, above all `cnn_att_nolstm`, the best "
               "one-fold result (one fold of the item-4 family takes 40-50 minutes on one core). Done so far: "
               "`crnn_small` (pooled7, ravdess8 with causal normalisation) and the shipped architecture "
-              "`cnn_gap_small` (ravdess8 with both schedules, with causal normalisation and with 4 kHz mel bands, pooled7 "
-              "with the plateau schedule and with the shipped recipe; 4-15 minutes per ravdess8 fold and 17-29 minutes per "
-              "pooled7 fold on one core), all with "
-              "one seed except ravdess8 with the cosine schedule (three seeds) and with 4 kHz bands (two);",
+              "`cnn_gap_small` (ravdess8 with both schedules, with causal normalisation, with 4 kHz mel bands and with "
+              "the recipe shipped since 2026-12-06 (`--recipe shipped`: room copies, VAD-gated windows; 23-34 minutes "
+              "per fold with the other core busy), pooled7 "
+              "with the plateau schedule and with the cosine 4 kHz recipe; 4-15 minutes per ravdess8 fold and 17-29 "
+              "minutes per pooled7 fold on one core), all with "
+              "one seed except ravdess8 with the cosine schedule (three seeds) and with 4 kHz bands (two). Still to "
+              "run: the shipped recipe on pooled7 and on the two loco6 folds that hold out RAVDESS and TESS;",
               "- for `cnn_gap_small`: the 4 kHz cosine recipe (`train --recipe cosine-4k`; two seeds on ravdess8, "
               "one on every pooled7 fold) with more seeds, above all on pooled7; "
               "other band edges (3 kHz, one seed, was level with 4 kHz on ravdess8 and on pooled7 folds 1, 2, 5 and 6; "
