@@ -313,6 +313,10 @@ def fit(recipe: Recipe, data: FitData, spec: ArchSpec | None = None) -> Fitted:
     SpecAugment (:func:`spec_augment`) and mixup (:func:`mixup_batch`, if ``recipe.mixup``), and
     runs the recipe's schedule (:func:`schedule_callbacks`).
 
+    With ``recipe.embedding_norm == "voice"`` the batches are made of one-voice chunks and the
+    pooled embedding is standardised per chunk (:mod:`training.voice_norm`); the returned model
+    carries the training voices' average statistics in their place.
+
     Args:
         recipe: What to train (``arch`` chooses the model unless ``spec`` is given).
         data: Inputs and labels.
@@ -320,10 +324,6 @@ def fit(recipe: Recipe, data: FitData, spec: ArchSpec | None = None) -> Fitted:
 
     Returns:
         :class:`Fitted`.
-
-    With ``recipe.embedding_norm == "voice"`` the batches are made of one-voice chunks and the
-    pooled embedding is standardised per chunk (:mod:`training.voice_norm`); the returned model
-    carries the training voices' average statistics in their place.
 
     Raises:
         ValueError: If VTLP or mixup is asked of an architecture that does not take log-mels, or
@@ -342,7 +342,7 @@ def fit(recipe: Recipe, data: FitData, spec: ArchSpec | None = None) -> Fitted:
     keras.utils.set_random_seed(recipe.seed)
     model = spec.build(data.config.input_shape, n_classes, stats=data.stats)
     if recipe.embedding_norm == "voice":
-        return _fit_voice_norm(recipe, data, spec, model)
+        return _fit_voice_norm(recipe, data, model)
     opt = keras.optimizers.RMSprop(recipe.lr) if recipe.optimizer == "rmsprop" else keras.optimizers.Adam(recipe.lr)
     # mixup trains on soft targets; the validation targets are then one-hot (the same loss values)
     # (named "accuracy" either way: the progress log, the report and the harness read that key)
@@ -376,7 +376,7 @@ def fit(recipe: Recipe, data: FitData, spec: ArchSpec | None = None) -> Fitted:
     return Fitted(model, hist.history, epochs, best, wall_s, recipe)
 
 
-def _fit_voice_norm(recipe: Recipe, data: FitData, spec: ArchSpec, base) -> Fitted:
+def _fit_voice_norm(recipe: Recipe, data: FitData, base) -> Fitted:
     """:func:`fit` for ``embedding_norm = "voice"`` (:mod:`training.voice_norm`): ``base``, as
     built, trained with its pooled embedding standardised per one-voice chunk; returned with the
     training voices' average statistics in place of the chunk statistics."""
