@@ -197,15 +197,21 @@ def fit_speaker_head(per_speaker: list[tuple[np.ndarray, np.ndarray]], seed: int
         ``(clf, prior_mean, prior_m2)``: the head and the training speakers' average mean and
         mean square, float64 ``(dim,)`` (the prior of :func:`causal_standardise`).
     """
-    zs, ys, means, m2s = [], [], [], []
+    zs, ys = [], []
     for e, y in per_speaker:
         e = np.asarray(e, np.float64)
-        mean, var = e.mean(axis=0), e.var(axis=0)
-        zs.append(_standardise(e, mean, var))
+        zs.append(_standardise(e, e.mean(axis=0), e.var(axis=0)))
         ys.append(np.asarray(y))
-        means.append(mean)
-        m2s.append(var + mean * mean)
-    return _logistic_head(np.concatenate(zs), np.concatenate(ys), seed), np.mean(means, axis=0), np.mean(m2s, axis=0)
+    prior_mean, prior_m2 = average_statistics([e for e, _ in per_speaker])
+    return _logistic_head(np.concatenate(zs), np.concatenate(ys), seed), prior_mean, prior_m2
+
+
+def average_statistics(groups: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The average over groups (speakers, voices) of each group's per-dimension mean and mean
+    square: ``(mean, m2)``, float64 ``(dim,)``, each group weighted equally whatever its size."""
+    means = [np.asarray(e, np.float64).mean(axis=0) for e in groups]
+    m2s = [np.mean(np.square(np.asarray(e, np.float64)), axis=0) for e in groups]
+    return np.mean(means, axis=0), np.mean(m2s, axis=0)
 
 
 def fit_heads(train: list[StreamEmbeddings], labels: tuple[str, ...], layer: str, seed: int = 0) -> dict:

@@ -40,15 +40,11 @@ Command (re-scores saved fold networks; ``training.experiments train`` scores ne
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 
 from .embedding_adaptation import fit_speaker_head, head_probabilities
 from .evaluate import clip_predictions
 from .output_prior import DEFAULT_PRIOR_WINDOWS
-
-log = logging.getLogger("training.fold_adaptation")
 
 #: How a held-out speaker's windows are standardised (module docstring), in report order.
 MODES: tuple[str, ...] = ("training", "causal", "transductive")
@@ -72,10 +68,9 @@ def pooled_embeddings(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray
     """
     import keras
 
-    pools = [layer for layer in model.layers if type(layer).__name__.startswith("GlobalAveragePooling")]
-    if not pools:
-        raise ValueError(f"{model.name}: no global average pooling layer; embedding adaptation needs a pooled CNN")
-    sub = keras.Model(model.inputs, pools[-1].output)
+    from .voice_norm import pooled_layer
+
+    sub = keras.Model(model.inputs, pooled_layer(model).output)
     return np.asarray(sub.predict(x, batch_size=batch_size, verbose=0), np.float64).reshape(len(x), -1)
 
 

@@ -88,7 +88,7 @@ def pooled_layer(model):
     """
     pools = [layer for layer in model.layers if type(layer).__name__.startswith("GlobalAveragePooling")]
     if not pools:
-        raise ValueError(f"{model.name}: no global average pooling layer; embedding_norm 'voice' needs a pooled CNN")
+        raise ValueError(f"{model.name}: no global average pooling layer; a pooled CNN is needed")
     return pools[-1]
 
 
@@ -171,10 +171,7 @@ def voice_prior(embeddings: np.ndarray, voices: np.ndarray) -> tuple[np.ndarray,
         ``(mean, variance)``, float64 ``(dim,)``: the mean over voices of each voice's mean, and
         the mean of their mean squares minus its square.
     """
-    means, m2s = [], []
-    for v in np.unique(voices):
-        e = np.asarray(embeddings[voices == v], np.float64)
-        means.append(e.mean(axis=0))
-        m2s.append((e * e).mean(axis=0))
-    mean, m2 = np.mean(means, axis=0), np.mean(m2s, axis=0)
+    from .embedding_adaptation import average_statistics
+
+    mean, m2 = average_statistics([embeddings[voices == v] for v in np.unique(voices)])
     return mean, np.maximum(m2 - mean * mean, MIN_VARIANCE)
