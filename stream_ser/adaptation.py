@@ -22,8 +22,9 @@ metadata says so; ``stream-ser info`` shows it), one adapter per channel, chosen
 
 - ``embedding`` (:class:`EmbeddingAdapter`, the default for a model with an
   ``embedding_adaptation``): the network's pooled embedding standardised with the voice's
-  running statistics, then a linear head fitted on speaker-standardised training embeddings
-  (``training.embedding_adaptation``);
+  running statistics, then a head (``training.embedding_adaptation``): a linear head fitted on
+  speaker-standardised training embeddings, or the network's own dense layers applied to the
+  embedding mapped onto the training speakers' statistics (the *aligned* head);
 - ``output`` (:class:`OutputAdapter`, the default for a model with only an ``output_prior``):
   the voice's running shift of the log-probabilities removed;
 - ``none``: the network's own probabilities.
@@ -338,17 +339,23 @@ class EmbeddingAdaptation:
         prior_mean_square: The same for each speaker's mean square, ``dim`` values.
         prior_windows: Weight of the prior in windows (> 0; at the 0.5 s hop, 40 windows = 20 s
             of speech before a voice's own statistics weigh as much as the prior).
-        weights: The head's weights, ``n_classes`` rows of ``dim`` values, rows in the model's
-            label order.
-        bias: The head's bias, ``n_classes`` values.
+        weights: The head's output weights, ``n_classes`` rows of ``dim`` values (of
+            ``hidden`` values with a hidden layer), rows in the model's label order.
+        bias: The head's output bias, ``n_classes`` values.
         temperature: Logits are divided by it before the softmax (> 0; 1 leaves them as fitted).
+        hidden_weights: Optional ReLU hidden layer before the output: ``hidden`` rows of ``dim``
+            values; empty for a linear head. ``training.embedding_adaptation`` writes the
+            network's own dense layers here, with the mapping of the standardised embedding
+            onto the training speakers' statistics folded into them (the *aligned* head).
+        hidden_bias: Its bias, ``hidden`` values (empty for a linear head).
 
     Raises:
         ValueError: If ``output`` is empty, the vectors are empty or differ in length from
-            ``dim``, the head has fewer than two classes or rows of another length than ``dim``,
-            ``bias`` another length than the rows, a value is not finite, a prior variance
-            (``prior_mean_square - prior_mean**2``) is negative beyond rounding, or
-            ``prior_windows`` or ``temperature`` is not positive and finite.
+            ``dim``, the head has fewer than two classes or rows of another length than ``dim``
+            (or than ``hidden``), ``bias`` another length than the rows, the hidden layer's rows
+            another length than ``dim`` or its bias another length than its rows, a value is not
+            finite, a prior variance (``prior_mean_square - prior_mean**2``) is negative beyond
+            rounding, or ``prior_windows`` or ``temperature`` is not positive and finite.
     """
 
     output: str
@@ -358,29 +365,39 @@ class EmbeddingAdaptation:
     weights: tuple[tuple[float, ...], ...]
     bias: tuple[float, ...]
     temperature: float = 1.0
+    hidden_weights: tuple[tuple[float, ...], ...] = ()
+    hidden_bias: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.output, str) or not self.output:
             raise ValueError(f"output must be the name of a graph output, got {self.output!r}")
         vectors = {name: tuple(float(v) for v in getattr(self, name))
-                   for name in ("prior_mean", "prior_mean_square", "bias")}
+                   for name in ("prior_mean", "prior_mean_square", "bias", "hidden_bias")}
         rows = tuple(tuple(float(v) for v in row) for row in self.weights)
+        hidden = tuple(tuple(float(v) for v in row) for row in self.hidden_weights)
         for name, values in vectors.items():
             object.__setattr__(self, name, values)
         object.__setattr__(self, "weights", rows)
+        object.__setattr__(self, "hidden_weights", hidden)
         object.__setattr__(self, "prior_windows", float(self.prior_windows))
         object.__setattr__(self, "temperature", float(self.temperature))
         dim = len(self.prior_mean)
         if not dim or len(self.prior_mean_square) != dim:
             raise ValueError(f"prior_mean and prior_mean_square must be non-empty and of equal length, got "
                              f"{dim} and {len(self.prior_mean_square)}")
-        if len(rows) < 2 or any(len(r) != dim for r in rows):
-            raise ValueError(f"weights must be at least two rows of {dim} values (one per class), got row lengths "
+        if any(len(r) != dim for r in hidden):
+            raise ValueError(f"hidden_weights must be rows of {dim} values, got row lengths {[len(r) for r in hidden]}")
+        if len(self.hidden_bias) != len(hidden):
+            raise ValueError(f"hidden_bias has {len(self.hidden_bias)} values, hidden_weights {len(hidden)} rows")
+        width = len(hidden) or dim
+        if len(rows) < 2 or any(len(r) != width for r in rows):
+            raise ValueError(f"weights must be at least two rows of {width} values (one per class), got row lengths "
                              f"{[len(r) for r in rows]}")
         if len(self.bias) != len(rows):
             raise ValueError(f"bias has {len(self.bias)} values, weights {len(rows)} rows")
         mu, m2 = np.array(self.prior_mean), np.array(self.prior_mean_square)
-        if not all(np.all(np.isfinite(v)) for v in (mu, m2, np.array(rows), np.array(self.bias))):
+        if not all(np.all(np.isfinite(np.asarray(v, dtype=np.float64))) for v in
+                   (mu, m2, np.array(rows), np.array(self.bias), np.array(hidden), np.array(self.hidden_bias))):
             raise ValueError("the prior statistics, weights and bias must be finite")
         if not np.all(m2 - mu**2 > -1e-6 * (1 + m2)):
             worst = int(np.argmin(m2 - mu**2))
@@ -401,6 +418,11 @@ class EmbeddingAdaptation:
         """Number of classes of the head."""
         return len(self.weights)
 
+    @property
+    def hidden(self) -> int:
+        """Units of the head's ReLU hidden layer (0: a linear head)."""
+        return len(self.hidden_weights)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (the ``embedding_adaptation`` entry of the model metadata)."""
         return {
@@ -411,11 +433,14 @@ class EmbeddingAdaptation:
             "weights": [list(r) for r in self.weights],
             "bias": list(self.bias),
             "temperature": self.temperature,
+            **({"hidden_weights": [list(r) for r in self.hidden_weights], "hidden_bias": list(self.hidden_bias)}
+               if self.hidden_weights else {}),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "EmbeddingAdaptation":
-        """Parse :meth:`to_dict` output (``temperature`` may be absent: 1).
+        """Parse :meth:`to_dict` output (``temperature`` may be absent: 1; ``hidden_weights``
+        and ``hidden_bias`` too: a linear head).
 
         Raises:
             ValueError: If a field is missing or invalid.
@@ -423,7 +448,8 @@ class EmbeddingAdaptation:
         try:
             return cls(data["output"], tuple(data["prior_mean"]), tuple(data["prior_mean_square"]),
                        float(data["prior_windows"]), tuple(tuple(r) for r in data["weights"]), tuple(data["bias"]),
-                       float(data.get("temperature", 1.0)))
+                       float(data.get("temperature", 1.0)), tuple(tuple(r) for r in data.get("hidden_weights", ())),
+                       tuple(data.get("hidden_bias", ())))
         except (KeyError, TypeError) as exc:
             raise ValueError(f"embedding adaptation entry is incomplete or malformed: {exc}") from None
 
@@ -435,11 +461,11 @@ class EmbeddingAdapter(_Voice):
     training speakers' average statistics weighted as ``prior_windows`` windows
     (:class:`EmbeddingAdaptation`). Each window is first added to them, then standardised with
     the running mean and standard deviation (variance floored at
-    :data:`MIN_EMBEDDING_VARIANCE`); the head maps it to logits, divided by the temperature
-    before the softmax. This is ``training.embedding_adaptation.causal_standardise`` followed by
-    the logistic-regression head fitted there, one window at a time (tested against it); the
-    same per-speaker standardisation as :class:`SpeakerNormaliser`, applied where the network
-    has already summarised the window.
+    :data:`MIN_EMBEDDING_VARIANCE`); the head maps it to logits (through its ReLU hidden layer
+    first, if it has one), divided by the temperature before the softmax. This is
+    ``training.embedding_adaptation.causal_standardise`` followed by the head written there,
+    one window at a time (tested against it); the same per-speaker standardisation as
+    :class:`SpeakerNormaliser`, applied where the network has already summarised the window.
 
     Args:
         adaptation: The model's prior and head.
@@ -456,6 +482,8 @@ class EmbeddingAdapter(_Voice):
                                         MIN_EMBEDDING_VARIANCE)
         self._weights = np.asarray(adaptation.weights, dtype=np.float64)
         self._bias = np.asarray(adaptation.bias, dtype=np.float64)
+        self._hidden = (np.asarray(adaptation.hidden_weights, dtype=np.float64).reshape(adaptation.hidden, -1),
+                        np.asarray(adaptation.hidden_bias, dtype=np.float64)) if adaptation.hidden else None
 
     def __call__(self, embedding: np.ndarray) -> np.ndarray:
         """Add one speech window's embedding to the statistics, then return its probabilities.
@@ -474,6 +502,8 @@ class EmbeddingAdapter(_Voice):
             raise ValueError(f"expected an embedding of shape ({self.adaptation.dim},), got {e.shape}")
         mean, sd = self._moments.add(e, e * e)
         z = (e - mean) / sd
+        if self._hidden is not None:
+            z = np.maximum(self._hidden[0] @ z + self._hidden[1], 0.0)
         logits = (self._weights @ z + self._bias) / self.adaptation.temperature
         p = np.exp(logits - logits.max())
         return (p / p.sum()).astype(np.float32)

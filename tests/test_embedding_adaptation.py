@@ -20,7 +20,8 @@ from stream_ser.engine import ChannelEngines, Engine
 from stream_ser.features import FeatureConfig
 from stream_ser.metadata import ModelMetadata, ModelMetadataError
 from stream_ser.model import EmotionModel, ModelError
-from training.embedding_adaptation import causal_standardise, recorded_windows
+from training.embedding_adaptation import (DenseTail, aligned_embeddings, aligned_entry, causal_standardise,
+                                          dense_tail, recorded_windows)
 
 CFG = FeatureConfig()
 LABELS = ("neutral", "happy", "sad")
@@ -31,6 +32,8 @@ def head_reference(e: np.ndarray, a: EmbeddingAdaptation) -> np.ndarray:
     written out independently of the runtime (float64 ``(n, n_classes)``)."""
     z = causal_standardise(np.asarray(e, np.float64), np.array(a.prior_mean), np.array(a.prior_mean_square),
                            a.prior_windows)
+    if a.hidden:
+        z = np.maximum(z @ np.array(a.hidden_weights).T + np.array(a.hidden_bias), 0.0)
     logits = (z @ np.array(a.weights).T + np.array(a.bias)) / a.temperature
     p = np.exp(logits - logits.max(axis=1, keepdims=True))
     return p / p.sum(axis=1, keepdims=True)
@@ -127,6 +130,69 @@ def test_entry_round_trip_and_validation() -> None:
     with pytest.raises(ModelMetadataError, match="graph output of its own"):
         ModelMetadata.from_json(ModelMetadata(LABELS, CFG, embedding_adaptation=random_adaptation(
             6, 3, output="probabilities")).to_json())
+
+
+def random_tail(dim: int, hidden: int, n_classes: int, seed: int = 0) -> DenseTail:
+    rng = np.random.default_rng(seed)
+    return DenseTail(rng.normal(0, 1, (hidden, dim)) / np.sqrt(dim), rng.normal(0, 0.3, hidden),
+                     rng.normal(0, 1, (n_classes, hidden)), rng.normal(0, 0.3, n_classes))
+
+
+def test_aligned_head_is_the_networks_tail_on_the_aligned_embedding() -> None:
+    """Written into the entry (the mapping onto the training statistics folded into the first
+    dense layer), the runtime's aligned head gives, window by window, the network's own dense
+    layers on the training module's causally aligned embedding; with a prior that outweighs
+    the voice, the network's own output; and it survives the metadata round trip."""
+    rng = np.random.default_rng(4)
+    dim, tail = 10, random_tail(10, 6, 3, seed=5)
+    mean, within = rng.normal(2, 1, dim), rng.uniform(0.3, 2.0, dim)
+    e = rng.normal(mean - 1.0, 2.5, (60, dim))  # a voice away from the training voices
+    for w in (7.0, 1e12):
+        fields = {k: np.asarray(v).tolist() for k, v in aligned_entry(tail, mean, within).items()}
+        a = EmbeddingAdaptation("embedding", tuple(fields["prior_mean"]), tuple(fields["prior_mean_square"]), w,
+                                tuple(map(tuple, fields["weights"])), tuple(fields["bias"]), 1.0,
+                                tuple(map(tuple, fields["hidden_weights"])), tuple(fields["hidden_bias"]))
+        assert a.hidden == 6 and a.dim == dim and a.n_classes == 3
+        adapter = EmbeddingAdapter(a)
+        got = np.array([adapter(v) for v in e])
+        want = tail.probabilities(aligned_embeddings(e, mean, within, "aligned-causal", w))
+        np.testing.assert_allclose(got, want, atol=1e-6)
+        np.testing.assert_allclose(got, head_reference(e, a), atol=1e-6)
+    np.testing.assert_allclose(got, tail.probabilities(e), atol=1e-6)  # w = 1e12: the network as trained
+    back = ModelMetadata.from_json(ModelMetadata(LABELS, CFG, embedding_adaptation=a).to_json()).embedding_adaptation
+    assert back == a and back.hidden == 6
+    d = a.to_dict()
+    for bad in ({**d, "hidden_bias": d["hidden_bias"][:-1]},
+                {**d, "hidden_weights": [r[:-1] for r in d["hidden_weights"]]},
+                {**d, "weights": [r + [0.0] for r in d["weights"]]},  # output rows must be hidden wide
+                {**d, "hidden_bias": [float("inf")] + d["hidden_bias"][1:]}):
+        with pytest.raises(ValueError):
+            EmbeddingAdaptation.from_dict(bad)
+
+
+def test_dense_tail_is_the_shipped_networks_own_layers_after_the_pooling(tmp_path: Path) -> None:
+    """Read from the float32 file's graph, the dense layers give the network's own logits on
+    real speech windows (the graph's probabilities are their softmax at its temperature)."""
+    import onnxruntime as ort
+
+    from training.embedding_adaptation import embedding_tensors
+
+    path = Path(__file__).resolve().parents[1] / "models" / "stream-ser-fp32.onnx"
+    model = EmotionModel(path)
+    windows = speech_windows(model, load_audio(HAPPY_CLIP, CFG.sample_rate_hz))
+    graph, names = embedding_tensors(path)
+    session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
+    probs, pooled = session.run(["probabilities", names["pooled"]], {model.metadata.input_name: windows[..., None]})
+    tail = dense_tail(path)
+    assert tail.hidden_weights.shape == (64, 128) and tail.weights.shape == (7, 64)
+    logits = tail.logits(pooled.reshape(len(windows), -1))
+    log_p = np.log(probs.astype(np.float64))
+    centred = logits - logits.mean(axis=1, keepdims=True)
+    scale = float(np.sum(centred * (log_p - log_p.mean(axis=1, keepdims=True))) / np.sum(centred ** 2))
+    assert scale > 0
+    np.testing.assert_allclose(scale * centred, log_p - log_p.mean(axis=1, keepdims=True), atol=1e-4)
+    with pytest.raises(ValueError, match="no GlobalAveragePool"):
+        dense_tail(make_tiny_onnx(tmp_path / "tiny.onnx", LABELS))
 
 
 def test_model_checks_the_embedding_output(tmp_path: Path) -> None:

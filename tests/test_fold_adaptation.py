@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from training.folds import PROTOCOLS
-from training.fold_adaptation import adapted_probabilities, fold_embedding_adaptation, speaker_orders
+from training.embedding_adaptation import ALIGNED_METHODS, aligned_embeddings
+from training.fold_adaptation import MODES, adapted_probabilities, fold_embedding_adaptation, speaker_orders
 
 LABELS = ("neutral", "happy", "sad")
 
@@ -59,6 +60,64 @@ def test_speaker_standardised_head_recovers_unseen_voices_and_causal_is_causal()
         adapted_probabilities(clf_head, e[rows], "global", len(LABELS))
 
 
+def test_aligned_embeddings_map_each_voice_onto_the_training_statistics() -> None:
+    rng = np.random.default_rng(3)
+    mu, var = rng.normal(0, 1, 6), rng.uniform(0.2, 2.0, 6)
+    voice = rng.normal(0, 1, (50, 6))
+    out = aligned_embeddings(voice, mu, var, "aligned-transductive")
+    assert np.allclose(out.mean(axis=0), mu) and np.allclose(out.var(axis=0), var)
+    # invariant to the voice's own offset and scale per dimension
+    a, b = rng.uniform(0.3, 3.0, 6), rng.normal(0, 5, 6)
+    assert np.allclose(aligned_embeddings(a * voice + b, mu, var, "aligned-transductive"), out)
+    for mode in ("aligned-causal", "aligned-mean-causal"):
+        # a prior that outweighs the voice leaves the embedding unchanged: the network as trained
+        assert np.allclose(aligned_embeddings(voice, mu, var, mode, prior_windows=1e12), voice)
+        # causal: a window changes its own and later outputs only
+        moved = voice.copy()
+        moved[20] += 9.0
+        o1, o2 = aligned_embeddings(voice, mu, var, mode), aligned_embeddings(moved, mu, var, mode)
+        assert np.array_equal(o1[:20], o2[:20]) and not np.allclose(o1[21:], o2[21:])
+    # the mean-only mode removes a voice's offset as fast as its running mean learns it (prior
+    # weight w: after t windows, w / (w + t) of the offset is left), and keeps its spread
+    left = aligned_embeddings(voice + 4.0, mu, var, "aligned-mean-causal", prior_windows=5.0) \
+        - aligned_embeddings(voice, mu, var, "aligned-mean-causal", prior_windows=5.0)
+    assert np.allclose(left, 4.0 * 5.0 / (5.0 + np.arange(1, 51))[:, None])
+    with pytest.raises(ValueError):
+        aligned_embeddings(voice, mu, var, "causal")
+
+
+def test_aligned_modes_recover_unseen_voices_with_the_networks_own_tail() -> None:
+    """A tail fitted on the training voices' raw embeddings (as the network's layers after the
+    pooling are) fails on voices with their own offset and scale, unless each voice is aligned."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    train = [f"tr{i}" for i in range(8)]
+    e, ci, spk, y = _voices(rng, train + ["va", "te1", "te2"])
+    is_train = np.isin(np.array(spk)[ci], train)
+    clf = LogisticRegression(max_iter=3000).fit(e[is_train], y[ci[is_train]])
+    res = fold_embedding_adaptation(e, ci, spk, y, set(train), {"va"}, {"te1", "te2"}, LABELS, prior_windows=10,
+                                    tail=clf.predict_proba)
+    truth = [LABELS[y[c]] for c in res["test_clips"]]
+    acc = {m: np.mean([p == t for p, t in zip(pred, truth)]) for m, pred in res["clip_pred"].items()}
+    rows = np.isin(ci, res["test_clips"])
+    raw = np.mean(clf.predict(e[rows]) == y[ci[rows]])  # the tail without alignment, per window
+    assert acc["aligned-transductive"] > 0.9 and acc["aligned-transductive"] > raw + 0.2, (acc, raw)
+    assert acc["aligned-causal"] > raw + 0.1, (acc, raw)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None, reason="needs tensorflow (pip install -e .[train])")
+def test_network_tail_continues_the_network_from_its_pooled_embedding() -> None:
+    from training.architectures import REGISTRY
+    from training.fold_adaptation import network_tail, pooled_embeddings
+
+    model = REGISTRY["cnn_gap_small"].build((64, 94), 7)
+    x = np.random.default_rng(0).normal(0, 1, (5, 64, 94, 1)).astype(np.float32)
+    probs = network_tail(model)(pooled_embeddings(model, x))
+    assert probs.shape == (5, 7)
+    assert np.allclose(probs, model.predict(x, verbose=0), atol=1e-5)
+
+
 def test_test_speakers_are_played_in_the_baselines_clip_order() -> None:
     """The causal baseline (eGeMAPS + SVM, speaker_causal) standardises a test clip with the
     clips before it in its order: with one seed, both see each voice's clips in the same order."""
@@ -92,7 +151,7 @@ def test_train_fold_records_the_embedding_adaptation() -> None:
     rec = experiments.train_fold(REGISTRY["cnn_gap_small"], PROTOCOLS["ravdess7"], 6, fs, None,
                                  _harness_recipe("cnn_gap_small"))
     adapted = rec["embedding_adaptation"]
-    assert set(adapted["clip"]) == {"training", "causal", "transductive"}
+    assert set(adapted["clip"]) == {*MODES, *ALIGNED_METHODS, "mixed-causal"}
     for mode in adapted["clip"]:
         assert adapted["clip"][mode]["ravdess"]["n"] == rec["clip"]["ravdess"]["n"] == 28
     assert adapted["validation_windows"] == 4 * 7 * 2 and adapted["prior_windows"] > 0
@@ -116,7 +175,11 @@ def test_report_sets_adapted_folds_beside_the_causal_baseline(tmp_path) -> None:
     for k in range(1, 7):
         adapted = {"prior_windows": 40.0, "clip": {"training": {"ravdess": half},
                                                    "causal": {"ravdess": perfect if k <= 3 else half},
-                                                   "transductive": {"ravdess": perfect}}}
+                                                   "transductive": {"ravdess": perfect},
+                                                   "aligned-causal": {"ravdess": perfect if k <= 2 else half},
+                                                   "aligned-mean-causal": {"ravdess": half},
+                                                   "aligned-transductive": {"ravdess": perfect},
+                                                   "mixed-causal": {"ravdess": half}}}
         run = {"arch": "cnn_gap_small", "protocol": "ravdess8", "fold": k, "seed": 1, "speaker_norm": "none",
                "epochs_run": 3, "best_epoch": 2, "wall_s": 1.0, "clip": {"ravdess": half},
                "window": {"ravdess": half}, "embedding_adaptation": adapted}
@@ -128,6 +191,13 @@ def test_report_sets_adapted_folds_beside_the_causal_baseline(tmp_path) -> None:
     assert cells[5:9] == ["0.500 +- 0.000", "0.500 +- 0.000", "0.750 +- 0.250", "1.000 +- 0.000"]
     assert cells[9].startswith("f1 1.000") and cells[9].endswith("f6 0.500")
     assert cells[10:] == ["0.600 +- 0.050", "+0.150"]
+    # the aligned modes' table: the same runs, the aligned causal figure against the baseline
+    aligned = text[text.index("The network's own dense layers on the voice-aligned embedding"):]
+    row = next(line for line in aligned.splitlines() if line.startswith("| `cnn_gap_small` | ravdess8 | 1 | ravdess |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[4:10] == ["0.500 +- 0.000", "0.750 +- 0.250", "0.667 +- 0.236", "0.500 +- 0.000",
+                           "1.000 +- 0.000", "0.500 +- 0.000"]
+    assert cells[10].startswith("f1 1.000, f2 1.000, f3 0.500") and cells[11:] == ["0.600 +- 0.050", "+0.067"]
 
 
 def test_temperature_check_fits_both_ways_and_reports_each_corpus() -> None:

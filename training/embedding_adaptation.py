@@ -76,6 +76,10 @@ LAYERS: tuple[str, ...] = ("pooled", "penultimate")
 MIN_VARIANCE = 1e-6
 #: Heads and how each is applied to a test stream, in report order.
 METHODS: tuple[str, ...] = ("global", "speaker-training", "speaker-causal", "speaker-transductive")
+#: The network's own dense layers on the voice-aligned pooled embedding (:func:`aligned_embeddings`).
+ALIGNED_METHODS: tuple[str, ...] = ("aligned-causal", "aligned-mean-causal", "aligned-transductive")
+#: The mean of the ``speaker-causal`` and ``aligned-causal`` probabilities (both untempered).
+MIXED_METHOD = "mixed-causal"
 
 
 def embedding_tensors(model_path: str | Path) -> tuple[bytes, dict[str, str]]:
@@ -102,6 +106,141 @@ def embedding_tensors(model_path: str | Path) -> tuple[bytes, dict[str, str]]:
     for name in names.values():
         graph_model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
     return graph_model.SerializeToString(), names
+
+
+@dataclass(frozen=True)
+class DenseTail:
+    """The network's layers after its pooling: ``logits = weights @ relu(hidden_weights @ e +
+    hidden_bias) + bias`` (the shipped architectures' Dense + ReLU, Dense; softmax follows).
+
+    Attributes:
+        hidden_weights: float64 ``(hidden, dim)``.
+        hidden_bias: float64 ``(hidden,)``.
+        weights: float64 ``(n_classes, hidden)``.
+        bias: float64 ``(n_classes,)``.
+    """
+
+    hidden_weights: np.ndarray
+    hidden_bias: np.ndarray
+    weights: np.ndarray
+    bias: np.ndarray
+
+    def logits(self, e: np.ndarray) -> np.ndarray:
+        """float64 ``(n, n_classes)`` logits of float ``(n, dim)`` pooled embeddings."""
+        h = np.maximum(np.asarray(e, np.float64) @ self.hidden_weights.T + self.hidden_bias, 0.0)
+        return h @ self.weights.T + self.bias
+
+    def probabilities(self, e: np.ndarray) -> np.ndarray:
+        """Softmax of :meth:`logits`, float64 ``(n, n_classes)``."""
+        z = self.logits(e)
+        p = np.exp(z - z.max(axis=1, keepdims=True))
+        return p / p.sum(axis=1, keepdims=True)
+
+
+def dense_tail(model_path: str | Path) -> DenseTail:
+    """Read the dense layers after the last ``GlobalAveragePool`` of an ONNX graph.
+
+    The chain must be (``Squeeze`` / ``Reshape`` / ``Flatten``), a dense layer (``MatMul`` +
+    ``Add`` or ``Gemm``), ``Relu``, a dense layer, then an optional ``Mul`` by a constant (an
+    output temperature, left out) and ``Softmax``: how tf2onnx exports
+    :func:`training.architectures.cnn_blstm_att` without its LSTM (``cnn_gap_small``). Its weights
+    are float initializers in the float32 and in the int8 file (``training.quantize`` leaves the
+    dense layers float).
+
+    Raises:
+        ValueError: If the graph after the pooling is not that chain.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(model_path)).graph
+    init = {t.name: numpy_helper.to_array(t).astype(np.float64) for t in graph.initializer}
+    consumers: dict[str, list] = {}
+    for n in graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    pools = [n for n in graph.node if n.op_type == "GlobalAveragePool"]
+    if not pools:
+        raise ValueError(f"{model_path}: no GlobalAveragePool node")
+
+    def follow(name: str):
+        """The one node reading ``name`` (the ``embedding`` output added by :func:`write_model` aside)."""
+        nxt = [n for n in consumers.get(name, []) if "embedding" not in n.output]
+        return nxt[0] if len(nxt) == 1 else None
+
+    def dense(node) -> tuple[np.ndarray, np.ndarray, str]:
+        if node is not None and node.op_type == "Gemm" and node.input[1] in init and node.input[2] in init:
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            if attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0:
+                raise ValueError(f"{model_path}: Gemm {node.name} with transA/alpha/beta is not read")
+            w = init[node.input[1]]
+            return (w if attrs.get("transB", 0) else w.T), init[node.input[2]], node.output[0]
+        if node is not None and node.op_type == "MatMul" and node.input[1] in init:
+            add = follow(node.output[0])
+            if add is not None and add.op_type == "Add":
+                bias = next((init[i] for i in add.input if i in init), None)
+                if bias is not None:
+                    return init[node.input[1]].T, bias, add.output[0]
+        raise ValueError(f"{model_path}: expected a dense layer after the pooling, found "
+                         f"{getattr(node, 'op_type', None)}")
+
+    name = pools[-1].output[0]
+    node = follow(name)
+    while node is not None and node.op_type in ("QuantizeLinear", "DequantizeLinear", "Squeeze", "Reshape", "Flatten"):
+        name = node.output[0]
+        node = follow(name)
+    w1, b1, name = dense(node)
+    relu = follow(name)
+    if relu is None or relu.op_type != "Relu":
+        raise ValueError(f"{model_path}: expected Relu after the first dense layer")
+    w2, b2, name = dense(follow(relu.output[0]))
+    return DenseTail(w1, b1.reshape(-1), w2, b2.reshape(-1))
+
+
+def aligned_embeddings(e: np.ndarray, prior_mean: np.ndarray, prior_var: np.ndarray, mode: str,
+                       prior_windows: float = DEFAULT_PRIOR_WINDOWS) -> np.ndarray:
+    """One voice's pooled embeddings (time order) mapped onto the training speakers' statistics.
+
+    ``aligned-causal`` and ``aligned-transductive``: ``e' = mu + sd * (e - mu_voice) / sd_voice``;
+    ``aligned-mean-causal``: ``e' = e - mu_voice + mu``. ``mu`` is the training speakers'
+    average mean, ``sd`` the square root of their average *within-speaker* variance;
+    ``mu_voice`` / ``sd_voice`` are the voice's running statistics started from that prior
+    weighted as ``prior_windows`` windows (causal: the windows so far, itself included) or all
+    of its windows (transductive). Before the voice has spoken ``e' = e``, so the network's own
+    layers after the pooling see what they were trained on. Feature alignment in the spirit of
+    AdaBN (Li et al. 2016, "Revisiting batch normalization for practical domain adaptation") and
+    of CORAL's first two moments (Sun et al. 2016), per voice instead of per domain.
+
+    Args:
+        e: float ``(n, dim)``.
+        prior_mean: float64 ``(dim,)``.
+        prior_var: float64 ``(dim,)``: the average within-speaker variance.
+        mode: One of :data:`ALIGNED_METHODS`.
+        prior_windows: Weight of the prior in the causal modes, in windows.
+
+    Returns:
+        float64 ``(n, dim)``.
+
+    Raises:
+        ValueError: For a mode not in :data:`ALIGNED_METHODS`.
+    """
+    e = np.asarray(e, np.float64)
+    sd = np.sqrt(np.maximum(prior_var, MIN_VARIANCE))
+    if mode == "aligned-causal":
+        return prior_mean + sd * causal_standardise(e, prior_mean, prior_var + prior_mean ** 2, prior_windows)
+    if mode == "aligned-mean-causal":
+        count = prior_windows + np.arange(1, len(e) + 1)[:, None]
+        return e - (prior_windows * prior_mean + np.cumsum(e, axis=0)) / count + prior_mean
+    if mode == "aligned-transductive":
+        return prior_mean + sd * (e - e.mean(axis=0)) / np.sqrt(np.maximum(e.var(axis=0), MIN_VARIANCE))
+    raise ValueError(f"unknown mode {mode!r}; one of {ALIGNED_METHODS}")
+
+
+def aligned_statistics(per_speaker: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The training speakers' average mean and average within-speaker variance, float64
+    ``(dim,)`` each: the target of :func:`aligned_embeddings`."""
+    mean, _ = average_statistics(per_speaker)
+    return mean, np.mean([np.asarray(e, np.float64).var(axis=0) for e in per_speaker], axis=0)
 
 
 @dataclass
@@ -214,12 +353,19 @@ def average_statistics(groups: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray
     return np.mean(means, axis=0), np.mean(m2s, axis=0)
 
 
-def fit_heads(train: list[StreamEmbeddings], labels: tuple[str, ...], layer: str, seed: int = 0) -> dict:
+def fit_heads(train: list[StreamEmbeddings], labels: tuple[str, ...], layer: str, seed: int = 0,
+              tail: DenseTail | None = None) -> dict:
     """The ``global`` and ``speaker`` heads of one layer, and the statistics they apply.
+
+    Args:
+        tail: The network's own dense layers (:func:`dense_tail`), for the ``pooled`` layer:
+            with it, the ``aligned`` entry.
 
     Returns:
         ``{"global": (clf, mean, var), "speaker": (clf, prior_mean, prior_m2)}``: the prior is
-        the training speakers' average mean and mean square (:func:`fit_speaker_head`).
+        the training speakers' average mean and mean square (:func:`fit_speaker_head`); with
+        ``tail``, also ``"aligned": (tail, prior_mean, within_variance)``
+        (:func:`aligned_statistics`).
     """
     per_speaker = []
     for s in train:
@@ -228,12 +374,22 @@ def fit_heads(train: list[StreamEmbeddings], labels: tuple[str, ...], layer: str
         per_speaker.append((s.embeddings[layer][keep], y))
     x, y = np.concatenate([e for e, _ in per_speaker]), np.concatenate([y for _, y in per_speaker])
     g_mean, g_var = x.mean(axis=0), x.var(axis=0)
-    return {"global": (_logistic_head(_standardise(x, g_mean, g_var), y, seed), g_mean, g_var),
-            "speaker": fit_speaker_head(per_speaker, seed)}
+    heads = {"global": (_logistic_head(_standardise(x, g_mean, g_var), y, seed), g_mean, g_var),
+             "speaker": fit_speaker_head(per_speaker, seed)}
+    if tail is not None:
+        heads["aligned"] = (tail, *aligned_statistics([e for e, _ in per_speaker]))
+    return heads
 
 
 def head_probabilities(heads: dict, method: str, e: np.ndarray, n_labels: int, prior_windows: float) -> np.ndarray:
-    """Probabilities ``(n, n_labels)`` of one stream's windows under ``method`` (:data:`METHODS`)."""
+    """Probabilities ``(n, n_labels)`` of one stream's windows under ``method`` (:data:`METHODS`,
+    and :data:`ALIGNED_METHODS` and :data:`MIXED_METHOD` for heads with an ``aligned`` entry)."""
+    if method == MIXED_METHOD:
+        return 0.5 * (head_probabilities(heads, "speaker-causal", e, n_labels, prior_windows)
+                      + head_probabilities(heads, "aligned-causal", e, n_labels, prior_windows))
+    if method in ALIGNED_METHODS:
+        tail, mean, within = heads["aligned"]
+        return tail.probabilities(aligned_embeddings(e, mean, within, method, prior_windows))
     if method == "global":
         clf, mean, var = heads["global"]
         z = _standardise(e, mean, var)
@@ -262,7 +418,8 @@ def run(model_path: str | Path, data: Path, speakers: list[str], split_path: Pat
 
     Returns:
         ``{"corpora": {corpus: {row: scores}}, "speakers": {...}, ...}``; rows are
-        ``network-none``, ``network-output`` and ``LAYER/METHOD`` for every layer and method.
+        ``network-none``, ``network-output``, ``LAYER/METHOD`` for every layer and method, and
+        ``pooled/ALIGNED_METHOD`` when the graph's dense layers can be read (:func:`dense_tail`).
     """
     import onnxruntime as ort
 
@@ -282,10 +439,16 @@ def run(model_path: str | Path, data: Path, speakers: list[str], split_path: Pat
         log.info("%s: %d speech windows (%.1f s)", spk, len(out.scored.clip), time.monotonic() - t0)
         return out
 
+    try:
+        tail = dense_tail(model_path)
+    except ValueError as exc:
+        tail = None
+        log.info("no aligned rows: %s", exc)
     train = [stream_of(s) for s in sorted(split.train)]
-    heads = {layer: fit_heads(train, labels, layer, seed) for layer in LAYERS}
+    heads = {layer: fit_heads(train, labels, layer, seed, tail if layer == "pooled" else None) for layer in LAYERS}
     validation = {s: stream_of(s) for s in sorted(split.validation)}
-    rows = ["network-none", "network-output", *(f"{layer}/{m}" for layer in LAYERS for m in METHODS)]
+    rows = ["network-none", "network-output", *(f"{layer}/{m}" for layer in LAYERS for m in METHODS),
+            *(f"pooled/{m}" for m in ((*ALIGNED_METHODS, MIXED_METHOD) if tail is not None else ()))]
     truth: dict[str, list[str]] = {}
     predicted: dict[tuple[str, str], list[str]] = {}
     per_speaker: dict[str, dict] = {}
@@ -323,29 +486,31 @@ def run(model_path: str | Path, data: Path, speakers: list[str], split_path: Pat
 
 
 def causal_head_windows(heads: dict, streams: list[StreamEmbeddings], labels: tuple[str, ...],
-                        prior_windows: float) -> tuple[np.ndarray, np.ndarray]:
-    """The ``pooled`` / ``speaker`` head's causal probabilities of the streams' windows that
-    overlap a clip, float ``(n, n_labels)``, and each window's class index (its clip's), int ``(n,)``."""
+                        prior_windows: float, method: str = "speaker-causal") -> tuple[np.ndarray, np.ndarray]:
+    """The ``pooled`` head's causal probabilities (``method``: ``speaker-causal`` or
+    ``aligned-causal``) of the streams' windows that overlap a clip, float ``(n, n_labels)``, and
+    each window's class index (its clip's), int ``(n,)``."""
     probs, ys = [], []
     for s in streams:
         keep = s.scored.clip >= 0
-        p = head_probabilities(heads["pooled"], "speaker-causal", s.embeddings["pooled"], len(labels), prior_windows)
+        p = head_probabilities(heads["pooled"], method, s.embeddings["pooled"], len(labels), prior_windows)
         probs.append(p[keep])
         ys.extend(labels.index(s.scored.stream.utterances[c].label) for c in s.scored.clip[keep])
     return np.concatenate(probs), np.asarray(ys, dtype=np.int64)
 
 
 def fit_head_temperature(heads: dict, validation: list[StreamEmbeddings], labels: tuple[str, ...],
-                         prior_windows: float) -> tuple[float, dict]:
-    """The temperature of the ``pooled`` / ``speaker`` head, fitted on the validation streams'
-    causal windows (:func:`training.temperature.fit_temperature`), and the ECE before and after.
+                         prior_windows: float, method: str = "speaker-causal") -> tuple[float, dict]:
+    """The temperature of the ``pooled`` head (``method`` as :func:`causal_head_windows`),
+    fitted on the validation streams' causal windows (:func:`training.temperature.fit_temperature`),
+    and the ECE before and after.
 
     Returns:
         ``(T, {"windows", "ece_before", "ece_after"})``.
     """
     from .temperature import expected_calibration_error, fit_temperature, tempered
 
-    p, y = causal_head_windows(heads, validation, labels, prior_windows)
+    p, y = causal_head_windows(heads, validation, labels, prior_windows, method)
     t = fit_temperature(p, y)
     return t, {"windows": int(len(y)), "ece_before": round(expected_calibration_error(p, y), 4),
                "ece_after": round(expected_calibration_error(tempered(p, t), y), 4)}
@@ -376,23 +541,58 @@ def temperature_check(heads: dict, validation: list[StreamEmbeddings], scored: d
     return out
 
 
+def aligned_entry(tail: DenseTail, prior_mean: np.ndarray, within_var: np.ndarray) -> dict:
+    """The aligned head as the runtime's ``embedding_adaptation`` fields: the mapping
+    ``e' = mu + sd * z`` of the standardised embedding ``z`` (:func:`aligned_embeddings`) folded
+    into the network's first dense layer, ``relu(W1 e' + b1) = relu((W1 * sd) z + (W1 mu + b1))``,
+    and the prior statistics whose variance is the within-speaker one (so that before a voice
+    has spoken, the network's own output is unchanged).
+
+    Returns:
+        ``{"prior_mean", "prior_mean_square", "hidden_weights", "hidden_bias", "weights",
+        "bias"}``, float64 arrays.
+    """
+    sd = np.sqrt(np.maximum(within_var, MIN_VARIANCE))
+    return {"prior_mean": prior_mean, "prior_mean_square": within_var + prior_mean ** 2,
+            "hidden_weights": tail.hidden_weights * sd[None, :],
+            "hidden_bias": tail.hidden_weights @ prior_mean + tail.hidden_bias,
+            "weights": tail.weights, "bias": tail.bias}
+
+
+#: The heads :func:`write_model` writes: ``speaker`` (a logistic regression on the
+#: speaker-standardised embedding) and ``aligned`` (the network's own dense layers on the
+#: voice-aligned embedding, :func:`aligned_entry`).
+HEADS: tuple[str, ...] = ("speaker", "aligned")
+
+
 def write_model(model_path: str | Path, out: str | Path, heads: dict, prior_windows: float, temperature: float,
-                facts: dict) -> Path:
-    """Write the model at ``model_path`` to ``out`` with the ``pooled`` / ``speaker`` head inside.
+                facts: dict, head: str = "speaker") -> Path:
+    """Write the model at ``model_path`` to ``out`` with the ``pooled`` layer's ``head`` inside
+    (:data:`HEADS`).
 
     The graph gets an output ``embedding`` (float32 ``(batch, dim)``: a ``Flatten`` of the last
     global average pooling), and the metadata an ``embedding_adaptation`` entry: ``output``,
     ``prior_mean``, ``prior_mean_square`` (the training speakers' average per-dimension mean and
-    mean square), ``prior_windows``, ``weights`` (``n_classes`` rows of ``dim``, in label order),
-    ``bias`` and ``temperature``; ``facts`` go to the provenance under the same key.
+    mean square; for ``aligned``, the mean square of the average within-speaker variance),
+    ``prior_windows``, ``weights`` (``n_classes`` rows, in label order), ``bias``,
+    ``temperature`` and, for ``aligned``, ``hidden_weights`` and ``hidden_bias``; ``facts`` go
+    to the provenance under the same key.
 
     Returns:
         The path written.
+
+    Raises:
+        ValueError: For a head not in :data:`HEADS`, or ``aligned`` without an ``aligned``
+            entry in ``heads["pooled"]``.
     """
     import onnx
 
     from stream_ser.metadata import METADATA_KEY
 
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; one of {HEADS}")
+    if head == "aligned" and "aligned" not in heads["pooled"]:
+        raise ValueError("no aligned head: the graph's dense layers after the pooling could not be read")
     proto = onnx.load(str(model_path))
     clf, mean, m2 = heads["pooled"]["speaker"]
     if "embedding" not in {o.name for o in proto.graph.output}:
@@ -408,10 +608,12 @@ def write_model(model_path: str | Path, out: str | Path, heads: dict, prior_wind
     bias = np.full(labels_n, -30.0)  # a class the head never saw in training: never chosen
     weights[clf.classes_] = clf.coef_
     bias[clf.classes_] = clf.intercept_
+    fields = {"prior_mean": mean, "prior_mean_square": m2, "weights": weights, "bias": bias}
+    if head == "aligned":
+        fields = aligned_entry(*heads["pooled"]["aligned"])
     meta["embedding_adaptation"] = {
-        "output": "embedding", "prior_mean": [float(v) for v in mean], "prior_mean_square": [float(v) for v in m2],
-        "prior_windows": float(prior_windows), "weights": [[float(v) for v in row] for row in weights],
-        "bias": [float(v) for v in bias], "temperature": float(temperature)}
+        "output": "embedding", "prior_windows": float(prior_windows), "temperature": float(temperature),
+        **{k: np.asarray(v, np.float64).tolist() for k, v in fields.items()}}
     meta.setdefault("provenance", {})["embedding_adaptation"] = facts
     entry.value = json.dumps(meta)
     onnx.checker.check_model(proto)
@@ -455,6 +657,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--write-model", type=Path, default=None, metavar="OUT.onnx",
                    help="also write --model with the pooled-embedding head inside (its temperature fitted on the "
                    "split's validation speakers), for the runtime's embedding adaptation")
+    p.add_argument("--head", choices=HEADS, default="speaker",
+                   help="the head --write-model writes: 'speaker', a logistic regression on the speaker-standardised "
+                   "embedding, or 'aligned', the network's own dense layers on the embedding mapped onto the "
+                   "training speakers' statistics (default: %(default)s)")
     p.add_argument("--prior-sweep", type=float, nargs="+", default=(), metavar="W",
                    help="also score the pooled/speaker-causal head with these prior weights (windows)")
     p.add_argument("--temperature-check", action="store_true",
@@ -472,14 +678,19 @@ def main(argv: list[str] | None = None) -> None:
     print(markdown(result))
     if args.write_model is not None:
         labels = EmotionModel(args.model).labels
-        t, calibration = fit_head_temperature(heads, validation, labels, args.prior_windows)
-        facts = {"command": result["command"], "layer": "pooled", "head": "logistic regression, C = 1, balanced "
-                 "class weights (scikit-learn), on the training speakers' windows, each speaker standardised with "
-                 "its own statistics", "train_speakers": result["train_speakers"],
+        t, calibration = fit_head_temperature(heads, validation, labels, args.prior_windows, f"{args.head}-causal")
+        described = {"speaker": "logistic regression, C = 1, balanced class weights (scikit-learn), on the training "
+                     "speakers' windows, each speaker standardised with its own statistics",
+                     "aligned": "the network's own dense layers after the pooling, on the embedding standardised "
+                     "with the voice's running statistics and mapped onto the training speakers' average mean and "
+                     "within-speaker spread"}
+        facts = {"command": result["command"], "layer": "pooled", "head": described[args.head],
+                 "train_speakers": result["train_speakers"],
                  "temperature_fitted_on": "validation speakers' stream windows, causal statistics",
                  "calibration": calibration}
         result["written"] = {"path": str(write_model(args.model, args.write_model, heads, args.prior_windows, t,
-                                                     facts)), "temperature": t, **calibration}
+                                                     facts, args.head)), "head": args.head, "temperature": t,
+                             **calibration}
         log.info("wrote %s (temperature %.3f, ECE %.3f -> %.3f on %d validation windows)", args.write_model, t,
                  calibration["ece_before"], calibration["ece_after"], calibration["windows"])
     if args.out is not None:

@@ -364,7 +364,7 @@ def embedding_adaptation_record(model, spec, proto: Protocol, fold_index: int, f
         {corpus: scores}}}``, or None for a network without log-mel input or global average
         pooling.
     """
-    from .fold_adaptation import MODES, ORDER_SEED, fold_embedding_adaptation, pooled_embeddings
+    from .fold_adaptation import ORDER_SEED, fold_embedding_adaptation, network_tail, pooled_embeddings
     from .output_prior import DEFAULT_PRIOR_WINDOWS
 
     if spec.input_kind != "log_mel":
@@ -380,14 +380,14 @@ def embedding_adaptation_record(model, spec, proto: Protocol, fold_index: int, f
         log.info("no embedding adaptation: %s", exc)
         return None
     res = fold_embedding_adaptation(e, fs.clip_index[rows], speakers, clip_y, set(fold.train), set(fold.validation),
-                                    set(fold.test), labels)
+                                    set(fold.test), labels, tail=network_tail(model))
     test_utts = [fs.utterances[i] for i in res["test_clips"]]
     clip_true = [proto.label_of(u) for u in test_utts]
     return {"prior_windows": DEFAULT_PRIOR_WINDOWS, "order_seed": ORDER_SEED, "temperature": res["temperature"],
             "validation_windows": res["validation_windows"],
             "clip": {mode: {c: scores_to_dict(s) for c, s in
-                            per_corpus_scores(test_utts, clip_true, res["clip_pred"][mode], labels).items()}
-                     for mode in MODES}}
+                            per_corpus_scores(test_utts, clip_true, pred, labels).items()}
+                     for mode, pred in res["clip_pred"].items()}}
 
 
 def _protocol_features(args: argparse.Namespace, recipe: Recipe):

@@ -32,6 +32,14 @@ Clips are played one after another without the pauses of the stream protocol: th
 the clip-level windows of the fold harness, so the figures sit beside the same fold's
 unadapted ones.
 
+**Aligned** modes (:data:`training.embedding_adaptation.ALIGNED_METHODS`) keep the network's
+own layers after the pooling and adapt only their input: each window's pooled embedding is
+mapped onto the training speakers' average statistics
+(:func:`training.embedding_adaptation.aligned_embeddings`), causally or transductively; before
+the voice has spoken, it is the network unchanged. Their probabilities are the network's own (no
+temperature), like the unadapted figures they sit beside. ``mixed-causal`` averages the
+untempered ``causal`` head's and the ``aligned-causal`` probabilities.
+
 Command (re-scores saved fold networks; ``training.experiments train`` scores new runs itself)::
 
     python -m training.experiments adapt --data ../shared/data --recipe shipped --protocol ravdess8 \\
@@ -40,9 +48,12 @@ Command (re-scores saved fold networks; ``training.experiments train`` scores ne
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
-from .embedding_adaptation import fit_speaker_head, head_probabilities
+from .embedding_adaptation import (ALIGNED_METHODS, MIXED_METHOD, aligned_embeddings, aligned_statistics,
+                                   fit_speaker_head, head_probabilities)
 from .evaluate import clip_predictions
 from .output_prior import DEFAULT_PRIOR_WINDOWS
 
@@ -72,6 +83,41 @@ def pooled_embeddings(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray
 
     sub = keras.Model(model.inputs, pooled_layer(model).output)
     return np.asarray(sub.predict(x, batch_size=batch_size, verbose=0), np.float64).reshape(len(x), -1)
+
+
+def network_tail(model) -> Callable[[np.ndarray], np.ndarray]:
+    """The network's layers after its last global average pooling, as a function of the pooled
+    embedding.
+
+    Args:
+        model: A trained ``keras.Model`` whose layers after the pooling form a chain (dropout,
+            dense, ..., softmax), as every pooled architecture of :mod:`training.architectures`.
+
+    Returns:
+        A function from float ``(n, dim)`` pooled embeddings to float64 ``(n, n_classes)``
+        probabilities (inference mode: dropout off).
+
+    Raises:
+        ValueError: If the network has no global average pooling layer.
+    """
+    import keras
+
+    from .voice_norm import pooled_layer
+
+    pooled = pooled_layer(model)
+    after = model.layers[model.layers.index(pooled) + 1:]
+    inp = keras.Input(shape=tuple(pooled.output.shape[1:]))
+    x = inp
+    for layer in after:
+        x = layer(x)
+    tail = keras.Model(inp, x)
+
+    def probabilities(e: np.ndarray) -> np.ndarray:
+        if not len(e):
+            return np.zeros((0, tail.output.shape[-1]))
+        return np.asarray(tail.predict(np.asarray(e, np.float32), batch_size=1024, verbose=0), np.float64)
+
+    return probabilities
 
 
 def speaker_orders(speakers: list[str], held_out: set[str], seed: int = ORDER_SEED) -> dict[str, np.ndarray]:
@@ -112,7 +158,8 @@ def adapted_probabilities(head: tuple, e: np.ndarray, mode: str, n_labels: int,
 def fold_embedding_adaptation(embeddings: np.ndarray, clip_index: np.ndarray, speakers: list[str],
                               clip_y: np.ndarray, train: set[str], validation: set[str], test: set[str],
                               labels: tuple[str, ...], prior_windows: float = DEFAULT_PRIOR_WINDOWS,
-                              order_seed: int = ORDER_SEED, seed: int = 0) -> dict:
+                              order_seed: int = ORDER_SEED, seed: int = 0,
+                              tail: Callable[[np.ndarray], np.ndarray] | None = None) -> dict:
     """Clip predictions of the test speakers with the embedding head, per mode (module docstring).
 
     Args:
@@ -125,11 +172,14 @@ def fold_embedding_adaptation(embeddings: np.ndarray, clip_index: np.ndarray, sp
         prior_windows: Weight of the prior statistics, in windows.
         order_seed: Seed of each held-out speaker's clip order.
         seed: Seed of the head's solver.
+        tail: The network's layers after the pooling (:func:`network_tail`); with it, the
+            :data:`ALIGNED_METHODS` are scored too.
 
     Returns:
         ``{"temperature": T, "validation_windows": n, "test_clips": int array (order of the
-        test clips in ``speakers``), "clip_pred": {mode: [label per test clip]}}``; a test clip
-        without speech windows gets :data:`training.evaluate.NO_SPEECH`.
+        test clips in ``speakers``), "clip_pred": {mode: [label per test clip]}}``, modes
+        :data:`MODES` (and :data:`ALIGNED_METHODS` and ``mixed-causal`` with ``tail``); a test clip without speech
+        windows gets :data:`training.evaluate.NO_SPEECH`.
 
     Raises:
         ValueError: If a training speaker has no speech window.
@@ -144,6 +194,7 @@ def fold_embedding_adaptation(embeddings: np.ndarray, clip_index: np.ndarray, sp
             raise ValueError(f"training speaker {s} has no speech window")
         per_speaker.append((embeddings[rows], clip_y[clip_index[rows]]))
     head = fit_speaker_head(per_speaker, seed)
+    _, within_var = aligned_statistics([e for e, _ in per_speaker])
     # the test speakers' orders as the baseline draws them; the validation speakers' apart
     orders = {**speaker_orders(speakers, set(validation), order_seed + 1), **speaker_orders(speakers, set(test), order_seed)}
 
@@ -162,11 +213,20 @@ def fold_embedding_adaptation(embeddings: np.ndarray, clip_index: np.ndarray, sp
     pos = {int(c): i for i, c in enumerate(test_clips)}
     out = {"temperature": round(float(temperature), 4), "validation_windows": int(n_val),
            "test_clips": test_clips, "clip_pred": {}}
-    for mode in MODES:
+    for mode in MODES + ((*ALIGNED_METHODS, MIXED_METHOD) if tail is not None else ()):
         probs, local = [], []
         for s in sorted(test):
-            rows, p = speaker_probs(s, mode)
-            probs.append(tempered(p, temperature) if len(p) else p)
+            if mode in ALIGNED_METHODS:
+                rows = _stream_windows(clip_index, orders[s])
+                p = tail(aligned_embeddings(embeddings[rows], head[1], within_var, mode, prior_windows))
+            elif mode == MIXED_METHOD:
+                rows, p = speaker_probs(s, "causal")
+                p = 0.5 * (p + tail(aligned_embeddings(embeddings[rows], head[1], within_var, "aligned-causal",
+                                                       prior_windows)))
+            else:
+                rows, p = speaker_probs(s, mode)
+                p = tempered(p, temperature) if len(p) else p
+            probs.append(p)
             local.append([pos[int(c)] for c in clip_index[rows]])
         p = np.concatenate(probs) if probs else np.zeros((0, len(labels)))
         out["clip_pred"][mode] = clip_predictions(p, np.concatenate(local).astype(np.int64), len(test_clips), labels)

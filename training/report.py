@@ -418,7 +418,49 @@ def _adaptation_table(full: dict[tuple, dict[int, dict]], eg: dict | None) -> li
             "| architecture | speaker norm | protocol | seed | test corpus | network, unadapted | head, training "
             "statistics | head, causal | head, transductive | causal per fold | eGeMAPS + SVM speaker_causal | "
             "causal - baseline |",
-            "| --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |", *rows, ""]
+            "| --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |", *rows, "",
+            *_aligned_table(full, eg)]
+
+
+def _aligned_table(full: dict[tuple, dict[int, dict]], eg: dict | None) -> list[str]:
+    """The same runs with the network's own dense layers on the voice-aligned pooled embedding
+    (``aligned-*`` modes of :mod:`training.fold_adaptation`), beside the head's causal figure;
+    listed when every fold's run has them."""
+    modes = ("causal", "aligned-causal", "aligned-mean-causal", "aligned-transductive", "mixed-causal")
+    rows = []
+    for (arch, pname, seed, norm, aug), folds in sorted(full.items()):
+        adapted = [r.get("embedding_adaptation", {}).get("clip", {}) for _, r in sorted(folds.items())]
+        if not all(all(m in a for m in modes) for a in adapted):
+            continue
+        for c in sorted({c for r in folds.values() for c in r["clip"]}):
+            def mean_sd(per_fold: list[dict]) -> str:
+                u = np.array([d[c]["uar"] for d in per_fold])
+                return f"{u.mean():.3f} +- {u.std():.3f}"
+
+            base = ((eg or {}).get("protocols", {}).get(pname, {}).get("speaker_causal", {})
+                    .get("corpora", {}).get(c, {}).get("clip"))
+            aligned = [a["aligned-causal"] for a in adapted]
+            gap = f"{np.mean([d[c]['uar'] for d in aligned]) - base['uar_mean']:+.3f}" if base else "-"
+            base_cell = f"{base['uar_mean']:.3f} +- {base['uar_std']:.3f}" if base else "-"
+            rows.append(f"| `{arch}`{aug} | {pname} | {seed} | {c} | "
+                        f"{mean_sd([r['clip'] for _, r in sorted(folds.items())])} | "
+                        + " | ".join(mean_sd([a[m] for a in adapted]) for m in modes) + " | "
+                        + ", ".join(f"f{k} {a['aligned-causal'][c]['uar']:.3f}" for k, a in zip(sorted(folds), adapted))
+                        + f" | {base_cell} | {gap} |")
+    if not rows:
+        return []
+    return ["The network's own dense layers on the voice-aligned embedding (`aligned`, "
+            "`training.embedding_adaptation.aligned_embeddings`): each window's pooled embedding mapped onto the "
+            "fold's training speakers' average mean and within-speaker spread with the voice's running statistics "
+            "(**aligned, causal**; the same prior weight), its running mean only (**aligned mean, causal**) or all of "
+            "its windows (**aligned, transductive**), then the network's layers after the pooling, untempered; "
+            "before a voice has spoken it is the network unchanged. **mixed, causal** = the mean of the untempered "
+            "causal head's and the aligned causal probabilities. Same folds, speakers and clip order as the table "
+            "above; clip UAR, mean +- sd over folds.", "",
+            "| architecture | protocol | seed | test corpus | network, unadapted | head, causal | aligned, causal | "
+            "aligned mean, causal | aligned, transductive | mixed, causal | aligned causal per fold | "
+            "eGeMAPS + SVM speaker_causal | aligned causal - baseline |",
+            "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |", *rows, ""]
 
 
 def _seeds_table(full: dict[tuple, dict[int, dict]]) -> list[str]:

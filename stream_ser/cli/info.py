@@ -52,8 +52,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     print("embedding adaptation: " + ("not available (no embedding_adaptation in the model)" if emb is None else
           "available, the default (--adapt auto; --adapt output or none turns it off): the network's "
           f"{emb.dim}-value embedding ('{printable(emb.output)}') standardised with running statistics of each "
-          f"channel's voice, prior weight {emb.prior_windows:g} windows, then a linear head of {emb.n_classes} "
-          f"classes (temperature {emb.temperature:g})"))
+          f"channel's voice, prior weight {emb.prior_windows:g} windows, then "
+          + (f"the network's own dense layers ({emb.hidden} ReLU units, {emb.n_classes} classes) on it, mapped back "
+             "onto the training speakers' statistics" if emb.hidden else f"a linear head of {emb.n_classes} classes")
+          + f" (temperature {emb.temperature:g})"))
     prior = meta.output_prior
     how = "on by default (--adapt none turns it off)" if default == "output" else "with --adapt output"
     print("output adaptation: " + ("not available (no output prior in the model)" if prior is None else

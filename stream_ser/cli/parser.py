@@ -158,7 +158,7 @@ def _add_channel_options(p: argparse.ArgumentParser) -> None:
                    "voice started from the training voices' (nothing from the future): 'auto' (default) takes the "
                    "best the model carries (see `stream-ser info`): embedding, else output, else none. 'embedding' "
                    "standardises the network's embedding with the voice's running mean and spread before the "
-                   "model's own linear head; 'output' removes the voice's running shift of the log-probabilities; "
+                   "model's embedding head (`stream-ser info` says which); 'output' removes the voice's running shift of the log-probabilities; "
                    "'none' scores each window on its own. Asking for one the model does not carry is an error. "
                    "The CSV's and JSON lines' adaptation field says which ran")
     p.add_argument("--gate", choices=("vad", "level"), default="vad",
