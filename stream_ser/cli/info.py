@@ -53,8 +53,9 @@ def cmd_info(args: argparse.Namespace) -> int:
           "available, the default (--adapt auto; --adapt output or none turns it off): the network's "
           f"{emb.dim}-value embedding ('{printable(emb.output)}') standardised with running statistics of each "
           f"channel's voice, prior weight {emb.prior_windows:g} windows, then "
-          + (f"the network's own dense layers ({emb.hidden} ReLU units, {emb.n_classes} classes) on it, mapped back "
-             "onto the training speakers' statistics" if emb.hidden else f"a linear head of {emb.n_classes} classes")
+          + (f"mapped onto the training voices' statistics and scored by the network's own dense layers "
+             f"({emb.hidden} ReLU units, {emb.n_classes} classes)" if emb.hidden
+             else f"a linear head of {emb.n_classes} classes")
           + f" (temperature {emb.temperature:g})"))
     prior = meta.output_prior
     how = "on by default (--adapt none turns it off)" if default == "output" else "with --adapt output"
