@@ -80,6 +80,9 @@ METHODS: tuple[str, ...] = ("global", "speaker-training", "speaker-causal", "spe
 ALIGNED_METHODS: tuple[str, ...] = ("aligned-causal", "aligned-mean-causal", "aligned-transductive")
 #: The mean of the ``speaker-causal`` and ``aligned-causal`` probabilities (both untempered).
 MIXED_METHOD = "mixed-causal"
+#: ``aligned-causal`` through the network's dense layers refitted on aligned training windows
+#: (:func:`tune_tail`).
+TUNED_METHOD = "aligned-tuned-causal"
 
 
 def embedding_tensors(model_path: str | Path) -> tuple[bytes, dict[str, str]]:
@@ -236,6 +239,50 @@ def aligned_embeddings(e: np.ndarray, prior_mean: np.ndarray, prior_var: np.ndar
     raise ValueError(f"unknown mode {mode!r}; one of {ALIGNED_METHODS}")
 
 
+def tune_tail(tail: DenseTail, per_speaker: list[tuple[np.ndarray, np.ndarray]], epochs: int = 10,
+              learning_rate: float = 1e-3, batch_size: int = 256, seed: int = 0) -> DenseTail:
+    """The network's dense layers refitted on the training speakers' *aligned* windows.
+
+    In training, the network's layers after the pooling saw each training speaker's raw
+    embeddings, offsets and all; the aligned head feeds them embeddings mapped onto the training
+    statistics. Here each training speaker's windows are aligned with that speaker's own
+    statistics (``mu + sd * (e - mu_s) / sd_s``, :func:`aligned_embeddings` transductive) and
+    the layers, started from the network's weights, are trained on them: softmax
+    cross-entropy, balanced class weights, Adam (Keras), a fixed number of epochs (no early
+    stopping).
+
+    Args:
+        tail: The network's dense layers (:func:`dense_tail`).
+        per_speaker: One ``(embeddings float (n, dim), class indices int (n,))`` per training
+            speaker.
+        epochs, learning_rate, batch_size, seed: The fit.
+
+    Returns:
+        The refitted layers.
+    """
+    import keras
+
+    mean, within = aligned_statistics([e for e, _ in per_speaker])
+    x = np.concatenate([aligned_embeddings(e, mean, within, "aligned-transductive") for e, _ in per_speaker])
+    y = np.concatenate([np.asarray(lab, np.int64) for _, lab in per_speaker])
+    n_classes = len(tail.bias)
+    counts = np.bincount(y, minlength=n_classes)
+    weights = {k: float(len(y) / (np.count_nonzero(counts) * c)) for k, c in enumerate(counts) if c}
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input(shape=(x.shape[1],))
+    hidden = keras.layers.Dense(len(tail.hidden_bias), activation="relu")
+    out = keras.layers.Dense(n_classes, activation="softmax")
+    model = keras.Model(inp, out(hidden(inp)))
+    hidden.set_weights([tail.hidden_weights.T.astype(np.float32), tail.hidden_bias.astype(np.float32)])
+    out.set_weights([tail.weights.T.astype(np.float32), tail.bias.astype(np.float32)])
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy")
+    model.fit(x.astype(np.float32), y, batch_size=batch_size, epochs=epochs, class_weight=weights, shuffle=True,
+              verbose=0)
+    (w1, b1), (w2, b2) = hidden.get_weights(), out.get_weights()
+    return DenseTail(np.asarray(w1, np.float64).T, np.asarray(b1, np.float64), np.asarray(w2, np.float64).T,
+                     np.asarray(b2, np.float64))
+
+
 def aligned_statistics(per_speaker: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """The training speakers' average mean and average within-speaker variance, float64
     ``(dim,)`` each: the target of :func:`aligned_embeddings`."""
@@ -365,7 +412,8 @@ def fit_heads(train: list[StreamEmbeddings], labels: tuple[str, ...], layer: str
         ``{"global": (clf, mean, var), "speaker": (clf, prior_mean, prior_m2)}``: the prior is
         the training speakers' average mean and mean square (:func:`fit_speaker_head`); with
         ``tail``, also ``"aligned": (tail, prior_mean, within_variance)``
-        (:func:`aligned_statistics`).
+        (:func:`aligned_statistics`) and ``"aligned-tuned"``, the same with the tail refitted
+        (:func:`tune_tail`).
     """
     per_speaker = []
     for s in train:
@@ -378,12 +426,17 @@ def fit_heads(train: list[StreamEmbeddings], labels: tuple[str, ...], layer: str
              "speaker": fit_speaker_head(per_speaker, seed)}
     if tail is not None:
         heads["aligned"] = (tail, *aligned_statistics([e for e, _ in per_speaker]))
+        heads["aligned-tuned"] = (tune_tail(tail, per_speaker, seed=seed), *heads["aligned"][1:])
     return heads
 
 
 def head_probabilities(heads: dict, method: str, e: np.ndarray, n_labels: int, prior_windows: float) -> np.ndarray:
     """Probabilities ``(n, n_labels)`` of one stream's windows under ``method`` (:data:`METHODS`,
-    and :data:`ALIGNED_METHODS` and :data:`MIXED_METHOD` for heads with an ``aligned`` entry)."""
+    and :data:`ALIGNED_METHODS`, :data:`MIXED_METHOD` and :data:`TUNED_METHOD` for heads with an
+    ``aligned`` entry)."""
+    if method == TUNED_METHOD:
+        tail, mean, within = heads["aligned-tuned"]
+        return tail.probabilities(aligned_embeddings(e, mean, within, "aligned-causal", prior_windows))
     if method == MIXED_METHOD:
         return 0.5 * (head_probabilities(heads, "speaker-causal", e, n_labels, prior_windows)
                       + head_probabilities(heads, "aligned-causal", e, n_labels, prior_windows))
@@ -448,7 +501,7 @@ def run(model_path: str | Path, data: Path, speakers: list[str], split_path: Pat
     heads = {layer: fit_heads(train, labels, layer, seed, tail if layer == "pooled" else None) for layer in LAYERS}
     validation = {s: stream_of(s) for s in sorted(split.validation)}
     rows = ["network-none", "network-output", *(f"{layer}/{m}" for layer in LAYERS for m in METHODS),
-            *(f"pooled/{m}" for m in ((*ALIGNED_METHODS, MIXED_METHOD) if tail is not None else ()))]
+            *(f"pooled/{m}" for m in ((*ALIGNED_METHODS, MIXED_METHOD, TUNED_METHOD) if tail is not None else ()))]
     truth: dict[str, list[str]] = {}
     predicted: dict[tuple[str, str], list[str]] = {}
     per_speaker: dict[str, dict] = {}
@@ -561,8 +614,9 @@ def aligned_entry(tail: DenseTail, prior_mean: np.ndarray, within_var: np.ndarra
 
 #: The heads :func:`write_model` writes: ``speaker`` (a logistic regression on the
 #: speaker-standardised embedding) and ``aligned`` (the network's own dense layers on the
-#: voice-aligned embedding, :func:`aligned_entry`).
-HEADS: tuple[str, ...] = ("speaker", "aligned")
+#: voice-aligned embedding, :func:`aligned_entry`) or ``aligned-tuned`` (those layers refitted,
+#: :func:`tune_tail`).
+HEADS: tuple[str, ...] = ("speaker", "aligned", "aligned-tuned")
 
 
 def write_model(model_path: str | Path, out: str | Path, heads: dict, prior_windows: float, temperature: float,
@@ -591,7 +645,7 @@ def write_model(model_path: str | Path, out: str | Path, heads: dict, prior_wind
 
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}; one of {HEADS}")
-    if head == "aligned" and "aligned" not in heads["pooled"]:
+    if head != "speaker" and head not in heads["pooled"]:
         raise ValueError("no aligned head: the graph's dense layers after the pooling could not be read")
     proto = onnx.load(str(model_path))
     clf, mean, m2 = heads["pooled"]["speaker"]
@@ -609,8 +663,8 @@ def write_model(model_path: str | Path, out: str | Path, heads: dict, prior_wind
     weights[clf.classes_] = clf.coef_
     bias[clf.classes_] = clf.intercept_
     fields = {"prior_mean": mean, "prior_mean_square": m2, "weights": weights, "bias": bias}
-    if head == "aligned":
-        fields = aligned_entry(*heads["pooled"]["aligned"])
+    if head != "speaker":
+        fields = aligned_entry(*heads["pooled"][head])
     meta["embedding_adaptation"] = {
         "output": "embedding", "prior_windows": float(prior_windows), "temperature": float(temperature),
         **{k: np.asarray(v, np.float64).tolist() for k, v in fields.items()}}
@@ -659,8 +713,9 @@ def main(argv: list[str] | None = None) -> None:
                    "split's validation speakers), for the runtime's embedding adaptation")
     p.add_argument("--head", choices=HEADS, default="speaker",
                    help="the head --write-model writes: 'speaker', a logistic regression on the speaker-standardised "
-                   "embedding, or 'aligned', the network's own dense layers on the embedding mapped onto the "
-                   "training speakers' statistics (default: %(default)s)")
+                   "embedding; 'aligned', the network's own dense layers on the embedding mapped onto the "
+                   "training speakers' statistics; 'aligned-tuned', those layers refitted on the training speakers' "
+                   "aligned windows (default: %(default)s)")
     p.add_argument("--prior-sweep", type=float, nargs="+", default=(), metavar="W",
                    help="also score the pooled/speaker-causal head with these prior weights (windows)")
     p.add_argument("--temperature-check", action="store_true",
@@ -678,12 +733,15 @@ def main(argv: list[str] | None = None) -> None:
     print(markdown(result))
     if args.write_model is not None:
         labels = EmotionModel(args.model).labels
-        t, calibration = fit_head_temperature(heads, validation, labels, args.prior_windows, f"{args.head}-causal")
+        method = {"speaker": "speaker-causal", "aligned": "aligned-causal", "aligned-tuned": TUNED_METHOD}[args.head]
+        t, calibration = fit_head_temperature(heads, validation, labels, args.prior_windows, method)
         described = {"speaker": "logistic regression, C = 1, balanced class weights (scikit-learn), on the training "
                      "speakers' windows, each speaker standardised with its own statistics",
                      "aligned": "the network's own dense layers after the pooling, on the embedding standardised "
                      "with the voice's running statistics and mapped onto the training speakers' average mean and "
-                     "within-speaker spread"}
+                     "within-speaker spread",
+                     "aligned-tuned": "the aligned head with the network's dense layers refitted on the training "
+                     "speakers' aligned windows (balanced class weights, Adam 1e-3, 10 epochs)"}
         facts = {"command": result["command"], "layer": "pooled", "head": described[args.head],
                  "train_speakers": result["train_speakers"],
                  "temperature_fitted_on": "validation speakers' stream windows, causal statistics",

@@ -364,7 +364,7 @@ def embedding_adaptation_record(model, spec, proto: Protocol, fold_index: int, f
         {corpus: scores}}}``, or None for a network without log-mel input or global average
         pooling.
     """
-    from .fold_adaptation import ORDER_SEED, fold_embedding_adaptation, network_tail, pooled_embeddings
+    from .fold_adaptation import ORDER_SEED, fold_embedding_adaptation, keras_dense_tail, pooled_embeddings
     from .output_prior import DEFAULT_PRIOR_WINDOWS
 
     if spec.input_kind != "log_mel":
@@ -380,7 +380,7 @@ def embedding_adaptation_record(model, spec, proto: Protocol, fold_index: int, f
         log.info("no embedding adaptation: %s", exc)
         return None
     res = fold_embedding_adaptation(e, fs.clip_index[rows], speakers, clip_y, set(fold.train), set(fold.validation),
-                                    set(fold.test), labels, tail=network_tail(model))
+                                    set(fold.test), labels, tail=keras_dense_tail(model))
     test_utts = [fs.utterances[i] for i in res["test_clips"]]
     clip_true = [proto.label_of(u) for u in test_utts]
     return {"prior_windows": DEFAULT_PRIOR_WINDOWS, "order_seed": ORDER_SEED, "temperature": res["temperature"],

@@ -38,7 +38,9 @@ mapped onto the training speakers' average statistics
 (:func:`training.embedding_adaptation.aligned_embeddings`), causally or transductively; before
 the voice has spoken, it is the network unchanged. Their probabilities are the network's own (no
 temperature), like the unadapted figures they sit beside. ``mixed-causal`` averages the
-untempered ``causal`` head's and the ``aligned-causal`` probabilities.
+untempered ``causal`` head's and the ``aligned-causal`` probabilities; ``aligned-tuned-causal``
+is ``aligned-causal`` with the dense layers refitted on the training speakers' aligned windows
+(:func:`training.embedding_adaptation.tune_tail`).
 
 Command (re-scores saved fold networks; ``training.experiments train`` scores new runs itself)::
 
@@ -48,12 +50,10 @@ Command (re-scores saved fold networks; ``training.experiments train`` scores ne
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
-from .embedding_adaptation import (ALIGNED_METHODS, MIXED_METHOD, aligned_embeddings, aligned_statistics,
-                                   fit_speaker_head, head_probabilities)
+from .embedding_adaptation import (ALIGNED_METHODS, MIXED_METHOD, TUNED_METHOD, DenseTail, aligned_embeddings,
+                                   aligned_statistics, fit_speaker_head, head_probabilities, tune_tail)
 from .evaluate import clip_predictions
 from .output_prior import DEFAULT_PRIOR_WINDOWS
 
@@ -85,39 +85,30 @@ def pooled_embeddings(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray
     return np.asarray(sub.predict(x, batch_size=batch_size, verbose=0), np.float64).reshape(len(x), -1)
 
 
-def network_tail(model) -> Callable[[np.ndarray], np.ndarray]:
-    """The network's layers after its last global average pooling, as a function of the pooled
-    embedding.
+def keras_dense_tail(model) -> DenseTail:
+    """The network's dense layers after its last global average pooling, as a
+    :class:`training.embedding_adaptation.DenseTail` (the Keras twin of
+    :func:`training.embedding_adaptation.dense_tail`).
 
     Args:
-        model: A trained ``keras.Model`` whose layers after the pooling form a chain (dropout,
-            dense, ..., softmax), as every pooled architecture of :mod:`training.architectures`.
-
-    Returns:
-        A function from float ``(n, dim)`` pooled embeddings to float64 ``(n, n_classes)``
-        probabilities (inference mode: dropout off).
+        model: A trained ``keras.Model`` whose layers after the pooling are dropout (ignored at
+            inference), a Dense layer with ReLU, and a Dense layer with softmax, as the pooled CNNs
+            of :mod:`training.architectures`.
 
     Raises:
-        ValueError: If the network has no global average pooling layer.
+        ValueError: If the network has no global average pooling layer, or other layers after it.
     """
-    import keras
-
     from .voice_norm import pooled_layer
 
     pooled = pooled_layer(model)
-    after = model.layers[model.layers.index(pooled) + 1:]
-    inp = keras.Input(shape=tuple(pooled.output.shape[1:]))
-    x = inp
-    for layer in after:
-        x = layer(x)
-    tail = keras.Model(inp, x)
-
-    def probabilities(e: np.ndarray) -> np.ndarray:
-        if not len(e):
-            return np.zeros((0, tail.output.shape[-1]))
-        return np.asarray(tail.predict(np.asarray(e, np.float32), batch_size=1024, verbose=0), np.float64)
-
-    return probabilities
+    after = [layer for layer in model.layers[model.layers.index(pooled) + 1:]
+             if type(layer).__name__ != "Dropout"]
+    kinds = [(type(layer).__name__, getattr(getattr(layer, "activation", None), "__name__", None)) for layer in after]
+    if kinds != [("Dense", "relu"), ("Dense", "softmax")]:
+        raise ValueError(f"expected Dense(relu), Dense(softmax) after the pooling, found {kinds}")
+    (w1, b1), (w2, b2) = after[0].get_weights(), after[1].get_weights()
+    return DenseTail(np.asarray(w1, np.float64).T, np.asarray(b1, np.float64), np.asarray(w2, np.float64).T,
+                     np.asarray(b2, np.float64))
 
 
 def speaker_orders(speakers: list[str], held_out: set[str], seed: int = ORDER_SEED) -> dict[str, np.ndarray]:
@@ -159,7 +150,7 @@ def fold_embedding_adaptation(embeddings: np.ndarray, clip_index: np.ndarray, sp
                               clip_y: np.ndarray, train: set[str], validation: set[str], test: set[str],
                               labels: tuple[str, ...], prior_windows: float = DEFAULT_PRIOR_WINDOWS,
                               order_seed: int = ORDER_SEED, seed: int = 0,
-                              tail: Callable[[np.ndarray], np.ndarray] | None = None) -> dict:
+                              tail: DenseTail | None = None) -> dict:
     """Clip predictions of the test speakers with the embedding head, per mode (module docstring).
 
     Args:
@@ -172,13 +163,14 @@ def fold_embedding_adaptation(embeddings: np.ndarray, clip_index: np.ndarray, sp
         prior_windows: Weight of the prior statistics, in windows.
         order_seed: Seed of each held-out speaker's clip order.
         seed: Seed of the head's solver.
-        tail: The network's layers after the pooling (:func:`network_tail`); with it, the
+        tail: The network's layers after the pooling (:func:`keras_dense_tail`); with it, the
             :data:`ALIGNED_METHODS` are scored too.
 
     Returns:
         ``{"temperature": T, "validation_windows": n, "test_clips": int array (order of the
         test clips in ``speakers``), "clip_pred": {mode: [label per test clip]}}``, modes
-        :data:`MODES` (and :data:`ALIGNED_METHODS` and ``mixed-causal`` with ``tail``); a test clip without speech
+        :data:`MODES` (and :data:`ALIGNED_METHODS`, ``mixed-causal`` and ``aligned-tuned-causal``
+        with ``tail``); a test clip without speech
         windows gets :data:`training.evaluate.NO_SPEECH`.
 
     Raises:
@@ -195,6 +187,7 @@ def fold_embedding_adaptation(embeddings: np.ndarray, clip_index: np.ndarray, sp
         per_speaker.append((embeddings[rows], clip_y[clip_index[rows]]))
     head = fit_speaker_head(per_speaker, seed)
     _, within_var = aligned_statistics([e for e, _ in per_speaker])
+    tuned = tune_tail(tail, per_speaker, seed=seed) if tail is not None else None
     # the test speakers' orders as the baseline draws them; the validation speakers' apart
     orders = {**speaker_orders(speakers, set(validation), order_seed + 1), **speaker_orders(speakers, set(test), order_seed)}
 
@@ -213,16 +206,19 @@ def fold_embedding_adaptation(embeddings: np.ndarray, clip_index: np.ndarray, sp
     pos = {int(c): i for i, c in enumerate(test_clips)}
     out = {"temperature": round(float(temperature), 4), "validation_windows": int(n_val),
            "test_clips": test_clips, "clip_pred": {}}
-    for mode in MODES + ((*ALIGNED_METHODS, MIXED_METHOD) if tail is not None else ()):
+    for mode in MODES + ((*ALIGNED_METHODS, MIXED_METHOD, TUNED_METHOD) if tail is not None else ()):
         probs, local = [], []
         for s in sorted(test):
-            if mode in ALIGNED_METHODS:
+            if mode in ALIGNED_METHODS or mode == TUNED_METHOD:
                 rows = _stream_windows(clip_index, orders[s])
-                p = tail(aligned_embeddings(embeddings[rows], head[1], within_var, mode, prior_windows))
+                net = tuned if mode == TUNED_METHOD else tail
+                p = net.probabilities(aligned_embeddings(embeddings[rows], head[1], within_var,
+                                                         "aligned-causal" if mode == TUNED_METHOD else mode,
+                                                         prior_windows))
             elif mode == MIXED_METHOD:
                 rows, p = speaker_probs(s, "causal")
-                p = 0.5 * (p + tail(aligned_embeddings(embeddings[rows], head[1], within_var, "aligned-causal",
-                                                       prior_windows)))
+                p = 0.5 * (p + tail.probabilities(aligned_embeddings(embeddings[rows], head[1], within_var,
+                                                                     "aligned-causal", prior_windows)))
             else:
                 rows, p = speaker_probs(s, mode)
                 p = tempered(p, temperature) if len(p) else p

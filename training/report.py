@@ -426,7 +426,8 @@ def _aligned_table(full: dict[tuple, dict[int, dict]], eg: dict | None) -> list[
     """The same runs with the network's own dense layers on the voice-aligned pooled embedding
     (``aligned-*`` modes of :mod:`training.fold_adaptation`), beside the head's causal figure;
     listed when every fold's run has them."""
-    modes = ("causal", "aligned-causal", "aligned-mean-causal", "aligned-transductive", "mixed-causal")
+    modes = ("causal", "aligned-causal", "aligned-mean-causal", "aligned-transductive", "mixed-causal",
+             "aligned-tuned-causal")
     rows = []
     for (arch, pname, seed, norm, aug), folds in sorted(full.items()):
         adapted = [r.get("embedding_adaptation", {}).get("clip", {}) for _, r in sorted(folds.items())]
@@ -455,12 +456,15 @@ def _aligned_table(full: dict[tuple, dict[int, dict]], eg: dict | None) -> list[
             "(**aligned, causal**; the same prior weight), its running mean only (**aligned mean, causal**) or all of "
             "its windows (**aligned, transductive**), then the network's layers after the pooling, untempered; "
             "before a voice has spoken it is the network unchanged. **mixed, causal** = the mean of the untempered "
-            "causal head's and the aligned causal probabilities. Same folds, speakers and clip order as the table "
+            "causal head's and the aligned causal probabilities; **aligned, refitted, causal** = aligned, causal with "
+            "the network's dense layers refitted on the training speakers' aligned windows "
+            "(`training.embedding_adaptation.tune_tail`). Same folds, speakers and clip order as the table "
             "above; clip UAR, mean +- sd over folds.", "",
             "| architecture | protocol | seed | test corpus | network, unadapted | head, causal | aligned, causal | "
-            "aligned mean, causal | aligned, transductive | mixed, causal | aligned causal per fold | "
+            "aligned mean, causal | aligned, transductive | mixed, causal | aligned, refitted, causal | "
+            "aligned causal per fold | "
             "eGeMAPS + SVM speaker_causal | aligned causal - baseline |",
-            "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |", *rows, ""]
+            "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |", *rows, ""]
 
 
 def _seeds_table(full: dict[tuple, dict[int, dict]]) -> list[str]:
