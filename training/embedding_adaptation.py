@@ -28,6 +28,14 @@ speakers' average statistics weighted as ``prior_windows`` windows: what a live 
 training statistics: no adaptation at all). The network's own output, without and with the
 runtime's output adaptation, is scored on the same windows for comparison.
 
+When the graph's dense layers after the pooling can be read (:func:`dense_tail`), the
+``pooled`` layer is also scored with the **aligned** head: no new head, but the network's own
+dense layers on the embedding mapped onto the training speakers' average mean and
+within-speaker spread with the voice's statistics (:func:`aligned_embeddings`;
+:data:`ALIGNED_METHODS`), the average of both heads (:data:`MIXED_METHOD`) and the aligned head
+with those layers refitted on the training speakers' aligned windows (:func:`tune_tail`,
+:data:`TUNED_METHOD`).
+
 Streams are built and scored exactly as in :mod:`training.stream_protocol` (each speaker's
 clips shuffled with a fixed seed, 1 s pauses; a clip's label is the argmax of the mean
 probabilities of the speech windows that overlap it most). Training speakers' windows are taken
@@ -38,11 +46,13 @@ Command (validation speakers; figures in the model card)::
     python -m training.embedding_adaptation --data ../shared/data --model models/stream-ser-fp32.onnx \\
         --speakers validation nemo:IC0 nemo:SM0 --out training/results/embedding-adaptation-validation.json
 
-With ``--write-model OUT`` it also writes the model with the ``pooled`` / ``speaker`` head inside
-(:func:`write_model`): the graph gets a second output ``embedding`` (float32 ``(batch, dim)``),
-and the metadata an ``embedding_adaptation`` entry (the prior statistics and their weight, the
-head's weights and bias, and a temperature fitted on the split's validation speakers' causal
-windows, Guo et al. 2017), which the runtime's ``EmbeddingAdapter`` applies per channel.
+With ``--write-model OUT`` it also writes the model with the ``pooled`` layer's head inside
+(``--head speaker``, the default, ``aligned`` or ``aligned-tuned``; :func:`write_model`): the
+graph gets a second output ``embedding`` (float32 ``(batch, dim)``), and the metadata an
+``embedding_adaptation`` entry (the prior statistics and their weight, the head's weights and
+bias, for the aligned heads a hidden layer, and a temperature fitted on the split's validation
+speakers' causal windows, Guo et al. 2017), which the runtime's ``EmbeddingAdapter`` applies
+per channel.
 """
 
 from __future__ import annotations
