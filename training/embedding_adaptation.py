@@ -435,9 +435,16 @@ def fit_heads(train: list[StreamEmbeddings], labels: tuple[str, ...], layer: str
     heads = {"global": (_logistic_head(_standardise(x, g_mean, g_var), y, seed), g_mean, g_var),
              "speaker": fit_speaker_head(per_speaker, seed)}
     if tail is not None:
-        heads["aligned"] = (tail, *aligned_statistics([e for e, _ in per_speaker]))
-        heads["aligned-tuned"] = (tune_tail(tail, per_speaker, seed=seed), *heads["aligned"][1:])
+        heads.update(aligned_heads(tail, per_speaker, seed))
     return heads
+
+
+def aligned_heads(tail: DenseTail, per_speaker: list[tuple[np.ndarray, np.ndarray]], seed: int = 0) -> dict:
+    """The ``aligned`` and ``aligned-tuned`` entries of a layer's heads (:func:`fit_heads`,
+    :func:`head_probabilities`): ``(tail, prior_mean, within_variance)``, the second with the
+    tail refitted (:func:`tune_tail`), from the training speakers' ``(embeddings, classes)``."""
+    stats = aligned_statistics([e for e, _ in per_speaker])
+    return {"aligned": (tail, *stats), "aligned-tuned": (tune_tail(tail, per_speaker, seed=seed), *stats)}
 
 
 def head_probabilities(heads: dict, method: str, e: np.ndarray, n_labels: int, prior_windows: float) -> np.ndarray:

@@ -52,8 +52,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .embedding_adaptation import (ALIGNED_METHODS, MIXED_METHOD, TUNED_METHOD, DenseTail, aligned_embeddings,
-                                   aligned_statistics, fit_speaker_head, head_probabilities, tune_tail)
+from .embedding_adaptation import (ALIGNED_METHODS, MIXED_METHOD, TUNED_METHOD, DenseTail, aligned_heads,
+                                   fit_speaker_head, head_probabilities)
 from .evaluate import clip_predictions
 from .output_prior import DEFAULT_PRIOR_WINDOWS
 
@@ -186,8 +186,7 @@ def fold_embedding_adaptation(embeddings: np.ndarray, clip_index: np.ndarray, sp
             raise ValueError(f"training speaker {s} has no speech window")
         per_speaker.append((embeddings[rows], clip_y[clip_index[rows]]))
     head = fit_speaker_head(per_speaker, seed)
-    _, within_var = aligned_statistics([e for e, _ in per_speaker])
-    tuned = tune_tail(tail, per_speaker, seed=seed) if tail is not None else None
+    heads = {"speaker": head, **(aligned_heads(tail, per_speaker, seed) if tail is not None else {})}
     # the test speakers' orders as the baseline draws them; the validation speakers' apart
     orders = {**speaker_orders(speakers, set(validation), order_seed + 1), **speaker_orders(speakers, set(test), order_seed)}
 
@@ -209,19 +208,12 @@ def fold_embedding_adaptation(embeddings: np.ndarray, clip_index: np.ndarray, sp
     for mode in MODES + ((*ALIGNED_METHODS, MIXED_METHOD, TUNED_METHOD) if tail is not None else ()):
         probs, local = [], []
         for s in sorted(test):
-            if mode in ALIGNED_METHODS or mode == TUNED_METHOD:
-                rows = _stream_windows(clip_index, orders[s])
-                net = tuned if mode == TUNED_METHOD else tail
-                p = net.probabilities(aligned_embeddings(embeddings[rows], head[1], within_var,
-                                                         "aligned-causal" if mode == TUNED_METHOD else mode,
-                                                         prior_windows))
-            elif mode == MIXED_METHOD:
-                rows, p = speaker_probs(s, "causal")
-                p = 0.5 * (p + tail.probabilities(aligned_embeddings(embeddings[rows], head[1], within_var,
-                                                                     "aligned-causal", prior_windows)))
-            else:
+            if mode in MODES:
                 rows, p = speaker_probs(s, mode)
                 p = tempered(p, temperature) if len(p) else p
+            else:  # untempered, as training.embedding_adaptation scores them
+                rows = _stream_windows(clip_index, orders[s])
+                p = head_probabilities(heads, mode, embeddings[rows], len(labels), prior_windows)
             probs.append(p)
             local.append([pos[int(c)] for c in clip_index[rows]])
         p = np.concatenate(probs) if probs else np.zeros((0, len(labels)))
